@@ -153,6 +153,12 @@ pub fn error_frame(error: &RequestError, request_id: Option<&RequestId>) -> Stri
     encode_reply(&message, request_id)
 }
 
+/// The `pong` answer to a `ping`, echoing its timestamp (`null` when it had none).
+pub fn pong(timestamp: Option<Value>, request_id: Option<&RequestId>) -> String {
+    let timestamp = timestamp.unwrap_or(Value::Null);
+    encode_reply(&ServerMessage::Pong { timestamp: &timestamp }, request_id)
+}
+
 /// Deserializes a user id given as a string or a JSON number (PROTOCOL conventions).
 pub fn de_user_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     use serde::de::Error;

@@ -1,0 +1,91 @@
+//! The command line, as clap types only; `cmd` turns them into validated configs once.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// rtctl: run and test a realtime WebSocket hub (notifications, org events, admin dashboard, chat).
+#[derive(Debug, Parser)]
+#[command(name = "rtctl", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Config file with the hub's secrets; the first `rtctl serve` creates it
+    #[arg(long, global = true, env = "RTCTL_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+
+    /// More log output: -v debug, -vv trace (RUST_LOG overrides)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port
+    Serve(ServeArgs),
+}
+
+/// `rtctl serve`. Every option can also come from `RTCTL_<NAME>` or the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8000]
+    #[arg(long, env = "RTCTL_BIND")]
+    pub bind: Option<String>,
+
+    /// HS256 secret that JWTs are signed with (default: from the config file)
+    #[arg(long, env = "RTCTL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key to verify RS256/ES256 JWTs with, instead of the secret
+    #[arg(long, env = "RTCTL_JWT_PUBLIC_KEY", value_name = "PEM_FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// JWKS file to verify RS256/ES256 JWTs with, the key chosen by `kid`
+    #[arg(long, env = "RTCTL_JWKS", value_name = "JSON_FILE")]
+    pub jwks: Option<PathBuf>,
+
+    /// Required `iss` claim
+    #[arg(long, env = "RTCTL_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim
+    #[arg(long, env = "RTCTL_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Key that backends send in X-API-Key (default: from the config file)
+    #[arg(long, env = "RTCTL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// Browser origins allowed to connect: a comma list or `*` [default: same host only]
+    #[arg(long, env = "RTCTL_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+
+    /// Database URL [default: sqlite://rtctl-data/rtctl.db]
+    #[arg(long, env = "RTCTL_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]
+    #[arg(long, env = "RTCTL_MAX_FRAME", value_name = "SIZE")]
+    pub max_frame: Option<String>,
+
+    /// Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]
+    #[arg(long, env = "RTCTL_QUEUE", value_name = "MESSAGES")]
+    pub queue: Option<usize>,
+
+    /// Interval between server WebSocket pings [default: 20s]
+    #[arg(long, env = "RTCTL_HEARTBEAT_INTERVAL", value_name = "DURATION")]
+    pub heartbeat_interval: Option<String>,
+
+    /// Silence after which a connection is closed with 4000 [default: 60s]
+    #[arg(long, env = "RTCTL_HEARTBEAT_TIMEOUT", value_name = "DURATION")]
+    pub heartbeat_timeout: Option<String>,
+
+    /// Lifetime of a ws token from /api/user/ws-token/ [default: 30m]
+    #[arg(long, env = "RTCTL_WS_TOKEN_TTL", value_name = "DURATION")]
+    pub ws_token_ttl: Option<String>,
+
+    /// Longest a shutdown waits for sockets and requests [default: 10s]
+    #[arg(long, env = "RTCTL_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+}

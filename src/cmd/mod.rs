@@ -1,0 +1,26 @@
+//! One file per subcommand, each with a `run`; [`dispatch`] is the one `match`.
+
+pub mod serve;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+/// Logs to stderr: `info` for the hub, `warn` for the client commands, `-v`/`-vv` for more, RUST_LOG
+/// to choose exactly.
+pub fn init_logging(cli: &Cli) {
+    let base = match (&cli.command, cli.verbose) {
+        (_, 2..) => "trace",
+        (_, 1) => "debug",
+        (Command::Serve(_), 0) => "info",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(base));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Runs the chosen subcommand; the result is the process's exit code.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Serve(args) => serve::run(&cli.config, args).await,
+    }
+}

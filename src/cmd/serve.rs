@@ -1,0 +1,67 @@
+//! `rtctl serve`: load (or create) the config file, bind, run the hub until SIGINT/SIGTERM.
+
+use std::path::Path;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::cli::ServeArgs;
+use crate::config::{FileConfig, ServeSettings};
+
+pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
+    let file = match FileConfig::load(config_path)? {
+        Some(file) => file,
+        None => {
+            let file = FileConfig::create(config_path)?;
+            info!(path = %config_path.display(), "created config file with a new JWT secret and API key (mode 0600)");
+            file
+        }
+    };
+    let config = settings(args).resolve(&file)?;
+    info!(path = %config_path.display(), "using config file");
+    let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
+    crate::hub::run(listener, config, shutdown_signal()).await?;
+    Ok(0)
+}
+
+fn settings(args: ServeArgs) -> ServeSettings {
+    ServeSettings {
+        bind: args.bind,
+        jwt_secret: args.jwt_secret,
+        jwt_public_key: args.jwt_public_key,
+        jwks: args.jwks,
+        jwt_issuer: args.jwt_issuer,
+        jwt_audience: args.jwt_audience,
+        api_key: args.api_key,
+        allowed_origins: args.allowed_origins,
+        database_url: args.database_url,
+        max_frame: args.max_frame,
+        queue: args.queue,
+        heartbeat_interval: args.heartbeat_interval,
+        heartbeat_timeout: args.heartbeat_timeout,
+        ws_token_ttl: args.ws_token_ttl,
+        shutdown_timeout: args.shutdown_timeout,
+    }
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,478 @@
+//! Configuration: the `rtctl.toml` file, `RTCTL_*` variables and flags, merged once into validated
+//! structs that the library takes. Precedence: flags > env > file > defaults (clap reads flags and env;
+//! this module adds the file and the defaults).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::KeySource;
+
+/// Where the hub listens when nothing says otherwise.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+/// The hub's URL for the CLI when nothing says otherwise.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
+/// The embedded database, relative to the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://rtctl-data/rtctl.db";
+/// The config file every subcommand reads, relative to the working directory.
+pub const DEFAULT_CONFIG_PATH: &str = "rtctl.toml";
+/// Largest inbound WebSocket frame (PROTOCOL §2, close 1009 above it).
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+/// Outbound queue per connection, in messages. A client this far behind is closed with 4008; 1024
+/// absorbs a burst of a thousand pushes (a mass notification) without punishing a healthy reader.
+pub const DEFAULT_QUEUE: usize = 1024;
+/// How often the hub sends a WebSocket Ping (PROTOCOL §3).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(20);
+/// How long a connection may stay silent before it is closed with 4000 (PROTOCOL §3).
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a ws token stays valid (PROTOCOL §1).
+pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
+/// How long shutdown waits for sockets and in-flight requests.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A secret value (JWT secret, API key) that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for signing and comparing; never for logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Which browser origins may open WebSockets (PROTOCOL §1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    /// Only an origin whose host equals the request's `Host` (the default).
+    SameHost,
+    /// Any origin (`*`).
+    Any,
+    /// These origins exactly (`scheme://host[:port]`, lowercased, no trailing slash).
+    List(Vec<String>),
+}
+
+impl AllowedOrigins {
+    /// Parses `*` or a comma-separated list of origins.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let text = text.trim();
+        if text == "*" {
+            return Ok(Self::Any);
+        }
+        let mut origins = Vec::new();
+        for origin in text.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let (scheme, host) = origin
+                .split_once("://")
+                .with_context(|| format!("`{origin}` is not an origin like https://app.example.com"))?;
+            if !matches!(scheme, "http" | "https") || host.is_empty() || host.contains('/') {
+                bail!("`{origin}` is not an origin like https://app.example.com");
+            }
+            origins.push(origin.to_ascii_lowercase());
+        }
+        if origins.is_empty() {
+            bail!("expected `*` or a comma-separated list of origins");
+        }
+        Ok(Self::List(origins))
+    }
+
+    /// May a request with this `Origin` header and this `Host` header upgrade?
+    pub fn allows(&self, origin: &str, host: Option<&str>) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin)),
+            Self::SameHost => {
+                let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+                matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+            }
+        }
+    }
+}
+
+/// Per-connection limits and timers.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_frame: usize,
+    pub queue: usize,
+    pub heartbeat_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub ws_token_ttl: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            queue: DEFAULT_QUEUE,
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            ws_token_ttl: DEFAULT_WS_TOKEN_TTL,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// Everything `hub::run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Where `rtctl serve` binds (tests bind their own listener and ignore it).
+    pub bind: SocketAddr,
+    pub keys: KeySource,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub api_key: Secret,
+    pub allowed_origins: AllowedOrigins,
+    pub database_url: String,
+    pub limits: Limits,
+}
+
+impl HubConfig {
+    /// A hub with fresh random secrets and its database under `data_dir`: for tests and `bench --spawn`.
+    pub fn ephemeral(data_dir: &Path) -> Self {
+        Self {
+            bind: DEFAULT_BIND.parse().expect("the default bind address parses"),
+            keys: KeySource::Secret(crate::auth::random_secret()),
+            jwt_issuer: None,
+            jwt_audience: None,
+            api_key: Secret::new(crate::auth::random_secret()),
+            allowed_origins: AllowedOrigins::SameHost,
+            database_url: format!("sqlite://{}", data_dir.join("rtctl.db").display()),
+            limits: Limits::default(),
+        }
+    }
+
+    /// The HS256 secret, when the hub verifies with one.
+    pub fn jwt_secret(&self) -> Option<&str> {
+        match &self.keys {
+            KeySource::Secret(secret) => Some(secret),
+            _ => None,
+        }
+    }
+}
+
+/// The `rtctl.toml` file: every setting is optional; names match the long flags with `_`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub url: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwks: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub api_key: Option<String>,
+    pub allowed_origins: Option<String>,
+    pub database_url: Option<String>,
+    pub max_frame: Option<String>,
+    pub queue: Option<usize>,
+    pub heartbeat_interval: Option<String>,
+    pub heartbeat_timeout: Option<String>,
+    pub ws_token_ttl: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+impl FileConfig {
+    /// Reads the file; `Ok(None)` when it does not exist.
+    pub fn load(path: &Path) -> anyhow::Result<Option<Self>> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+        };
+        let config = toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+        Ok(Some(config))
+    }
+
+    /// Creates the file with a fresh JWT secret and API key, readable by its owner only.
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let config = Self {
+            jwt_secret: Some(crate::auth::random_secret()),
+            api_key: Some(crate::auth::random_secret()),
+            ..Self::default()
+        };
+        let text = format!(
+            "# rtctl configuration, created by the first `rtctl serve`. Every subcommand reads it.\n\
+             # Settings are named like the long flags (bind, database_url, allowed_origins, ...);\n\
+             # flags and RTCTL_* variables override them.\n{}",
+            toml::to_string(&config).context("cannot encode the config file")?
+        );
+        write_private(path, &text).with_context(|| format!("cannot create config file {}", path.display()))?;
+        Ok(config)
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+/// Parses a duration such as `20s`, `1m30s`, `1h`, naming the setting when it is wrong.
+pub fn parse_duration(setting: &str, text: &str) -> anyhow::Result<Duration> {
+    let duration = humantime::parse_duration(text.trim())
+        .with_context(|| format!("invalid {setting} `{text}`: expected a duration like 20s, 5m or 1h"))?;
+    if duration.is_zero() {
+        bail!("invalid {setting} `{text}`: must be more than zero");
+    }
+    Ok(duration)
+}
+
+/// Parses a size such as `65536`, `64KiB`, `1MiB` (also `k`, `KB`, `M`, `MB`, read as binary units).
+pub fn parse_size(setting: &str, text: &str) -> anyhow::Result<usize> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => bail!("invalid {setting} `{text}`: expected a size like 65536, 64KiB or 1MiB"),
+    };
+    let number: usize = number
+        .parse()
+        .with_context(|| format!("invalid {setting} `{text}`: expected a size like 65536, 64KiB or 1MiB"))?;
+    Ok(number * multiplier)
+}
+
+/// The settings of `rtctl serve` before defaults: flags and env already merged by clap.
+#[derive(Debug, Default, Clone)]
+pub struct ServeSettings {
+    pub bind: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key: Option<PathBuf>,
+    pub jwks: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub api_key: Option<String>,
+    pub allowed_origins: Option<String>,
+    pub database_url: Option<String>,
+    pub max_frame: Option<String>,
+    pub queue: Option<usize>,
+    pub heartbeat_interval: Option<String>,
+    pub heartbeat_timeout: Option<String>,
+    pub ws_token_ttl: Option<String>,
+    pub shutdown_timeout: Option<String>,
+}
+
+impl ServeSettings {
+    /// Merges with the file and the defaults and validates; every error names its setting.
+    pub fn resolve(self, file: &FileConfig) -> anyhow::Result<HubConfig> {
+        let bind_text = self.bind.or(file.bind.clone()).unwrap_or_else(|| DEFAULT_BIND.to_owned());
+        let bind = bind_text
+            .parse()
+            .with_context(|| format!("invalid bind `{bind_text}`: expected an address like 127.0.0.1:8000"))?;
+
+        let keys = if let Some(path) = self.jwks.or(file.jwks.clone()) {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("invalid jwks: cannot read {}", path.display()))?;
+            KeySource::Jwks(text)
+        } else if let Some(path) = self.jwt_public_key.or(file.jwt_public_key.clone()) {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("invalid jwt_public_key: cannot read {}", path.display()))?;
+            KeySource::PublicKeyPem(text)
+        } else {
+            match self.jwt_secret.or(file.jwt_secret.clone()) {
+                Some(secret) if secret.len() >= 16 => KeySource::Secret(secret),
+                Some(_) => bail!("invalid jwt_secret: must be at least 16 characters"),
+                None => bail!("no JWT key configured: set jwt_secret in the config file, --jwt-secret or RTCTL_JWT_SECRET"),
+            }
+        };
+        let jwt_issuer = self.jwt_issuer.or(file.jwt_issuer.clone());
+        let jwt_audience = self.jwt_audience.or(file.jwt_audience.clone());
+        // Building a verifier here turns a bad key file into a start-up error, not a 401 per request.
+        let setting = match &keys {
+            KeySource::Secret(_) => "jwt_secret",
+            KeySource::PublicKeyPem(_) => "jwt_public_key",
+            KeySource::Jwks(_) => "jwks",
+        };
+        crate::auth::Verifier::new(&keys, jwt_issuer.clone(), jwt_audience.clone())
+            .with_context(|| format!("invalid {setting}"))?;
+
+        let api_key = match self.api_key.or(file.api_key.clone()) {
+            Some(key) if key.len() >= 16 => Secret::new(key),
+            Some(_) => bail!("invalid api_key: must be at least 16 characters"),
+            None => bail!("no API key configured: set api_key in the config file, --api-key or RTCTL_API_KEY"),
+        };
+        let allowed_origins = match self.allowed_origins.or(file.allowed_origins.clone()) {
+            Some(text) => AllowedOrigins::parse(&text).context("invalid allowed_origins")?,
+            None => AllowedOrigins::SameHost,
+        };
+        let database_url = self
+            .database_url
+            .or(file.database_url.clone())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !database_url.starts_with("sqlite:") {
+            bail!("invalid database_url: only sqlite://PATH is supported by this version");
+        }
+
+        let defaults = Limits::default();
+        let duration = |setting: &str, flag: Option<String>, file: &Option<String>, default: Duration| {
+            flag.or(file.clone()).map_or(Ok(default), |text| parse_duration(setting, &text))
+        };
+        let max_frame = match self.max_frame.or(file.max_frame.clone()) {
+            Some(text) => parse_size("max_frame", &text)?,
+            None => defaults.max_frame,
+        };
+        if !(1024..=16 * 1024 * 1024).contains(&max_frame) {
+            bail!("invalid max_frame {max_frame}: must be between 1KiB and 16MiB");
+        }
+        let queue = self.queue.or(file.queue).unwrap_or(defaults.queue);
+        if queue == 0 {
+            bail!("invalid queue: must be at least 1");
+        }
+        let limits = Limits {
+            max_frame,
+            queue,
+            heartbeat_interval: duration(
+                "heartbeat_interval",
+                self.heartbeat_interval,
+                &file.heartbeat_interval,
+                defaults.heartbeat_interval,
+            )?,
+            heartbeat_timeout: duration(
+                "heartbeat_timeout",
+                self.heartbeat_timeout,
+                &file.heartbeat_timeout,
+                defaults.heartbeat_timeout,
+            )?,
+            ws_token_ttl: duration("ws_token_ttl", self.ws_token_ttl, &file.ws_token_ttl, defaults.ws_token_ttl)?,
+            shutdown_timeout: duration(
+                "shutdown_timeout",
+                self.shutdown_timeout,
+                &file.shutdown_timeout,
+                defaults.shutdown_timeout,
+            )?,
+        };
+        if limits.heartbeat_timeout <= limits.heartbeat_interval {
+            bail!("invalid heartbeat_timeout: must be longer than heartbeat_interval");
+        }
+        Ok(HubConfig {
+            bind,
+            keys,
+            jwt_issuer,
+            jwt_audience,
+            api_key,
+            allowed_origins,
+            database_url,
+            limits,
+        })
+    }
+}
+
+/// What the client subcommands need to reach a hub: its URL and, where they mint or publish, its
+/// secrets.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://` or `https://` base URL of the hub, without a trailing slash.
+    pub url: String,
+    pub jwt_secret: Option<Secret>,
+    pub api_key: Option<Secret>,
+}
+
+impl ClientConfig {
+    /// Merges flags/env (already merged by clap) with the file at `path` and the defaults.
+    pub fn resolve(
+        url: Option<String>,
+        jwt_secret: Option<String>,
+        api_key: Option<String>,
+        path: &Path,
+    ) -> anyhow::Result<Self> {
+        let file = FileConfig::load(path)?.unwrap_or_default();
+        let url = url.or(file.url).unwrap_or_else(|| DEFAULT_URL.to_owned());
+        let url = url.trim_end_matches('/').to_owned();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("invalid url `{url}`: expected http://HOST:PORT or https://HOST");
+        }
+        Ok(Self {
+            url,
+            jwt_secret: jwt_secret.or(file.jwt_secret).map(Secret::new),
+            api_key: api_key.or(file.api_key).map(Secret::new),
+        })
+    }
+
+    /// The WebSocket base URL: `ws://` for `http://`, `wss://` for `https://`.
+    pub fn ws_url(&self) -> String {
+        match self.url.strip_prefix("https://") {
+            Some(rest) => format!("wss://{rest}"),
+            None => format!("ws://{}", self.url.trim_start_matches("http://")),
+        }
+    }
+
+    /// The API key, or an error saying how to configure one.
+    pub fn require_api_key(&self) -> anyhow::Result<&Secret> {
+        self.api_key
+            .as_ref()
+            .context("no API key: run `rtctl serve` once here to create rtctl.toml, or pass --api-key / RTCTL_API_KEY")
+    }
+
+    /// The JWT secret, or an error saying how to configure one.
+    pub fn require_jwt_secret(&self) -> anyhow::Result<&Secret> {
+        self.jwt_secret.as_ref().context(
+            "no JWT secret: run `rtctl serve` once here to create rtctl.toml, or pass --jwt-secret / RTCTL_JWT_SECRET",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_same_host_by_default_and_lists_exactly() {
+        let same = AllowedOrigins::SameHost;
+        assert!(same.allows("http://localhost:8000", Some("localhost:8000")));
+        assert!(!same.allows("http://evil.example", Some("localhost:8000")));
+        let list = AllowedOrigins::parse("https://app.example.com, http://localhost:3000").unwrap();
+        assert!(list.allows("https://app.example.com", None));
+        assert!(!list.allows("https://app.example.com.evil", None));
+        assert_eq!(AllowedOrigins::parse("*").unwrap(), AllowedOrigins::Any);
+        assert!(AllowedOrigins::parse("app.example.com").is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations_name_the_setting() {
+        assert_eq!(parse_size("max_frame", "64KiB").unwrap(), 65536);
+        assert_eq!(parse_size("max_frame", "1024").unwrap(), 1024);
+        let err = parse_size("max_frame", "lots").unwrap_err().to_string();
+        assert!(err.contains("max_frame"), "{err}");
+        assert_eq!(parse_duration("ws_token_ttl", "30m").unwrap(), Duration::from_secs(1800));
+        assert!(parse_duration("heartbeat_timeout", "soon").unwrap_err().to_string().contains("heartbeat_timeout"));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file = FileConfig {
+            jwt_secret: Some("file-secret-0123456789".into()),
+            api_key: Some("file-key-0123456789".into()),
+            bind: Some("127.0.0.1:9000".into()),
+            ..FileConfig::default()
+        };
+        let settings = ServeSettings { bind: Some("127.0.0.1:9100".into()), ..ServeSettings::default() };
+        let config = settings.resolve(&file).unwrap();
+        assert_eq!(config.bind.port(), 9100);
+        assert_eq!(config.api_key.expose(), "file-key-0123456789");
+        assert_eq!(format!("{:?}", config.api_key), "Secret(***)");
+    }
+}

@@ -1,0 +1,392 @@
+//! The HTTP API (PROTOCOL §5): health, metrics, ws tokens, publishing and reading notifications,
+//! org events and stats. Every error is `{"error":{"code","message"}}` with a fitting status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tracing::{error, info};
+
+use super::metrics::{Endpoint, resident_memory_bytes};
+use super::presence::scope;
+use super::{Hub, events, notifications};
+use crate::auth::Identity;
+use crate::protocol::{self, NewNotificationFields, RequestError};
+use crate::store::StoreError;
+
+/// Largest request body (PROTOCOL §5: 413 above it).
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Most recipients one `POST /api/v1/notifications` may name.
+pub const MAX_RECIPIENTS: usize = 10_000;
+
+/// An HTTP error with the PROTOCOL §5 body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+
+    /// The same failure as a WebSocket `error` (for requests that share a path with the API).
+    pub fn into_request_error(self) -> RequestError {
+        use crate::protocol::ErrorCode;
+        let code = match self.status {
+            StatusCode::BAD_REQUEST => ErrorCode::InvalidMessage,
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => ErrorCode::Forbidden,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+            _ => ErrorCode::Internal,
+        };
+        RequestError::new(code, self.message)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        error!(error = %error, "store failed");
+        Self::internal()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// A JSON body whose every rejection is an [`ApiError`]: 400 bad JSON or fields, 413 too large,
+/// 415 not JSON.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<Value>::from_request(request, state).await.map_err(|rejection| {
+            match &rejection {
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    "expected Content-Type: application/json",
+                ),
+                JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "payload_too_large",
+                        format!("request body is larger than {MAX_BODY} bytes"),
+                    )
+                }
+                _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()),
+            }
+        })?;
+        if !value.is_object() {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "expected a JSON object"));
+        }
+        T::deserialize(value).map(ApiJson).map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+}
+
+/// Who is calling an HTTP route.
+enum Caller {
+    /// A backend with the API key.
+    Backend,
+    /// A person with a JWT.
+    User(Identity),
+}
+
+impl Caller {
+    fn is_privileged(&self) -> bool {
+        match self {
+            Self::Backend => true,
+            Self::User(identity) => identity.is_staff,
+        }
+    }
+}
+
+/// The `Authorization: Bearer` token of a request.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Compares without an early exit, so the time taken does not tell how much of a key was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The API key (`X-API-Key`) or a JWT (`Authorization: Bearer`); 401 for neither or a bad one.
+fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    if let Some(key) = headers.get("x-api-key") {
+        if constant_time_eq(key.as_bytes(), hub.config.api_key.expose().as_bytes()) {
+            return Ok(Caller::Backend);
+        }
+        hub.metrics.auth_failure("api_key");
+        return Err(ApiError::unauthorized("invalid API key"));
+    }
+    match bearer(headers) {
+        Some(token) if crate::auth::looks_like_jwt(token) => hub
+            .authenticate(Some(token))
+            .map(Caller::User)
+            .map_err(|e| ApiError::unauthorized(e.to_string())),
+        Some(_) => {
+            hub.metrics.auth_failure("invalid");
+            Err(ApiError::unauthorized("expected a JWT bearer token"))
+        }
+        None => {
+            hub.metrics.auth_failure("missing");
+            Err(ApiError::unauthorized("missing X-API-Key or Authorization: Bearer"))
+        }
+    }
+}
+
+/// The API key or a staff JWT; 403 for a non-staff user.
+fn privileged(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let caller = caller(hub, headers)?;
+    if !caller.is_privileged() {
+        return Err(ApiError::forbidden("requires the API key or a staff token"));
+    }
+    Ok(caller)
+}
+
+/// A person's JWT; the API key does not name a user.
+fn user(hub: &Hub, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    match caller(hub, headers)? {
+        Caller::User(identity) => Ok(identity),
+        Caller::Backend => Err(ApiError::forbidden("requires a user's token, not the API key")),
+    }
+}
+
+/// The API key only.
+fn backend(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
+    match caller(hub, headers)? {
+        Caller::Backend => Ok(()),
+        Caller::User(_) => Err(ApiError::forbidden("requires the API key")),
+    }
+}
+
+/// The routes of this module, merged into the hub's app.
+pub fn routes() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/api/user/ws-token/", get(ws_token))
+        .route("/api/v1/notifications", post(create_notifications).get(list_notifications))
+        .route("/api/v1/orgs/{org_id}/events", post(create_event))
+        .route("/api/v1/stats", get(stats))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// Logs each request by method, path and status; never the query string, which may hold a token.
+pub async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    info!(%method, path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+async fn healthz() -> axum::Json<Value> {
+    axum::Json(json!({"status": "ok"}))
+}
+
+async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
+    let layer = hub.layer.ping().await;
+    let store = hub.store.ping().await;
+    let state = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let ready = layer.is_ok() && store.is_ok();
+    let body = json!({
+        "status": state(ready),
+        "layer": {"name": hub.layer.name(), "status": state(layer.is_ok())},
+        "store": {"name": hub.store.name(), "status": state(store.is_ok())},
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], hub.metrics.render()).into_response()
+}
+
+async fn ws_token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
+    let identity = user(&hub, &headers)?;
+    let token = hub.ws_tokens.mint(identity);
+    Ok(axum::Json(json!({"ws_token": token, "expires_in": hub.ws_tokens.ttl().as_secs()})))
+}
+
+/// `POST /api/v1/notifications`: one notification, or the same one for many users.
+#[derive(Debug, Deserialize)]
+struct CreateNotifications {
+    #[serde(default, deserialize_with = "protocol::de_opt_user_id")]
+    user_id: Option<String>,
+    user_ids: Option<Vec<Value>>,
+    title: String,
+    #[serde(alias = "body")]
+    message: String,
+    #[serde(rename = "type", alias = "notification_type")]
+    kind: Option<String>,
+    data: Option<Value>,
+    link: Option<String>,
+}
+
+async fn create_notifications(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateNotifications>,
+) -> Result<Response, ApiError> {
+    privileged(&hub, &headers)?;
+    let recipients = recipients(body.user_id.clone(), body.user_ids.as_deref())?;
+    let fields = NewNotificationFields {
+        user_id: String::new(),
+        title: body.title,
+        message: body.message,
+        notification_type: body.kind,
+        data: body.data,
+        link: body.link,
+    };
+    let new = recipients
+        .into_iter()
+        .map(|user| notifications::validate(user, &fields))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::bad_request)?;
+    let stored = notifications::publish(&hub, new).await?;
+    let created: Vec<Value> = stored.iter().map(|(user, n)| json!({"id": n.id, "user_id": user})).collect();
+    Ok((StatusCode::CREATED, axum::Json(json!({"notifications": created}))).into_response())
+}
+
+/// `user_id` or `user_ids` (exactly one of them), each a string or an integer.
+fn recipients(user_id: Option<String>, user_ids: Option<&[Value]>) -> Result<Vec<String>, ApiError> {
+    match (user_id, user_ids) {
+        (Some(user), None) => Ok(vec![user]),
+        (None, Some(ids)) if !ids.is_empty() && ids.len() <= MAX_RECIPIENTS => ids
+            .iter()
+            .map(|id| match id {
+                Value::String(s) if !s.is_empty() && s.len() <= 128 => Ok(s.clone()),
+                Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+                _ => Err(ApiError::bad_request("user_ids must hold strings or integers")),
+            })
+            .collect(),
+        (None, Some(_)) => Err(ApiError::bad_request(format!("user_ids must hold 1..{MAX_RECIPIENTS} ids"))),
+        (Some(_), Some(_)) => Err(ApiError::bad_request("give user_id or user_ids, not both")),
+        (None, None) => Err(ApiError::bad_request("missing field `user_id` (or `user_ids`)")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    before_id: Option<i64>,
+    #[serde(default)]
+    unread_only: bool,
+}
+
+async fn list_notifications(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<protocol::NotificationPage>, ApiError> {
+    let identity = user(&hub, &headers)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let query = notifications::page_query(query.limit, query.before_id, query.unread_only)
+        .map_err(ApiError::bad_request)?;
+    Ok(axum::Json(hub.store.list_notifications(&identity.user_id, query).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateEvent {
+    event_type: String,
+    data: Option<Value>,
+}
+
+/// Longest `event_type`.
+const MAX_EVENT_TYPE: usize = 128;
+
+async fn create_event(
+    State(hub): State<Arc<Hub>>,
+    Path(org_id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateEvent>,
+) -> Result<Response, ApiError> {
+    backend(&hub, &headers)?;
+    if !protocol::is_valid_scope_id(&org_id) {
+        return Err(ApiError::bad_request("org id must match [A-Za-z0-9_.-]{1,64}"));
+    }
+    if body.event_type.is_empty() || body.event_type.len() > MAX_EVENT_TYPE {
+        return Err(ApiError::bad_request(format!("event_type must be 1..{MAX_EVENT_TYPE} characters")));
+    }
+    let data = body.data.unwrap_or_else(|| json!({}));
+    let timestamp = events::publish(&hub, &org_id, &body.event_type, &data).await?;
+    let body = json!({"org_id": org_id, "event_type": body.event_type, "timestamp": timestamp});
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+async fn stats(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
+    privileged(&hub, &headers)?;
+    let metrics = &hub.metrics;
+    let connections: serde_json::Map<String, Value> =
+        Endpoint::ALL.iter().map(|e| (e.label().to_owned(), Value::from(metrics.connections(*e)))).collect();
+    let total: i64 = Endpoint::ALL.iter().map(|e| metrics.connections(*e)).sum();
+    Ok(axum::Json(json!({
+        "node_id": hub.node_id,
+        "uptime_seconds": hub.started.elapsed().as_secs(),
+        "connections": connections,
+        "connections_total": total,
+        "users_online": hub.presence.online(scope::HUB).await,
+        "messages_in": metrics.total_frames_in(),
+        "messages_out": metrics.total_frames_out(),
+        "slow_consumers_dropped": metrics.slow_consumers(),
+        "layer": hub.layer.name(),
+        "store": hub.store.name(),
+        "memory_rss_bytes": resident_memory_bytes(),
+    })))
+}

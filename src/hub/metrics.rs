@@ -1,0 +1,156 @@
+//! Counters for `/metrics` (Prometheus text) and `/api/v1/stats`.
+//!
+//! Hot counters are plain handles created once per endpoint, so the fan-out path pays one atomic add
+//! per batch and never a label lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The WebSocket endpoints, for labels and per-endpoint figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Notifications,
+    Events,
+    Dashboard,
+    Chat,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 4] = [Self::Notifications, Self::Events, Self::Dashboard, Self::Chat];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Notifications => "notifications",
+            Self::Events => "events",
+            Self::Dashboard => "dashboard",
+            Self::Chat => "chat",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// All of the hub's metrics.
+pub struct Metrics {
+    registry: Registry,
+    connections: [Gauge; 4],
+    frames_in: [Counter; 4],
+    frames_out: [Counter; 4],
+    publishes: Family<KindLabel, Counter>,
+    slow_consumers: Counter,
+    auth_failures: Family<ReasonLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rtctl");
+        let connections = Family::<EndpointLabel, Gauge>::default();
+        let frames_in = Family::<EndpointLabel, Counter>::default();
+        let frames_out = Family::<EndpointLabel, Counter>::default();
+        let publishes = Family::<KindLabel, Counter>::default();
+        let slow_consumers = Counter::default();
+        let auth_failures = Family::<ReasonLabel, Counter>::default();
+        registry.register("connections", "Open WebSocket connections", connections.clone());
+        registry.register("frames_in", "WebSocket text frames received from clients", frames_in.clone());
+        registry.register("frames_out", "WebSocket text frames sent to clients", frames_out.clone());
+        registry.register("publishes", "Messages published to the channel layer", publishes.clone());
+        registry.register("slow_consumer_closes", "Connections closed with 4008", slow_consumers.clone());
+        registry.register("auth_failures", "Refused tokens and origins", auth_failures.clone());
+        let per_endpoint = |family: &Family<EndpointLabel, Counter>| {
+            Endpoint::ALL.map(|e| family.get_or_create(&EndpointLabel { endpoint: e.label() }).clone())
+        };
+        Self {
+            connections: Endpoint::ALL.map(|e| connections.get_or_create(&EndpointLabel { endpoint: e.label() }).clone()),
+            frames_in: per_endpoint(&frames_in),
+            frames_out: per_endpoint(&frames_out),
+            publishes,
+            slow_consumers,
+            auth_failures,
+            registry,
+        }
+    }
+
+    pub fn connected(&self, endpoint: Endpoint) {
+        self.connections[endpoint as usize].inc();
+    }
+
+    pub fn disconnected(&self, endpoint: Endpoint) {
+        self.connections[endpoint as usize].dec();
+    }
+
+    pub fn frame_in(&self, endpoint: Endpoint) {
+        self.frames_in[endpoint as usize].inc();
+    }
+
+    pub fn frames_out(&self, endpoint: Endpoint, count: u64) {
+        self.frames_out[endpoint as usize].inc_by(count);
+    }
+
+    /// A message published to the layer; `kind` is `notification`, `event`, `unread_count`, ...
+    pub fn published(&self, kind: &'static str) {
+        self.publishes.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    pub fn slow_consumer(&self) {
+        self.slow_consumers.inc();
+    }
+
+    /// A refused token or origin; `reason` is one of `AuthError::reason` or `origin`.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn connections(&self, endpoint: Endpoint) -> i64 {
+        self.connections[endpoint as usize].get()
+    }
+
+    pub fn total_frames_in(&self) -> u64 {
+        self.frames_in.iter().map(Counter::get).sum()
+    }
+
+    pub fn total_frames_out(&self) -> u64 {
+        self.frames_out.iter().map(Counter::get).sum()
+    }
+
+    pub fn slow_consumers(&self) -> u64 {
+        self.slow_consumers.get()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// The process's resident memory in bytes (Linux `/proc/self/statm`), for `/api/v1/stats` and the bench.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * u64::try_from(page_size).ok()?)
+}

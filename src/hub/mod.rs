@@ -1,0 +1,284 @@
+//! The hub: `run(listener, config, shutdown)` serves every WebSocket endpoint and HTTP route of
+//! PROTOCOL.md on one port until `shutdown` resolves, then closes sockets with 1001 and drains.
+//!
+//! A push reads as one straight line: API handler or client message → store (when stored) →
+//! `layer.publish(group, push)` → this node's [`registry::Registry`] → each connection's
+//! [`outbox::Outbox`] → its session's writer → the socket.
+
+pub mod api;
+mod events;
+pub mod metrics;
+mod notifications;
+pub mod outbox;
+pub mod presence;
+pub mod registry;
+pub mod session;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use self::api::ApiError;
+use self::metrics::Metrics;
+use self::presence::{LocalPresence, Presence};
+use self::registry::Registry;
+use self::session::{Accepted, Conn, Refusal, Session};
+use crate::auth::{AuthError, Identity, Verifier, WsTokens};
+use crate::config::HubConfig;
+use crate::layer::{ConnId, MemoryLayer, Push, SharedLayer};
+use crate::protocol::close;
+use crate::store::Store;
+
+/// The hub's shared state, one per process.
+pub struct Hub {
+    pub config: HubConfig,
+    pub verifier: Verifier,
+    pub ws_tokens: WsTokens,
+    pub store: Arc<dyn Store>,
+    pub layer: SharedLayer,
+    pub registry: Arc<Registry>,
+    pub presence: Arc<dyn Presence>,
+    pub metrics: Arc<Metrics>,
+    /// Random per process, shown in `/api/v1/stats`; also the high bits of every [`ConnId`].
+    pub node_id: String,
+    pub started: std::time::Instant,
+    /// Cancelled when the hub shuts down; every session watches it.
+    pub shutdown: CancellationToken,
+    /// Every session task, so that shutdown can wait for their 1001 closes (axum does not).
+    pub sessions: TaskTracker,
+    conn_base: u64,
+    next_conn: AtomicU64,
+}
+
+impl Hub {
+    /// Opens the store and builds the shared state.
+    pub async fn start(config: HubConfig) -> anyhow::Result<Arc<Self>> {
+        let verifier = Verifier::new(&config.keys, config.jwt_issuer.clone(), config.jwt_audience.clone())
+            .context("invalid JWT key configuration")?;
+        let store = crate::store::open(&config.database_url)
+            .await
+            .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
+        let metrics = Arc::new(Metrics::new());
+        let registry = Arc::new(Registry::new(Arc::clone(&metrics)));
+        let layer: SharedLayer = Arc::new(MemoryLayer::new(Arc::clone(&registry)));
+        let node = rand::random::<u32>();
+        Ok(Arc::new(Self {
+            ws_tokens: WsTokens::new(config.limits.ws_token_ttl),
+            config,
+            verifier,
+            store,
+            layer,
+            registry,
+            presence: Arc::new(LocalPresence::default()),
+            metrics,
+            node_id: format!("{node:08x}"),
+            started: std::time::Instant::now(),
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            conn_base: u64::from(node) << 32,
+            next_conn: AtomicU64::new(1),
+        }))
+    }
+
+    fn next_conn_id(&self) -> ConnId {
+        self.conn_base | (self.next_conn.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
+    }
+
+    /// Publishes a push to a group through the layer, counting it by kind.
+    pub async fn publish(&self, kind: &'static str, group: &str, push: Push) -> Result<(), ApiError> {
+        self.metrics.published(kind);
+        self.layer.publish(group, push).await.map_err(|e| {
+            warn!(error = %e, group, "publish failed");
+            ApiError::unavailable("channel layer unavailable")
+        })
+    }
+
+    /// Verifies a JWT or redeems a ws token (PROTOCOL §1), counting failures by reason.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+        let result = match token {
+            None | Some("") => Err(AuthError::Missing),
+            Some(token) if crate::auth::looks_like_jwt(token) => self.verifier.verify(token),
+            Some(token) => self.ws_tokens.redeem(token),
+        };
+        if let Err(error) = &result {
+            self.metrics.auth_failure(error.reason());
+        }
+        result
+    }
+}
+
+/// Serves the hub on `listener` until `shutdown` resolves; then closes every socket with 1001, lets
+/// in-flight requests finish, and returns within the configured shutdown timeout.
+pub async fn run(
+    listener: TcpListener,
+    config: HubConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let hub = Hub::start(config).await?;
+    let local = listener.local_addr().context("listener has no local address")?;
+    info!(
+        address = %local,
+        layer = hub.layer.name(),
+        store = hub.store.name(),
+        node = %hub.node_id,
+        "hub listening"
+    );
+    let token = hub.shutdown.clone();
+    let server = axum::serve(listener, app(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(token.clone().cancelled_owned());
+    let mut server = tokio::spawn(server.into_future());
+    tokio::select! {
+        () = shutdown => info!("shutting down"),
+        result = &mut server => {
+            // The server only stops by itself on an accept error: stop the sessions too.
+            token.cancel();
+            return result.context("server task failed")?.context("server failed");
+        }
+    }
+    token.cancel();
+    hub.sessions.close();
+    let drain = async {
+        hub.sessions.wait().await;
+        let _ = server.await;
+    };
+    if tokio::time::timeout(hub.config.limits.shutdown_timeout, drain).await.is_err() {
+        warn!(timeout = ?hub.config.limits.shutdown_timeout, "shutdown timed out; dropping remaining connections");
+    }
+    info!("hub stopped");
+    Ok(())
+}
+
+/// The hub's routes, for `run` and for `oneshot` tests of the HTTP API.
+pub fn app(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/ws/notifications/", get(ws_notifications))
+        .route("/ws/events/{org_id}/", get(ws_events))
+        .merge(api::routes())
+        .layer(axum::middleware::from_fn(api::log_request))
+        .with_state(hub)
+}
+
+/// The `token` query parameter (PROTOCOL §1); other parameters are ignored.
+#[derive(Debug, Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The token of a request: `?token=` first, then `Authorization: Bearer`.
+fn request_token<'a>(query: &'a TokenQuery, headers: &'a HeaderMap) -> Option<&'a str> {
+    query.token.as_deref().or_else(|| api::bearer(headers))
+}
+
+/// Checks the origin and prepares the upgrade with the hub's limits; an error is the HTTP answer.
+fn prepare_upgrade(
+    hub: &Hub,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    headers: &HeaderMap,
+) -> Result<WebSocketUpgrade, Response> {
+    let upgrade = upgrade.map_err(|rejection| {
+        let message = format!("expected a WebSocket upgrade: {rejection}");
+        ApiError::new(rejection.status(), "upgrade_required", message).into_response()
+    })?;
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let allowed = origin.to_str().is_ok_and(|origin| hub.config.allowed_origins.allows(origin, host));
+        if !allowed {
+            hub.metrics.auth_failure("origin");
+            return Err(ApiError::forbidden("origin not allowed").into_response());
+        }
+    }
+    let limits = &hub.config.limits;
+    // Sized on purpose: tungstenite's defaults (128 KiB read and write buffers) would cost over 128 KiB
+    // per idle connection. Reads grow past this only for a large frame; writes flush past it.
+    Ok(upgrade
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(limits.max_frame)
+        .max_frame_size(limits.max_frame))
+}
+
+/// Initial read buffer per connection: most client frames are well under 1 KiB.
+const READ_BUFFER: usize = 4 * 1024;
+/// Bytes collected before a write reaches the socket; a burst flushes once at the end anyway.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Authenticates, upgrades and hands the socket to an endpoint's `open`, which may refuse it.
+fn accept<S, F, Fut>(hub: Arc<Hub>, upgrade: WebSocketUpgrade, token: Option<&str>, open: F) -> Response
+where
+    S: Session,
+    F: FnOnce(Arc<Hub>, Conn) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Accepted<S>, Refusal>> + Send,
+{
+    let identity = hub.authenticate(token);
+    let tracker = hub.sessions.clone();
+    upgrade.on_upgrade(move |socket: WebSocket| {
+        let span = info_span!("ws", endpoint = S::ENDPOINT.label(), user = tracing::field::Empty);
+        tracker.track_future(
+            async move {
+                let identity = match identity {
+                    Ok(identity) => identity,
+                    Err(error) => {
+                        return session::refuse(socket, Refusal::new(close::UNAUTHORIZED, error.to_string())).await;
+                    }
+                };
+                tracing::Span::current().record("user", identity.user_id.as_str());
+                let outbox = Arc::new(outbox::Outbox::new(hub.config.limits.queue));
+                let conn = Conn { id: hub.next_conn_id(), identity, outbox };
+                match open(Arc::clone(&hub), conn).await {
+                    Ok(accepted) => session::serve(hub, socket, accepted).await,
+                    Err(refusal) => session::refuse(socket, refusal).await,
+                }
+            }
+            .instrument(span),
+        )
+    })
+}
+
+async fn ws_notifications(
+    State(hub): State<Arc<Hub>>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match prepare_upgrade(&hub, upgrade, &headers) {
+        Ok(upgrade) => accept(hub, upgrade, request_token(&query, &headers), notifications::open),
+        Err(response) => response,
+    }
+}
+
+async fn ws_events(
+    State(hub): State<Arc<Hub>>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    Path(org_id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match prepare_upgrade(&hub, upgrade, &headers) {
+        Ok(upgrade) => accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| {
+            events::open(hub, conn, org_id)
+        }),
+        Err(response) => response,
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
+}

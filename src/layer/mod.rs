@@ -1,0 +1,91 @@
+//! The channel layer: publish a frame to a named group on every node. A node holds a subscription to a
+//! group while it has local members (the [`Registry`] tells the layer when that starts and stops).
+//!
+//! Nothing outside this module may assume one process: a publisher always goes through
+//! [`Layer::publish`], never straight to the registry, so a Redis layer can slot in later.
+
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::ws::Utf8Bytes;
+
+pub use memory::MemoryLayer;
+
+/// Globally unique id of one WebSocket connection (random node prefix + counter), so a push can name a
+/// connection to skip even when it crosses nodes.
+pub type ConnId = u64;
+
+/// One message for the members of a group: serialized once, shared by every receiver.
+#[derive(Debug)]
+pub struct Push {
+    /// The JSON text frame, exactly as sent.
+    pub frame: Utf8Bytes,
+    /// A tag a connection may filter on (the notification type for `subscribe`).
+    pub tag: Option<Box<str>>,
+    /// A connection that must not get it (the sender of a `typing` indicator).
+    pub skip: Option<ConnId>,
+}
+
+impl Push {
+    pub fn new(frame: String) -> Self {
+        Self { frame: frame.into(), tag: None, skip: None }
+    }
+
+    pub fn tagged(frame: String, tag: &str) -> Self {
+        Self { frame: frame.into(), tag: Some(tag.into()), skip: None }
+    }
+
+    pub fn skipping(frame: String, skip: ConnId) -> Self {
+        Self { frame: frame.into(), tag: None, skip: Some(skip) }
+    }
+}
+
+/// A failure to publish; the API answers 503.
+#[derive(Debug, thiserror::Error)]
+#[error("channel layer unavailable: {0}")]
+pub struct LayerError(pub String);
+
+/// Where the local registry of a node gets its pushes from, and where publishers send them.
+#[async_trait]
+pub trait Layer: Send + Sync + 'static {
+    /// A short name for `/readyz` and `/api/v1/stats` (`memory`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// Delivers `push` to every member of `group` on every node, in publish order per publisher.
+    async fn publish(&self, group: &str, push: Push) -> Result<(), LayerError>;
+
+    /// This node has its first local member of `group`: start receiving it.
+    fn subscribe(&self, group: &str);
+
+    /// This node has no more local members of `group`: stop receiving it.
+    fn unsubscribe(&self, group: &str);
+
+    /// Does the layer answer?
+    async fn ping(&self) -> Result<(), LayerError>;
+}
+
+/// Group names, one function each so that every publisher and subscriber agree.
+pub mod group {
+    /// All connections of one user on `/ws/notifications/`.
+    pub fn user(user_id: &str) -> String {
+        format!("user:{user_id}")
+    }
+
+    /// All members of an organization on `/ws/events/{org_id}/`.
+    pub fn org(org_id: &str) -> String {
+        format!("org:{org_id}")
+    }
+
+    /// All admin dashboard connections.
+    pub const ADMINS: &str = "admins";
+
+    /// All connections to one chat room.
+    pub fn room(room_id: &str) -> String {
+        format!("room:{room_id}")
+    }
+}
+
+/// The layer a hub uses, shared.
+pub type SharedLayer = Arc<dyn Layer>;

@@ -1,0 +1,25 @@
+//! rtctl: a realtime WebSocket hub (user notifications, organization events, admin dashboard, chat
+//! rooms) that replaces a Django Channels + Redis stack, and the tools to run and test it.
+//!
+//! The wire contract is PROTOCOL.md; `rtctl serve` is [`hub::run`], and every other subcommand is a
+//! client of a running hub.
+//!
+//! # Layout
+//!
+//! - [`cli`]: clap types only, turned once into the validated structs of [`config`].
+//! - [`config`]: `rtctl.toml`, `RTCTL_*` and flags merged into `HubConfig` / `ClientConfig`.
+//! - [`cmd`]: one file per subcommand, each with a `run`.
+//! - [`protocol`]: the wire messages (serde enums), close codes, error codes, ids, timestamps.
+//! - [`auth`]: JWT verification and minting, ws tokens.
+//! - [`hub`]: the server: routes, sessions, endpoints, HTTP API, metrics, presence.
+//! - [`layer`]: the channel layer trait (publish to a group) and its in-memory implementation.
+//! - [`store`]: the store trait and its SQLite implementation, with migrations.
+
+pub mod auth;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod hub;
+pub mod layer;
+pub mod protocol;
+pub mod store;
