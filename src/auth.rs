@@ -1,7 +1,33 @@
 //! Authentication (PROTOCOL §1): JWT verification (HS256 secret, RS256/ES256 PEM key, JWKS by `kid`),
 //! JWT minting for the CLI, and single-use ws tokens.
 
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Clock skew tolerated on `exp`, in seconds. The backend that mints tokens and the hub run on different
+/// hosts; NTP keeps them within a second or two, so 5 s covers that while jsonwebtoken's default of 60 s
+/// would keep every expired token usable for another minute.
+pub const JWT_LEEWAY_SECS: u64 = 5;
+
+/// Default lifetime of a ws token (PROTOCOL §1: 30 minutes, configurable).
+pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// Prefix of every ws token; a JWT never starts with it (its first segment is base64url JSON, `eyJ`).
+pub const WS_TOKEN_PREFIX: &str = "wst_";
+
+/// Random bytes in a ws token or a generated secret: 256 bits, beyond guessing.
+const RANDOM_BYTES: usize = 32;
 
 /// Who a verified token says the caller is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +57,18 @@ pub enum AuthError {
 impl AuthError {
     /// A stable label for metrics: `missing`, `expired`, `invalid`, `algorithm`, `ws_token`.
     pub fn reason(&self) -> &'static str {
-        todo!()
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Expired => "expired",
+            AuthError::Invalid(_) => "invalid",
+            AuthError::Algorithm => "algorithm",
+            AuthError::UnknownWsToken => "ws_token",
+        }
     }
+}
+
+fn invalid(why: impl Into<String>) -> AuthError {
+    AuthError::Invalid(why.into())
 }
 
 /// Where the hub's JWT verification keys come from.
@@ -46,17 +82,902 @@ pub enum KeySource {
     Jwks(String),
 }
 
+/// One verification key, pinned to the single algorithm it may verify: a token never picks the
+/// algorithm for a key, which is what rules out the classic RS256-public-key-as-HS256-secret confusion.
+#[derive(Debug, Clone)]
+struct VerifyKey {
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
 /// Verifies JWTs for one configuration.
-pub struct Verifier {}
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    keys: Vec<VerifyKey>,
+    /// Only a JWKS selects keys by `kid`; a secret or a PEM key is used whatever the token's `kid` says.
+    by_kid: bool,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
 
 impl Verifier {
     /// Builds a verifier; fails with a message naming what is wrong with the key material.
-    pub fn new(keys: &KeySource, issuer: Option<String>, audience: Option<String>) -> anyhow::Result<Self> {
-        todo!()
+    pub fn new(
+        keys: &KeySource,
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let (keys, by_kid) = match keys {
+            KeySource::Secret(secret) => {
+                if secret.is_empty() {
+                    bail!("the JWT secret is empty");
+                }
+                let key = DecodingKey::from_secret(secret.as_bytes());
+                (
+                    vec![VerifyKey {
+                        kid: None,
+                        alg: Algorithm::HS256,
+                        key,
+                    }],
+                    false,
+                )
+            }
+            KeySource::PublicKeyPem(pem) => (vec![pem_key(pem)?], false),
+            KeySource::Jwks(json) => (jwks_keys(json)?, true),
+        };
+        Ok(Verifier {
+            keys,
+            by_kid,
+            issuer,
+            audience,
+        })
     }
 
     /// Verifies a JWT and returns the identity it carries.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        todo!()
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let (header, _) = split_decode(token)?;
+        // Checked on the raw header, before jsonwebtoken parses it: its `Algorithm` has no `none`, so a
+        // `none` token would otherwise come back as a confusing JSON error rather than `Algorithm`.
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("header has no alg"))?;
+        if !self.keys.iter().any(|k| alg_name(k.alg) == alg) {
+            return Err(AuthError::Algorithm);
+        }
+        let key = self.select_key(header.get("kid").and_then(Value::as_str))?;
+        if alg_name(key.alg) != alg {
+            // The kid names a key of another type, e.g. an ES256 token carrying an RSA key's kid.
+            return Err(AuthError::Algorithm);
+        }
+
+        let data =
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation(key.alg))
+                .map_err(map_jwt_error)?;
+        identity_from_claims(&data.claims)
+    }
+
+    fn select_key(&self, kid: Option<&str>) -> Result<&VerifyKey, AuthError> {
+        if !self.by_kid {
+            return self
+                .keys
+                .first()
+                .ok_or_else(|| invalid("no verification key"));
+        }
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid))
+                .ok_or_else(|| invalid(format!("unknown kid {kid:?}"))),
+            None if self.keys.len() == 1 => Ok(&self.keys[0]),
+            None => Err(invalid(format!(
+                "token has no kid and the key set has {} keys",
+                self.keys.len()
+            ))),
+        }
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = JWT_LEEWAY_SECS;
+        v.set_required_spec_claims(&["exp"]);
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+            v.required_spec_claims.insert("iss".to_owned());
+        }
+        match &self.audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                v.required_spec_claims.insert("aud".to_owned());
+            }
+            // jsonwebtoken refuses any token with an `aud` unless one is configured; Keycloak always sets
+            // one (`account`), and PROTOCOL §1 says aud is checked only when configured.
+            None => v.validate_aud = false,
+        }
+        v
+    }
+}
+
+/// Reads a PEM public key, telling RSA from EC P-256 by trying each parser.
+fn pem_key(pem: &str) -> anyhow::Result<VerifyKey> {
+    if pem.contains("PRIVATE KEY") {
+        bail!("the PEM holds a private key; give the hub the public key (openssl pkey -pubout)");
+    }
+    // from_rsa_pem takes both SPKI "PUBLIC KEY" and PKCS#1 "RSA PUBLIC KEY", and refuses EC keys.
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
+        return Ok(VerifyKey {
+            kid: None,
+            alg: Algorithm::RS256,
+            key,
+        });
+    }
+    let key = DecodingKey::from_ec_pem(pem.as_bytes())
+        .context("the PEM is neither an RSA nor an EC public key")?;
+    // An uncompressed P-256 point is 0x04 || x || y, 65 bytes; P-384 (ES384) is not configured.
+    let point = key
+        .try_get_as_bytes()
+        .context("reading the EC public key")?;
+    if point.len() != 65 {
+        bail!("the EC public key is not on curve P-256 (only ES256 is supported)");
+    }
+    Ok(VerifyKey {
+        kid: None,
+        alg: Algorithm::ES256,
+        key,
+    })
+}
+
+/// Reads the RS256 and ES256 signing keys of a JWKS document. Other keys (encryption keys, other
+/// algorithms, symmetric keys) are skipped rather than refused: Keycloak publishes its RSA-OAEP key
+/// in the same set.
+fn jwks_keys(json: &str) -> anyhow::Result<Vec<VerifyKey>> {
+    let doc: Value = serde_json::from_str(json).context("the JWKS is not JSON")?;
+    let entries = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .context("the JWKS has no \"keys\" array")?;
+    let mut keys = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else {
+            continue;
+        };
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            continue;
+        }
+        let alg = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => Algorithm::RS256,
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+                Algorithm::ES256
+            }
+            _ => continue,
+        };
+        if let Some(declared) = jwk.common.key_algorithm
+            && declared.to_string() != alg_name(alg)
+        {
+            continue;
+        }
+        let key =
+            DecodingKey::from_jwk(&jwk).with_context(|| format!("JWKS key #{i} is malformed"))?;
+        keys.push(VerifyKey {
+            kid: jwk.common.key_id.clone(),
+            alg,
+            key,
+        });
+    }
+    if keys.is_empty() {
+        bail!("the JWKS has no RS256 or ES256 signing key");
+    }
+    Ok(keys)
+}
+
+fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::RS256 => "RS256",
+        Algorithm::ES256 => "ES256",
+        // A Verifier only ever holds the three algorithms above.
+        _ => "unsupported",
+    }
+}
+
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => AuthError::Algorithm,
+        ErrorKind::InvalidSignature => invalid("bad signature"),
+        ErrorKind::MissingRequiredClaim(c) => invalid(format!("missing claim {c}")),
+        ErrorKind::InvalidClaimFormat(c) => invalid(format!("claim {c} has the wrong type")),
+        ErrorKind::InvalidIssuer => invalid("wrong issuer"),
+        ErrorKind::InvalidAudience => invalid("wrong audience"),
+        ErrorKind::InvalidToken => invalid("malformed token"),
+        _ => invalid(format!("malformed token: {e}")),
+    }
+}
+
+/// Turns verified claims into an identity, applying PROTOCOL §1's defaults and id rules.
+fn identity_from_claims(claims: &Map<String, Value>) -> Result<Identity, AuthError> {
+    let present = |name: &str| claims.get(name).filter(|v| !v.is_null());
+    let user_id = match present("sub") {
+        None => return Err(invalid("missing claim sub")),
+        Some(v) => {
+            id_string(v).ok_or_else(|| invalid("claim sub must be a string or an integer"))?
+        }
+    };
+    let is_staff = match present("is_staff") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| invalid("claim is_staff must be a boolean"))?,
+    };
+    let orgs = match present("orgs") {
+        None => Vec::new(),
+        Some(v) => v
+            .as_array()
+            .and_then(|a| a.iter().map(id_string).collect::<Option<Vec<_>>>())
+            .ok_or_else(|| invalid("claim orgs must be an array of strings or integers"))?,
+    };
+    let text = |name: &str| -> Result<Option<String>, AuthError> {
+        match present(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .map(|s| Some(s.to_owned()))
+                .ok_or_else(|| invalid(format!("claim {name} must be a string"))),
+        }
+    };
+    Ok(Identity {
+        user_id,
+        is_staff,
+        orgs,
+        name: text("name")?,
+        email: text("email")?,
+    })
+}
+
+/// A user or org id: a non-empty string, or a JSON integer turned into its decimal string.
+fn id_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Splits a JWT and decodes its header and payload as JSON objects, verifying nothing.
+fn split_decode(token: &str) -> Result<(Value, Value), AuthError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(_sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid(
+            "malformed token: a JWT has three dot-separated parts",
+        ));
+    };
+    let decode = |part: &str, what: &str| -> Result<Value, AuthError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|_| invalid(format!("malformed token: {what} is not base64url")))?;
+        let value: Value = serde_json::from_slice(&bytes)
+            .map_err(|_| invalid(format!("malformed token: {what} is not JSON")))?;
+        if !value.is_object() {
+            return Err(invalid(format!(
+                "malformed token: {what} is not a JSON object"
+            )));
+        }
+        Ok(value)
+    };
+    Ok((decode(header, "header")?, decode(payload, "payload")?))
+}
+
+/// Decodes a JWT's header and claims WITHOUT verifying anything (for `rtctl token inspect`).
+pub fn inspect(token: &str) -> Result<(Value, Value), AuthError> {
+    if token.is_empty() {
+        return Err(AuthError::Missing);
+    }
+    split_decode(token)
+}
+
+/// Whether `token` has a JWT's shape: three dot-separated base64url segments. The signature may be
+/// empty so that an `alg: none` token is routed to the verifier and refused there with a clear reason.
+pub fn looks_like_jwt(token: &str) -> bool {
+    let b64url = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    matches!(parts.as_slice(), [h, p, s] if !h.is_empty() && !p.is_empty() && b64url(h) && b64url(p) && b64url(s))
+}
+
+/// 32 random bytes, base64url without padding: a fresh JWT secret or API key for the first-start config.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; RANDOM_BYTES];
+    // ThreadRng is a CSPRNG seeded from the OS.
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The claims the hub reads, under their wire names; what `mint` signs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    #[serde(default)]
+    pub is_staff: bool,
+    #[serde(default)]
+    pub orgs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Set it when the hub is configured with an issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Set it when the hub is configured with an audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+/// Claims for `identity`, issued now and expiring after `ttl`.
+pub fn claims_for(identity: &Identity, ttl: Duration) -> Claims {
+    let now = jsonwebtoken::get_current_timestamp();
+    Claims {
+        sub: identity.user_id.clone(),
+        exp: now.saturating_add(ttl.as_secs()),
+        iat: Some(now),
+        is_staff: identity.is_staff,
+        orgs: identity.orgs.clone(),
+        name: identity.name.clone(),
+        email: identity.email.clone(),
+        iss: None,
+        aud: None,
+    }
+}
+
+/// A key to sign JWTs with, one variant per supported algorithm.
+#[derive(Debug, Clone)]
+pub enum SigningKey {
+    /// HS256 shared secret.
+    Hs256(String),
+    /// RS256 private key, PEM (PKCS#8 "PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY").
+    Rs256(String),
+    /// ES256 private key, PEM (PKCS#8 "PRIVATE KEY" on curve P-256).
+    Es256(String),
+}
+
+/// Signs `claims` with `key`, without a `kid` header.
+pub fn mint(claims: &Claims, key: &SigningKey) -> anyhow::Result<String> {
+    mint_with_kid(claims, key, None)
+}
+
+/// Signs `claims` with `key`, naming the key in the header's `kid` (needed when the hub uses a JWKS).
+pub fn mint_with_kid(
+    claims: &Claims,
+    key: &SigningKey,
+    kid: Option<&str>,
+) -> anyhow::Result<String> {
+    let (alg, encoding) = match key {
+        SigningKey::Hs256(secret) => (
+            Algorithm::HS256,
+            EncodingKey::from_secret(secret.as_bytes()),
+        ),
+        SigningKey::Rs256(pem) => (
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(pem.as_bytes()).context("reading the RSA private key")?,
+        ),
+        SigningKey::Es256(pem) => (
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(pem.as_bytes()).context("reading the EC private key")?,
+        ),
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &encoding).context("signing the JWT")
+}
+
+/// Single-use ws tokens (PROTOCOL §1), kept in this node's memory.
+///
+/// The API is deliberately `mint`/`redeem`/`ttl` only, so a trait can be extracted when tokens move to
+/// Redis for multi-node. Expiry uses `std::time::Instant` (monotonic, immune to wall-clock jumps); the
+/// `*_at` variants take the current instant so tests can move time without sleeping.
+#[derive(Debug)]
+pub struct WsTokens {
+    ttl: Duration,
+    /// A std Mutex: every critical section is a few map operations and is never held across `.await`.
+    inner: Mutex<WsTokenMap>,
+}
+
+#[derive(Debug, Default)]
+struct WsTokenMap {
+    live: HashMap<String, (Identity, Instant)>,
+    /// Tokens in minting order. With one ttl for all, expiries are in the same order, so purging pops
+    /// from the front: amortised O(1) per mint, and the map never outgrows mint rate × ttl.
+    order: VecDeque<(Instant, String)>,
+}
+
+impl WsTokenMap {
+    fn purge(&mut self, now: Instant) {
+        while let Some((expires, _)) = self.order.front()
+            && *expires <= now
+        {
+            if let Some((_, token)) = self.order.pop_front() {
+                // Already gone if it was redeemed; remove is then a no-op.
+                self.live.remove(&token);
+            }
+        }
+    }
+}
+
+impl WsTokens {
+    pub fn new(ttl: Duration) -> Self {
+        WsTokens {
+            ttl,
+            inner: Mutex::new(WsTokenMap::default()),
+        }
+    }
+
+    /// How long a minted token stays redeemable (the API's `expires_in`).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// A fresh token carrying `identity`.
+    pub fn mint(&self, identity: Identity) -> String {
+        self.mint_at(identity, Instant::now())
+    }
+
+    /// Takes the token out (single use) and returns its identity.
+    pub fn redeem(&self, token: &str) -> Result<Identity, AuthError> {
+        self.redeem_at(token, Instant::now())
+    }
+
+    fn mint_at(&self, identity: Identity, now: Instant) -> String {
+        let token = format!("{WS_TOKEN_PREFIX}{}", random_secret());
+        let expires = now + self.ttl;
+        let mut map = self.lock();
+        map.purge(now);
+        map.live.insert(token.clone(), (identity, expires));
+        map.order.push_back((expires, token.clone()));
+        token
+    }
+
+    fn redeem_at(&self, token: &str, now: Instant) -> Result<Identity, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let (identity, expires) = self
+            .lock()
+            .live
+            .remove(token)
+            .ok_or(AuthError::UnknownWsToken)?;
+        // An expired token not yet purged says `Expired`; once purged it is `UnknownWsToken`. Both are 4001.
+        if expires <= now {
+            return Err(AuthError::Expired);
+        }
+        Ok(identity)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WsTokenMap> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that matters
+        // (at worst a token is missing from `order` and lives until redeemed), so keep serving.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.lock().live.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SECRET: &str = "test-secret-with-enough-bytes-for-hs256";
+    const RS_PRIVATE: &str = include_str!("../tests/fixtures/rs256-private.pem");
+    const RS_PUBLIC: &str = include_str!("../tests/fixtures/rs256-public.pem");
+    const RS_PUBLIC_PKCS1: &str = include_str!("../tests/fixtures/rs256-public-pkcs1.pem");
+    const EC_PRIVATE: &str = include_str!("../tests/fixtures/es256-private.pem");
+    const EC_PUBLIC: &str = include_str!("../tests/fixtures/es256-public.pem");
+    const JWKS: &str = include_str!("../tests/fixtures/jwks.json");
+
+    fn alice() -> Identity {
+        Identity {
+            user_id: "42".into(),
+            is_staff: true,
+            orgs: vec!["acme".into(), "7".into()],
+            name: Some("Alice".into()),
+            email: Some("alice@example.com".into()),
+        }
+    }
+
+    fn hs_verifier() -> Verifier {
+        Verifier::new(&KeySource::Secret(SECRET.into()), None, None).unwrap()
+    }
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    /// Signs an arbitrary JSON payload with HS256, for claims `Claims` cannot express.
+    fn hs_raw(payload: Value) -> String {
+        let key = EncodingKey::from_secret(SECRET.as_bytes());
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &payload, &key).unwrap()
+    }
+
+    fn b64(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    }
+
+    /// A token minted from an identity verifies back to the same identity.
+    #[test]
+    fn hs256_round_trip() {
+        let token = mint(
+            &claims_for(&alice(), Duration::from_secs(60)),
+            &SigningKey::Hs256(SECRET.into()),
+        )
+        .unwrap();
+        assert!(looks_like_jwt(&token));
+        assert_eq!(hs_verifier().verify(&token), Ok(alice()));
+    }
+
+    /// Absent optional claims take PROTOCOL §1's defaults.
+    #[test]
+    fn defaults_for_optional_claims() {
+        let token = hs_raw(json!({"sub": "u1", "exp": now() + 60}));
+        let id = hs_verifier().verify(&token).unwrap();
+        assert_eq!(
+            id,
+            Identity {
+                user_id: "u1".into(),
+                is_staff: false,
+                orgs: vec![],
+                name: None,
+                email: None
+            }
+        );
+    }
+
+    /// A token past its exp (beyond the leeway) is `Expired`.
+    #[test]
+    fn expired_refused() {
+        let mut claims = claims_for(&alice(), Duration::ZERO);
+        claims.exp = now() - JWT_LEEWAY_SECS - 10;
+        let token = mint(&claims, &SigningKey::Hs256(SECRET.into())).unwrap();
+        assert_eq!(hs_verifier().verify(&token), Err(AuthError::Expired));
+        assert_eq!(AuthError::Expired.reason(), "expired");
+    }
+
+    /// A token signed with another secret is `Invalid`.
+    #[test]
+    fn wrong_secret_refused() {
+        let token = mint(
+            &claims_for(&alice(), Duration::from_secs(60)),
+            &SigningKey::Hs256("other".into()),
+        )
+        .unwrap();
+        assert_eq!(
+            hs_verifier().verify(&token),
+            Err(AuthError::Invalid("bad signature".into()))
+        );
+    }
+
+    /// `exp` is required.
+    #[test]
+    fn missing_exp_refused() {
+        let token = hs_raw(json!({"sub": "u1"}));
+        assert_eq!(
+            hs_verifier().verify(&token),
+            Err(AuthError::Invalid("missing claim exp".into()))
+        );
+    }
+
+    /// `sub` is required.
+    #[test]
+    fn missing_sub_refused() {
+        let token = hs_raw(json!({"exp": now() + 60, "is_staff": true}));
+        assert_eq!(
+            hs_verifier().verify(&token),
+            Err(AuthError::Invalid("missing claim sub".into()))
+        );
+    }
+
+    /// Integer `sub` and `orgs` elements become decimal strings; floats and objects are refused.
+    #[test]
+    fn numeric_ids_become_strings() {
+        let token =
+            hs_raw(json!({"sub": 42, "exp": now() + 60, "orgs": [7, "acme"], "is_staff": false}));
+        let id = hs_verifier().verify(&token).unwrap();
+        assert_eq!(id.user_id, "42");
+        assert_eq!(id.orgs, vec!["7".to_string(), "acme".to_string()]);
+
+        let token = hs_raw(json!({"sub": 4.5, "exp": now() + 60}));
+        assert!(matches!(
+            hs_verifier().verify(&token),
+            Err(AuthError::Invalid(_))
+        ));
+        let token = hs_raw(json!({"sub": "1", "exp": now() + 60, "orgs": [{"id": 1}]}));
+        assert!(matches!(
+            hs_verifier().verify(&token),
+            Err(AuthError::Invalid(_))
+        ));
+        let token = hs_raw(json!({"sub": "1", "exp": now() + 60, "is_staff": "yes"}));
+        assert!(matches!(
+            hs_verifier().verify(&token),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    /// iss and aud are checked when configured: a match passes, a mismatch or absence is refused.
+    #[test]
+    fn issuer_and_audience() {
+        let v = Verifier::new(
+            &KeySource::Secret(SECRET.into()),
+            Some("https://idp".into()),
+            Some("rtctl".into()),
+        )
+        .unwrap();
+        let with = |iss: Option<&str>, aud: Option<&str>| {
+            let mut c = claims_for(&alice(), Duration::from_secs(60));
+            c.iss = iss.map(Into::into);
+            c.aud = aud.map(Into::into);
+            mint(&c, &SigningKey::Hs256(SECRET.into())).unwrap()
+        };
+        assert_eq!(
+            v.verify(&with(Some("https://idp"), Some("rtctl"))),
+            Ok(alice())
+        );
+        assert_eq!(
+            v.verify(&with(Some("https://evil"), Some("rtctl"))),
+            Err(invalid("wrong issuer"))
+        );
+        assert_eq!(
+            v.verify(&with(Some("https://idp"), Some("other"))),
+            Err(invalid("wrong audience"))
+        );
+        assert_eq!(
+            v.verify(&with(None, Some("rtctl"))),
+            Err(invalid("missing claim iss"))
+        );
+        assert_eq!(
+            v.verify(&with(Some("https://idp"), None)),
+            Err(invalid("missing claim aud"))
+        );
+    }
+
+    /// Without a configured audience, a token carrying one (as Keycloak's do) is accepted.
+    #[test]
+    fn audience_ignored_when_not_configured() {
+        let mut c = claims_for(&alice(), Duration::from_secs(60));
+        c.aud = Some("account".into());
+        c.iss = Some("anyone".into());
+        let token = mint(&c, &SigningKey::Hs256(SECRET.into())).unwrap();
+        assert_eq!(hs_verifier().verify(&token), Ok(alice()));
+    }
+
+    /// An unsigned `alg: none` token is refused as `Algorithm`, by every kind of verifier.
+    #[test]
+    fn alg_none_refused() {
+        let payload = json!({"sub": "42", "exp": now() + 60, "is_staff": true});
+        let token = format!(
+            "{}.{}.",
+            b64(&json!({"alg": "none", "typ": "JWT"})),
+            b64(&payload)
+        );
+        assert!(looks_like_jwt(&token));
+        assert_eq!(hs_verifier().verify(&token), Err(AuthError::Algorithm));
+        let rs = Verifier::new(&KeySource::PublicKeyPem(RS_PUBLIC.into()), None, None).unwrap();
+        assert_eq!(rs.verify(&token), Err(AuthError::Algorithm));
+        let jwks = Verifier::new(&KeySource::Jwks(JWKS.into()), None, None).unwrap();
+        assert_eq!(jwks.verify(&token), Err(AuthError::Algorithm));
+    }
+
+    /// An HS256 token, even one keyed with the RSA public key's PEM text, is refused by an RS256 verifier.
+    #[test]
+    fn hs256_refused_by_rs256_verifier() {
+        let v = Verifier::new(&KeySource::PublicKeyPem(RS_PUBLIC.into()), None, None).unwrap();
+        let claims = claims_for(&alice(), Duration::from_secs(60));
+        let token = mint(&claims, &SigningKey::Hs256(RS_PUBLIC.into())).unwrap();
+        assert_eq!(v.verify(&token), Err(AuthError::Algorithm));
+        // And the other way round: an RS256 token against the HS256 verifier.
+        let token = mint(&claims, &SigningKey::Rs256(RS_PRIVATE.into())).unwrap();
+        assert_eq!(hs_verifier().verify(&token), Err(AuthError::Algorithm));
+    }
+
+    /// RS256 verifies with an SPKI or a PKCS#1 public key; ES256 with an EC P-256 one; each refuses the other.
+    #[test]
+    fn rs256_and_es256_via_pem() {
+        let claims = claims_for(&alice(), Duration::from_secs(60));
+        let rs_token = mint(&claims, &SigningKey::Rs256(RS_PRIVATE.into())).unwrap();
+        let es_token = mint(&claims, &SigningKey::Es256(EC_PRIVATE.into())).unwrap();
+        for pem in [RS_PUBLIC, RS_PUBLIC_PKCS1] {
+            let v = Verifier::new(&KeySource::PublicKeyPem(pem.into()), None, None).unwrap();
+            assert_eq!(v.verify(&rs_token), Ok(alice()));
+            assert_eq!(v.verify(&es_token), Err(AuthError::Algorithm));
+        }
+        let v = Verifier::new(&KeySource::PublicKeyPem(EC_PUBLIC.into()), None, None).unwrap();
+        assert_eq!(v.verify(&es_token), Ok(alice()));
+        assert_eq!(v.verify(&rs_token), Err(AuthError::Algorithm));
+    }
+
+    /// Bad key material is refused when the verifier is built, with a message saying what is wrong.
+    #[test]
+    fn bad_key_material_refused() {
+        let err =
+            Verifier::new(&KeySource::PublicKeyPem(RS_PRIVATE.into()), None, None).unwrap_err();
+        assert!(format!("{err:#}").contains("private key"), "{err:#}");
+        assert!(Verifier::new(&KeySource::PublicKeyPem("junk".into()), None, None).is_err());
+        assert!(Verifier::new(&KeySource::Secret(String::new()), None, None).is_err());
+        assert!(Verifier::new(&KeySource::Jwks("{}".into()), None, None).is_err());
+        assert!(
+            Verifier::new(
+                &KeySource::Jwks(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#.into()),
+                None,
+                None
+            )
+            .is_err()
+        );
+    }
+
+    /// A JWKS picks the key by kid; an unknown kid, or a kid of the wrong key type, is refused.
+    #[test]
+    fn jwks_by_kid() {
+        let v = Verifier::new(&KeySource::Jwks(JWKS.into()), None, None).unwrap();
+        let claims = claims_for(&alice(), Duration::from_secs(60));
+        let rs = SigningKey::Rs256(RS_PRIVATE.into());
+        let es = SigningKey::Es256(EC_PRIVATE.into());
+        assert_eq!(
+            v.verify(&mint_with_kid(&claims, &rs, Some("rsa-1")).unwrap()),
+            Ok(alice())
+        );
+        assert_eq!(
+            v.verify(&mint_with_kid(&claims, &es, Some("ec-1")).unwrap()),
+            Ok(alice())
+        );
+        assert_eq!(
+            v.verify(&mint_with_kid(&claims, &rs, Some("rsa-2")).unwrap()),
+            Err(invalid("unknown kid \"rsa-2\""))
+        );
+        assert_eq!(
+            v.verify(&mint_with_kid(&claims, &rs, Some("ec-1")).unwrap()),
+            Err(AuthError::Algorithm)
+        );
+        // Two keys and no kid: ambiguous.
+        assert!(matches!(
+            v.verify(&mint(&claims, &rs).unwrap()),
+            Err(AuthError::Invalid(_))
+        ));
+    }
+
+    /// A one-key JWKS accepts a token without a kid.
+    #[test]
+    fn jwks_single_key_without_kid() {
+        let mut doc: Value = serde_json::from_str(JWKS).unwrap();
+        doc["keys"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|k| k["kid"] == "ec-1");
+        let v = Verifier::new(&KeySource::Jwks(doc.to_string()), None, None).unwrap();
+        let claims = claims_for(&alice(), Duration::from_secs(60));
+        assert_eq!(
+            v.verify(&mint(&claims, &SigningKey::Es256(EC_PRIVATE.into())).unwrap()),
+            Ok(alice())
+        );
+    }
+
+    /// Malformed tokens are `Invalid`, an empty one `Missing`.
+    #[test]
+    fn malformed_tokens() {
+        let v = hs_verifier();
+        assert_eq!(v.verify(""), Err(AuthError::Missing));
+        for t in ["abc", "a.b", "a.b.c.d", "!!.??.x", "e30.e30.sig"] {
+            assert!(matches!(v.verify(t), Err(AuthError::Invalid(_))), "{t}");
+        }
+    }
+
+    /// inspect shows header and claims of any token, even unverifiable ones.
+    #[test]
+    fn inspect_decodes_without_verifying() {
+        let token = mint_with_kid(
+            &claims_for(&alice(), Duration::from_secs(60)),
+            &SigningKey::Hs256("x".into()),
+            Some("k"),
+        )
+        .unwrap();
+        let (header, claims) = inspect(&token).unwrap();
+        assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["kid"], "k");
+        assert_eq!(claims["sub"], "42");
+        assert_eq!(claims["orgs"], json!(["acme", "7"]));
+        assert!(matches!(inspect("nope"), Err(AuthError::Invalid(_))));
+    }
+
+    /// Only the JWT shape passes looks_like_jwt; ws tokens never do.
+    #[test]
+    fn jwt_shape() {
+        assert!(looks_like_jwt("eyJh.eyJz.c2ln"));
+        assert!(!looks_like_jwt("eyJh.eyJz"));
+        assert!(!looks_like_jwt("a.b.c.d"));
+        assert!(!looks_like_jwt(".b.c"));
+        assert!(!looks_like_jwt("a+/.b.c"));
+        assert!(!looks_like_jwt(
+            &WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint(alice())
+        ));
+    }
+
+    /// Each label is stable.
+    #[test]
+    fn reasons() {
+        assert_eq!(AuthError::Missing.reason(), "missing");
+        assert_eq!(invalid("x").reason(), "invalid");
+        assert_eq!(AuthError::Algorithm.reason(), "algorithm");
+        assert_eq!(AuthError::UnknownWsToken.reason(), "ws_token");
+    }
+
+    /// Secrets are 32 random bytes in unpadded base64url, and differ each time.
+    #[test]
+    fn secrets_are_random() {
+        let (a, b) = (random_secret(), random_secret());
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+    }
+
+    /// A ws token redeems once to its identity, then is unknown.
+    #[test]
+    fn ws_token_single_use() {
+        let tokens = WsTokens::new(Duration::from_secs(60));
+        assert_eq!(tokens.ttl(), Duration::from_secs(60));
+        let t = tokens.mint(alice());
+        assert!(t.starts_with(WS_TOKEN_PREFIX));
+        assert_eq!(tokens.redeem(&t), Ok(alice()));
+        assert_eq!(tokens.redeem(&t), Err(AuthError::UnknownWsToken));
+        assert_eq!(
+            tokens.redeem("wst_never-minted"),
+            Err(AuthError::UnknownWsToken)
+        );
+        assert_eq!(tokens.redeem(""), Err(AuthError::Missing));
+    }
+
+    /// A ws token is refused after its ttl, and expired tokens are purged by later mints.
+    #[test]
+    fn ws_token_expiry_and_purge() {
+        let ttl = Duration::from_secs(60);
+        let tokens = WsTokens::new(ttl);
+        let t0 = Instant::now();
+        let early = tokens.mint_at(alice(), t0);
+        let stale: Vec<String> = (0..100).map(|_| tokens.mint_at(alice(), t0)).collect();
+        assert_eq!(
+            tokens.redeem_at(&early, t0 + ttl - Duration::from_secs(1)),
+            Ok(alice())
+        );
+        assert_eq!(
+            tokens.redeem_at(&stale[0], t0 + ttl),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(tokens.len(), 99);
+
+        let fresh = tokens.mint_at(alice(), t0 + ttl + Duration::from_secs(1));
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(
+            tokens.redeem_at(&stale[1], t0 + ttl),
+            Err(AuthError::UnknownWsToken)
+        );
+        assert_eq!(
+            tokens.redeem_at(&fresh, t0 + ttl + Duration::from_secs(2)),
+            Ok(alice())
+        );
     }
 }
