@@ -1,11 +1,12 @@
-//! The store: everything the hub keeps (notifications; approvals and chat come with the dashboard),
-//! behind one trait so that SQLite (embedded default) and PostgreSQL (multi-node) are interchangeable.
+//! The store: everything the hub keeps (notifications, approvals, the admin activity feed, chat), behind
+//! one trait so that SQLite (embedded default) and PostgreSQL (multi-node) are interchangeable.
 //!
 //! Every write that the protocol promises to keep (PROTOCOL §6) goes through here before it is pushed.
 
 mod sqlite;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::protocol::{Notification, NotificationPage};
@@ -21,6 +22,11 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database url `{0}`: expected sqlite://PATH")]
     UnsupportedUrl(String),
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A notification to store for one user.
@@ -65,6 +71,183 @@ pub enum Deleted {
     NotFound,
 }
 
+/// The outcome of an insert whose key may exist already (HTTP 409).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created<T> {
+    Created(T),
+    /// The key exists (a room) or is pending already (a user); nothing was written.
+    Conflict,
+}
+
+/// A user to register for approval (`POST /api/v1/admin-dashboard/users/`).
+#[derive(Debug, Clone)]
+pub struct NewPendingUser {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// Where a registered user stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApprovalStatus {
+    Pending,
+    Approved,
+    Rejected,
+}
+
+/// An admin's decision on a pending user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Approved,
+    Rejected,
+}
+
+/// A user awaiting approval, as in `new_user` and the pending list (PROTOCOL §4.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUser {
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub registered_at: String,
+    pub status: ApprovalStatus,
+}
+
+/// A decision taken, as in `approval_update` and the recent approvals (PROTOCOL §4.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub user_id: String,
+    pub status: Verdict,
+    pub reason: Option<String>,
+    pub decided_by: String,
+    pub decided_at: String,
+}
+
+/// What `decide` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// This call took the decision.
+    Decided(Approval),
+    /// Nobody by that id ever registered (HTTP 404).
+    NotFound,
+    /// The user was decided already, possibly by a concurrent call (HTTP 409).
+    AlreadyDecided,
+}
+
+/// How many decisions of each kind were taken since some instant (`approved_today`, `rejected_today`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DecisionCounts {
+    pub approved: i64,
+    pub rejected: i64,
+}
+
+/// The kinds of entries in the admin activity feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityKind {
+    NewUser,
+    Approval,
+    OrderUpdate,
+}
+
+/// An entry of the admin activity feed (`GET /api/v1/admin-dashboard/notifications/`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub kind: ActivityKind,
+    /// The pushed message's payload; always a JSON object.
+    pub data: Value,
+    pub created_at: String,
+}
+
+/// A chat room to create (`POST /api/v1/chat/rooms`); the caller has validated the id and picked a name.
+#[derive(Debug, Clone)]
+pub struct NewRoom {
+    pub room_id: String,
+    pub name: String,
+    /// Duplicates are dropped; the first occurrence keeps its place.
+    pub members: Vec<String>,
+}
+
+/// A chat room (PROTOCOL §5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Room {
+    pub room_id: String,
+    pub name: String,
+    /// In the order they were added.
+    pub members: Vec<String>,
+    pub created_at: String,
+}
+
+/// A room in a user's room list, with what the user has not read yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    #[serde(flatten)]
+    pub room: Room,
+    pub last_message: Option<ChatMessage>,
+    /// Messages after the user's read position that others sent.
+    pub unread_count: i64,
+}
+
+/// A chat message to store.
+#[derive(Debug, Clone)]
+pub struct NewChatMessage {
+    pub room_id: String,
+    pub sender_id: String,
+    pub content: String,
+    pub attachment_url: Option<String>,
+}
+
+/// A stored chat message (PROTOCOL §4.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: i64,
+    pub room_id: String,
+    pub sender_id: String,
+    pub content: String,
+    pub attachment_url: Option<String>,
+    pub created_at: String,
+}
+
+/// Which of a room's messages to list.
+#[derive(Debug, Clone, Copy)]
+pub struct MessageQuery {
+    /// Only ids strictly below this one (paging backwards).
+    pub before_id: Option<i64>,
+    /// 1..=200.
+    pub limit: u32,
+}
+
+/// A page of a room's messages, as `history` and `GET /api/v1/chat/rooms/{room_id}/messages`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagePage {
+    /// Oldest first: the newest `limit` below `before_id`.
+    pub messages: Vec<ChatMessage>,
+    /// Older messages exist below this page.
+    pub has_more: bool,
+}
+
+/// How far a user has read in a room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadPosition {
+    pub message_id: i64,
+    pub read_at: String,
+}
+
+/// What `set_read_position` found. The position only moves forward, so a late receipt cannot undo a
+/// newer one.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadUpdate {
+    /// The position moved to the given message.
+    Moved(ReadPosition),
+    /// The position was at or past that message already; this is the stored one.
+    Unchanged(ReadPosition),
+    /// The message does not exist in that room.
+    NotFound,
+}
+
 /// The hub's persistent state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -75,10 +258,17 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Stores notifications in one transaction and returns them with their ids, in input order.
-    async fn insert_notifications(&self, new: &[NewNotification]) -> Result<Vec<Notification>, StoreError>;
+    async fn insert_notifications(
+        &self,
+        new: &[NewNotification],
+    ) -> Result<Vec<Notification>, StoreError>;
 
     /// A page of a user's notifications, newest first, with the user's totals.
-    async fn list_notifications(&self, user_id: &str, query: NotificationQuery) -> Result<NotificationPage, StoreError>;
+    async fn list_notifications(
+        &self,
+        user_id: &str,
+        query: NotificationQuery,
+    ) -> Result<NotificationPage, StoreError>;
 
     /// How many of the user's notifications are unread.
     async fn unread_count(&self, user_id: &str) -> Result<i64, StoreError>;
@@ -91,6 +281,81 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes one of the user's notifications.
     async fn delete_notification(&self, user_id: &str, id: i64) -> Result<Deleted, StoreError>;
+
+    /// Registers a user awaiting approval. A user decided earlier may register again and is pending
+    /// again; one who is pending already gives `Conflict`.
+    async fn register_pending_user(
+        &self,
+        new: &NewPendingUser,
+    ) -> Result<Created<PendingUser>, StoreError>;
+
+    /// Approves or rejects a pending user. Atomic: of two concurrent calls exactly one gets `Decided`.
+    async fn decide(
+        &self,
+        user_id: &str,
+        verdict: Verdict,
+        reason: Option<&str>,
+        decided_by: &str,
+    ) -> Result<Decision, StoreError>;
+
+    /// The users awaiting approval, oldest registration first.
+    async fn pending_users(&self, limit: u32) -> Result<Vec<PendingUser>, StoreError>;
+
+    /// How many users await approval.
+    async fn pending_count(&self) -> Result<i64, StoreError>;
+
+    /// The latest decisions, newest first.
+    async fn recent_approvals(&self, limit: u32) -> Result<Vec<Approval>, StoreError>;
+
+    /// How many users were approved and rejected at or after `since_millis` (Unix milliseconds).
+    async fn decision_counts_since(&self, since_millis: i64) -> Result<DecisionCounts, StoreError>;
+
+    /// Appends an entry to the admin activity feed; `data` should be a JSON object.
+    async fn append_activity(
+        &self,
+        kind: ActivityKind,
+        data: &Value,
+    ) -> Result<Activity, StoreError>;
+
+    /// The latest entries of the admin activity feed, newest first.
+    async fn list_activity(&self, limit: u32) -> Result<Vec<Activity>, StoreError>;
+
+    /// Creates a chat room with its members; `Conflict` if the id is taken.
+    async fn create_room(&self, new: &NewRoom) -> Result<Created<Room>, StoreError>;
+
+    /// A room with its members, if it exists.
+    async fn get_room(&self, room_id: &str) -> Result<Option<Room>, StoreError>;
+
+    /// Is the user a member of the room? (Staff may enter any room; that is the caller's check.)
+    async fn is_member(&self, room_id: &str, user_id: &str) -> Result<bool, StoreError>;
+
+    /// The rooms a user may enter (every room for staff), most recently active first, with the last
+    /// message and the user's unread count.
+    async fn rooms_for_user(
+        &self,
+        user_id: &str,
+        is_staff: bool,
+    ) -> Result<Vec<RoomSummary>, StoreError>;
+
+    /// Stores a chat message; `None` if the room does not exist.
+    async fn insert_message(&self, new: &NewChatMessage)
+    -> Result<Option<ChatMessage>, StoreError>;
+
+    /// A page of a room's messages: the newest `limit` below `before_id`, oldest first, so that paging
+    /// backwards with the first id of each page returns every message exactly once.
+    async fn list_messages(
+        &self,
+        room_id: &str,
+        query: MessageQuery,
+    ) -> Result<MessagePage, StoreError>;
+
+    /// Moves the user's read position in the room forward to `message_id` (never backwards).
+    async fn set_read_position(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        message_id: i64,
+    ) -> Result<ReadUpdate, StoreError>;
 }
 
 /// Opens the store a database URL names, running its migrations.
