@@ -21,7 +21,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, org_id: String) -> Result<Accepted<
     if !protocol::is_valid_scope_id(&org_id) {
         return Err(Refusal::new(close::FORBIDDEN, "invalid org id"));
     }
-    if !conn.identity.orgs.iter().any(|org| *org == org_id) {
+    if !conn.identity.orgs.contains(&org_id) {
         return Err(Refusal::new(close::FORBIDDEN, "not a member of this organization"));
     }
     let membership =
@@ -42,7 +42,9 @@ impl Session for EventsSession {
     async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
         match protocol::parse_request::<EventRequest>(text, EventRequest::TYPES) {
             Ok(inbound) => match inbound.request {
-                EventRequest::Ping { timestamp } => replies.push(protocol::pong(timestamp, inbound.request_id.as_ref())),
+                EventRequest::Ping { timestamp } => {
+                    replies.push(protocol::pong(timestamp, inbound.request_id.as_ref()))
+                }
             },
             Err((error, request_id)) => replies.push(protocol::error_frame(&error, request_id.as_ref())),
         }

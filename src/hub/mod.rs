@@ -188,17 +188,17 @@ fn prepare_upgrade(
     hub: &Hub,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     headers: &HeaderMap,
-) -> Result<WebSocketUpgrade, Response> {
+) -> Result<WebSocketUpgrade, ApiError> {
     let upgrade = upgrade.map_err(|rejection| {
         let message = format!("expected a WebSocket upgrade: {rejection}");
-        ApiError::new(rejection.status(), "upgrade_required", message).into_response()
+        ApiError::new(rejection.status(), "upgrade_required", message)
     })?;
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let allowed = origin.to_str().is_ok_and(|origin| hub.config.allowed_origins.allows(origin, host));
         if !allowed {
             hub.metrics.auth_failure("origin");
-            return Err(ApiError::forbidden("origin not allowed").into_response());
+            return Err(ApiError::forbidden("origin not allowed"));
         }
     }
     let limits = &hub.config.limits;
@@ -256,7 +256,7 @@ async fn ws_notifications(
 ) -> Response {
     match prepare_upgrade(&hub, upgrade, &headers) {
         Ok(upgrade) => accept(hub, upgrade, request_token(&query, &headers), notifications::open),
-        Err(response) => response,
+        Err(error) => error.into_response(),
     }
 }
 
@@ -268,10 +268,10 @@ async fn ws_events(
     headers: HeaderMap,
 ) -> Response {
     match prepare_upgrade(&hub, upgrade, &headers) {
-        Ok(upgrade) => accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| {
-            events::open(hub, conn, org_id)
-        }),
-        Err(response) => response,
+        Ok(upgrade) => {
+            accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| events::open(hub, conn, org_id))
+        }
+        Err(error) => error.into_response(),
     }
 }
 

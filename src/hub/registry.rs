@@ -20,10 +20,13 @@ struct Member {
     outbox: Arc<Outbox>,
 }
 
+/// One shard: group name → its local members.
+type Groups = HashMap<String, Vec<Member>>;
+
 /// Group name → local members, for one node.
 pub struct Registry {
     // std Mutex: never held across an await (deliveries and joins are synchronous).
-    shards: Box<[Mutex<HashMap<String, Vec<Member>>>]>,
+    shards: Box<[Mutex<Groups>]>,
     metrics: Arc<Metrics>,
 }
 
@@ -32,7 +35,7 @@ impl Registry {
         Self { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), metrics }
     }
 
-    fn shard(&self, group: &str) -> &Mutex<HashMap<String, Vec<Member>>> {
+    fn shard(&self, group: &str) -> &Mutex<Groups> {
         let mut hasher = DefaultHasher::new();
         group.hash(&mut hasher);
         &self.shards[hasher.finish() as usize % SHARDS]
@@ -91,7 +94,13 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn join(registry: &Arc<Registry>, layer: &SharedLayer, group: String, conn: ConnId, outbox: Arc<Outbox>) -> Self {
+    pub fn join(
+        registry: &Arc<Registry>,
+        layer: &SharedLayer,
+        group: String,
+        conn: ConnId,
+        outbox: Arc<Outbox>,
+    ) -> Self {
         if registry.join(&group, conn, outbox) {
             layer.subscribe(&group);
         }
