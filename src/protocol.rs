@@ -278,7 +278,65 @@ impl EventRequest {
     pub const TYPES: &'static [&'static str] = &[];
 }
 
-/// Messages the hub sends (PROTOCOL §3, §4.1, §4.2). Borrowed fields keep direct replies cheap.
+/// Requests on `/ws/admin/dashboard/` (PROTOCOL §4.3).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DashboardRequest {
+    /// Liveness check; answered with `pong`.
+    Ping { timestamp: Option<Value> },
+    /// Live figures; answered with `stats`.
+    GetStats,
+    /// Answered with `pending_count_update`.
+    GetPendingCount,
+    /// Approve a pending user, as the REST route does.
+    ApproveUser {
+        #[serde(deserialize_with = "de_user_id")]
+        user_id: String,
+    },
+    /// Reject a pending user, as the REST route does.
+    RejectUser {
+        #[serde(deserialize_with = "de_user_id")]
+        user_id: String,
+        reason: Option<String>,
+    },
+}
+
+impl DashboardRequest {
+    pub const TYPES: &'static [&'static str] = &["get_stats", "get_pending_count", "approve_user", "reject_user"];
+}
+
+/// Requests on `/ws/chat/{room_id}/` (PROTOCOL §4.4).
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ChatRequest {
+    /// Liveness check; answered with `pong`.
+    Ping { timestamp: Option<Value> },
+    /// Store a message and push it to the whole room.
+    ChatMessage { message: String, client_id: Option<String> },
+    /// Tell the others this user is (not) typing; never stored.
+    Typing { is_typing: bool },
+    /// Move this user's read position forward to `message_id`.
+    ReadReceipt { message_id: i64 },
+    /// A page of older messages.
+    GetHistory { before_id: Option<i64>, limit: Option<u32> },
+}
+
+impl ChatRequest {
+    pub const TYPES: &'static [&'static str] = &["chat_message", "typing", "read_receipt", "get_history"];
+}
+
+/// Live dashboard figures (PROTOCOL §4.3); "online" counts distinct users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub pending_approvals: i64,
+    pub approved_today: i64,
+    pub rejected_today: i64,
+    pub admins_online: u64,
+    pub users_online: u64,
+    pub connections: i64,
+}
+
+/// Messages the hub sends (PROTOCOL §3, §4). Borrowed fields keep direct replies cheap.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage<'a> {
@@ -311,6 +369,30 @@ pub enum ServerMessage<'a> {
     UnreadCount { count: i64 },
     /// Push: an organization event.
     Event { event_type: &'a str, data: &'a Value, org_id: &'a str, timestamp: &'a str },
+    /// Push to the other admins: an admin's first dashboard connection opened.
+    AdminJoined { user_id: &'a str, admins_online: u64 },
+    /// Push to the other admins: an admin's last dashboard connection closed.
+    AdminLeft { user_id: &'a str, admins_online: u64 },
+    /// Answer to `get_stats`.
+    Stats { stats: &'a Stats },
+    /// Push to admins, and answer to `get_pending_count`.
+    PendingCountUpdate { count: i64 },
+    /// Push to admins: a user registered and awaits approval.
+    NewUser { user: &'a crate::store::PendingUser },
+    /// Push to admins: a pending user was approved or rejected.
+    ApprovalUpdate(&'a crate::store::Approval),
+    /// Push to admins: an order changed.
+    OrderUpdate { order_id: &'a str, status: &'a str, data: &'a Value },
+    /// A page of a room's messages, oldest first.
+    History { room_id: &'a str, messages: &'a [crate::store::ChatMessage], has_more: bool },
+    /// Push to a room: a member's first connection opened or last one closed.
+    UserStatus { user_id: &'a str, status: &'a str },
+    /// Push to a room: a stored message, with the sender's `client_id`.
+    ChatMessage { message: &'a crate::store::ChatMessage, client_id: Option<&'a str> },
+    /// Push to the room's other connections.
+    Typing { user_id: &'a str, is_typing: bool },
+    /// Push to a room: a member's read position moved.
+    ReadReceipt { user_id: &'a str, message_id: i64, read_at: &'a str },
 }
 
 #[cfg(test)]

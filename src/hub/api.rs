@@ -73,7 +73,7 @@ impl ApiError {
     pub fn into_request_error(self) -> RequestError {
         use crate::protocol::ErrorCode;
         let code = match self.status {
-            StatusCode::BAD_REQUEST => ErrorCode::InvalidMessage,
+            StatusCode::BAD_REQUEST | StatusCode::CONFLICT => ErrorCode::InvalidMessage,
             StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => ErrorCode::Forbidden,
             StatusCode::NOT_FOUND => ErrorCode::NotFound,
             StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
@@ -129,7 +129,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// Who is calling an HTTP route.
-enum Caller {
+pub enum Caller {
     /// A backend with the API key.
     Backend,
     /// A person with a JWT.
@@ -137,6 +137,14 @@ enum Caller {
 }
 
 impl Caller {
+    /// Who did it, for records such as `decided_by`: the user id, or `api` for the API key.
+    pub fn actor(&self) -> String {
+        match self {
+            Self::Backend => "api".to_owned(),
+            Self::User(identity) => identity.user_id.clone(),
+        }
+    }
+
     fn is_privileged(&self) -> bool {
         match self {
             Self::Backend => true,
@@ -158,7 +166,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The API key (`X-API-Key`) or a JWT (`Authorization: Bearer`); 401 for neither or a bad one.
-fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if let Some(key) = headers.get("x-api-key") {
         if constant_time_eq(key.as_bytes(), hub.config.api_key.expose().as_bytes()) {
             return Ok(Caller::Backend);
@@ -182,7 +190,7 @@ fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
 }
 
 /// The API key or a staff JWT; 403 for a non-staff user.
-fn privileged(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub fn privileged(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let caller = caller(hub, headers)?;
     if !caller.is_privileged() {
         return Err(ApiError::forbidden("requires the API key or a staff token"));
@@ -191,7 +199,7 @@ fn privileged(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
 }
 
 /// A person's JWT; the API key does not name a user.
-fn user(hub: &Hub, headers: &HeaderMap) -> Result<Identity, ApiError> {
+pub fn user(hub: &Hub, headers: &HeaderMap) -> Result<Identity, ApiError> {
     match caller(hub, headers)? {
         Caller::User(identity) => Ok(identity),
         Caller::Backend => Err(ApiError::forbidden("requires a user's token, not the API key")),
@@ -199,7 +207,7 @@ fn user(hub: &Hub, headers: &HeaderMap) -> Result<Identity, ApiError> {
 }
 
 /// The API key only.
-fn backend(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn backend(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
     match caller(hub, headers)? {
         Caller::Backend => Ok(()),
         Caller::User(_) => Err(ApiError::forbidden("requires the API key")),

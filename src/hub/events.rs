@@ -33,7 +33,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, org_id: String) -> Result<Accepted<
         user_id: &conn.identity.user_id,
         extra,
     });
-    Ok(Accepted { session: EventsSession { _membership: membership }, conn, greeting })
+    Ok(Accepted { session: EventsSession { _membership: membership }, conn, greetings: vec![greeting] })
 }
 
 impl Session for EventsSession {

@@ -6,6 +6,8 @@
 //! [`outbox::Outbox`] → its session's writer → the socket.
 
 pub mod api;
+mod chat;
+mod dashboard;
 mod events;
 pub mod metrics;
 mod notifications;
@@ -167,6 +169,10 @@ pub fn app(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/ws/notifications/", get(ws_notifications))
         .route("/ws/events/{org_id}/", get(ws_events))
+        .route("/ws/admin/dashboard/", get(ws_dashboard))
+        .route("/ws/chat/{room_id}/", get(ws_chat))
+        .merge(dashboard::routes())
+        .merge(chat::routes())
         .merge(api::routes())
         .layer(axum::middleware::from_fn(api::log_request))
         .with_state(hub)
@@ -237,11 +243,15 @@ where
                 };
                 tracing::Span::current().record("user", identity.user_id.as_str());
                 let outbox = Arc::new(outbox::Outbox::new(hub.config.limits.queue));
+                // Counted before the endpoint opens, so that the stats in its greeting include it.
+                let user_id = identity.user_id.clone();
+                hub.presence.join(presence::scope::HUB, &user_id).await;
                 let conn = Conn { id: hub.next_conn_id(), identity, outbox };
                 match open(Arc::clone(&hub), conn).await {
-                    Ok(accepted) => session::serve(hub, socket, accepted).await,
+                    Ok(accepted) => session::serve(Arc::clone(&hub), socket, accepted).await,
                     Err(refusal) => session::refuse(socket, refusal).await,
                 }
+                hub.presence.leave(presence::scope::HUB, &user_id).await;
             }
             .instrument(span),
         )
@@ -270,6 +280,33 @@ async fn ws_events(
     match prepare_upgrade(&hub, upgrade, &headers) {
         Ok(upgrade) => {
             accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| events::open(hub, conn, org_id))
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn ws_dashboard(
+    State(hub): State<Arc<Hub>>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match prepare_upgrade(&hub, upgrade, &headers) {
+        Ok(upgrade) => accept(hub, upgrade, request_token(&query, &headers), dashboard::open),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn ws_chat(
+    State(hub): State<Arc<Hub>>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    Path(room_id): Path<String>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
+    match prepare_upgrade(&hub, upgrade, &headers) {
+        Ok(upgrade) => {
+            accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| chat::open(hub, conn, room_id))
         }
         Err(error) => error.into_response(),
     }

@@ -59,7 +59,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<NotificationsSes
         types: Vec::new(),
         _membership: membership,
     };
-    Ok(Accepted { session, conn, greeting })
+    Ok(Accepted { session, conn, greetings: vec![greeting] })
 }
 
 impl Session for NotificationsSession {

@@ -17,7 +17,6 @@ use tracing::debug;
 use super::Hub;
 use super::metrics::Endpoint;
 use super::outbox::{Batch, Outbox};
-use super::presence::scope;
 use crate::auth::Identity;
 use crate::layer::{ConnId, Push};
 use crate::protocol::close;
@@ -38,8 +37,8 @@ pub struct Conn {
 pub struct Accepted<S> {
     pub session: S,
     pub conn: Conn,
-    /// The serialized `connection_established`.
-    pub greeting: String,
+    /// Sent first, in order: `connection_established` (and, in chat, `history`).
+    pub greetings: Vec<String>,
 }
 
 /// Why a connection is refused after the upgrade (PROTOCOL §1: accept, then close with a reason).
@@ -86,13 +85,11 @@ pub async fn refuse(mut socket: WebSocket, refusal: Refusal) {
     close_socket(&mut socket, refusal.code, refusal.reason).await;
 }
 
-/// Runs a connection whose endpoint accepted it: sends `greeting`, then serves until it ends.
+/// Runs a connection whose endpoint accepted it: sends the greetings, then serves until it ends.
 pub async fn serve<S: Session>(hub: Arc<Hub>, mut socket: WebSocket, accepted: Accepted<S>) {
-    let Accepted { mut session, conn, greeting } = accepted;
+    let Accepted { mut session, conn, greetings } = accepted;
     hub.metrics.connected(S::ENDPOINT);
-    // Every endpoint counts towards "users online", so presence is kept here, not per endpoint.
-    hub.presence.join(scope::HUB, &conn.identity.user_id).await;
-    let end = run_loop(&hub, &mut socket, &conn, greeting, &mut session).await;
+    let end = run_loop(&hub, &mut socket, &conn, greetings, &mut session).await;
     if let End::Close(code, reason) = end {
         if code == close::SLOW_CONSUMER {
             debug!(user = %conn.identity.user_id, "closing slow consumer");
@@ -100,7 +97,6 @@ pub async fn serve<S: Session>(hub: Arc<Hub>, mut socket: WebSocket, accepted: A
         close_socket(&mut socket, code, reason.to_owned()).await;
     }
     session.on_close().await;
-    hub.presence.leave(scope::HUB, &conn.identity.user_id).await;
     hub.metrics.disconnected(S::ENDPOINT);
 }
 
@@ -108,7 +104,7 @@ async fn run_loop<S: Session>(
     hub: &Hub,
     socket: &mut WebSocket,
     conn: &Conn,
-    greeting: String,
+    greetings: Vec<String>,
     session: &mut S,
 ) -> End {
     let limits = &hub.config.limits;
@@ -118,7 +114,7 @@ async fn run_loop<S: Session>(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
 
-    if let Some(end) = write(hub, socket, std::iter::once(Message::Text(greeting.into()))).await {
+    if let Some(end) = write(hub, socket, greetings.into_iter().map(|g| Message::Text(g.into()))).await {
         return end;
     }
     loop {

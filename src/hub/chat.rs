@@ -1,0 +1,329 @@
+//! Chat rooms (PROTOCOL §4.4 and its §5 routes): stored messages pushed to the room, typing indicators,
+//! read receipts that only move forward, history paging and per-room presence.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::Hub;
+use super::api::{self, ApiError, ApiJson};
+use super::metrics::Endpoint;
+use super::presence::scope;
+use super::registry::Membership;
+use super::session::{Accepted, Conn, Refusal, Session};
+use crate::auth::Identity;
+use crate::layer::{ConnId, Push, group};
+use crate::protocol::{self, ChatRequest, DEFAULT_PAGE, MAX_PAGE, RequestError, ServerMessage, close};
+use crate::store::{ChatMessage, Created, MessagePage, MessageQuery, NewChatMessage, NewRoom, ReadUpdate, Room};
+
+/// A message's length limits, in characters after trimming (PROTOCOL §4.4).
+pub const MAX_MESSAGE: usize = 4_000;
+/// Longest `client_id`, room name and attachment URL.
+const MAX_CLIENT_ID: usize = 128;
+const MAX_ROOM_NAME: usize = 200;
+const MAX_URL: usize = 2_048;
+/// Most members one room may be created with.
+const MAX_MEMBERS: usize = 10_000;
+
+/// One connection of a member (or staff) to a room.
+pub struct ChatSession {
+    hub: Arc<Hub>,
+    conn_id: ConnId,
+    user_id: String,
+    room_id: String,
+    _membership: Membership,
+}
+
+/// Accepts members and staff of an existing room (4004 unknown, 4003 not a member); greets with the
+/// last 50 messages and tells the room when this is the user's first connection to it.
+pub async fn open(hub: Arc<Hub>, conn: Conn, room_id: String) -> Result<Accepted<ChatSession>, Refusal> {
+    let room = find_room(&hub, &room_id).await.map_err(|e| match e.status {
+        StatusCode::NOT_FOUND => Refusal::new(close::NOT_FOUND, "room not found"),
+        _ => Refusal::new(close::INTERNAL, "store unavailable"),
+    })?;
+    if !may_enter(&room, &conn.identity) {
+        return Err(Refusal::new(close::FORBIDDEN, "not a member of this room"));
+    }
+    let user_id = conn.identity.user_id.clone();
+    // Join before reading history: a message stored meanwhile may then arrive twice (history and
+    // push, same id), but never not at all.
+    let membership =
+        Membership::join(&hub.registry, &hub.layer, group::room(&room_id), conn.id, Arc::clone(&conn.outbox));
+    let history = hub
+        .store
+        .list_messages(&room_id, MessageQuery { before_id: None, limit: DEFAULT_PAGE })
+        .await
+        .map_err(|_| Refusal::new(close::INTERNAL, "store unavailable"))?;
+    if hub.presence.join(&scope::room(&room_id), &user_id).await {
+        let frame = protocol::encode(&ServerMessage::UserStatus { user_id: &user_id, status: "online" });
+        let _ = hub.publish("user_status", &group::room(&room_id), Push::skipping(frame, conn.id)).await;
+    }
+    let mut extra = Map::new();
+    extra.insert("room_id".to_owned(), Value::String(room_id.clone()));
+    let greetings = vec![
+        protocol::encode(&ServerMessage::ConnectionEstablished {
+            message: "Connected to chat room",
+            user_id: &user_id,
+            extra,
+        }),
+        history_frame(&room_id, &history, None),
+    ];
+    let session = ChatSession { hub, conn_id: conn.id, user_id, room_id, _membership: membership };
+    Ok(Accepted { session, conn, greetings })
+}
+
+impl Session for ChatSession {
+    const ENDPOINT: Endpoint = Endpoint::Chat;
+
+    async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
+        let (request, id) = match protocol::parse_request::<ChatRequest>(text, ChatRequest::TYPES) {
+            Ok(inbound) => (inbound.request, inbound.request_id),
+            Err((error, id)) => return replies.push(protocol::error_frame(&error, id.as_ref())),
+        };
+        match self.handle(request, id.as_ref()).await {
+            Ok(Some(reply)) => replies.push(reply),
+            Ok(None) => {}
+            Err(error) => replies.push(protocol::error_frame(&error, id.as_ref())),
+        }
+    }
+
+    async fn on_close(self) {
+        if self.hub.presence.leave(&scope::room(&self.room_id), &self.user_id).await {
+            let frame = protocol::encode(&ServerMessage::UserStatus { user_id: &self.user_id, status: "offline" });
+            let push = Push::skipping(frame, self.conn_id);
+            let _ = self.hub.publish("user_status", &group::room(&self.room_id), push).await;
+        }
+    }
+}
+
+impl ChatSession {
+    /// Handles one request; `Some` is a direct reply (the room's pushes travel through the layer).
+    async fn handle(&self, request: ChatRequest, id: Option<&Value>) -> Result<Option<String>, RequestError> {
+        let hub = &self.hub;
+        let room = group::room(&self.room_id);
+        match request {
+            ChatRequest::Ping { timestamp } => Ok(Some(protocol::pong(timestamp, id))),
+            ChatRequest::ChatMessage { message, client_id } => {
+                post_to_room(hub, &self.room_id, &self.user_id, &message, None, client_id.as_deref())
+                    .await
+                    .map_err(ApiError::into_request_error)?;
+                // The sender's copy arrives with everyone's, through the room; nothing more to say.
+                Ok(None)
+            }
+            ChatRequest::Typing { is_typing } => {
+                let frame = protocol::encode(&ServerMessage::Typing { user_id: &self.user_id, is_typing });
+                hub.publish("typing", &room, Push::skipping(frame, self.conn_id))
+                    .await
+                    .map_err(ApiError::into_request_error)?;
+                Ok(None)
+            }
+            ChatRequest::ReadReceipt { message_id } => {
+                let update = hub
+                    .store
+                    .set_read_position(&self.room_id, &self.user_id, message_id)
+                    .await
+                    .map_err(|e| ApiError::from(e).into_request_error())?;
+                match update {
+                    ReadUpdate::Moved(position) => {
+                        let message = ServerMessage::ReadReceipt {
+                            user_id: &self.user_id,
+                            message_id: position.message_id,
+                            read_at: &position.read_at,
+                        };
+                        hub.publish("read_receipt", &room, Push::new(protocol::encode(&message)))
+                            .await
+                            .map_err(ApiError::into_request_error)?;
+                        Ok(None)
+                    }
+                    // Never backwards: tell only this client where the position stands.
+                    ReadUpdate::Unchanged(position) => {
+                        let message = ServerMessage::ReadReceipt {
+                            user_id: &self.user_id,
+                            message_id: position.message_id,
+                            read_at: &position.read_at,
+                        };
+                        Ok(Some(protocol::encode_reply(&message, id)))
+                    }
+                    ReadUpdate::NotFound => {
+                        Err(RequestError::not_found(format!("message {message_id} not in this room")))
+                    }
+                }
+            }
+            ChatRequest::GetHistory { before_id, limit } => {
+                let query = message_query(before_id, limit).map_err(RequestError::invalid)?;
+                let page = hub
+                    .store
+                    .list_messages(&self.room_id, query)
+                    .await
+                    .map_err(|e| ApiError::from(e).into_request_error())?;
+                Ok(Some(history_frame(&self.room_id, &page, id)))
+            }
+        }
+    }
+}
+
+fn history_frame(room_id: &str, page: &MessagePage, id: Option<&Value>) -> String {
+    let message = ServerMessage::History { room_id, messages: &page.messages, has_more: page.has_more };
+    protocol::encode_reply(&message, id)
+}
+
+fn message_query(before_id: Option<i64>, limit: Option<u32>) -> Result<MessageQuery, String> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(format!("limit must be between 1 and {MAX_PAGE}"));
+    }
+    Ok(MessageQuery { before_id, limit })
+}
+
+fn may_enter(room: &Room, identity: &Identity) -> bool {
+    identity.is_staff || room.members.contains(&identity.user_id)
+}
+
+/// The room, or 404.
+async fn find_room(hub: &Hub, room_id: &str) -> Result<Room, ApiError> {
+    if !protocol::is_valid_scope_id(room_id) {
+        return Err(ApiError::not_found(format!("room {room_id} not found")));
+    }
+    hub.store.get_room(room_id).await?.ok_or_else(|| ApiError::not_found(format!("room {room_id} not found")))
+}
+
+/// Validates, stores, then pushes a message to the whole room (sender's connections included).
+async fn post_to_room(
+    hub: &Hub,
+    room_id: &str,
+    sender: &str,
+    text: &str,
+    attachment_url: Option<String>,
+    client_id: Option<&str>,
+) -> Result<ChatMessage, ApiError> {
+    let content = text.trim();
+    let length = content.chars().count();
+    if !(1..=MAX_MESSAGE).contains(&length) {
+        return Err(ApiError::bad_request(format!("message must be 1..{MAX_MESSAGE} characters after trimming")));
+    }
+    if client_id.is_some_and(|c| c.len() > MAX_CLIENT_ID) {
+        return Err(ApiError::bad_request(format!("client_id must be at most {MAX_CLIENT_ID} characters")));
+    }
+    if let Some(url) = &attachment_url {
+        let web = url.starts_with("https://") || url.starts_with("http://");
+        if !web || url.len() > MAX_URL {
+            return Err(ApiError::bad_request(format!(
+                "attachment_url must be an http(s) URL of at most {MAX_URL} characters"
+            )));
+        }
+    }
+    let new = NewChatMessage {
+        room_id: room_id.to_owned(),
+        sender_id: sender.to_owned(),
+        content: content.to_owned(),
+        attachment_url,
+    };
+    let message = hub.store.insert_message(&new).await?.ok_or_else(|| ApiError::not_found("room not found"))?;
+    let frame = protocol::encode(&ServerMessage::ChatMessage { message: &message, client_id });
+    hub.publish("chat_message", &group::room(room_id), Push::new(frame)).await?;
+    Ok(message)
+}
+
+/// The chat HTTP routes.
+pub fn routes() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/api/v1/chat/rooms", post(create_room).get(list_rooms))
+        .route("/api/v1/chat/rooms/{room_id}/messages", get(list_messages).post(post_message))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateRoom {
+    room_id: Option<String>,
+    name: Option<String>,
+    members: Vec<Value>,
+}
+
+async fn create_room(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateRoom>,
+) -> Result<Response, ApiError> {
+    api::privileged(&hub, &headers)?;
+    let room_id = match body.room_id {
+        Some(id) if protocol::is_valid_scope_id(&id) => id,
+        Some(_) => return Err(ApiError::bad_request("room_id must match [A-Za-z0-9_.-]{1,64}")),
+        None => format!("room-{:08x}", rand::random::<u32>()),
+    };
+    let name = body.name.unwrap_or_else(|| room_id.clone());
+    if name.trim().is_empty() || name.chars().count() > MAX_ROOM_NAME {
+        return Err(ApiError::bad_request(format!("name must be 1..{MAX_ROOM_NAME} characters")));
+    }
+    if body.members.len() > MAX_MEMBERS {
+        return Err(ApiError::bad_request(format!("a room may be created with at most {MAX_MEMBERS} members")));
+    }
+    let members = body
+        .members
+        .iter()
+        .map(|id| match id {
+            Value::String(s) if !s.is_empty() && s.len() <= 128 => Ok(s.clone()),
+            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+            _ => Err(ApiError::bad_request("members must hold user ids (strings or integers)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match hub.store.create_room(&NewRoom { room_id: room_id.clone(), name, members }).await? {
+        Created::Created(room) => Ok((StatusCode::CREATED, axum::Json(room)).into_response()),
+        Created::Conflict => Err(ApiError::conflict(format!("room {room_id} exists already"))),
+    }
+}
+
+async fn list_rooms(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
+    let identity = api::user(&hub, &headers)?;
+    let rooms = hub.store.rooms_for_user(&identity.user_id, identity.is_staff).await?;
+    Ok(axum::Json(json!({"rooms": rooms})))
+}
+
+/// The room, if this user may enter it: 404 unknown, 403 not a member.
+async fn entered_room(hub: &Hub, headers: &HeaderMap, room_id: &str) -> Result<Identity, ApiError> {
+    let identity = api::user(hub, headers)?;
+    let room = find_room(hub, room_id).await?;
+    if !may_enter(&room, &identity) {
+        return Err(ApiError::forbidden("not a member of this room"));
+    }
+    Ok(identity)
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagesQuery {
+    before_id: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn list_messages(
+    State(hub): State<Arc<Hub>>,
+    Path(room_id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<MessagePage>, ApiError> {
+    entered_room(&hub, &headers, &room_id).await?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let query = message_query(query.before_id, query.limit).map_err(ApiError::bad_request)?;
+    Ok(axum::Json(hub.store.list_messages(&room_id, query).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct PostMessage {
+    message: String,
+    attachment_url: Option<String>,
+}
+
+async fn post_message(
+    State(hub): State<Arc<Hub>>,
+    Path(room_id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PostMessage>,
+) -> Result<Response, ApiError> {
+    let identity = entered_room(&hub, &headers, &room_id).await?;
+    let message = post_to_room(&hub, &room_id, &identity.user_id, &body.message, body.attachment_url, None).await?;
+    Ok((StatusCode::CREATED, axum::Json(message)).into_response())
+}

@@ -1,0 +1,348 @@
+//! The admin dashboard (PROTOCOL §4.3 and its §5 routes): staff-only live figures, user approvals,
+//! order updates and the admin activity feed.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::api::{self, ApiError, ApiJson};
+use super::metrics::Endpoint;
+use super::presence::scope;
+use super::registry::Membership;
+use super::session::{Accepted, Conn, Refusal, Session};
+use super::{Hub, notifications};
+use crate::layer::{ConnId, Push, group};
+use crate::protocol::{self, DashboardRequest, ServerMessage, Stats, close};
+use crate::store::{ActivityKind, Approval, Created, Decision, NewNotification, NewPendingUser, PendingUser, Verdict};
+
+/// Default and largest page of the pending, recent and activity lists.
+const DEFAULT_LIST: u32 = 50;
+const MAX_LIST: u32 = 200;
+/// Longest email, name, reason and order status accepted.
+const MAX_EMAIL: usize = 254;
+const MAX_NAME: usize = 200;
+const MAX_REASON: usize = 1_000;
+const MAX_STATUS: usize = 64;
+
+/// One admin's dashboard connection.
+pub struct DashboardSession {
+    hub: Arc<Hub>,
+    conn_id: ConnId,
+    user_id: String,
+    _membership: Membership,
+}
+
+/// Accepts staff only (else 4003); tells the other admins when this is the admin's first connection.
+pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<DashboardSession>, Refusal> {
+    if !conn.identity.is_staff {
+        return Err(Refusal::new(close::FORBIDDEN, "staff only"));
+    }
+    let user_id = conn.identity.user_id.clone();
+    let membership =
+        Membership::join(&hub.registry, &hub.layer, group::ADMINS.to_owned(), conn.id, Arc::clone(&conn.outbox));
+    let first = hub.presence.join(scope::ADMINS, &user_id).await;
+    let stats = stats(&hub).await.map_err(|_| Refusal::new(close::INTERNAL, "store unavailable"))?;
+    if first {
+        let frame =
+            protocol::encode(&ServerMessage::AdminJoined { user_id: &user_id, admins_online: stats.admins_online });
+        // Live only: an admin who misses this still sees `admins_online` in the next stats.
+        let _ = hub.publish("admin_joined", group::ADMINS, Push::skipping(frame, conn.id)).await;
+    }
+    let mut extra = Map::new();
+    extra.insert("stats".to_owned(), serde_json::to_value(&stats).expect("stats serialize"));
+    let greeting = protocol::encode(&ServerMessage::ConnectionEstablished {
+        message: "Connected to admin dashboard",
+        user_id: &user_id,
+        extra,
+    });
+    let session = DashboardSession { hub, conn_id: conn.id, user_id, _membership: membership };
+    Ok(Accepted { session, conn, greetings: vec![greeting] })
+}
+
+impl Session for DashboardSession {
+    const ENDPOINT: Endpoint = Endpoint::Dashboard;
+
+    async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
+        let (request, id) = match protocol::parse_request::<DashboardRequest>(text, DashboardRequest::TYPES) {
+            Ok(inbound) => (inbound.request, inbound.request_id),
+            Err((error, id)) => return replies.push(protocol::error_frame(&error, id.as_ref())),
+        };
+        let hub = &self.hub;
+        let reply = match request {
+            DashboardRequest::Ping { timestamp } => Ok(protocol::pong(timestamp, id.as_ref())),
+            DashboardRequest::GetStats => stats(hub)
+                .await
+                .map(|stats| protocol::encode_reply(&ServerMessage::Stats { stats: &stats }, id.as_ref())),
+            DashboardRequest::GetPendingCount => hub
+                .store
+                .pending_count()
+                .await
+                .map_err(ApiError::from)
+                .map(|count| protocol::encode_reply(&ServerMessage::PendingCountUpdate { count }, id.as_ref())),
+            DashboardRequest::ApproveUser { user_id } => {
+                decide(hub, &user_id, Verdict::Approved, None, &self.user_id, Some(self.conn_id))
+                    .await
+                    .map(|approval| protocol::encode_reply(&ServerMessage::ApprovalUpdate(&approval), id.as_ref()))
+            }
+            DashboardRequest::RejectUser { user_id, reason } => {
+                decide(hub, &user_id, Verdict::Rejected, reason, &self.user_id, Some(self.conn_id))
+                    .await
+                    .map(|approval| protocol::encode_reply(&ServerMessage::ApprovalUpdate(&approval), id.as_ref()))
+            }
+        };
+        replies.push(reply.unwrap_or_else(|error| protocol::error_frame(&error.into_request_error(), id.as_ref())));
+    }
+
+    async fn on_close(self) {
+        if self.hub.presence.leave(scope::ADMINS, &self.user_id).await {
+            let admins_online = self.hub.presence.online(scope::ADMINS).await;
+            let frame = protocol::encode(&ServerMessage::AdminLeft { user_id: &self.user_id, admins_online });
+            let _ = self.hub.publish("admin_left", group::ADMINS, Push::skipping(frame, self.conn_id)).await;
+        }
+    }
+}
+
+/// The live figures; "today" is the current UTC day.
+pub async fn stats(hub: &Hub) -> Result<Stats, ApiError> {
+    let midnight = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight exists every day in UTC")
+        .and_utc()
+        .timestamp_millis();
+    let decisions = hub.store.decision_counts_since(midnight).await?;
+    Ok(Stats {
+        pending_approvals: hub.store.pending_count().await?,
+        approved_today: decisions.approved,
+        rejected_today: decisions.rejected,
+        admins_online: hub.presence.online(scope::ADMINS).await,
+        users_online: hub.presence.online(scope::HUB).await,
+        connections: Endpoint::ALL.iter().map(|e| hub.metrics.connections(*e)).sum(),
+    })
+}
+
+/// Pushes the current pending count to every admin.
+async fn push_pending_count(hub: &Hub) -> Result<(), ApiError> {
+    let count = hub.store.pending_count().await?;
+    let frame = protocol::encode(&ServerMessage::PendingCountUpdate { count });
+    hub.publish("pending_count_update", group::ADMINS, Push::new(frame)).await
+}
+
+/// Decides a pending user once (404 unknown, 409 decided already), tells every admin (but `skip`,
+/// which gets the update as its direct reply) and stores a notification for the user.
+async fn decide(
+    hub: &Hub,
+    user_id: &str,
+    verdict: Verdict,
+    reason: Option<String>,
+    decided_by: &str,
+    skip: Option<ConnId>,
+) -> Result<Approval, ApiError> {
+    if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON) {
+        return Err(ApiError::bad_request(format!("reason must be at most {MAX_REASON} characters")));
+    }
+    let approval = match hub.store.decide(user_id, verdict, reason.as_deref(), decided_by).await? {
+        Decision::Decided(approval) => approval,
+        Decision::NotFound => return Err(ApiError::not_found(format!("no registered user {user_id}"))),
+        Decision::AlreadyDecided => return Err(ApiError::conflict(format!("user {user_id} was decided already"))),
+    };
+    let payload = serde_json::to_value(&approval).expect("approvals serialize");
+    hub.store.append_activity(ActivityKind::Approval, &payload).await?;
+    let frame = protocol::encode(&ServerMessage::ApprovalUpdate(&approval));
+    let push = match skip {
+        Some(conn) => Push::skipping(frame, conn),
+        None => Push::new(frame),
+    };
+    hub.publish("approval_update", group::ADMINS, push).await?;
+    push_pending_count(hub).await?;
+    let (title, message) = match verdict {
+        Verdict::Approved => ("Account approved", "Your account has been approved.".to_owned()),
+        Verdict::Rejected => (
+            "Account rejected",
+            match &approval.reason {
+                Some(reason) => format!("Your account has been rejected: {reason}"),
+                None => "Your account has been rejected.".to_owned(),
+            },
+        ),
+    };
+    let notification = NewNotification {
+        user_id: user_id.to_owned(),
+        title: title.to_owned(),
+        message,
+        kind: "approval".to_owned(),
+        data: json!({"status": approval.status, "reason": approval.reason, "decided_by": approval.decided_by}),
+        link: None,
+    };
+    notifications::publish(hub, vec![notification]).await?;
+    Ok(approval)
+}
+
+/// The dashboard's HTTP routes.
+pub fn routes() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/api/v1/admin-dashboard/users/", post(register))
+        .route("/api/v1/admin-dashboard/dashboard/", get(dashboard))
+        .route("/api/v1/admin-dashboard/approvals/pending/", get(pending))
+        .route("/api/v1/admin-dashboard/approvals/recent/", get(recent))
+        .route("/api/v1/admin-dashboard/users/{user_id}/approve/", post(approve))
+        .route("/api/v1/admin-dashboard/users/{user_id}/reject/", post(reject))
+        .route("/api/v1/admin-dashboard/orders/{order_id}/", post(order_update))
+        .route("/api/v1/admin-dashboard/notifications/", get(activity))
+}
+
+#[derive(Debug, Deserialize)]
+struct Register {
+    #[serde(deserialize_with = "protocol::de_user_id")]
+    user_id: String,
+    email: Option<String>,
+    name: Option<String>,
+}
+
+async fn register(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Register>,
+) -> Result<Response, ApiError> {
+    api::backend(&hub, &headers)?;
+    if body.email.as_ref().is_some_and(|e| e.len() > MAX_EMAIL) {
+        return Err(ApiError::bad_request(format!("email must be at most {MAX_EMAIL} characters")));
+    }
+    if body.name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME) {
+        return Err(ApiError::bad_request(format!("name must be at most {MAX_NAME} characters")));
+    }
+    let new = NewPendingUser { user_id: body.user_id, email: body.email, name: body.name };
+    let user: PendingUser = match hub.store.register_pending_user(&new).await? {
+        Created::Created(user) => user,
+        Created::Conflict => return Err(ApiError::conflict(format!("user {} is pending already", new.user_id))),
+    };
+    let payload = serde_json::to_value(&user).expect("pending users serialize");
+    hub.store.append_activity(ActivityKind::NewUser, &payload).await?;
+    hub.publish("new_user", group::ADMINS, Push::new(protocol::encode(&ServerMessage::NewUser { user: &user })))
+        .await?;
+    push_pending_count(&hub).await?;
+    Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+}
+
+async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Stats>, ApiError> {
+    api::privileged(&hub, &headers)?;
+    Ok(axum::Json(stats(&hub).await?))
+}
+
+/// `?limit=` of the lists, 1..=200.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+impl ListQuery {
+    fn limit(query: Result<Query<Self>, axum::extract::rejection::QueryRejection>) -> Result<u32, ApiError> {
+        let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let limit = query.limit.unwrap_or(DEFAULT_LIST);
+        if !(1..=MAX_LIST).contains(&limit) {
+            return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIST}")));
+        }
+        Ok(limit)
+    }
+}
+
+type ListParams = Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>;
+
+async fn pending(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    query: ListParams,
+) -> Result<axum::Json<Value>, ApiError> {
+    api::privileged(&hub, &headers)?;
+    let users = hub.store.pending_users(ListQuery::limit(query)?).await?;
+    let count = hub.store.pending_count().await?;
+    Ok(axum::Json(json!({"users": users, "count": count})))
+}
+
+async fn recent(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    query: ListParams,
+) -> Result<axum::Json<Value>, ApiError> {
+    api::privileged(&hub, &headers)?;
+    let approvals = hub.store.recent_approvals(ListQuery::limit(query)?).await?;
+    Ok(axum::Json(json!({"approvals": approvals})))
+}
+
+async fn activity(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    query: ListParams,
+) -> Result<axum::Json<Value>, ApiError> {
+    api::privileged(&hub, &headers)?;
+    let entries = hub.store.list_activity(ListQuery::limit(query)?).await?;
+    Ok(axum::Json(json!({"notifications": entries})))
+}
+
+async fn approve(
+    State(hub): State<Arc<Hub>>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Approval>, ApiError> {
+    let caller = api::privileged(&hub, &headers)?;
+    Ok(axum::Json(decide(&hub, &user_id, Verdict::Approved, None, &caller.actor(), None).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Reject {
+    reason: Option<String>,
+}
+
+async fn reject(
+    State(hub): State<Arc<Hub>>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::Json<Approval>, ApiError> {
+    let caller = api::privileged(&hub, &headers)?;
+    // The body is optional here: no body means no reason.
+    let reason = if body.is_empty() {
+        None
+    } else {
+        let body: Reject = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        body.reason
+    };
+    Ok(axum::Json(decide(&hub, &user_id, Verdict::Rejected, reason, &caller.actor(), None).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct OrderUpdate {
+    status: String,
+    data: Option<Value>,
+}
+
+async fn order_update(
+    State(hub): State<Arc<Hub>>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<OrderUpdate>,
+) -> Result<Response, ApiError> {
+    api::backend(&hub, &headers)?;
+    if !protocol::is_valid_scope_id(&order_id) {
+        return Err(ApiError::bad_request("order id must match [A-Za-z0-9_.-]{1,64}"));
+    }
+    if body.status.is_empty() || body.status.len() > MAX_STATUS {
+        return Err(ApiError::bad_request(format!("status must be 1..{MAX_STATUS} characters")));
+    }
+    let data = match body.data {
+        None | Some(Value::Null) => json!({}),
+        Some(data @ Value::Object(_)) => data,
+        Some(_) => return Err(ApiError::bad_request("data must be a JSON object")),
+    };
+    let payload = json!({"order_id": order_id, "status": body.status, "data": data});
+    hub.store.append_activity(ActivityKind::OrderUpdate, &payload).await?;
+    let frame =
+        protocol::encode(&ServerMessage::OrderUpdate { order_id: &order_id, status: &body.status, data: &data });
+    hub.publish("order_update", group::ADMINS, Push::new(frame)).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(payload)).into_response())
+}
