@@ -15,7 +15,7 @@ const HEIGHT: f64 = 300.0;
 const LEFT: f64 = 64.0;
 const BOTTOM: f64 = 36.0;
 const TOP: f64 = 16.0;
-const RIGHT: f64 = 16.0;
+const RIGHT: f64 = 40.0;
 
 /// Writes the report for `summary` to `path`.
 pub fn write_html(summary: &Summary, path: &Path) -> anyhow::Result<()> {
@@ -72,10 +72,11 @@ svg{{width:100%;height:auto;background:#fafafa;border:1px solid #eee}} svg text{
         let pick = |f: fn(&super::summary::TimelinePoint) -> f64| {
             s.timeline.iter().filter(|p| p.deliveries > 0).map(|p| (p.t_s, f(p))).collect::<Vec<_>>()
         };
+        // Drawn back to front: max is often close to p99 in short slices and must not hide it.
         let series = [
-            Series { name: "p50", color: "#1a73e8", points: pick(|p| p.p50_ms) },
+            Series { name: "max", color: "#f4a6b0", points: pick(|p| p.max_ms) },
             Series { name: "p99", color: "#e8710a", points: pick(|p| p.p99_ms) },
-            Series { name: "max", color: "#b00020", points: pick(|p| p.max_ms) },
+            Series { name: "p50", color: "#1a73e8", points: pick(|p| p.p50_ms) },
         ];
         h.push_str(&chart(&series, time_ticks(s), "ms"));
         h.push_str("<h2>Deliveries per second</h2>");
@@ -108,10 +109,25 @@ fn figures(h: &mut String, s: &Summary) {
     let c = &s.connections;
     let d = &s.deliveries;
     let mut rows = vec![
-        ("connections", format!("{}/{} in {:.2} s ({:.0}/s), {} closed early", c.established, c.attempted, c.connect_s, c.connect_per_s, c.closed_early)),
-        ("messages", format!("{} measured, {} accepted, {} failed", s.messages.scheduled, s.messages.accepted, s.messages.failed)),
+        (
+            "connections",
+            format!(
+                "{}/{} in {:.2} s ({:.0}/s), {} closed early",
+                c.established, c.attempted, c.connect_s, c.connect_per_s, c.closed_early
+            ),
+        ),
+        (
+            "messages",
+            format!(
+                "{} measured, {} accepted, {} failed",
+                s.messages.scheduled, s.messages.accepted, s.messages.failed
+            ),
+        ),
         ("deliveries", format!("{}/{} received, {:.0}/s", d.received, d.expected, d.per_s)),
-        ("lost / duplicated / out of order", format!("{} ({:.3} %) / {} / {}", d.lost, d.loss_pct, d.duplicates, d.out_of_order)),
+        (
+            "lost / duplicated / out of order",
+            format!("{} ({:.3} %) / {} / {}", d.lost, d.loss_pct, d.duplicates, d.out_of_order),
+        ),
         ("bench CPU", format!("{:.2} cores ({:.1} s over {:.1} s)", s.bench.cpu_cores, s.bench.cpu_s, s.bench.wall_s)),
     ];
     if let Some(cores) = s.hub.cpu_cores {
@@ -198,7 +214,8 @@ fn chart(series: &[Series], x_ticks: Vec<(f64, String)>, unit: &str) -> String {
     }
     for (i, s) in series.iter().enumerate() {
         let path: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
-        let _ = write!(svg, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, s.color, path.join(" "));
+        let _ =
+            write!(svg, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, s.color, path.join(" "));
         let lx = LEFT + 12.0 + i as f64 * 110.0;
         let _ = write!(
             svg,

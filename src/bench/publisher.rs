@@ -30,7 +30,13 @@ pub enum Channel {
 /// Sends every message of the plan on schedule, starting at bench-clock `start_ns`; returns how late the
 /// sends went out. At most `max_inflight` HTTP requests are outstanding; beyond that sends wait, and the
 /// wait shows up as publisher lag (and in the latency, which is measured from the intended time).
-pub fn run(shared: Arc<Shared>, channel: Channel, start_ns: u64, max_inflight: usize, runtime: Handle) -> Histogram<u64> {
+pub fn run(
+    shared: Arc<Shared>,
+    channel: Channel,
+    start_ns: u64,
+    max_inflight: usize,
+    runtime: Handle,
+) -> Histogram<u64> {
     let plan = &shared.plan;
     let mut lag = latency_histogram();
     let inflight = Arc::new(Semaphore::new(max_inflight));
@@ -46,7 +52,9 @@ pub fn run(shared: Arc<Shared>, channel: Channel, start_ns: u64, max_inflight: u
             Channel::Http(client) => {
                 let permit = match inflight.clone().try_acquire_owned() {
                     Ok(permit) => permit,
-                    Err(_) => runtime.block_on(inflight.clone().acquire_owned()).expect("the semaphore is never closed"),
+                    Err(_) => {
+                        runtime.block_on(inflight.clone().acquire_owned()).expect("the semaphore is never closed")
+                    }
                 };
                 lag.saturating_record(now_ns().saturating_sub(intended));
                 let request = client

@@ -38,14 +38,25 @@ pub fn table(s: &Summary) -> String {
         "connections",
         c.connect_s,
         c.connect_per_s,
-        if c.closed_early > 0 { format!(", {} closed early by the hub", c.closed_early).red().to_string() } else { String::new() }
+        if c.closed_early > 0 {
+            format!(", {} closed early by the hub", c.closed_early).red().to_string()
+        } else {
+            String::new()
+        }
     );
     if s.scenario != "idle" {
         let m = &s.messages;
-        let _ = writeln!(t, "{:<13}{} sent ({} warm-up excluded), {} accepted, {} failed", "messages", m.scheduled, m.warmup, m.accepted, m.failed);
+        let _ = writeln!(
+            t,
+            "{:<13}{} sent ({} warm-up excluded), {} accepted, {} failed",
+            "messages", m.scheduled, m.warmup, m.accepted, m.failed
+        );
         let d = &s.deliveries;
         let ok = d.lost == 0 && d.duplicates == 0 && d.out_of_order == 0;
-        let counts = format!("lost {} ({:.3} %), duplicates {}, out of order {}", d.lost, d.loss_pct, d.duplicates, d.out_of_order);
+        let counts = format!(
+            "lost {} ({:.3} %), duplicates {}, out of order {}",
+            d.lost, d.loss_pct, d.duplicates, d.out_of_order
+        );
         let _ = writeln!(
             t,
             "{:<13}{}/{} ({}), {} deliveries/s",
@@ -55,12 +66,32 @@ pub fn table(s: &Summary) -> String {
             if ok { counts.green() } else { counts.red() },
             format!("{:.0}", d.per_s).bold()
         );
-        let _ = writeln!(t, "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}", "latency (ms)".bold(), "p50", "p90", "p99", "p99.9", "max", "mean");
+        let _ = writeln!(
+            t,
+            "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+            "latency (ms)".bold(),
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "mean"
+        );
         row(&mut t, "delivery", &s.latency_ms);
         row(&mut t, "completion", &s.completion_ms);
         row(&mut t, "publisher lag", &s.publisher_lag_ms);
     } else {
-        let _ = writeln!(t, "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}", "latency (ms)".bold(), "p50", "p90", "p99", "p99.9", "max", "mean");
+        let _ = writeln!(
+            t,
+            "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+            "latency (ms)".bold(),
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "mean"
+        );
     }
     row(&mut t, "handshake", &s.connections.handshake_ms);
     t.push('\n');
@@ -69,7 +100,12 @@ pub fn table(s: &Summary) -> String {
         let _ = writeln!(t, "{:<13}{}", "errors", list.join(", ").red());
     }
     if let Some(limit) = &s.machine_limit {
-        let _ = writeln!(t, "{:<13}{}", "machine", format!("this machine, not the hub, limited the run: {limit}").yellow().bold());
+        let _ = writeln!(
+            t,
+            "{:<13}{}",
+            "machine",
+            format!("this machine, not the hub, limited the run: {limit}").yellow().bold()
+        );
     }
     let b = &s.bench;
     let _ = writeln!(
@@ -119,7 +155,11 @@ fn row(t: &mut String, name: &str, p: &Percentiles) {
         let _ = writeln!(t, "  {name:<13}{:>9}", "-");
         return;
     }
-    let _ = writeln!(t, "  {name:<13}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}", p.p50, p.p90, p.p99, p.p99_9, p.max, p.mean);
+    let _ = writeln!(
+        t,
+        "  {name:<13}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
+        p.p50, p.p90, p.p99, p.p99_9, p.max, p.mean
+    );
 }
 
 fn hub_line(s: &Summary) -> Option<String> {
@@ -130,7 +170,9 @@ fn hub_line(s: &Summary) -> Option<String> {
         parts.push(format!("CPU {cores:.2} cores"));
     }
     if let (Some(before), Some(connected)) = (h.memory_rss_before_bytes, h.memory_rss_connected_bytes) {
-        let per = h.memory_per_connection_bytes.map_or(String::new(), |b| format!(" ({:+.1} KiB per connection)", b / 1024.0));
+        let per = h
+            .memory_per_connection_bytes
+            .map_or(String::new(), |b| format!(" ({:+.1} KiB per connection)", b / 1024.0));
         parts.push(format!("memory {:.1} MiB → {:.1} MiB{per}", mib(before), mib(connected)));
     }
     (!parts.is_empty()).then(|| parts.join(", "))

@@ -1,7 +1,7 @@
 //! One bench run from connecting to the summary, and `--find-max`, which repeats runs at rising rates.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -150,7 +150,13 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         publisher_lag_ms: Percentiles::from_histogram(&lag, 1.0),
         errors: recorder.errors.clone(),
         machine_limit,
-        bench: BenchUsage { cpu_s, wall_s, cpu_cores: cpu_s / wall_s, includes_hub: target.in_process, open_file_limit },
+        bench: BenchUsage {
+            cpu_s,
+            wall_s,
+            cpu_cores: cpu_s / wall_s,
+            includes_hub: target.in_process,
+            open_file_limit,
+        },
         hub: HubUsage {
             memory_rss_before_bytes: memory_before,
             memory_rss_connected_bytes: memory_connected,
@@ -234,15 +240,19 @@ fn warn_about_limits(config: &Config, open_file_limit: u64) {
     if let Some(ports) = limits::ephemeral_ports() {
         let sources = config.source_ips.len().max(1) as u64;
         if config.subscribers > ports * sources {
-            eprintln!("warning: {} connections exceed {ports} ephemeral ports per source address: use --source-ips", config.subscribers);
+            eprintln!(
+                "warning: {} connections exceed {ports} ephemeral ports per source address: use --source-ips",
+                config.subscribers
+            );
         }
     }
 }
 
 async fn create_rooms(plan: &Plan, target: &Target, client: &reqwest::Client) -> anyhow::Result<()> {
     let rooms = (0..plan.groups()).map(|room| {
-        let members: Vec<String> =
-            (room * plan.room_size..((room + 1) * plan.room_size).min(plan.subscribers)).map(|k| plan.user_id(k)).collect();
+        let members: Vec<String> = (room * plan.room_size..((room + 1) * plan.room_size).min(plan.subscribers))
+            .map(|k| plan.user_id(k))
+            .collect();
         async move { target.create_room(client, &plan.room_id(room), &members).await }
     });
     let results: Vec<anyhow::Result<()>> = stream::iter(rooms).buffer_unordered(ROOM_CONCURRENCY).collect().await;
@@ -408,11 +418,17 @@ fn timeline(recorder: &Recorder, slice_ns: u64) -> Vec<TimelinePoint> {
         .iter()
         .enumerate()
         .map(|(i, bucket)| {
-            let (p50, p99, max) = bucket
-                .latency_us
-                .as_ref()
-                .map_or((0.0, 0.0, 0.0), |h| (ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.99)), ms(h.max())));
-            TimelinePoint { t_s: i as f64 * slice_s, deliveries: bucket.deliveries, per_s: bucket.deliveries as f64 / slice_s, p50_ms: p50, p99_ms: p99, max_ms: max }
+            let (p50, p99, max) = bucket.latency_us.as_ref().map_or((0.0, 0.0, 0.0), |h| {
+                (ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.99)), ms(h.max()))
+            });
+            TimelinePoint {
+                t_s: i as f64 * slice_s,
+                deliveries: bucket.deliveries,
+                per_s: bucket.deliveries as f64 / slice_s,
+                p50_ms: p50,
+                p99_ms: p99,
+                max_ms: max,
+            }
         })
         .collect()
 }
@@ -423,7 +439,11 @@ fn distribution(hist: &Histogram<u64>) -> Vec<DistributionPoint> {
         return Vec::new();
     }
     let tail = [91.0, 92.0, 93.0, 94.0, 95.0, 96.0, 97.0, 98.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999, 100.0];
-    (0..=18).map(|i| i as f64 * 5.0).chain(tail).map(|p| DistributionPoint { percentile: p, latency_ms: hist.value_at_quantile(p / 100.0) as f64 / 1e6 }).collect()
+    (0..=18)
+        .map(|i| i as f64 * 5.0)
+        .chain(tail)
+        .map(|p| DistributionPoint { percentile: p, latency_ms: hist.value_at_quantile(p / 100.0) as f64 / 1e6 })
+        .collect()
 }
 
 /// Checks every threshold and records the verdicts in the summary.

@@ -141,13 +141,21 @@ impl Plan {
             }
             Scenario::Notify => {
                 let (user, _) = self.place(seq);
-                let _ = write!(out, r#"{{"user_id":"{}","title":"bench","message":"bench {seq}","data":"#, self.user_id(user));
+                let _ = write!(
+                    out,
+                    r#"{{"user_id":"{}","title":"bench","message":"bench {seq}","data":"#,
+                    self.user_id(user)
+                );
                 marker(&mut out);
             }
             Scenario::Chat => {
                 // The marker travels in client_id, which the hub echoes to the whole room but never stores,
                 // so history replays on connect are not mistaken for deliveries.
-                let _ = write!(out, r#"{{"type":"chat_message","client_id":"{SEQ_KEY}={seq};{TIME_KEY}={t_ns}","message":"b{}""#, self.padding);
+                let _ = write!(
+                    out,
+                    r#"{{"type":"chat_message","client_id":"{SEQ_KEY}={seq};{TIME_KEY}={t_ns}","message":"b{}""#,
+                    self.padding
+                );
             }
         }
         out.push('}');
@@ -172,7 +180,7 @@ impl Marker {
 
 fn number_after(frame: &str, key: &str) -> Option<u64> {
     let at = frame.find(key)? + key.len();
-    let rest = frame[at..].trim_start_matches(|c: char| c == '"' || c == '\\' || c == ':' || c == '=' || c == ' ');
+    let rest = frame[at..].trim_start_matches(['"', '\\', ':', '=', ' ']);
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     rest[..digits].parse().ok()
 }
@@ -187,7 +195,16 @@ mod tests {
     use super::*;
 
     fn plan(scenario: Scenario, subscribers: u64, room_size: u64) -> Plan {
-        Plan { scenario, subscribers, room_size, total: 10, warmup: 0, rate: 10.0, run_id: "r".into(), padding: String::new() }
+        Plan {
+            scenario,
+            subscribers,
+            room_size,
+            total: 10,
+            warmup: 0,
+            rate: 10.0,
+            run_id: "r".into(),
+            padding: String::new(),
+        }
     }
 
     /// Markers are found in serde_json output, Python json output and chat client ids.

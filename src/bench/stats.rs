@@ -91,7 +91,11 @@ pub struct Shards {
 
 impl Shards {
     pub fn new(count: usize, bucket_ns: u64) -> Self {
-        Self { shards: (0..count.max(1)).map(|_| Mutex::default()).collect(), start_ns: AtomicU64::new(u64::MAX), bucket_ns: bucket_ns.max(1) }
+        Self {
+            shards: (0..count.max(1)).map(|_| Mutex::default()).collect(),
+            start_ns: AtomicU64::new(u64::MAX),
+            bucket_ns: bucket_ns.max(1),
+        }
     }
 
     pub fn set_start(&self, start_ns: u64) {

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::clock::now_ns;
 use super::limits;
 use super::scenario::{BENCH_ORG, Marker, Plan};
-use super::stats::{Completion, SeqTracker, Seen, Shards};
+use super::stats::{Completion, Seen, SeqTracker, Shards};
 use super::target::Target;
 use super::token::Mint;
 

@@ -237,7 +237,9 @@ pub struct FindMaxStep {
 impl Summary {
     /// A metric by its threshold name (see `threshold.rs`), in the summary's unit.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        let errors = |prefix: &str| self.errors.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| *v).sum::<u64>() as f64;
+        let errors = |prefix: &str| {
+            self.errors.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| *v).sum::<u64>() as f64
+        };
         Some(match name {
             "p50" => self.latency_ms.p50,
             "p90" => self.latency_ms.p90,

@@ -29,7 +29,11 @@ pub struct Target {
 
 impl fmt::Debug for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Target").field("http", &self.http).field("ws", &self.ws).field("pid", &self.pid).finish_non_exhaustive()
+        f.debug_struct("Target")
+            .field("http", &self.http)
+            .field("ws", &self.ws)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,7 +105,9 @@ impl Target {
 /// The first number under `key` anywhere in a JSON document.
 fn find_u64(value: &Value, key: &str) -> Option<u64> {
     match value {
-        Value::Object(map) => map.get(key).and_then(Value::as_u64).or_else(|| map.values().find_map(|v| find_u64(v, key))),
+        Value::Object(map) => {
+            map.get(key).and_then(Value::as_u64).or_else(|| map.values().find_map(|v| find_u64(v, key)))
+        }
         Value::Array(items) => items.iter().find_map(|v| find_u64(v, key)),
         _ => None,
     }

@@ -115,10 +115,18 @@ impl FromStr for Threshold {
         let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let at = compact.find(['<', '>', '=', '!']).ok_or_else(|| ParseError::NoOperator(text.into()))?;
         let (name, rest) = compact.split_at(at);
-        let (op, value) = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt), ("=", Op::Eq)]
-            .into_iter()
-            .find_map(|(symbol, op)| rest.strip_prefix(symbol).map(|value| (op, value)))
-            .ok_or_else(|| ParseError::NoOperator(text.into()))?;
+        let (op, value) = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+            ("=", Op::Eq),
+        ]
+        .into_iter()
+        .find_map(|(symbol, op)| rest.strip_prefix(symbol).map(|value| (op, value)))
+        .ok_or_else(|| ParseError::NoOperator(text.into()))?;
         let (metric, kind) = METRICS
             .iter()
             .find(|(known, _)| known.eq_ignore_ascii_case(name))
@@ -127,7 +135,8 @@ impl FromStr for Threshold {
         let split = value.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '_')).unwrap_or(value.len());
         let (number, unit) = value.split_at(split);
         let number: f64 = number.replace('_', "").parse().map_err(|_| ParseError::Number(text.into()))?;
-        let scale = unit_scale(metric, kind, unit).ok_or_else(|| ParseError::Unit { metric: metric.into(), unit: unit.into() })?;
+        let scale = unit_scale(metric, kind, unit)
+            .ok_or_else(|| ParseError::Unit { metric: metric.into(), unit: unit.into() })?;
         Ok(Threshold { expr: compact.clone(), metric, op, limit: number * scale })
     }
 }

@@ -131,13 +131,13 @@ impl BenchArgs {
         if self.subscribers == 0 {
             bail!("--subscribers must be at least 1");
         }
-        if !(self.rate > 0.0 && self.rate.is_finite()) {
+        if !self.rate.is_finite() || self.rate <= 0.0 {
             bail!("--rate must be a positive number of messages per second");
         }
-        if !(self.connect_rate > 0.0) {
+        if self.connect_rate.is_nan() || self.connect_rate <= 0.0 {
             bail!("--connect-rate must be positive");
         }
-        if self.find_max && !(self.find_max_factor > 1.0) {
+        if self.find_max && (self.find_max_factor.is_nan() || self.find_max_factor <= 1.0) {
             bail!("--find-max-factor must be greater than 1");
         }
         let mut thresholds = self.thresholds.clone();
