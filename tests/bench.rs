@@ -33,6 +33,9 @@ struct Fake {
     events: AtomicU64,
     held: std::sync::Mutex<Option<String>>,
     groups: broadcast::Sender<String>,
+    /// Chat frames as (room, frame); each chat socket keeps those of its room.
+    rooms: broadcast::Sender<(String, String)>,
+    chat_ids: AtomicU64,
 }
 
 /// Starts the fake hub on a free port; returns its base URL.
@@ -42,10 +45,14 @@ async fn fake_hub(fault: Fault) -> String {
         events: AtomicU64::new(0),
         held: std::sync::Mutex::new(None),
         groups: broadcast::channel(4096).0,
+        rooms: broadcast::channel(4096).0,
+        chat_ids: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/ws/events/{org}/", get(subscribe))
         .route("/api/v1/orgs/{org}/events", post(publish))
+        .route("/ws/chat/{room}/", get(chat))
+        .route("/api/v1/chat/rooms", post(|| async { StatusCode::CREATED }))
         .route("/api/v1/stats", get(|| async { Json(serde_json::json!({ "memory_rss_bytes": 50_000_000 })) }))
         .with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -70,6 +77,45 @@ async fn forward(mut socket: WebSocket, org: String, mut events: broadcast::Rece
     while let Ok(frame) = events.recv().await {
         if socket.send(Message::Text(frame.into())).await.is_err() {
             return;
+        }
+    }
+}
+
+async fn chat(
+    ws: WebSocketUpgrade,
+    Path(room): Path<String>,
+    State(fake): State<Arc<Fake>>,
+) -> axum::response::Response {
+    ws.on_upgrade(move |socket| chat_session(socket, room, fake))
+}
+
+/// A chat member: PROTOCOL §4.4's connect messages, then every `chat_message` is echoed to the whole room.
+async fn chat_session(mut socket: WebSocket, room: String, fake: Arc<Fake>) {
+    let mut frames = fake.rooms.subscribe();
+    for hello in [
+        serde_json::json!({"type": "connection_established", "message": "hi", "user_id": "u", "room_id": room}),
+        serde_json::json!({"type": "history", "room_id": room, "messages": [], "has_more": false}),
+    ] {
+        let _ = socket.send(Message::Text(hello.to_string().into())).await;
+    }
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let Some(Ok(Message::Text(text))) = incoming else { return };
+                let request: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let id = fake.chat_ids.fetch_add(1, Ordering::SeqCst) + 1;
+                let frame = serde_json::json!({
+                    "type": "chat_message", "client_id": request["client_id"],
+                    "message": {"id": id, "room_id": room, "sender_id": "u", "content": request["message"],
+                                "attachment_url": null, "created_at": "2026-01-15T10:30:00.123Z"},
+                });
+                let _ = fake.rooms.send((room.clone(), frame.to_string()));
+            }
+            Ok((to, frame)) = frames.recv() => {
+                if to == room && socket.send(Message::Text(frame.into())).await.is_err() {
+                    return;
+                }
+            }
         }
     }
 }
@@ -112,14 +158,12 @@ struct Cli {
     args: BenchArgs,
 }
 
-/// Common flags for a short deterministic run: 5 subscribers, 20 messages, no warm-up.
+/// Common flags for a short deterministic run: 20 messages, no warm-up.
 const SHORT_RUN: &[&str] = &[
     "--jwt-secret",
     "test-secret",
     "--api-key",
     "test-key",
-    "-n",
-    "5",
     "-r",
     "100",
     "--messages",
@@ -133,7 +177,7 @@ const SHORT_RUN: &[&str] = &[
 
 /// Runs the bench in-process against `url` and returns its summary.
 async fn bench_in_process(url: &str) -> Summary {
-    let mut argv = vec!["bench", "fanout", "--url", url];
+    let mut argv = vec!["bench", "fanout", "--url", url, "-n", "5"];
     argv.extend_from_slice(SHORT_RUN);
     let args = Cli::parse_from(argv).args;
     let target = Target::new(url, "test-secret".into(), "test-key".into()).await.unwrap();
@@ -144,7 +188,7 @@ async fn bench_in_process(url: &str) -> Summary {
 async fn bench_binary(url: &str, extra: &[&str]) -> Output {
     // HOOK: needs src/main.rs to dispatch `rtctl bench` to `cmd::bench::run`.
     tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
-        .args(["bench", "fanout", "--url", url])
+        .args(["bench", "fanout", "--url", url, "-n", "5"])
         .args(SHORT_RUN)
         .args(extra)
         .env("NO_COLOR", "1")
@@ -168,6 +212,23 @@ async fn reports_dropped_messages_as_loss() {
 async fn reports_duplicated_messages() {
     let s = bench_in_process(&fake_hub(Fault::Duplicate(5)).await).await;
     assert_eq!((s.deliveries.received, s.deliveries.lost, s.deliveries.duplicates), (100, 0, 5));
+}
+
+/// Chat: 6 members in rooms of 3 send 20 messages in turn; every member of the sender's room gets each one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_rooms_deliver_to_every_member() {
+    let url = fake_hub(Fault::None).await;
+    let mut argv = vec!["bench", "chat", "--url", &url, "--room-size", "3"];
+    argv.extend_from_slice(SHORT_RUN);
+    argv.extend_from_slice(&["-n", "6"]);
+    let args = Cli::parse_from(argv).args;
+    let target = Target::new(&url, "test-secret".into(), "test-key".into()).await.unwrap();
+    let s = rtctl::bench::run(&args.config().unwrap(), &target).await.unwrap();
+    assert_eq!(s.connections.established, 6);
+    assert_eq!(s.messages.accepted, 20);
+    // Two rooms of 3 get 10 messages each: 20 × 3 deliveries.
+    assert_eq!((s.deliveries.expected, s.deliveries.received, s.deliveries.lost), (60, 60, 0));
+    assert_eq!(s.errors.len(), 0, "{:?}", s.errors);
 }
 
 /// Two messages swapped in flight are one out-of-order delivery per subscriber, and no loss.

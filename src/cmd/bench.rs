@@ -206,6 +206,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Verdict> {
         bench::write_html(&summary, path)?;
     }
     print(&summary, args.json)?;
+    if summary.connections.established == 0 {
+        let kinds: Vec<String> = summary.errors.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+        bail!("no subscriber could connect ({})", kinds.join(", "));
+    }
     Ok(if summary.passed { Verdict::Passed } else { Verdict::ThresholdFailed })
 }
 
