@@ -128,7 +128,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
             subscribers: config.subscribers,
             room_size: plan.room_size,
             rate: plan.rate,
-            duration_s: window.as_secs_f64(),
+            duration_s: if plan.scenario == Scenario::Idle { config.duration } else { window }.as_secs_f64(),
             warmup_s: plan.offset_ns(plan.warmup) as f64 / 1e9,
             payload_bytes: config.payload_bytes as u64,
             connect_rate: config.connect_rate,

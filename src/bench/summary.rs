@@ -240,19 +240,23 @@ impl Summary {
         let errors = |prefix: &str| {
             self.errors.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| *v).sum::<u64>() as f64
         };
+        // A latency that was never sampled is not zero: it fails every threshold on it.
+        let pick = |p: &Percentiles, value: f64| (p.count > 0).then_some(value);
+        let (lat, done, shake, lag) =
+            (&self.latency_ms, &self.completion_ms, &self.connections.handshake_ms, &self.publisher_lag_ms);
         Some(match name {
-            "p50" => self.latency_ms.p50,
-            "p90" => self.latency_ms.p90,
-            "p99" => self.latency_ms.p99,
-            "p99.9" | "p999" => self.latency_ms.p99_9,
-            "max" => self.latency_ms.max,
-            "mean" => self.latency_ms.mean,
-            "completion_p50" => self.completion_ms.p50,
-            "completion_p99" => self.completion_ms.p99,
-            "completion_max" => self.completion_ms.max,
-            "handshake_p99" => self.connections.handshake_ms.p99,
-            "publisher_lag_p99" => self.publisher_lag_ms.p99,
-            "publisher_lag_max" => self.publisher_lag_ms.max,
+            "p50" => return pick(lat, lat.p50),
+            "p90" => return pick(lat, lat.p90),
+            "p99" => return pick(lat, lat.p99),
+            "p99.9" | "p999" => return pick(lat, lat.p99_9),
+            "max" => return pick(lat, lat.max),
+            "mean" => return pick(lat, lat.mean),
+            "completion_p50" => return pick(done, done.p50),
+            "completion_p99" => return pick(done, done.p99),
+            "completion_max" => return pick(done, done.max),
+            "handshake_p99" => return pick(shake, shake.p99),
+            "publisher_lag_p99" => return pick(lag, lag.p99),
+            "publisher_lag_max" => return pick(lag, lag.max),
             "loss" => self.deliveries.lost as f64,
             "loss_pct" => self.deliveries.loss_pct,
             "duplicates" => self.deliveries.duplicates as f64,
