@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port
     Serve(ServeArgs),
+    /// Load-test fan-out latency of a hub (any hub that speaks the protocol)
+    Bench(crate::cmd::bench::BenchArgs),
 }
 
 /// `rtctl serve`. Every option can also come from `RTCTL_<NAME>` or the config file.

@@ -11,11 +11,13 @@
 //! - [`cmd`]: one file per subcommand, each with a `run`.
 //! - [`protocol`]: the wire messages (serde enums), close codes, error codes, ids, timestamps.
 //! - [`auth`]: JWT verification and minting, ws tokens.
+//! - [`bench`]: the fan-out load tester behind `rtctl bench`: scenarios, measurement, reports.
 //! - [`hub`]: the server: routes, sessions, endpoints, HTTP API, metrics, presence.
 //! - [`layer`]: the channel layer trait (publish to a group) and its in-memory implementation.
 //! - [`store`]: the store trait and its SQLite implementation, with migrations.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod cmd;
 pub mod config;

@@ -1,5 +1,6 @@
 //! One file per subcommand, each with a `run`; [`dispatch`] is the one `match`.
 
+pub mod bench;
 pub mod serve;
 
 use tracing_subscriber::EnvFilter;
@@ -13,6 +14,7 @@ pub fn init_logging(cli: &Cli) {
         (_, 2..) => "trace",
         (_, 1) => "debug",
         (Command::Serve(_), 0) => "info",
+        (_, 0) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(base));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -22,5 +24,6 @@ pub fn init_logging(cli: &Cli) {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).await,
+        Command::Bench(args) => bench::run(args).await.map(|verdict| verdict.exit_code()),
     }
 }

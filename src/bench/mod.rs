@@ -1,0 +1,78 @@
+//! `rtctl bench`: a fan-out latency load tester for the hub (and for the Django peer it replaces).
+//!
+//! A run connects N subscribers, then publishes on a fixed open-loop schedule; every message carries its
+//! sequence number and intended send time (bench clock), so each delivery yields a latency without
+//! coordinated omission and each subscriber's sequence numbers yield loss, duplicates and reordering.
+//!
+//! # Layout
+//!
+//! - `clock`: the one monotonic clock of a run, and CPU time (ours by getrusage, the hub's from /proc)
+//! - `scenario`: fanout / notify / chat / idle, the deterministic schedule, message bodies, marker scan
+//! - `target`: the hub's URLs and credentials, `/api/v1/stats` memory, chat room creation
+//! - `token`: a private HS256 mint for bench users
+//! - `limits`: open-file limit, ephemeral ports, source addresses, machine limits versus hub failures
+//! - `subscriber`: one socket task: connect, timestamp frames, account for sequence numbers
+//! - `publisher`: the open-loop sender (HTTP POST, or chat frames over the members' sockets)
+//! - `stats`: sharded HDR histograms and timelines, sequence tracking, broadcast completion
+//! - `run`: one run from connect to summary, and `--find-max` stepping
+//! - `summary`: the result (what `--json` prints), documented field by field
+//! - `threshold`: `p99<50ms`-style rules for CI
+//! - `report`: the terminal table; `html`: the self-contained HTML report
+
+mod clock;
+mod html;
+mod limits;
+mod publisher;
+mod report;
+mod run;
+mod scenario;
+mod stats;
+mod subscriber;
+pub mod summary;
+mod target;
+pub mod threshold;
+mod token;
+
+pub use html::write_html;
+pub use limits::parse_source_ips;
+pub use report::print_table;
+pub use run::{find_max, run};
+pub use scenario::Scenario;
+pub use summary::Summary;
+pub use target::Target;
+pub use threshold::Threshold;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// A validated bench run, built once from the command line.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub scenario: Scenario,
+    pub subscribers: u64,
+    /// Members per chat room.
+    pub room_size: u64,
+    /// Messages per second across all groups.
+    pub rate: f64,
+    /// The measured window; ignored when `messages` is set.
+    pub duration: Duration,
+    /// Measured messages to send instead of a duration.
+    pub messages: Option<u64>,
+    /// Sent before the measured window and left out of every result.
+    pub warmup: Duration,
+    pub payload_bytes: usize,
+    /// New connections per second.
+    pub connect_rate: f64,
+    /// Handshakes in flight at once.
+    pub connect_concurrency: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Publish requests in flight at once.
+    pub max_inflight: usize,
+    /// How long to wait for outstanding deliveries after the last send.
+    pub drain: Duration,
+    pub source_ips: Vec<IpAddr>,
+    pub thresholds: Vec<Threshold>,
+    /// Show progress bars (on stderr).
+    pub progress: bool,
+}

@@ -1,0 +1,179 @@
+//! The summary as a colored terminal table. `colored` follows NO_COLOR, CLICOLOR(_FORCE) and the tty.
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use colored::Colorize;
+
+use super::summary::{Percentiles, Summary};
+
+/// Writes the table to stdout.
+pub fn print_table(summary: &Summary) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(table(summary).as_bytes())?;
+    out.flush()
+}
+
+/// The whole table as text.
+pub fn table(s: &Summary) -> String {
+    let mut t = String::new();
+    let set = &s.settings;
+    let _ = writeln!(
+        t,
+        "{} {} → {}  ({} subscribers, {} msg/s, {:.1} s measured, {:.1} s warm-up)",
+        "rtctl bench".bold(),
+        s.scenario.bold(),
+        s.url,
+        set.subscribers,
+        set.rate,
+        set.duration_s,
+        set.warmup_s
+    );
+    let c = &s.connections;
+    let connected = format!("{}/{}", c.established, c.attempted);
+    let connected = if c.failed == 0 { connected.green() } else { connected.red() };
+    let _ = writeln!(
+        t,
+        "{:<13}{connected} established in {:.2} s ({:.0}/s){}",
+        "connections",
+        c.connect_s,
+        c.connect_per_s,
+        if c.closed_early > 0 {
+            format!(", {} closed early by the hub", c.closed_early).red().to_string()
+        } else {
+            String::new()
+        }
+    );
+    if s.scenario != "idle" {
+        let m = &s.messages;
+        let _ = writeln!(
+            t,
+            "{:<13}{} sent ({} warm-up excluded), {} accepted, {} failed",
+            "messages", m.scheduled, m.warmup, m.accepted, m.failed
+        );
+        let d = &s.deliveries;
+        let ok = d.lost == 0 && d.duplicates == 0 && d.out_of_order == 0;
+        let counts = format!(
+            "lost {} ({:.3} %), duplicates {}, out of order {}",
+            d.lost, d.loss_pct, d.duplicates, d.out_of_order
+        );
+        let _ = writeln!(
+            t,
+            "{:<13}{}/{} ({}), {} deliveries/s",
+            "deliveries",
+            d.received,
+            d.expected,
+            if ok { counts.green() } else { counts.red() },
+            format!("{:.0}", d.per_s).bold()
+        );
+        let _ = writeln!(
+            t,
+            "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+            "latency (ms)".bold(),
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "mean"
+        );
+        row(&mut t, "delivery", &s.latency_ms);
+        row(&mut t, "completion", &s.completion_ms);
+        row(&mut t, "publisher lag", &s.publisher_lag_ms);
+    } else {
+        let _ = writeln!(
+            t,
+            "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+            "latency (ms)".bold(),
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "mean"
+        );
+    }
+    row(&mut t, "handshake", &s.connections.handshake_ms);
+    t.push('\n');
+    if !s.errors.is_empty() {
+        let list: Vec<String> = s.errors.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+        let _ = writeln!(t, "{:<13}{}", "errors", list.join(", ").red());
+    }
+    if let Some(limit) = &s.machine_limit {
+        let _ = writeln!(
+            t,
+            "{:<13}{}",
+            "machine",
+            format!("this machine, not the hub, limited the run: {limit}").yellow().bold()
+        );
+    }
+    let b = &s.bench;
+    let _ = writeln!(
+        t,
+        "{:<13}{:.2} cores ({:.1} s CPU over {:.1} s){}",
+        "bench CPU",
+        b.cpu_cores,
+        b.cpu_s,
+        b.wall_s,
+        if b.includes_hub { ", includes the in-process hub" } else { "" }
+    );
+    if let Some(line) = hub_line(s) {
+        let _ = writeln!(t, "{:<13}{line}", "hub");
+    }
+    if let Some(find) = &s.find_max {
+        let _ = writeln!(t, "\n{}", "find-max".bold());
+        for step in &find.steps {
+            let mark = if step.passed { "✔".green() } else { "✘".red() };
+            let _ = writeln!(
+                t,
+                "  {mark} {:>9.0} msg/s  {:>10.0} deliveries/s  p99 {:>8.2} ms  {}",
+                step.rate,
+                step.deliveries_per_s,
+                step.p99_ms,
+                step.failed.join(" ")
+            );
+        }
+        let verdict = match find.max_rate {
+            Some(rate) => format!("highest rate that held: {rate:.0} msg/s").green(),
+            None => "no rate held".red(),
+        };
+        let _ = writeln!(t, "  {}", verdict.bold());
+    }
+    if !s.thresholds.is_empty() {
+        let _ = writeln!(t, "\n{}", "thresholds".bold());
+        for th in &s.thresholds {
+            let value = th.value.map_or("not measured".to_owned(), |v| format!("{v:.3}"));
+            let mark = if th.passed { "✔".green() } else { "✘".red() };
+            let _ = writeln!(t, "  {mark} {:<28} {value}", th.expr);
+        }
+    }
+    t
+}
+
+fn row(t: &mut String, name: &str, p: &Percentiles) {
+    if p.count == 0 {
+        let _ = writeln!(t, "  {name:<13}{:>9}", "-");
+        return;
+    }
+    let _ = writeln!(
+        t,
+        "  {name:<13}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
+        p.p50, p.p90, p.p99, p.p99_9, p.max, p.mean
+    );
+}
+
+fn hub_line(s: &Summary) -> Option<String> {
+    let h = &s.hub;
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let mut parts = Vec::new();
+    if let Some(cores) = h.cpu_cores {
+        parts.push(format!("CPU {cores:.2} cores"));
+    }
+    if let (Some(before), Some(connected)) = (h.memory_rss_before_bytes, h.memory_rss_connected_bytes) {
+        let per = h
+            .memory_per_connection_bytes
+            .map_or(String::new(), |b| format!(" ({:+.1} KiB per connection)", b / 1024.0));
+        parts.push(format!("memory {:.1} MiB → {:.1} MiB{per}", mib(before), mib(connected)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}

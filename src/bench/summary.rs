@@ -1,0 +1,274 @@
+//! The result of a run: what `--json` prints (schema version 1; fields are only ever added) and what the
+//! table, the HTML report and the thresholds read. Durations are milliseconds, sizes bytes; a figure the run
+//! could not measure is `null`.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// The summary's schema version.
+pub const SCHEMA: u32 = 1;
+
+/// One run (with `--find-max`: the highest rate that held, plus every step in `find_max`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    /// Schema version ([`SCHEMA`]); bumped only when a field changes meaning or goes away.
+    pub schema: u32,
+    /// `fanout`, `notify`, `chat` or `idle`.
+    pub scenario: String,
+    /// The hub's base HTTP URL.
+    pub url: String,
+    /// When the run started, RFC 3339 UTC.
+    pub started_at: String,
+    /// What the run was asked to do.
+    pub settings: Settings,
+    /// Connecting the subscribers.
+    pub connections: Connections,
+    /// The messages the publisher sent.
+    pub messages: Messages,
+    /// The messages subscribers received.
+    pub deliveries: Deliveries,
+    /// Per delivery: receive time minus intended send time, on one monotonic clock (no coordinated omission).
+    pub latency_ms: Percentiles,
+    /// Per message: the slowest subscriber's receive time minus the intended send time.
+    pub completion_ms: Percentiles,
+    /// Per message: actual minus intended send time; large values mean the bench (or the HTTP API) fell behind.
+    pub publisher_lag_ms: Percentiles,
+    /// Errors by kind: `refused`, `timeout`, `reset`, `http_<status>` (upgrade refused), `close_<code>` (the hub
+    /// closed a subscriber, e.g. `close_4001`, `close_4008`), `publish_http_<status>`, `publish_timeout`,
+    /// `publish_connect`, `emfile`, `eaddrnotavail`, `unexpected_seq`, ...
+    pub errors: BTreeMap<String, u64>,
+    /// Set when a limit of this machine, not the hub, failed connections: what ran out and what to do.
+    pub machine_limit: Option<String>,
+    /// The bench's own resource use during the run.
+    pub bench: BenchUsage,
+    /// The hub's resource use, when it could be observed.
+    pub hub: HubUsage,
+    /// Deliveries and latency per time slice of the measured window.
+    pub timeline: Vec<TimelinePoint>,
+    /// The latency distribution: latency at percentiles from 0 to 100 (for plotting).
+    pub distribution: Vec<DistributionPoint>,
+    /// Every `--threshold` and whether it held.
+    pub thresholds: Vec<ThresholdResult>,
+    /// True when every threshold held.
+    pub passed: bool,
+    /// Present with `--find-max`: every step tried.
+    pub find_max: Option<FindMax>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Subscriber connections asked for.
+    pub subscribers: u64,
+    /// Members per chat room (1 for other scenarios).
+    pub room_size: u64,
+    /// Messages per second across all groups.
+    pub rate: f64,
+    /// Length of the measured window in seconds.
+    pub duration_s: f64,
+    /// Seconds of messages sent first and left out of all results.
+    pub warmup_s: f64,
+    /// Payload size asked for, in bytes (approximate size of the message `data`).
+    pub payload_bytes: u64,
+    /// New connections per second while connecting.
+    pub connect_rate: f64,
+    /// How many local source addresses client sockets were spread over (0: the kernel's choice).
+    pub source_ips: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connections {
+    pub attempted: u64,
+    /// Connections that received `connection_established`.
+    pub established: u64,
+    pub failed: u64,
+    /// Established connections the hub closed before the run ended.
+    pub closed_early: u64,
+    /// Seconds from the first connect to the last handshake result.
+    pub connect_s: f64,
+    /// Established connections per second over `connect_s`.
+    pub connect_per_s: f64,
+    /// From starting the TCP connect to receiving `connection_established`.
+    pub handshake_ms: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Messages {
+    /// Messages in the measured window (warm-up excluded).
+    pub scheduled: u64,
+    /// Warm-up messages, sent but excluded from results.
+    pub warmup: u64,
+    /// Measured messages the hub accepted (HTTP 2xx; for chat: written to the socket).
+    pub accepted: u64,
+    /// Measured messages the hub refused or that failed; they are not expected by subscribers.
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Deliveries {
+    /// Accepted measured messages times the subscribers (still connected at the start) of their group.
+    pub expected: u64,
+    /// Distinct measured deliveries.
+    pub received: u64,
+    /// Expected deliveries that never arrived.
+    pub lost: u64,
+    /// Deliveries of a message the subscriber had already received.
+    pub duplicates: u64,
+    /// First deliveries that arrived after a later message of the same group.
+    pub out_of_order: u64,
+    /// `lost / expected`, in percent.
+    pub loss_pct: f64,
+    /// Distinct measured deliveries per second over `window_s`.
+    pub per_s: f64,
+    /// Seconds from the first measured message's intended send time to the last measured delivery.
+    pub window_s: f64,
+}
+
+/// A latency distribution in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Samples recorded.
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    #[serde(rename = "p99.9")]
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// Reads a histogram kept in `unit_ns` nanoseconds per count.
+    pub fn from_histogram<T: hdrhistogram::Counter>(hist: &Histogram<T>, unit_ns: f64) -> Self {
+        if hist.is_empty() {
+            return Self::default();
+        }
+        let ms = |v: u64| v as f64 * unit_ns / 1e6;
+        Self {
+            count: hist.len(),
+            mean: hist.mean() * unit_ns / 1e6,
+            p50: ms(hist.value_at_quantile(0.5)),
+            p90: ms(hist.value_at_quantile(0.9)),
+            p99: ms(hist.value_at_quantile(0.99)),
+            p99_9: ms(hist.value_at_quantile(0.999)),
+            max: ms(hist.max()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchUsage {
+    /// User plus system CPU seconds the bench process used from connecting to the end.
+    pub cpu_s: f64,
+    /// Wall-clock seconds over which `cpu_s` was measured.
+    pub wall_s: f64,
+    /// `cpu_s / wall_s`: how many cores the bench kept busy.
+    pub cpu_cores: f64,
+    /// True when the hub ran inside the bench process (`--spawn`), so `cpu_s` includes it.
+    pub includes_hub: bool,
+    /// The open-file soft limit in force (raised to the hard limit at start).
+    pub open_file_limit: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HubUsage {
+    /// `memory_rss_bytes` from `GET /api/v1/stats` before connecting.
+    pub memory_rss_before_bytes: Option<u64>,
+    /// The same once every subscriber connected (after a short settle).
+    pub memory_rss_connected_bytes: Option<u64>,
+    /// The same at the end of the run, before disconnecting.
+    pub memory_rss_after_bytes: Option<u64>,
+    /// `(connected - before) / established`.
+    pub memory_per_connection_bytes: Option<f64>,
+    /// CPU seconds of the hub process over the run (`--hub-pid`, or a spawned hub in its own process).
+    pub cpu_s: Option<f64>,
+    /// `cpu_s` over the bench's `wall_s`.
+    pub cpu_cores: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Start of the slice, seconds into the measured window.
+    pub t_s: f64,
+    /// Deliveries received in the slice.
+    pub deliveries: u64,
+    /// `deliveries` per second.
+    pub per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DistributionPoint {
+    /// 0 to 100.
+    pub percentile: f64,
+    pub latency_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThresholdResult {
+    /// The threshold as given, e.g. `p99<50ms`.
+    pub expr: String,
+    /// The measured value in the summary's unit, `null` when not measured (which fails the threshold).
+    pub value: Option<f64>,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FindMax {
+    /// The highest rate at which every threshold held, `null` when even the first step failed.
+    pub max_rate: Option<f64>,
+    pub steps: Vec<FindMaxStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FindMaxStep {
+    pub rate: f64,
+    pub passed: bool,
+    pub deliveries_per_s: f64,
+    pub p99_ms: f64,
+    /// The thresholds that failed at this rate.
+    pub failed: Vec<String>,
+}
+
+impl Summary {
+    /// A metric by its threshold name (see `threshold.rs`), in the summary's unit.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let errors = |prefix: &str| {
+            self.errors.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| *v).sum::<u64>() as f64
+        };
+        // A latency that was never sampled is not zero: it fails every threshold on it.
+        let pick = |p: &Percentiles, value: f64| (p.count > 0).then_some(value);
+        let (lat, done, shake, lag) =
+            (&self.latency_ms, &self.completion_ms, &self.connections.handshake_ms, &self.publisher_lag_ms);
+        Some(match name {
+            "p50" => return pick(lat, lat.p50),
+            "p90" => return pick(lat, lat.p90),
+            "p99" => return pick(lat, lat.p99),
+            "p99.9" | "p999" => return pick(lat, lat.p99_9),
+            "max" => return pick(lat, lat.max),
+            "mean" => return pick(lat, lat.mean),
+            "completion_p50" => return pick(done, done.p50),
+            "completion_p99" => return pick(done, done.p99),
+            "completion_max" => return pick(done, done.max),
+            "handshake_p99" => return pick(shake, shake.p99),
+            "publisher_lag_p99" => return pick(lag, lag.p99),
+            "publisher_lag_max" => return pick(lag, lag.max),
+            "loss" => self.deliveries.lost as f64,
+            "loss_pct" => self.deliveries.loss_pct,
+            "duplicates" => self.deliveries.duplicates as f64,
+            "out_of_order" => self.deliveries.out_of_order as f64,
+            "errors" => self.errors.values().sum::<u64>() as f64,
+            "connect_errors" => self.connections.failed as f64,
+            "publish_errors" => errors("publish_"),
+            "deliveries_per_s" => self.deliveries.per_s,
+            "connect_per_s" => self.connections.connect_per_s,
+            "bench_cpu_cores" => self.bench.cpu_cores,
+            "memory_per_connection" => return self.hub.memory_per_connection_bytes,
+            _ => return None,
+        })
+    }
+}

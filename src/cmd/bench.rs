@@ -1,0 +1,303 @@
+//! `rtctl bench`: the command line of the load tester, turned once into a validated `bench::Config`.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::bench::{self, Config, Scenario, Summary, Target, Threshold};
+
+/// Thresholds `--find-max` uses when none are given.
+const FIND_MAX_DEFAULT_THRESHOLDS: [&str; 2] = ["loss=0", "p99<1s"];
+
+/// Measure delivery latency, loss and throughput of a hub under load.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// What to measure: fanout (org events), notify (user notifications), chat (rooms), idle (memory per connection)
+    #[arg(value_enum, default_value_t = ScenarioArg::Fanout)]
+    pub scenario: ScenarioArg,
+    /// The hub's base HTTP URL; the WebSocket URL is derived from it
+    #[arg(long, env = "RTCTL_URL", default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// HS256 secret used to mint the subscribers' JWTs
+    #[arg(long, env = "RTCTL_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// API key for publishing and for GET /api/v1/stats
+    #[arg(long, env = "RTCTL_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Start a throwaway hub in this process and bench it (ignores --url, --jwt-secret, --api-key)
+    #[arg(long)]
+    pub spawn: bool,
+    /// The hub's process id, to report its CPU use (Linux /proc)
+    #[arg(long, env = "RTCTL_HUB_PID")]
+    pub hub_pid: Option<u32>,
+    /// Subscriber connections (chat: members over all rooms)
+    #[arg(short = 'n', long, default_value_t = 100)]
+    pub subscribers: u64,
+    /// Members per chat room
+    #[arg(long, default_value_t = 10)]
+    pub room_size: u64,
+    /// Messages per second, over all groups (the open-loop schedule)
+    #[arg(short, long, default_value_t = 10.0)]
+    pub rate: f64,
+    /// Length of the measured window, e.g. 10s, 1m
+    #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Send this many measured messages instead of running for --duration
+    #[arg(short, long)]
+    pub messages: Option<u64>,
+    /// Messages sent first and left out of every result
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Approximate size of each message's data, in bytes
+    #[arg(long, default_value_t = 100)]
+    pub payload_size: usize,
+    /// New connections per second while connecting
+    #[arg(long, default_value_t = 1000.0)]
+    pub connect_rate: f64,
+    /// Handshakes in flight at once
+    #[arg(long, default_value_t = 256)]
+    pub connect_concurrency: usize,
+    /// Give up on a connection that is not established within this time
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub connect_timeout: Duration,
+    /// Give up on a publish request after this time
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Publish requests in flight at once; beyond this sends wait and publisher lag grows
+    #[arg(long, default_value_t = 256)]
+    pub max_inflight: usize,
+    /// After the last send, wait this long at most for outstanding deliveries
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
+    /// Spread client sockets over local source addresses, e.g. 127.0.0.1-127.0.0.8
+    #[arg(long)]
+    pub source_ips: Option<String>,
+    /// Fail (exit 3) unless this holds, e.g. 'p99<50ms', 'loss=0', 'deliveries_per_s>100000'; repeatable
+    #[arg(short, long = "threshold", value_name = "RULE")]
+    pub thresholds: Vec<Threshold>,
+    /// Raise the rate step by step until a threshold fails; report the highest rate that held
+    #[arg(long)]
+    pub find_max: bool,
+    /// With --find-max: multiply the rate by this much per step
+    #[arg(long, default_value_t = 1.5)]
+    pub find_max_factor: f64,
+    /// With --find-max: stop after this many steps
+    #[arg(long, default_value_t = 10)]
+    pub find_max_steps: u32,
+    /// Print the summary as JSON on stdout instead of the table
+    #[arg(long)]
+    pub json: bool,
+    /// Write a self-contained HTML report with charts to this file
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+    /// No progress bars
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// The scenario names on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioArg {
+    Fanout,
+    Notify,
+    Chat,
+    Idle,
+}
+
+/// How a bench that ran to the end came out; errors are the caller's exit code 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every threshold held: exit 0.
+    Passed,
+    /// A threshold failed: exit 3.
+    ThresholdFailed,
+}
+
+impl Verdict {
+    /// 0 when every threshold held, 3 when one failed (errors exit 1 through `main`).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Passed => 0,
+            Verdict::ThresholdFailed => 3,
+        }
+    }
+}
+
+impl BenchArgs {
+    /// Validates the flags into the run's configuration.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        if self.subscribers == 0 {
+            bail!("--subscribers must be at least 1");
+        }
+        if !self.rate.is_finite() || self.rate <= 0.0 {
+            bail!("--rate must be a positive number of messages per second");
+        }
+        if self.connect_rate.is_nan() || self.connect_rate <= 0.0 {
+            bail!("--connect-rate must be positive");
+        }
+        if self.find_max && (self.find_max_factor.is_nan() || self.find_max_factor <= 1.0) {
+            bail!("--find-max-factor must be greater than 1");
+        }
+        let mut thresholds = self.thresholds.clone();
+        if self.find_max && thresholds.is_empty() {
+            thresholds = FIND_MAX_DEFAULT_THRESHOLDS.iter().map(|t| t.parse().expect("the defaults parse")).collect();
+        }
+        Ok(Config {
+            scenario: match self.scenario {
+                ScenarioArg::Fanout => Scenario::Fanout,
+                ScenarioArg::Notify => Scenario::Notify,
+                ScenarioArg::Chat => Scenario::Chat,
+                ScenarioArg::Idle => Scenario::Idle,
+            },
+            subscribers: self.subscribers,
+            room_size: self.room_size.max(1),
+            rate: self.rate,
+            duration: self.duration,
+            messages: self.messages,
+            warmup: self.warmup,
+            payload_bytes: self.payload_size,
+            connect_rate: self.connect_rate,
+            connect_concurrency: self.connect_concurrency.max(1),
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            max_inflight: self.max_inflight.max(1),
+            drain: self.drain,
+            source_ips: self.source_ips.as_deref().map(bench::parse_source_ips).transpose()?.unwrap_or_default(),
+            thresholds,
+            progress: !self.quiet,
+        })
+    }
+}
+
+/// Runs the bench the flags describe and prints its summary.
+pub async fn run(args: BenchArgs) -> anyhow::Result<Verdict> {
+    let config = args.config()?;
+    let spawned = if args.spawn { Some(spawn_hub().await.context("spawn a hub")?) } else { None };
+    let target = match &spawned {
+        Some(hub) => {
+            let mut target = Target::new(&hub.url, hub.jwt_secret.clone(), hub.api_key.clone()).await?;
+            target.pid = hub.pid;
+            target.in_process = hub.pid.is_none();
+            target
+        }
+        None => {
+            let secret = args.jwt_secret.clone().context("missing --jwt-secret (or RTCTL_JWT_SECRET)")?;
+            let key = match (&args.api_key, config.scenario) {
+                (Some(key), _) => key.clone(),
+                (None, Scenario::Idle) => String::new(),
+                (None, _) => bail!("missing --api-key (or RTCTL_API_KEY)"),
+            };
+            let mut target = Target::new(&args.url, secret, key).await?;
+            target.pid = args.hub_pid;
+            target
+        }
+    };
+    let summary = if args.find_max {
+        bench::find_max(&config, &target, args.find_max_factor, args.find_max_steps).await?
+    } else {
+        bench::run(&config, &target).await?
+    };
+    if let Some(hub) = spawned {
+        hub.stop().await?;
+    }
+    if let Some(path) = &args.report {
+        bench::write_html(&summary, path)?;
+    }
+    print(&summary, args.json)?;
+    if summary.connections.established == 0 {
+        let kinds: Vec<String> = summary.errors.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+        bail!("no subscriber could connect ({})", kinds.join(", "));
+    }
+    Ok(if summary.passed { Verdict::Passed } else { Verdict::ThresholdFailed })
+}
+
+/// Prints the summary; a closed stdout (`| head`) is not an error.
+fn print(summary: &Summary, json: bool) -> anyhow::Result<()> {
+    let result = if json {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, summary).map_err(io::Error::from).and_then(|()| writeln!(out))
+    } else {
+        bench::print_table(summary)
+    };
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("write the summary"),
+    }
+}
+
+/// A hub started by `--spawn` for the length of one bench; `url`, secret and key are all the bench needs.
+pub struct SpawnedHub {
+    /// Base HTTP URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    pub jwt_secret: String,
+    pub api_key: String,
+    /// The hub's process id when it runs in its own process (then its CPU is reported apart from the
+    /// bench's); `None` when it runs inside this one.
+    pub pid: Option<u32>,
+    /// The `rtctl serve` child process.
+    child: tokio::process::Child,
+    /// The hub's working directory (its config file and database), removed after it stopped.
+    _data_dir: tempfile::TempDir,
+}
+
+impl SpawnedHub {
+    /// Stops the hub with SIGTERM (its graceful shutdown) and waits until it exited.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.pid {
+            // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .context("the spawned hub did not stop within 15 s")?
+            .context("wait for the spawned hub")?;
+        if !status.success() {
+            bail!("the spawned hub exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+/// Starts a throwaway hub for `--spawn`: this binary's `rtctl serve` as a child process on a free
+/// loopback port, with fresh secrets and a temporary database. A separate process, so the bench's CPU
+/// and the hub's are measured apart, as they would be in production.
+async fn spawn_hub() -> anyhow::Result<SpawnedHub> {
+    let data_dir = tempfile::tempdir().context("create a data directory")?;
+    // Bind then release a port: the child binds it again a moment later. A collision is possible in
+    // principle and shows up as the child failing to start, with its message.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("http://127.0.0.1:{port}");
+    let jwt_secret = crate::auth::random_secret();
+    let api_key = crate::auth::random_secret();
+    let exe = std::env::current_exe().context("find the rtctl binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .current_dir(data_dir.path())
+        .env("RTCTL_JWT_SECRET", &jwt_secret)
+        .env("RTCTL_API_KEY", &api_key)
+        .env("RTCTL_CONFIG", data_dir.path().join("rtctl.toml"))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start rtctl serve")?;
+    let pid = child.id();
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("the spawned hub exited at start with {status}");
+        }
+        if client.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the spawned hub did not become ready within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(SpawnedHub { url, jwt_secret, api_key, pid, child, _data_dir: data_dir })
+}

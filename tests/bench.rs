@@ -1,0 +1,356 @@
+//! `rtctl bench` against a fake hub that misbehaves on purpose: the bench must see every lost, duplicated
+//! and reordered delivery, turn failed thresholds into exit code 3 and print its documented JSON summary.
+
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Parser;
+use rtctl::bench::{Summary, Target};
+use rtctl::cmd::bench::BenchArgs;
+use tokio::sync::broadcast;
+
+/// How the fake hub misbehaves.
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Delivers everything once, in order.
+    None,
+    /// Publishes nothing for every `n`th event (the 10th, 20th, ...).
+    DropEvery(u64),
+    /// Publishes event number `n` (1-based) twice.
+    Duplicate(u64),
+    /// Holds event `n` back and publishes it after event `n + 1`.
+    Swap(u64),
+}
+
+struct Fake {
+    fault: Fault,
+    events: AtomicU64,
+    held: std::sync::Mutex<Option<String>>,
+    groups: broadcast::Sender<String>,
+    /// Chat frames as (room, frame); each chat socket keeps those of its room.
+    rooms: broadcast::Sender<(String, String)>,
+    chat_ids: AtomicU64,
+}
+
+/// Starts the fake hub on a free port; returns its base URL.
+async fn fake_hub(fault: Fault) -> String {
+    let fake = Arc::new(Fake {
+        fault,
+        events: AtomicU64::new(0),
+        held: std::sync::Mutex::new(None),
+        groups: broadcast::channel(4096).0,
+        rooms: broadcast::channel(4096).0,
+        chat_ids: AtomicU64::new(0),
+    });
+    let app = Router::new()
+        .route("/ws/events/{org}/", get(subscribe))
+        .route("/api/v1/orgs/{org}/events", post(publish))
+        .route("/ws/chat/{room}/", get(chat))
+        .route("/api/v1/chat/rooms", post(|| async { StatusCode::CREATED }))
+        .route("/api/v1/stats", get(|| async { Json(serde_json::json!({ "memory_rss_bytes": 50_000_000 })) }))
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+async fn subscribe(
+    ws: WebSocketUpgrade,
+    Path(org): Path<String>,
+    State(fake): State<Arc<Fake>>,
+) -> axum::response::Response {
+    ws.on_upgrade(move |socket| forward(socket, org, fake.groups.subscribe()))
+}
+
+async fn forward(mut socket: WebSocket, org: String, mut events: broadcast::Receiver<String>) {
+    let hello = serde_json::json!({"type": "connection_established", "message": "hi", "user_id": "u", "org_id": org});
+    if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
+        return;
+    }
+    while let Ok(frame) = events.recv().await {
+        if socket.send(Message::Text(frame.into())).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn chat(
+    ws: WebSocketUpgrade,
+    Path(room): Path<String>,
+    State(fake): State<Arc<Fake>>,
+) -> axum::response::Response {
+    ws.on_upgrade(move |socket| chat_session(socket, room, fake))
+}
+
+/// A chat member: PROTOCOL §4.4's connect messages, then every `chat_message` is echoed to the whole room.
+async fn chat_session(mut socket: WebSocket, room: String, fake: Arc<Fake>) {
+    let mut frames = fake.rooms.subscribe();
+    for hello in [
+        serde_json::json!({"type": "connection_established", "message": "hi", "user_id": "u", "room_id": room}),
+        serde_json::json!({"type": "history", "room_id": room, "messages": [], "has_more": false}),
+    ] {
+        let _ = socket.send(Message::Text(hello.to_string().into())).await;
+    }
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => {
+                let Some(Ok(Message::Text(text))) = incoming else { return };
+                let request: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let id = fake.chat_ids.fetch_add(1, Ordering::SeqCst) + 1;
+                let frame = serde_json::json!({
+                    "type": "chat_message", "client_id": request["client_id"],
+                    "message": {"id": id, "room_id": room, "sender_id": "u", "content": request["message"],
+                                "attachment_url": null, "created_at": "2026-01-15T10:30:00.123Z"},
+                });
+                let _ = fake.rooms.send((room.clone(), frame.to_string()));
+            }
+            Ok((to, frame)) = frames.recv() => {
+                if to == room && socket.send(Message::Text(frame.into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn publish(
+    Path(org): Path<String>,
+    State(fake): State<Arc<Fake>>,
+    Json(body): Json<serde_json::Value>,
+) -> StatusCode {
+    let n = fake.events.fetch_add(1, Ordering::SeqCst) + 1;
+    let frame = serde_json::json!({
+        "type": "event", "event_type": body["event_type"], "data": body["data"], "org_id": org,
+        "timestamp": "2026-01-15T10:30:00.123Z",
+    })
+    .to_string();
+    let send = |frame: String| {
+        let _ = fake.groups.send(frame);
+    };
+    match fake.fault {
+        Fault::DropEvery(every) if n % every == 0 => {}
+        Fault::Duplicate(which) if n == which => {
+            send(frame.clone());
+            send(frame);
+        }
+        Fault::Swap(which) if n == which => *fake.held.lock().unwrap() = Some(frame),
+        Fault::Swap(which) if n == which + 1 => {
+            send(frame);
+            if let Some(held) = fake.held.lock().unwrap().take() {
+                send(held);
+            }
+        }
+        _ => send(frame),
+    }
+    StatusCode::ACCEPTED
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: BenchArgs,
+}
+
+/// Common flags for a short deterministic run: 20 messages, no warm-up.
+const SHORT_RUN: &[&str] = &[
+    "--jwt-secret",
+    "test-secret",
+    "--api-key",
+    "test-key",
+    "-r",
+    "100",
+    "--messages",
+    "20",
+    "--warmup",
+    "0s",
+    "--drain",
+    "2s",
+    "-q",
+];
+
+/// Runs the bench in-process against `url` and returns its summary.
+async fn bench_in_process(url: &str) -> Summary {
+    let mut argv = vec!["bench", "fanout", "--url", url, "-n", "5"];
+    argv.extend_from_slice(SHORT_RUN);
+    let args = Cli::parse_from(argv).args;
+    let target = Target::new(url, "test-secret".into(), "test-key".into()).await.unwrap();
+    rtctl::bench::run(&args.config().unwrap(), &target).await.unwrap()
+}
+
+/// Runs the real binary against `url` with extra flags.
+async fn bench_binary(url: &str, extra: &[&str]) -> Output {
+    // HOOK: needs src/main.rs to dispatch `rtctl bench` to `cmd::bench::run`.
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "fanout", "--url", url, "-n", "5"])
+        .args(SHORT_RUN)
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap()
+}
+
+/// A hub that drops every 10th event loses 2 of 20 messages for each of 5 subscribers: 10 deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_dropped_messages_as_loss() {
+    let s = bench_in_process(&fake_hub(Fault::DropEvery(10)).await).await;
+    assert_eq!(s.connections.established, 5);
+    assert_eq!((s.deliveries.expected, s.deliveries.received, s.deliveries.lost), (100, 90, 10));
+    assert_eq!((s.deliveries.duplicates, s.deliveries.out_of_order), (0, 0));
+    assert_eq!(s.latency_ms.count, 90);
+}
+
+/// A message delivered twice counts once as received and once per subscriber as a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_duplicated_messages() {
+    let s = bench_in_process(&fake_hub(Fault::Duplicate(5)).await).await;
+    assert_eq!((s.deliveries.received, s.deliveries.lost, s.deliveries.duplicates), (100, 0, 5));
+}
+
+/// Chat: 6 members in rooms of 3 send 20 messages in turn; every member of the sender's room gets each one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_rooms_deliver_to_every_member() {
+    let url = fake_hub(Fault::None).await;
+    let mut argv = vec!["bench", "chat", "--url", &url, "--room-size", "3"];
+    argv.extend_from_slice(SHORT_RUN);
+    argv.extend_from_slice(&["-n", "6"]);
+    let args = Cli::parse_from(argv).args;
+    let target = Target::new(&url, "test-secret".into(), "test-key".into()).await.unwrap();
+    let s = rtctl::bench::run(&args.config().unwrap(), &target).await.unwrap();
+    assert_eq!(s.connections.established, 6);
+    assert_eq!(s.messages.accepted, 20);
+    // Two rooms of 3 get 10 messages each: 20 × 3 deliveries.
+    assert_eq!((s.deliveries.expected, s.deliveries.received, s.deliveries.lost), (60, 60, 0));
+    assert_eq!(s.errors.len(), 0, "{:?}", s.errors);
+}
+
+/// Two messages swapped in flight are one out-of-order delivery per subscriber, and no loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_reordered_messages() {
+    let s = bench_in_process(&fake_hub(Fault::Swap(3)).await).await;
+    assert_eq!((s.deliveries.received, s.deliveries.lost, s.deliveries.out_of_order), (100, 0, 5));
+}
+
+/// A well-behaved hub passes `loss=0` (exit 0); a lossy one fails it with exit 3 and says which threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn threshold_breach_exits_3() {
+    let good = bench_binary(&fake_hub(Fault::None).await, &["-t", "loss=0", "-t", "p99<5s"]).await;
+    assert_eq!(good.status.code(), Some(0), "{}", String::from_utf8_lossy(&good.stderr));
+    let bad = bench_binary(&fake_hub(Fault::DropEvery(10)).await, &["-t", "loss=0"]).await;
+    assert_eq!(bad.status.code(), Some(3), "{}", String::from_utf8_lossy(&bad.stderr));
+    let table = String::from_utf8_lossy(&bad.stdout);
+    assert!(table.contains("✘ loss=0"), "{table}");
+}
+
+/// A run that cannot start (no secret) is an error: exit 1 with the reason on stderr, and no secret echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_exit_1() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "--url", "http://127.0.0.1:9", "--api-key", "sekrit-key"])
+        .env_remove("RTCTL_JWT_SECRET")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--jwt-secret") && !stderr.contains("sekrit-key"), "{stderr}");
+}
+
+/// `--help` documents the secret flags without ever showing their env values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_hides_secrets() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "--help"])
+        .env("RTCTL_JWT_SECRET", "sekrit-jwt")
+        .env("RTCTL_API_KEY", "sekrit-key")
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("--jwt-secret") && !help.contains("sekrit"), "{help}");
+}
+
+/// Every field the summary documents is present in `--json` output (as a value or null).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_summary_has_every_documented_field() {
+    let out = bench_binary(&fake_hub(Fault::None).await, &["--json", "-t", "p99<5s"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let percentiles = ["count", "mean", "p50", "p90", "p99", "p99.9", "max"];
+    let fields: &[(&str, &[&str])] = &[
+        (
+            "",
+            &[
+                "schema",
+                "scenario",
+                "url",
+                "started_at",
+                "errors",
+                "machine_limit",
+                "timeline",
+                "distribution",
+                "thresholds",
+                "passed",
+                "find_max",
+            ],
+        ),
+        (
+            "settings",
+            &[
+                "subscribers",
+                "room_size",
+                "rate",
+                "duration_s",
+                "warmup_s",
+                "payload_bytes",
+                "connect_rate",
+                "source_ips",
+            ],
+        ),
+        (
+            "connections",
+            &["attempted", "established", "failed", "closed_early", "connect_s", "connect_per_s", "handshake_ms"],
+        ),
+        ("connections/handshake_ms", &percentiles),
+        ("messages", &["scheduled", "warmup", "accepted", "failed"]),
+        (
+            "deliveries",
+            &["expected", "received", "lost", "duplicates", "out_of_order", "loss_pct", "per_s", "window_s"],
+        ),
+        ("latency_ms", &percentiles),
+        ("completion_ms", &percentiles),
+        ("publisher_lag_ms", &percentiles),
+        ("bench", &["cpu_s", "wall_s", "cpu_cores", "includes_hub", "open_file_limit"]),
+        (
+            "hub",
+            &[
+                "memory_rss_before_bytes",
+                "memory_rss_connected_bytes",
+                "memory_rss_after_bytes",
+                "memory_per_connection_bytes",
+                "cpu_s",
+                "cpu_cores",
+            ],
+        ),
+        ("timeline/0", &["t_s", "deliveries", "per_s", "p50_ms", "p99_ms", "max_ms"]),
+        ("distribution/0", &["percentile", "latency_ms"]),
+        ("thresholds/0", &["expr", "value", "passed"]),
+    ];
+    for (path, keys) in fields {
+        let object = if path.is_empty() { Some(&json) } else { json.pointer(&format!("/{path}")) };
+        let object = object.unwrap_or_else(|| panic!("missing {path} in {json:#}"));
+        for key in *keys {
+            assert!(object.get(key).is_some(), "missing {path}/{key} in {json:#}");
+        }
+    }
+    assert_eq!(json["schema"], 1);
+    assert_eq!(json["deliveries"]["lost"], 0);
+    assert_eq!(json["hub"]["memory_rss_before_bytes"], 50_000_000);
+}
