@@ -217,8 +217,10 @@ fn prepare_upgrade(
         .max_frame_size(limits.max_frame))
 }
 
-/// Initial read buffer per connection: most client frames are well under 1 KiB.
-const READ_BUFFER: usize = 4 * 1024;
+/// Read buffer per connection. tungstenite allocates and zero-fills all of it up front, so it is most of
+/// an idle connection's memory; client frames are small (a larger one grows the buffer as it arrives).
+/// 1 KiB measured 5.6 KiB per idle connection in all, against 8.6 KiB with 4 KiB.
+const READ_BUFFER: usize = 1024;
 /// Bytes collected before a write reaches the socket; a burst flushes once at the end anyway.
 const WRITE_BUFFER: usize = 16 * 1024;
 
