@@ -21,7 +21,7 @@
 
 mod clock;
 mod html;
-mod limits;
+pub mod limits;
 mod publisher;
 mod report;
 mod run;

@@ -20,6 +20,11 @@ pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
     };
     let config = settings(args).resolve(&file)?;
     info!(path = %config_path.display(), "using config file");
+    // Every connection is a file descriptor: the usual soft limit (1024) would cap the hub there.
+    match crate::bench::limits::raise_nofile() {
+        Ok(limit) => info!(open_files = limit, "open-file limit"),
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
     crate::hub::run(listener, config, shutdown_signal()).await?;
     Ok(0)
