@@ -1,0 +1,10 @@
+//! rtctl's integration tests, one binary: an in-process hub per test (see `util`), and the real `rtctl`
+//! binary for the command line.
+
+mod auth;
+mod cli;
+mod events;
+mod http;
+mod lifecycle;
+mod notifications;
+mod util;
