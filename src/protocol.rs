@@ -124,7 +124,8 @@ pub fn parse_request<T: DeserializeOwned>(
         None => return Err((RequestError::invalid("missing field `type`"), request_id)),
     };
     if !known.contains(&kind) && !COMMON_TYPES.contains(&kind) {
-        let message = format!("unknown message type `{kind}`; expected one of: {}", known.join(", "));
+        let expected: Vec<&str> = known.iter().chain(COMMON_TYPES).copied().collect();
+        let message = format!("unknown message type `{kind}`; expected one of: {}", expected.join(", "));
         return Err((RequestError::new(ErrorCode::UnknownType, message), request_id));
     }
     match T::deserialize(Value::Object(object)) {

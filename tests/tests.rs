@@ -1,3 +1,11 @@
-//! The integration test binary: one module per area.
+//! rtctl's integration tests, one binary: an in-process hub per test (see `util`), and the real `rtctl`
+//! binary for the command line.
 
+mod auth;
 mod bench;
+mod events;
+mod http;
+mod lifecycle;
+mod notifications;
+mod serve;
+mod util;

@@ -25,8 +25,10 @@ pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
         Ok(limit) => info!(open_files = limit, "open-file limit"),
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
+    // Installed before the hub says it is listening: a SIGTERM from then on is a graceful shutdown.
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(config.bind).await.with_context(|| format!("cannot listen on {}", config.bind))?;
-    crate::hub::run(listener, config, shutdown_signal()).await?;
+    crate::hub::run(listener, config, shutdown).await?;
     Ok(0)
 }
 
@@ -50,23 +52,23 @@ fn settings(args: ServeArgs) -> ServeSettings {
     }
 }
 
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now, and resolves on the first of them. Installing
+/// them when the future is first polled instead would leave a window in which SIGTERM kills the process.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
-        }
+        })
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -117,6 +117,7 @@ async fn run_loop<S: Session>(
     if let Some(end) = write(hub, socket, greetings.into_iter().map(|g| Message::Text(g.into()))).await {
         return end;
     }
+    hub.metrics.frames_out(S::ENDPOINT, 1);
     loop {
         tokio::select! {
             _ = hub.shutdown.cancelled() => return End::Close(close::GOING_AWAY, "hub shutting down"),

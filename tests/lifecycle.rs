@@ -1,0 +1,180 @@
+//! Connection lifecycle: every close code the hub produces (1001, 1003, 1007, 1009, 4000, 4008),
+//! heartbeats, shutdown and persistence across a restart.
+
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::util::{RawWs, TestHub, assert_quiet_for, opcode, recv, recv_close, request};
+
+/// Shutting the hub down closes every connected client with 1001, and `run` returns promptly (well
+/// within the shutdown timeout) once the clients answered.
+#[tokio::test]
+async fn shutdown_closes_clients_with_1001_and_returns_promptly() {
+    let mut hub = TestHub::start().await;
+    let mut tab = hub.notifications("u1").await;
+    let (mut events, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("u2", &["acme"])).await;
+    let started = Instant::now();
+    hub.begin_stop();
+    assert_eq!(recv_close(&mut tab).await, (1001, "hub shutting down".to_owned()));
+    assert_eq!(recv_close(&mut events).await, (1001, "hub shutting down".to_owned()));
+    hub.stopped().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+}
+
+/// Notifications acknowledged by the API survive a restart of the hub on the same database file: the
+/// new hub greets with the unread count and lists them, read state included.
+#[tokio::test]
+async fn notifications_survive_a_restart() {
+    let hub = TestHub::start().await;
+    let first = hub.notify("u1", "before", "general").await;
+    let second = hub.notify("u1", "restart", "alert").await;
+    let mut ws = hub.notifications("u1").await;
+    request(&mut ws, json!({"type": "mark_read", "notification_id": first})).await;
+    assert_eq!(recv(&mut ws).await, json!({"type": "unread_count", "count": 1}));
+    let before = request(&mut ws, json!({"type": "get_notifications"})).await;
+    drop(ws);
+
+    let hub = hub.restart().await;
+    // The same secrets: a token minted for the first hub still works.
+    let (mut ws, greeting) = hub.connect("/ws/notifications/", &hub.jwt("u1")).await;
+    assert_eq!(greeting["unread_count"], 1, "{greeting}");
+    let after = request(&mut ws, json!({"type": "get_notifications"})).await;
+    assert_eq!(after, before);
+    let ids: Vec<_> = after["notifications"].as_array().expect("a list").iter().map(|n| n["id"].clone()).collect();
+    assert_eq!(ids, vec![json!(second), json!(first)]);
+    let next = hub.notify("u1", "after", "general").await;
+    assert!(next > second, "ids keep growing after a restart");
+    hub.stop().await;
+}
+
+/// A binary frame closes the connection with 1003.
+#[tokio::test]
+async fn a_binary_frame_closes_with_1003() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.notifications("u1").await;
+    ws.send(Message::binary(vec![1, 2, 3])).await.expect("send a binary frame");
+    assert_eq!(recv_close(&mut ws).await, (1003, "binary frames are not supported".to_owned()));
+}
+
+/// A frame larger than `max_frame` closes the connection with 1009, while one within it is served.
+#[tokio::test]
+async fn a_frame_over_the_limit_closes_with_1009() {
+    let hub = TestHub::start_with(|config| config.limits.max_frame = 1024).await;
+    let mut ws = hub.notifications("u1").await;
+    let fits = request(&mut ws, json!({"type": "ping", "timestamp": "x".repeat(900)})).await;
+    assert_eq!(fits, json!({"type": "pong", "timestamp": "x".repeat(900)}));
+    let big = json!({"type": "ping", "timestamp": "x".repeat(2000)}).to_string();
+    ws.send(Message::text(big)).await.expect("send a large frame");
+    assert_eq!(recv_close(&mut ws).await, (1009, "frame too large".to_owned()));
+}
+
+/// A text frame holding invalid UTF-8 closes the connection with 1007.
+#[tokio::test]
+async fn invalid_utf8_closes_with_1007() {
+    let hub = TestHub::start().await;
+    let mut raw = RawWs::connect(hub.addr, &format!("/ws/notifications/?token={}", hub.jwt("u1"))).await;
+    raw.send_frame(opcode::TEXT, b"{\"type\":\"ping\",\"timestamp\":\"\xff\xfe\"}").await;
+    let (code, reason, texts, _) = raw.close().await;
+    assert_eq!((code, reason.as_str()), (1007, "invalid UTF-8"));
+    assert_eq!(texts.len(), 1, "only the greeting before the close: {texts:?}");
+}
+
+/// A client that answers nothing (not even the hub's pings) is closed with 4000 once the heartbeat
+/// timeout has passed, after receiving WebSocket pings every heartbeat interval.
+#[tokio::test]
+async fn a_silent_client_is_closed_with_4000_after_the_heartbeat_timeout() {
+    let hub = TestHub::start_with(|config| {
+        config.limits.heartbeat_interval = Duration::from_millis(100);
+        config.limits.heartbeat_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let started = Instant::now();
+    let mut raw = RawWs::connect(hub.addr, &format!("/ws/notifications/?token={}", hub.jwt("u1"))).await;
+    let (code, reason, texts, pings) = raw.close().await;
+    let took = started.elapsed();
+    assert_eq!((code, reason.as_str()), (4000, "heartbeat timeout"));
+    assert_eq!(
+        texts,
+        vec![
+            json!({"type": "connection_established", "message": "Connected to notifications", "user_id": "u1", "unread_count": 0})
+        ]
+    );
+    assert!(pings >= 1, "the hub closed without pinging first");
+    assert!(took >= Duration::from_millis(300), "closed after {took:?}, before the timeout");
+}
+
+/// A client that answers the hub's pings (tungstenite does while reading) but sends nothing else stays
+/// connected for twice the heartbeat timeout.
+#[tokio::test]
+async fn a_client_answering_pings_stays_connected() {
+    let hub = TestHub::start_with(|config| {
+        config.limits.heartbeat_interval = Duration::from_millis(100);
+        config.limits.heartbeat_timeout = Duration::from_millis(600);
+    })
+    .await;
+    let mut ws = hub.notifications("u1").await;
+    let pings = assert_quiet_for(&mut ws, Duration::from_millis(1200)).await;
+    assert!(pings >= 2, "the hub pinged {pings} times in 1.2 s at a 100 ms interval");
+    let pong = request(&mut ws, json!({"type": "ping", "timestamp": 1})).await;
+    assert_eq!(pong, json!({"type": "pong", "timestamp": 1}));
+}
+
+/// Publishes one org event with `pad` bytes of data; returns its timestamp.
+async fn publish_event(hub: &TestHub, seq: usize, pad: &str) -> serde_json::Value {
+    let body = json!({"event_type": "load", "data": {"seq": seq, "pad": pad}});
+    let response = hub.post_api("/api/v1/orgs/acme/events", &body).await;
+    assert_eq!(response.status(), 202);
+    let reply: serde_json::Value = response.json().await.expect("a JSON body");
+    reply["timestamp"].clone()
+}
+
+/// A subscriber that stops reading overflows its small outbound queue and is closed with 4008 once it
+/// reads again (after the events it had taken, in order); `/metrics` and `/api/v1/stats` count it
+/// once; a healthy subscriber of the same org gets every event, in order, meanwhile.
+#[tokio::test]
+async fn a_slow_consumer_is_closed_with_4008_and_others_get_every_event() {
+    let hub = TestHub::start_with(|config| config.limits.queue = 4).await;
+    let token = hub.member_jwt("slow", &["acme"]);
+    let mut slow = RawWs::connect_small(hub.addr, &format!("/ws/events/acme/?token={token}")).await;
+    let (mut healthy, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("healthy", &["acme"])).await;
+    // The slow client's socket buffers fill up, its session blocks on the write, its queue fills.
+    let pad = "p".repeat(256 * 1024);
+    let mut published = 0;
+    let mut overflowed_at = None;
+    while published < 400 {
+        let timestamp = publish_event(&hub, published, &pad).await;
+        let event = recv(&mut healthy).await;
+        let expected = json!({"type": "event", "event_type": "load", "data": {"seq": published, "pad": pad}, "org_id": "acme", "timestamp": timestamp});
+        assert!(event == expected, "healthy subscriber got the wrong event #{published}");
+        published += 1;
+        if overflowed_at.is_none() && hub.metrics().await.contains("\nrtctl_slow_consumer_closes_total 1\n") {
+            overflowed_at = Some(published);
+        }
+        // A few more after the overflow: the healthy subscriber must still get them.
+        if overflowed_at.is_some_and(|at| published == at + 3) {
+            break;
+        }
+    }
+    let overflowed_at = overflowed_at.unwrap_or_else(|| panic!("no overflow after {published} events of 256 KiB"));
+
+    let (code, reason, texts, _) = slow.close().await;
+    assert_eq!((code, reason.as_str()), (4008, "slow consumer: outbound queue overflowed"));
+    assert_eq!(texts[0]["type"], "connection_established");
+    let seqs: Vec<_> = texts[1..].iter().map(|e| e["data"]["seq"].as_u64().expect("an event seq")).collect();
+    let prefix: Vec<_> = (0..seqs.len() as u64).collect();
+    assert_eq!(seqs, prefix, "the slow subscriber gets a prefix of the events, in order");
+    // The 4 queued events and the one that overflowed the queue are dropped, and nothing after them.
+    assert!(seqs.len() + 5 <= overflowed_at, "the slow subscriber got {} of {overflowed_at} events", seqs.len());
+
+    let metrics = hub.metrics().await;
+    assert!(metrics.contains("\nrtctl_slow_consumer_closes_total 1\n"), "{metrics}");
+    let (_, stats) = hub.get_json("/api/v1/stats", &[("x-api-key", hub.api_key())]).await;
+    assert_eq!(stats["slow_consumers_dropped"], 1, "{stats}");
+    let ping = request(&mut healthy, json!({"type": "ping", "timestamp": "ok"})).await;
+    assert_eq!(ping, json!({"type": "pong", "timestamp": "ok"}));
+}

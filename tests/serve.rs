@@ -1,0 +1,137 @@
+//! `rtctl serve` as a process: the first start creates the config file, `--help` hides secrets, bad
+//! settings are refused by name.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// `rtctl` with a clean `RTCTL_*` environment, run in `dir`.
+fn rtctl(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rtctl"));
+    command.current_dir(dir).env_remove("RUST_LOG");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RTCTL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// The first `rtctl serve` in a directory creates `rtctl.toml` with mode 0600 holding a fresh
+/// `jwt_secret` and `api_key`, logs "hub listening", and exits 0 on SIGTERM.
+#[test]
+fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut child = rtctl(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rtctl serve");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines_tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    loop {
+        match lines.recv_timeout(Duration::from_secs(20)) {
+            Ok(line) => {
+                let listening = line.contains("hub listening");
+                log.push(line);
+                if listening {
+                    break;
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no \"hub listening\" line within 20 s; log:\n{}", log.join("\n"));
+            }
+        }
+    }
+
+    let path = dir.path().join("rtctl.toml");
+    let mode = std::fs::metadata(&path).expect("rtctl.toml exists").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "rtctl.toml mode {mode:o}");
+    let text = std::fs::read_to_string(&path).expect("read rtctl.toml");
+    let file: toml::Table = toml::from_str(&text).expect("rtctl.toml is TOML");
+    for key in ["jwt_secret", "api_key"] {
+        let value = file.get(key).and_then(toml::Value::as_str).unwrap_or_else(|| panic!("no {key} in:\n{text}"));
+        assert!(value.len() >= 32, "{key} is too short: {value}");
+        assert!(log.iter().all(|line| !line.contains(value)), "the log shows the {key}");
+    }
+    assert_ne!(file["jwt_secret"], file["api_key"]);
+
+    let pid = i32::try_from(child.id()).expect("a pid that fits");
+    // SAFETY: kill has no memory preconditions; the pid is our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "send SIGTERM");
+    let (status_tx, status) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = status_tx.send(child.wait());
+    });
+    let exit = status.recv_timeout(Duration::from_secs(15)).expect("rtctl serve did not exit within 15 s of SIGTERM");
+    let exit = exit.expect("wait for rtctl serve");
+    reader.join().expect("the stderr reader");
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(exit.success(), "exit {exit:?}; log:\n{}\n{}", log.join("\n"), rest.join("\n"));
+    assert!(dir.path().join("rtctl-data/rtctl.db").exists(), "the default database was not created");
+}
+
+/// `rtctl serve --help` never shows the JWT secret, API key or database URL taken from the environment.
+#[test]
+fn help_does_not_show_secrets_from_the_environment() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let secrets = [
+        ("RTCTL_JWT_SECRET", "jwt-secret-value-0123456789"),
+        ("RTCTL_API_KEY", "api-key-value-0123456789"),
+        ("RTCTL_DATABASE_URL", "sqlite://secret-db-path/x.db"),
+    ];
+    let mut command = rtctl(dir.path());
+    command.args(["serve", "--help"]);
+    for (name, value) in secrets {
+        command.env(name, value);
+    }
+    let output = command.output().expect("run rtctl serve --help");
+    assert!(output.status.success(), "{output:?}");
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(text.contains("--jwt-secret") && text.contains("--api-key"), "{text}");
+    for (name, value) in secrets {
+        assert!(!text.contains(value), "--help shows {name}:\n{text}");
+    }
+    assert!(!dir.path().join("rtctl.toml").exists(), "--help must not create the config file");
+}
+
+/// A bad setting makes `rtctl serve` exit non-zero with a one-line message naming the setting.
+#[test]
+fn bad_settings_are_refused_naming_the_setting() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["--heartbeat-timeout", "soon"],
+            "rtctl: invalid heartbeat_timeout `soon`: expected a duration like 20s, 5m or 1h: expected number at 0",
+        ),
+        (
+            &["--allowed-origins", "nope"],
+            "rtctl: invalid allowed_origins: `nope` is not an origin like https://app.example.com",
+        ),
+        (&["--max-frame", "lots"], "rtctl: invalid max_frame `lots`: expected a size like 65536, 64KiB or 1MiB"),
+        (
+            &["--bind", "here"],
+            "rtctl: invalid bind `here`: expected an address like 127.0.0.1:8000: invalid socket address syntax",
+        ),
+    ];
+    for (args, message) in cases {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let output = rtctl(dir.path()).arg("serve").args(args).output().expect("run rtctl serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().last(), Some(message), "{args:?}: {stderr}");
+    }
+}
