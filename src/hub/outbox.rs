@@ -70,6 +70,16 @@ impl Outbox {
         Ok(())
     }
 
+    /// Marks the connection a slow consumer from outside a push (a write that timed out); true when it
+    /// was not marked already, so the caller counts it once.
+    pub fn mark_overflowed(&self) -> bool {
+        let mut state = self.state.lock().expect("outbox lock poisoned");
+        let first = !state.overflowed;
+        state.overflowed = true;
+        state.queue = VecDeque::new();
+        first
+    }
+
     /// Waits until something is queued, then moves all of it into `batch`.
     pub async fn next_batch(&self, batch: &mut Vec<Arc<Push>>) -> Batch {
         loop {

@@ -114,7 +114,7 @@ async fn run_loop<S: Session>(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
 
-    if let Some(end) = write(hub, socket, greetings.into_iter().map(|g| Message::Text(g.into()))).await {
+    if let Some(end) = write(hub, &conn.outbox, socket, greetings.into_iter().map(|g| Message::Text(g.into()))).await {
         return end;
     }
     hub.metrics.frames_out(S::ENDPOINT, 1);
@@ -131,7 +131,7 @@ async fn run_loop<S: Session>(
                     .filter(|push| session.wants(push))
                     .inspect(|_| sent += 1)
                     .map(|push| Message::Text(push.frame.clone()));
-                if let Some(end) = write(hub, socket, frames).await {
+                if let Some(end) = write(hub, &conn.outbox, socket, frames).await {
                     return end;
                 }
                 hub.metrics.frames_out(S::ENDPOINT, sent);
@@ -143,7 +143,7 @@ async fn run_loop<S: Session>(
                         hub.metrics.frame_in(S::ENDPOINT);
                         session.on_text(&text, &mut replies).await;
                         let count = replies.len() as u64;
-                        if let Some(end) = write(hub, socket, replies.drain(..).map(|r| Message::Text(r.into()))).await {
+                        if let Some(end) = write(hub, &conn.outbox, socket, replies.drain(..).map(|r| Message::Text(r.into()))).await {
                             return end;
                         }
                         hub.metrics.frames_out(S::ENDPOINT, count);
@@ -161,7 +161,7 @@ async fn run_loop<S: Session>(
                 if last_seen.elapsed() >= limits.heartbeat_timeout {
                     return End::Close(close::HEARTBEAT_TIMEOUT, "heartbeat timeout");
                 }
-                if let Some(end) = write(hub, socket, std::iter::once(Message::Ping(Default::default()))).await {
+                if let Some(end) = write(hub, &conn.outbox, socket, std::iter::once(Message::Ping(Default::default()))).await {
                     return end;
                 }
             }
@@ -171,7 +171,12 @@ async fn run_loop<S: Session>(
 
 /// Writes frames with one flush at the end (one syscall for a burst); `Some` ends the session: the
 /// socket failed, or the client took longer than [`SEND_TIMEOUT`] to take them (a slow consumer).
-async fn write(hub: &Hub, socket: &mut WebSocket, frames: impl Iterator<Item = Message>) -> Option<End> {
+async fn write(
+    hub: &Hub,
+    outbox: &Outbox,
+    socket: &mut WebSocket,
+    frames: impl Iterator<Item = Message>,
+) -> Option<End> {
     let write = async {
         for frame in frames {
             socket.feed(frame).await?;
@@ -182,7 +187,10 @@ async fn write(hub: &Hub, socket: &mut WebSocket, frames: impl Iterator<Item = M
         Ok(Ok(())) => None,
         Ok(Err(_)) => Some(End::Gone),
         Err(_) => {
-            hub.metrics.slow_consumer();
+            // Counted once per connection, whether its queue overflowed first or the write timed out.
+            if outbox.mark_overflowed() {
+                hub.metrics.slow_consumer();
+            }
             Some(End::Close(close::SLOW_CONSUMER, "slow consumer: write timed out"))
         }
     }
