@@ -354,3 +354,55 @@ async fn json_summary_has_every_documented_field() {
     assert_eq!(json["deliveries"]["lost"], 0);
     assert_eq!(json["hub"]["memory_rss_before_bytes"], 50_000_000);
 }
+
+/// Runs one scenario in-process against a real hub started on port 0, with `extra` flags.
+async fn bench_real_hub(scenario: &str, extra: &[&str]) -> Summary {
+    let hub = crate::util::TestHub::start().await;
+    let url = hub.http_url("");
+    let url = url.trim_end_matches('/');
+    let secret = hub.config.jwt_secret().expect("ephemeral hubs use HS256").to_owned();
+    let key = hub.api_key().to_owned();
+    let mut argv = vec!["bench", scenario, "--url", url, "-r", "100", "--messages", "40", "--warmup", "0s"];
+    argv.extend_from_slice(&["--drain", "3s", "-q"]);
+    argv.extend_from_slice(extra);
+    let args = Cli::parse_from(argv).args;
+    let target = Target::new(url, secret, key).await.unwrap();
+    let summary = rtctl::bench::run(&args.config().unwrap(), &target).await.unwrap();
+    hub.stop().await;
+    summary
+}
+
+/// Asserts a run against the real hub lost, duplicated and reordered nothing, and that its latencies
+/// are plausible for loopback: positive, ordered, and under a second.
+fn assert_clean(summary: &Summary, expected: u64) {
+    let json = serde_json::to_value(summary).unwrap();
+    assert_eq!(json["connections"]["failed"], 0, "{json:#}");
+    assert_eq!(json["deliveries"]["expected"], expected, "{json:#}");
+    assert_eq!(json["deliveries"]["received"], expected, "{json:#}");
+    assert_eq!(json["deliveries"]["lost"], 0, "{json:#}");
+    assert_eq!(json["deliveries"]["duplicates"], 0, "{json:#}");
+    assert_eq!(json["deliveries"]["out_of_order"], 0, "{json:#}");
+    let latency = &json["latency_ms"];
+    let (p50, p99, max) =
+        (latency["p50"].as_f64().unwrap(), latency["p99"].as_f64().unwrap(), latency["max"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max && max < 1000.0, "implausible latencies {latency}");
+    assert!(json["hub"]["memory_rss_before_bytes"].as_u64().unwrap() > 0, "hub memory from /api/v1/stats");
+}
+
+/// Fan-out against the real hub: 40 events to 20 subscribers, every one delivered once and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_against_the_real_hub_loses_nothing() {
+    assert_clean(&bench_real_hub("fanout", &["-n", "20"]).await, 40 * 20);
+}
+
+/// The notify scenario against the real hub: 40 stored notifications, each reaching its one user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_against_the_real_hub_loses_nothing() {
+    assert_clean(&bench_real_hub("notify", &["-n", "10"]).await, 40);
+}
+
+/// The chat scenario against the real hub: rooms of 4, every message to every member, sender included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_against_the_real_hub_loses_nothing() {
+    assert_clean(&bench_real_hub("chat", &["-n", "8", "--room-size", "4"]).await, 40 * 4);
+}
