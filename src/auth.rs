@@ -103,35 +103,19 @@ pub struct Verifier {
 
 impl Verifier {
     /// Builds a verifier; fails with a message naming what is wrong with the key material.
-    pub fn new(
-        keys: &KeySource,
-        issuer: Option<String>,
-        audience: Option<String>,
-    ) -> anyhow::Result<Self> {
+    pub fn new(keys: &KeySource, issuer: Option<String>, audience: Option<String>) -> anyhow::Result<Self> {
         let (keys, by_kid) = match keys {
             KeySource::Secret(secret) => {
                 if secret.is_empty() {
                     bail!("the JWT secret is empty");
                 }
                 let key = DecodingKey::from_secret(secret.as_bytes());
-                (
-                    vec![VerifyKey {
-                        kid: None,
-                        alg: Algorithm::HS256,
-                        key,
-                    }],
-                    false,
-                )
+                (vec![VerifyKey { kid: None, alg: Algorithm::HS256, key }], false)
             }
             KeySource::PublicKeyPem(pem) => (vec![pem_key(pem)?], false),
             KeySource::Jwks(json) => (jwks_keys(json)?, true),
         };
-        Ok(Verifier {
-            keys,
-            by_kid,
-            issuer,
-            audience,
-        })
+        Ok(Verifier { keys, by_kid, issuer, audience })
     }
 
     /// Verifies a JWT and returns the identity it carries.
@@ -142,10 +126,7 @@ impl Verifier {
         let (header, _) = split_decode(token)?;
         // Checked on the raw header, before jsonwebtoken parses it: its `Algorithm` has no `none`, so a
         // `none` token would otherwise come back as a confusing JSON error rather than `Algorithm`.
-        let alg = header
-            .get("alg")
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("header has no alg"))?;
+        let alg = header.get("alg").and_then(Value::as_str).ok_or_else(|| invalid("header has no alg"))?;
         if !self.keys.iter().any(|k| alg_name(k.alg) == alg) {
             return Err(AuthError::Algorithm);
         }
@@ -155,18 +136,14 @@ impl Verifier {
             return Err(AuthError::Algorithm);
         }
 
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation(key.alg))
-                .map_err(map_jwt_error)?;
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation(key.alg))
+            .map_err(map_jwt_error)?;
         identity_from_claims(&data.claims)
     }
 
     fn select_key(&self, kid: Option<&str>) -> Result<&VerifyKey, AuthError> {
         if !self.by_kid {
-            return self
-                .keys
-                .first()
-                .ok_or_else(|| invalid("no verification key"));
+            return self.keys.first().ok_or_else(|| invalid("no verification key"));
         }
         match kid {
             Some(kid) => self
@@ -175,10 +152,7 @@ impl Verifier {
                 .find(|k| k.kid.as_deref() == Some(kid))
                 .ok_or_else(|| invalid(format!("unknown kid {kid:?}"))),
             None if self.keys.len() == 1 => Ok(&self.keys[0]),
-            None => Err(invalid(format!(
-                "token has no kid and the key set has {} keys",
-                self.keys.len()
-            ))),
+            None => Err(invalid(format!("token has no kid and the key set has {} keys", self.keys.len()))),
         }
     }
 
@@ -210,26 +184,15 @@ fn pem_key(pem: &str) -> anyhow::Result<VerifyKey> {
     }
     // from_rsa_pem takes both SPKI "PUBLIC KEY" and PKCS#1 "RSA PUBLIC KEY", and refuses EC keys.
     if let Ok(key) = DecodingKey::from_rsa_pem(pem.as_bytes()) {
-        return Ok(VerifyKey {
-            kid: None,
-            alg: Algorithm::RS256,
-            key,
-        });
+        return Ok(VerifyKey { kid: None, alg: Algorithm::RS256, key });
     }
-    let key = DecodingKey::from_ec_pem(pem.as_bytes())
-        .context("the PEM is neither an RSA nor an EC public key")?;
+    let key = DecodingKey::from_ec_pem(pem.as_bytes()).context("the PEM is neither an RSA nor an EC public key")?;
     // An uncompressed P-256 point is 0x04 || x || y, 65 bytes; P-384 (ES384) is not configured.
-    let point = key
-        .try_get_as_bytes()
-        .context("reading the EC public key")?;
+    let point = key.try_get_as_bytes().context("reading the EC public key")?;
     if point.len() != 65 {
         bail!("the EC public key is not on curve P-256 (only ES256 is supported)");
     }
-    Ok(VerifyKey {
-        kid: None,
-        alg: Algorithm::ES256,
-        key,
-    })
+    Ok(VerifyKey { kid: None, alg: Algorithm::ES256, key })
 }
 
 /// Reads the RS256 and ES256 signing keys of a JWKS document. Other keys (encryption keys, other
@@ -237,10 +200,7 @@ fn pem_key(pem: &str) -> anyhow::Result<VerifyKey> {
 /// in the same set.
 fn jwks_keys(json: &str) -> anyhow::Result<Vec<VerifyKey>> {
     let doc: Value = serde_json::from_str(json).context("the JWKS is not JSON")?;
-    let entries = doc
-        .get("keys")
-        .and_then(Value::as_array)
-        .context("the JWKS has no \"keys\" array")?;
+    let entries = doc.get("keys").and_then(Value::as_array).context("the JWKS has no \"keys\" array")?;
     let mut keys = Vec::new();
     for (i, entry) in entries.iter().enumerate() {
         let Ok(jwk) = serde_json::from_value::<Jwk>(entry.clone()) else {
@@ -251,9 +211,7 @@ fn jwks_keys(json: &str) -> anyhow::Result<Vec<VerifyKey>> {
         }
         let alg = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => Algorithm::RS256,
-            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
-                Algorithm::ES256
-            }
+            AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => Algorithm::ES256,
             _ => continue,
         };
         if let Some(declared) = jwk.common.key_algorithm
@@ -261,13 +219,8 @@ fn jwks_keys(json: &str) -> anyhow::Result<Vec<VerifyKey>> {
         {
             continue;
         }
-        let key =
-            DecodingKey::from_jwk(&jwk).with_context(|| format!("JWKS key #{i} is malformed"))?;
-        keys.push(VerifyKey {
-            kid: jwk.common.key_id.clone(),
-            alg,
-            key,
-        });
+        let key = DecodingKey::from_jwk(&jwk).with_context(|| format!("JWKS key #{i} is malformed"))?;
+        keys.push(VerifyKey { kid: jwk.common.key_id.clone(), alg, key });
     }
     if keys.is_empty() {
         bail!("the JWKS has no RS256 or ES256 signing key");
@@ -304,15 +257,11 @@ fn identity_from_claims(claims: &Map<String, Value>) -> Result<Identity, AuthErr
     let present = |name: &str| claims.get(name).filter(|v| !v.is_null());
     let user_id = match present("sub") {
         None => return Err(invalid("missing claim sub")),
-        Some(v) => {
-            id_string(v).ok_or_else(|| invalid("claim sub must be a string or an integer"))?
-        }
+        Some(v) => id_string(v).ok_or_else(|| invalid("claim sub must be a string or an integer"))?,
     };
     let is_staff = match present("is_staff") {
         None => false,
-        Some(v) => v
-            .as_bool()
-            .ok_or_else(|| invalid("claim is_staff must be a boolean"))?,
+        Some(v) => v.as_bool().ok_or_else(|| invalid("claim is_staff must be a boolean"))?,
     };
     let orgs = match present("orgs") {
         None => Vec::new(),
@@ -324,19 +273,12 @@ fn identity_from_claims(claims: &Map<String, Value>) -> Result<Identity, AuthErr
     let text = |name: &str| -> Result<Option<String>, AuthError> {
         match present(name) {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(|s| Some(s.to_owned()))
-                .ok_or_else(|| invalid(format!("claim {name} must be a string"))),
+            Some(v) => {
+                v.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| invalid(format!("claim {name} must be a string")))
+            }
         }
     };
-    Ok(Identity {
-        user_id,
-        is_staff,
-        orgs,
-        name: text("name")?,
-        email: text("email")?,
-    })
+    Ok(Identity { user_id, is_staff, orgs, name: text("name")?, email: text("email")? })
 }
 
 /// A user or org id: a non-empty string, or a JSON integer turned into its decimal string.
@@ -351,23 +293,17 @@ fn id_string(v: &Value) -> Option<String> {
 /// Splits a JWT and decodes its header and payload as JSON objects, verifying nothing.
 fn split_decode(token: &str) -> Result<(Value, Value), AuthError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(_sig), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(header), Some(payload), Some(_sig), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(invalid(
-            "malformed token: a JWT has three dot-separated parts",
-        ));
+        return Err(invalid("malformed token: a JWT has three dot-separated parts"));
     };
     let decode = |part: &str, what: &str| -> Result<Value, AuthError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(part)
-            .map_err(|_| invalid(format!("malformed token: {what} is not base64url")))?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| invalid(format!("malformed token: {what} is not JSON")))?;
+        let bytes =
+            URL_SAFE_NO_PAD.decode(part).map_err(|_| invalid(format!("malformed token: {what} is not base64url")))?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|_| invalid(format!("malformed token: {what} is not JSON")))?;
         if !value.is_object() {
-            return Err(invalid(format!(
-                "malformed token: {what} is not a JSON object"
-            )));
+            return Err(invalid(format!("malformed token: {what} is not a JSON object")));
         }
         Ok(value)
     };
@@ -385,10 +321,7 @@ pub fn inspect(token: &str) -> Result<(Value, Value), AuthError> {
 /// Whether `token` has a JWT's shape: three dot-separated base64url segments. The signature may be
 /// empty so that an `alg: none` token is routed to the verifier and refused there with a clear reason.
 pub fn looks_like_jwt(token: &str) -> bool {
-    let b64url = |s: &str| {
-        s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    };
+    let b64url = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     let parts: Vec<&str> = token.split('.').collect();
     matches!(parts.as_slice(), [h, p, s] if !h.is_empty() && !p.is_empty() && b64url(h) && b64url(p) && b64url(s))
 }
@@ -460,24 +393,15 @@ pub fn mint(claims: &Claims, key: &SigningKey) -> anyhow::Result<String> {
 }
 
 /// Signs `claims` with `key`, naming the key in the header's `kid` (needed when the hub uses a JWKS).
-pub fn mint_with_kid(
-    claims: &Claims,
-    key: &SigningKey,
-    kid: Option<&str>,
-) -> anyhow::Result<String> {
+pub fn mint_with_kid(claims: &Claims, key: &SigningKey, kid: Option<&str>) -> anyhow::Result<String> {
     let (alg, encoding) = match key {
-        SigningKey::Hs256(secret) => (
-            Algorithm::HS256,
-            EncodingKey::from_secret(secret.as_bytes()),
-        ),
-        SigningKey::Rs256(pem) => (
-            Algorithm::RS256,
-            EncodingKey::from_rsa_pem(pem.as_bytes()).context("reading the RSA private key")?,
-        ),
-        SigningKey::Es256(pem) => (
-            Algorithm::ES256,
-            EncodingKey::from_ec_pem(pem.as_bytes()).context("reading the EC private key")?,
-        ),
+        SigningKey::Hs256(secret) => (Algorithm::HS256, EncodingKey::from_secret(secret.as_bytes())),
+        SigningKey::Rs256(pem) => {
+            (Algorithm::RS256, EncodingKey::from_rsa_pem(pem.as_bytes()).context("reading the RSA private key")?)
+        }
+        SigningKey::Es256(pem) => {
+            (Algorithm::ES256, EncodingKey::from_ec_pem(pem.as_bytes()).context("reading the EC private key")?)
+        }
     };
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
@@ -519,10 +443,7 @@ impl WsTokenMap {
 
 impl WsTokens {
     pub fn new(ttl: Duration) -> Self {
-        WsTokens {
-            ttl,
-            inner: Mutex::new(WsTokenMap::default()),
-        }
+        WsTokens { ttl, inner: Mutex::new(WsTokenMap::default()) }
     }
 
     /// How long a minted token stays redeemable (the API's `expires_in`).
@@ -554,11 +475,7 @@ impl WsTokens {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let (identity, expires) = self
-            .lock()
-            .live
-            .remove(token)
-            .ok_or(AuthError::UnknownWsToken)?;
+        let (identity, expires) = self.lock().live.remove(token).ok_or(AuthError::UnknownWsToken)?;
         // An expired token not yet purged says `Expired`; once purged it is `UnknownWsToken`. Both are 4001.
         if expires <= now {
             return Err(AuthError::Expired);
@@ -569,9 +486,7 @@ impl WsTokens {
     fn lock(&self) -> std::sync::MutexGuard<'_, WsTokenMap> {
         // A panic while holding the lock cannot leave the map half-updated in a way that matters
         // (at worst a token is missing from `order` and lives until redeemed), so keep serving.
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     #[cfg(test)]
@@ -624,11 +539,7 @@ mod tests {
     /// A token minted from an identity verifies back to the same identity.
     #[test]
     fn hs256_round_trip() {
-        let token = mint(
-            &claims_for(&alice(), Duration::from_secs(60)),
-            &SigningKey::Hs256(SECRET.into()),
-        )
-        .unwrap();
+        let token = mint(&claims_for(&alice(), Duration::from_secs(60)), &SigningKey::Hs256(SECRET.into())).unwrap();
         assert!(looks_like_jwt(&token));
         assert_eq!(hs_verifier().verify(&token), Ok(alice()));
     }
@@ -638,16 +549,7 @@ mod tests {
     fn defaults_for_optional_claims() {
         let token = hs_raw(json!({"sub": "u1", "exp": now() + 60}));
         let id = hs_verifier().verify(&token).unwrap();
-        assert_eq!(
-            id,
-            Identity {
-                user_id: "u1".into(),
-                is_staff: false,
-                orgs: vec![],
-                name: None,
-                email: None
-            }
-        );
+        assert_eq!(id, Identity { user_id: "u1".into(), is_staff: false, orgs: vec![], name: None, email: None });
     }
 
     /// A token past its exp (beyond the leeway) is `Expired`.
@@ -663,98 +565,56 @@ mod tests {
     /// A token signed with another secret is `Invalid`.
     #[test]
     fn wrong_secret_refused() {
-        let token = mint(
-            &claims_for(&alice(), Duration::from_secs(60)),
-            &SigningKey::Hs256("other".into()),
-        )
-        .unwrap();
-        assert_eq!(
-            hs_verifier().verify(&token),
-            Err(AuthError::Invalid("bad signature".into()))
-        );
+        let token = mint(&claims_for(&alice(), Duration::from_secs(60)), &SigningKey::Hs256("other".into())).unwrap();
+        assert_eq!(hs_verifier().verify(&token), Err(AuthError::Invalid("bad signature".into())));
     }
 
     /// `exp` is required.
     #[test]
     fn missing_exp_refused() {
         let token = hs_raw(json!({"sub": "u1"}));
-        assert_eq!(
-            hs_verifier().verify(&token),
-            Err(AuthError::Invalid("missing claim exp".into()))
-        );
+        assert_eq!(hs_verifier().verify(&token), Err(AuthError::Invalid("missing claim exp".into())));
     }
 
     /// `sub` is required.
     #[test]
     fn missing_sub_refused() {
         let token = hs_raw(json!({"exp": now() + 60, "is_staff": true}));
-        assert_eq!(
-            hs_verifier().verify(&token),
-            Err(AuthError::Invalid("missing claim sub".into()))
-        );
+        assert_eq!(hs_verifier().verify(&token), Err(AuthError::Invalid("missing claim sub".into())));
     }
 
     /// Integer `sub` and `orgs` elements become decimal strings; floats and objects are refused.
     #[test]
     fn numeric_ids_become_strings() {
-        let token =
-            hs_raw(json!({"sub": 42, "exp": now() + 60, "orgs": [7, "acme"], "is_staff": false}));
+        let token = hs_raw(json!({"sub": 42, "exp": now() + 60, "orgs": [7, "acme"], "is_staff": false}));
         let id = hs_verifier().verify(&token).unwrap();
         assert_eq!(id.user_id, "42");
         assert_eq!(id.orgs, vec!["7".to_string(), "acme".to_string()]);
 
         let token = hs_raw(json!({"sub": 4.5, "exp": now() + 60}));
-        assert!(matches!(
-            hs_verifier().verify(&token),
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(hs_verifier().verify(&token), Err(AuthError::Invalid(_))));
         let token = hs_raw(json!({"sub": "1", "exp": now() + 60, "orgs": [{"id": 1}]}));
-        assert!(matches!(
-            hs_verifier().verify(&token),
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(hs_verifier().verify(&token), Err(AuthError::Invalid(_))));
         let token = hs_raw(json!({"sub": "1", "exp": now() + 60, "is_staff": "yes"}));
-        assert!(matches!(
-            hs_verifier().verify(&token),
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(hs_verifier().verify(&token), Err(AuthError::Invalid(_))));
     }
 
     /// iss and aud are checked when configured: a match passes, a mismatch or absence is refused.
     #[test]
     fn issuer_and_audience() {
-        let v = Verifier::new(
-            &KeySource::Secret(SECRET.into()),
-            Some("https://idp".into()),
-            Some("rtctl".into()),
-        )
-        .unwrap();
+        let v =
+            Verifier::new(&KeySource::Secret(SECRET.into()), Some("https://idp".into()), Some("rtctl".into())).unwrap();
         let with = |iss: Option<&str>, aud: Option<&str>| {
             let mut c = claims_for(&alice(), Duration::from_secs(60));
             c.iss = iss.map(Into::into);
             c.aud = aud.map(Into::into);
             mint(&c, &SigningKey::Hs256(SECRET.into())).unwrap()
         };
-        assert_eq!(
-            v.verify(&with(Some("https://idp"), Some("rtctl"))),
-            Ok(alice())
-        );
-        assert_eq!(
-            v.verify(&with(Some("https://evil"), Some("rtctl"))),
-            Err(invalid("wrong issuer"))
-        );
-        assert_eq!(
-            v.verify(&with(Some("https://idp"), Some("other"))),
-            Err(invalid("wrong audience"))
-        );
-        assert_eq!(
-            v.verify(&with(None, Some("rtctl"))),
-            Err(invalid("missing claim iss"))
-        );
-        assert_eq!(
-            v.verify(&with(Some("https://idp"), None)),
-            Err(invalid("missing claim aud"))
-        );
+        assert_eq!(v.verify(&with(Some("https://idp"), Some("rtctl"))), Ok(alice()));
+        assert_eq!(v.verify(&with(Some("https://evil"), Some("rtctl"))), Err(invalid("wrong issuer")));
+        assert_eq!(v.verify(&with(Some("https://idp"), Some("other"))), Err(invalid("wrong audience")));
+        assert_eq!(v.verify(&with(None, Some("rtctl"))), Err(invalid("missing claim iss")));
+        assert_eq!(v.verify(&with(Some("https://idp"), None)), Err(invalid("missing claim aud")));
     }
 
     /// Without a configured audience, a token carrying one (as Keycloak's do) is accepted.
@@ -771,11 +631,7 @@ mod tests {
     #[test]
     fn alg_none_refused() {
         let payload = json!({"sub": "42", "exp": now() + 60, "is_staff": true});
-        let token = format!(
-            "{}.{}.",
-            b64(&json!({"alg": "none", "typ": "JWT"})),
-            b64(&payload)
-        );
+        let token = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&payload));
         assert!(looks_like_jwt(&token));
         assert_eq!(hs_verifier().verify(&token), Err(AuthError::Algorithm));
         let rs = Verifier::new(&KeySource::PublicKeyPem(RS_PUBLIC.into()), None, None).unwrap();
@@ -815,19 +671,13 @@ mod tests {
     /// Bad key material is refused when the verifier is built, with a message saying what is wrong.
     #[test]
     fn bad_key_material_refused() {
-        let err =
-            Verifier::new(&KeySource::PublicKeyPem(RS_PRIVATE.into()), None, None).unwrap_err();
+        let err = Verifier::new(&KeySource::PublicKeyPem(RS_PRIVATE.into()), None, None).unwrap_err();
         assert!(format!("{err:#}").contains("private key"), "{err:#}");
         assert!(Verifier::new(&KeySource::PublicKeyPem("junk".into()), None, None).is_err());
         assert!(Verifier::new(&KeySource::Secret(String::new()), None, None).is_err());
         assert!(Verifier::new(&KeySource::Jwks("{}".into()), None, None).is_err());
         assert!(
-            Verifier::new(
-                &KeySource::Jwks(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#.into()),
-                None,
-                None
-            )
-            .is_err()
+            Verifier::new(&KeySource::Jwks(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#.into()), None, None).is_err()
         );
     }
 
@@ -838,43 +688,25 @@ mod tests {
         let claims = claims_for(&alice(), Duration::from_secs(60));
         let rs = SigningKey::Rs256(RS_PRIVATE.into());
         let es = SigningKey::Es256(EC_PRIVATE.into());
-        assert_eq!(
-            v.verify(&mint_with_kid(&claims, &rs, Some("rsa-1")).unwrap()),
-            Ok(alice())
-        );
-        assert_eq!(
-            v.verify(&mint_with_kid(&claims, &es, Some("ec-1")).unwrap()),
-            Ok(alice())
-        );
+        assert_eq!(v.verify(&mint_with_kid(&claims, &rs, Some("rsa-1")).unwrap()), Ok(alice()));
+        assert_eq!(v.verify(&mint_with_kid(&claims, &es, Some("ec-1")).unwrap()), Ok(alice()));
         assert_eq!(
             v.verify(&mint_with_kid(&claims, &rs, Some("rsa-2")).unwrap()),
             Err(invalid("unknown kid \"rsa-2\""))
         );
-        assert_eq!(
-            v.verify(&mint_with_kid(&claims, &rs, Some("ec-1")).unwrap()),
-            Err(AuthError::Algorithm)
-        );
+        assert_eq!(v.verify(&mint_with_kid(&claims, &rs, Some("ec-1")).unwrap()), Err(AuthError::Algorithm));
         // Two keys and no kid: ambiguous.
-        assert!(matches!(
-            v.verify(&mint(&claims, &rs).unwrap()),
-            Err(AuthError::Invalid(_))
-        ));
+        assert!(matches!(v.verify(&mint(&claims, &rs).unwrap()), Err(AuthError::Invalid(_))));
     }
 
     /// A one-key JWKS accepts a token without a kid.
     #[test]
     fn jwks_single_key_without_kid() {
         let mut doc: Value = serde_json::from_str(JWKS).unwrap();
-        doc["keys"]
-            .as_array_mut()
-            .unwrap()
-            .retain(|k| k["kid"] == "ec-1");
+        doc["keys"].as_array_mut().unwrap().retain(|k| k["kid"] == "ec-1");
         let v = Verifier::new(&KeySource::Jwks(doc.to_string()), None, None).unwrap();
         let claims = claims_for(&alice(), Duration::from_secs(60));
-        assert_eq!(
-            v.verify(&mint(&claims, &SigningKey::Es256(EC_PRIVATE.into())).unwrap()),
-            Ok(alice())
-        );
+        assert_eq!(v.verify(&mint(&claims, &SigningKey::Es256(EC_PRIVATE.into())).unwrap()), Ok(alice()));
     }
 
     /// Malformed tokens are `Invalid`, an empty one `Missing`.
@@ -890,12 +722,9 @@ mod tests {
     /// inspect shows header and claims of any token, even unverifiable ones.
     #[test]
     fn inspect_decodes_without_verifying() {
-        let token = mint_with_kid(
-            &claims_for(&alice(), Duration::from_secs(60)),
-            &SigningKey::Hs256("x".into()),
-            Some("k"),
-        )
-        .unwrap();
+        let token =
+            mint_with_kid(&claims_for(&alice(), Duration::from_secs(60)), &SigningKey::Hs256("x".into()), Some("k"))
+                .unwrap();
         let (header, claims) = inspect(&token).unwrap();
         assert_eq!(header["alg"], "HS256");
         assert_eq!(header["kid"], "k");
@@ -912,9 +741,7 @@ mod tests {
         assert!(!looks_like_jwt("a.b.c.d"));
         assert!(!looks_like_jwt(".b.c"));
         assert!(!looks_like_jwt("a+/.b.c"));
-        assert!(!looks_like_jwt(
-            &WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint(alice())
-        ));
+        assert!(!looks_like_jwt(&WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint(alice())));
     }
 
     /// Each label is stable.
@@ -944,10 +771,7 @@ mod tests {
         assert!(t.starts_with(WS_TOKEN_PREFIX));
         assert_eq!(tokens.redeem(&t), Ok(alice()));
         assert_eq!(tokens.redeem(&t), Err(AuthError::UnknownWsToken));
-        assert_eq!(
-            tokens.redeem("wst_never-minted"),
-            Err(AuthError::UnknownWsToken)
-        );
+        assert_eq!(tokens.redeem("wst_never-minted"), Err(AuthError::UnknownWsToken));
         assert_eq!(tokens.redeem(""), Err(AuthError::Missing));
     }
 
@@ -959,25 +783,13 @@ mod tests {
         let t0 = Instant::now();
         let early = tokens.mint_at(alice(), t0);
         let stale: Vec<String> = (0..100).map(|_| tokens.mint_at(alice(), t0)).collect();
-        assert_eq!(
-            tokens.redeem_at(&early, t0 + ttl - Duration::from_secs(1)),
-            Ok(alice())
-        );
-        assert_eq!(
-            tokens.redeem_at(&stale[0], t0 + ttl),
-            Err(AuthError::Expired)
-        );
+        assert_eq!(tokens.redeem_at(&early, t0 + ttl - Duration::from_secs(1)), Ok(alice()));
+        assert_eq!(tokens.redeem_at(&stale[0], t0 + ttl), Err(AuthError::Expired));
         assert_eq!(tokens.len(), 99);
 
         let fresh = tokens.mint_at(alice(), t0 + ttl + Duration::from_secs(1));
         assert_eq!(tokens.len(), 1);
-        assert_eq!(
-            tokens.redeem_at(&stale[1], t0 + ttl),
-            Err(AuthError::UnknownWsToken)
-        );
-        assert_eq!(
-            tokens.redeem_at(&fresh, t0 + ttl + Duration::from_secs(2)),
-            Ok(alice())
-        );
+        assert_eq!(tokens.redeem_at(&stale[1], t0 + ttl), Err(AuthError::UnknownWsToken));
+        assert_eq!(tokens.redeem_at(&fresh, t0 + ttl + Duration::from_secs(2)), Ok(alice()));
     }
 }

@@ -296,7 +296,9 @@ impl ServeSettings {
             match self.jwt_secret.or(file.jwt_secret.clone()) {
                 Some(secret) if secret.len() >= 16 => KeySource::Secret(secret),
                 Some(_) => bail!("invalid jwt_secret: must be at least 16 characters"),
-                None => bail!("no JWT key configured: set jwt_secret in the config file, --jwt-secret or RTCTL_JWT_SECRET"),
+                None => {
+                    bail!("no JWT key configured: set jwt_secret in the config file, --jwt-secret or RTCTL_JWT_SECRET")
+                }
             }
         };
         let jwt_issuer = self.jwt_issuer.or(file.jwt_issuer.clone());
@@ -319,10 +321,8 @@ impl ServeSettings {
             Some(text) => AllowedOrigins::parse(&text).context("invalid allowed_origins")?,
             None => AllowedOrigins::SameHost,
         };
-        let database_url = self
-            .database_url
-            .or(file.database_url.clone())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let database_url =
+            self.database_url.or(file.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         if !database_url.starts_with("sqlite:") {
             bail!("invalid database_url: only sqlite://PATH is supported by this version");
         }
@@ -368,16 +368,7 @@ impl ServeSettings {
         if limits.heartbeat_timeout <= limits.heartbeat_interval {
             bail!("invalid heartbeat_timeout: must be longer than heartbeat_interval");
         }
-        Ok(HubConfig {
-            bind,
-            keys,
-            jwt_issuer,
-            jwt_audience,
-            api_key,
-            allowed_origins,
-            database_url,
-            limits,
-        })
+        Ok(HubConfig { bind, keys, jwt_issuer, jwt_audience, api_key, allowed_origins, database_url, limits })
     }
 }
 

@@ -177,8 +177,7 @@ pub fn de_opt_user_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opti
 
 /// Is `id` a valid room or org id (`[A-Za-z0-9_.-]{1,64}`)?
 pub fn is_valid_scope_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// Formats milliseconds since the Unix epoch as RFC 3339 UTC with milliseconds.
@@ -249,14 +248,8 @@ pub enum NotificationRequest {
 }
 
 impl NotificationRequest {
-    pub const TYPES: &'static [&'static str] = &[
-        "subscribe",
-        "get_notifications",
-        "mark_read",
-        "mark_all_read",
-        "delete_notification",
-        "send_notification",
-    ];
+    pub const TYPES: &'static [&'static str] =
+        &["subscribe", "get_notifications", "mark_read", "mark_all_read", "delete_notification", "send_notification"];
 }
 
 /// The fields of a new notification, shared by `send_notification` and the HTTP API.

@@ -1,6 +1,12 @@
 //! One file per subcommand, each with a `run`; [`dispatch`] is the one `match`.
 
+pub mod completions;
+pub mod connect;
+mod http;
+pub mod notify;
 pub mod serve;
+pub mod status;
+pub mod token;
 
 use tracing_subscriber::EnvFilter;
 
@@ -13,6 +19,15 @@ pub fn init_logging(cli: &Cli) {
         (_, 2..) => "trace",
         (_, 1) => "debug",
         (Command::Serve(_), 0) => "info",
+        (
+            Command::Token(_)
+            | Command::Connect(_)
+            | Command::Notify(_)
+            | Command::Event(_)
+            | Command::Status(_)
+            | Command::Completions(_),
+            0,
+        ) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(base));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -22,5 +37,11 @@ pub fn init_logging(cli: &Cli) {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).await,
+        Command::Token(args) => token::run(&cli.config, args).await,
+        Command::Connect(args) => connect::run(&cli.config, args).await,
+        Command::Notify(args) => notify::run(&cli.config, args).await,
+        Command::Event(args) => notify::run_event(&cli.config, args).await,
+        Command::Status(args) => status::run(&cli.config, args).await,
+        Command::Completions(args) => completions::run(args),
     }
 }

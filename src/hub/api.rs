@@ -105,8 +105,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<Value>::from_request(request, state).await.map_err(|rejection| {
-            match &rejection {
+        let axum::Json(value) =
+            axum::Json::<Value>::from_request(request, state).await.map_err(|rejection| match &rejection {
                 JsonRejection::MissingJsonContentType(_) => ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
@@ -120,8 +120,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     )
                 }
                 _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()),
-            }
-        })?;
+            })?;
         if !value.is_object() {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "expected a JSON object"));
         }
@@ -168,10 +167,9 @@ fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
         return Err(ApiError::unauthorized("invalid API key"));
     }
     match bearer(headers) {
-        Some(token) if crate::auth::looks_like_jwt(token) => hub
-            .authenticate(Some(token))
-            .map(Caller::User)
-            .map_err(|e| ApiError::unauthorized(e.to_string())),
+        Some(token) if crate::auth::looks_like_jwt(token) => {
+            hub.authenticate(Some(token)).map(Caller::User).map_err(|e| ApiError::unauthorized(e.to_string()))
+        }
         Some(_) => {
             hub.metrics.auth_failure("invalid");
             Err(ApiError::unauthorized("expected a JWT bearer token"))
@@ -337,8 +335,8 @@ async fn list_notifications(
 ) -> Result<axum::Json<protocol::NotificationPage>, ApiError> {
     let identity = user(&hub, &headers)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let query = notifications::page_query(query.limit, query.before_id, query.unread_only)
-        .map_err(ApiError::bad_request)?;
+    let query =
+        notifications::page_query(query.limit, query.before_id, query.unread_only).map_err(ApiError::bad_request)?;
     Ok(axum::Json(hub.store.list_notifications(&identity.user_id, query).await?))
 }
 

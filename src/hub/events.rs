@@ -42,7 +42,9 @@ impl Session for EventsSession {
     async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
         match protocol::parse_request::<EventRequest>(text, EventRequest::TYPES) {
             Ok(inbound) => match inbound.request {
-                EventRequest::Ping { timestamp } => replies.push(protocol::pong(timestamp, inbound.request_id.as_ref())),
+                EventRequest::Ping { timestamp } => {
+                    replies.push(protocol::pong(timestamp, inbound.request_id.as_ref()))
+                }
             },
             Err((error, request_id)) => replies.push(protocol::error_frame(&error, request_id.as_ref())),
         }

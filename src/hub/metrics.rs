@@ -82,7 +82,8 @@ impl Metrics {
             Endpoint::ALL.map(|e| family.get_or_create(&EndpointLabel { endpoint: e.label() }).clone())
         };
         Self {
-            connections: Endpoint::ALL.map(|e| connections.get_or_create(&EndpointLabel { endpoint: e.label() }).clone()),
+            connections: Endpoint::ALL
+                .map(|e| connections.get_or_create(&EndpointLabel { endpoint: e.label() }).clone()),
             frames_in: per_endpoint(&frames_in),
             frames_out: per_endpoint(&frames_out),
             publishes,

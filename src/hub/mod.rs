@@ -268,9 +268,9 @@ async fn ws_events(
     headers: HeaderMap,
 ) -> Response {
     match prepare_upgrade(&hub, upgrade, &headers) {
-        Ok(upgrade) => accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| {
-            events::open(hub, conn, org_id)
-        }),
+        Ok(upgrade) => {
+            accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| events::open(hub, conn, org_id))
+        }
         Err(response) => response,
     }
 }

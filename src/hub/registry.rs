@@ -91,7 +91,13 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn join(registry: &Arc<Registry>, layer: &SharedLayer, group: String, conn: ConnId, outbox: Arc<Outbox>) -> Self {
+    pub fn join(
+        registry: &Arc<Registry>,
+        layer: &SharedLayer,
+        group: String,
+        conn: ConnId,
+        outbox: Arc<Outbox>,
+    ) -> Self {
         if registry.join(&group, conn, outbox) {
             layer.subscribe(&group);
         }

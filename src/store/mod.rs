@@ -23,10 +23,7 @@ pub enum StoreError {
     #[error("unsupported database url `{0}`: expected sqlite://PATH")]
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {source}")]
-    CreateDir {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    CreateDir { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// A notification to store for one user.
@@ -258,17 +255,11 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Stores notifications in one transaction and returns them with their ids, in input order.
-    async fn insert_notifications(
-        &self,
-        new: &[NewNotification],
-    ) -> Result<Vec<Notification>, StoreError>;
+    async fn insert_notifications(&self, new: &[NewNotification]) -> Result<Vec<Notification>, StoreError>;
 
     /// A page of a user's notifications, newest first, with the user's totals.
-    async fn list_notifications(
-        &self,
-        user_id: &str,
-        query: NotificationQuery,
-    ) -> Result<NotificationPage, StoreError>;
+    async fn list_notifications(&self, user_id: &str, query: NotificationQuery)
+    -> Result<NotificationPage, StoreError>;
 
     /// How many of the user's notifications are unread.
     async fn unread_count(&self, user_id: &str) -> Result<i64, StoreError>;
@@ -284,10 +275,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers a user awaiting approval. A user decided earlier may register again and is pending
     /// again; one who is pending already gives `Conflict`.
-    async fn register_pending_user(
-        &self,
-        new: &NewPendingUser,
-    ) -> Result<Created<PendingUser>, StoreError>;
+    async fn register_pending_user(&self, new: &NewPendingUser) -> Result<Created<PendingUser>, StoreError>;
 
     /// Approves or rejects a pending user. Atomic: of two concurrent calls exactly one gets `Decided`.
     async fn decide(
@@ -311,11 +299,7 @@ pub trait Store: Send + Sync + 'static {
     async fn decision_counts_since(&self, since_millis: i64) -> Result<DecisionCounts, StoreError>;
 
     /// Appends an entry to the admin activity feed; `data` should be a JSON object.
-    async fn append_activity(
-        &self,
-        kind: ActivityKind,
-        data: &Value,
-    ) -> Result<Activity, StoreError>;
+    async fn append_activity(&self, kind: ActivityKind, data: &Value) -> Result<Activity, StoreError>;
 
     /// The latest entries of the admin activity feed, newest first.
     async fn list_activity(&self, limit: u32) -> Result<Vec<Activity>, StoreError>;
@@ -331,31 +315,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The rooms a user may enter (every room for staff), most recently active first, with the last
     /// message and the user's unread count.
-    async fn rooms_for_user(
-        &self,
-        user_id: &str,
-        is_staff: bool,
-    ) -> Result<Vec<RoomSummary>, StoreError>;
+    async fn rooms_for_user(&self, user_id: &str, is_staff: bool) -> Result<Vec<RoomSummary>, StoreError>;
 
     /// Stores a chat message; `None` if the room does not exist.
-    async fn insert_message(&self, new: &NewChatMessage)
-    -> Result<Option<ChatMessage>, StoreError>;
+    async fn insert_message(&self, new: &NewChatMessage) -> Result<Option<ChatMessage>, StoreError>;
 
     /// A page of a room's messages: the newest `limit` below `before_id`, oldest first, so that paging
     /// backwards with the first id of each page returns every message exactly once.
-    async fn list_messages(
-        &self,
-        room_id: &str,
-        query: MessageQuery,
-    ) -> Result<MessagePage, StoreError>;
+    async fn list_messages(&self, room_id: &str, query: MessageQuery) -> Result<MessagePage, StoreError>;
 
     /// Moves the user's read position in the room forward to `message_id` (never backwards).
-    async fn set_read_position(
-        &self,
-        room_id: &str,
-        user_id: &str,
-        message_id: i64,
-    ) -> Result<ReadUpdate, StoreError>;
+    async fn set_read_position(&self, room_id: &str, user_id: &str, message_id: i64) -> Result<ReadUpdate, StoreError>;
 }
 
 /// Opens the store a database URL names, running its migrations.

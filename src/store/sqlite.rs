@@ -8,15 +8,13 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 
 use super::{
-    Activity, ActivityKind, Approval, ApprovalStatus, ChatMessage, Created, Decision,
-    DecisionCounts, Deleted, MarkRead, MessagePage, MessageQuery, NewChatMessage, NewNotification,
-    NewPendingUser, NewRoom, NotificationQuery, PendingUser, ReadPosition, ReadUpdate, Room,
-    RoomSummary, Store, StoreError, Verdict,
+    Activity, ActivityKind, Approval, ApprovalStatus, ChatMessage, Created, Decision, DecisionCounts, Deleted,
+    MarkRead, MessagePage, MessageQuery, NewChatMessage, NewNotification, NewPendingUser, NewRoom, NotificationQuery,
+    PendingUser, ReadPosition, ReadUpdate, Room, RoomSummary, Store, StoreError, Verdict,
 };
 use crate::protocol::{Notification, NotificationPage, format_timestamp, now_millis};
 
@@ -57,20 +55,13 @@ impl SqliteStore {
         {
             tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|source| StoreError::CreateDir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
+                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         }
         let mut pool = SqlitePoolOptions::new().max_connections(POOL_SIZE);
         if in_memory {
             // An in-memory database (tests, throwaway runs) lives only while a connection to it is
             // open: keep exactly one, forever.
-            pool = pool
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None);
+            pool = pool.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
         }
         let pool = pool.connect_with(options).await?;
         MIGRATOR.run(&pool).await?;
@@ -126,9 +117,7 @@ fn approval_status(text: &str) -> Result<ApprovalStatus, sqlx::Error> {
         "pending" => Ok(ApprovalStatus::Pending),
         "approved" => Ok(ApprovalStatus::Approved),
         "rejected" => Ok(ApprovalStatus::Rejected),
-        other => Err(sqlx::Error::Decode(
-            format!("unknown approval status `{other}`").into(),
-        )),
+        other => Err(sqlx::Error::Decode(format!("unknown approval status `{other}`").into())),
     }
 }
 
@@ -180,9 +169,7 @@ fn activity(row: &SqliteRow) -> Result<Activity, sqlx::Error> {
         "approval" => ActivityKind::Approval,
         "order_update" => ActivityKind::OrderUpdate,
         other => {
-            return Err(sqlx::Error::Decode(
-                format!("unknown activity kind `{other}`").into(),
-            ));
+            return Err(sqlx::Error::Decode(format!("unknown activity kind `{other}`").into()));
         }
     };
     Ok(Activity {
@@ -215,10 +202,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_notifications(
-        &self,
-        new: &[NewNotification],
-    ) -> Result<Vec<Notification>, StoreError> {
+    async fn insert_notifications(&self, new: &[NewNotification]) -> Result<Vec<Notification>, StoreError> {
         let created_at = now_millis();
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         let mut stored = Vec::with_capacity(new.len());
@@ -274,88 +258,67 @@ impl Store for SqliteStore {
             .bind(limit(query.limit))
             .fetch_all(&mut *tx)
             .await?;
-        let notifications = rows
-            .iter()
-            .map(notification)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (total, unread_count): (i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(read = 0), 0) FROM notifications WHERE user_id = ?",
-        )
-        .bind(user_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let notifications = rows.iter().map(notification).collect::<Result<Vec<_>, _>>()?;
+        let (total, unread_count): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COALESCE(SUM(read = 0), 0) FROM notifications WHERE user_id = ?")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
-        Ok(NotificationPage {
-            notifications,
-            total,
-            unread_count,
-        })
+        Ok(NotificationPage { notifications, total, unread_count })
     }
 
     async fn unread_count(&self, user_id: &str) -> Result<i64, StoreError> {
-        let count =
-            sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read = 0")
-                .bind(user_id)
-                .fetch_one(&self.pool)
-                .await?;
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = ? AND read = 0")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(count)
     }
 
     async fn mark_read(&self, user_id: &str, id: i64) -> Result<MarkRead, StoreError> {
-        let changed = sqlx::query(
-            "UPDATE notifications SET read = 1 WHERE id = ? AND user_id = ? AND read = 0",
-        )
-        .bind(id)
-        .bind(user_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let changed = sqlx::query("UPDATE notifications SET read = 1 WHERE id = ? AND user_id = ? AND read = 0")
+            .bind(id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         if changed > 0 {
             return Ok(MarkRead::Marked);
         }
         // Notifications are never marked unread again, so a row found now was read before.
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM notifications WHERE id = ? AND user_id = ?)",
-        )
-        .bind(id)
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(if exists {
-            MarkRead::AlreadyRead
-        } else {
-            MarkRead::NotFound
-        })
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notifications WHERE id = ? AND user_id = ?)")
+                .bind(id)
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(if exists { MarkRead::AlreadyRead } else { MarkRead::NotFound })
     }
 
     async fn mark_all_read(&self, user_id: &str) -> Result<u64, StoreError> {
-        let changed =
-            sqlx::query("UPDATE notifications SET read = 1 WHERE user_id = ? AND read = 0")
-                .bind(user_id)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
+        let changed = sqlx::query("UPDATE notifications SET read = 1 WHERE user_id = ? AND read = 0")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
         Ok(changed)
     }
 
     async fn delete_notification(&self, user_id: &str, id: i64) -> Result<Deleted, StoreError> {
-        let read: Option<bool> = sqlx::query_scalar(
-            "DELETE FROM notifications WHERE id = ? AND user_id = ? RETURNING read",
-        )
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let read: Option<bool> =
+            sqlx::query_scalar("DELETE FROM notifications WHERE id = ? AND user_id = ? RETURNING read")
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(match read {
             Some(read) => Deleted::Deleted { was_unread: !read },
             None => Deleted::NotFound,
         })
     }
 
-    async fn register_pending_user(
-        &self,
-        new: &NewPendingUser,
-    ) -> Result<Created<PendingUser>, StoreError> {
+    async fn register_pending_user(&self, new: &NewPendingUser) -> Result<Created<PendingUser>, StoreError> {
         // One statement: the upsert only overwrites a decided user, so two concurrent registrations
         // of the same id cannot both succeed.
         let row = sqlx::query(
@@ -391,26 +354,19 @@ impl Store for SqliteStore {
         // The write lock is taken before the pending row is looked at, and the update only matches a
         // pending row: of two concurrent decisions the second sees the first one's status.
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-        let changed = sqlx::query(
-            "UPDATE pending_users SET status = ? WHERE user_id = ? AND status = 'pending'",
-        )
-        .bind(status)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let changed = sqlx::query("UPDATE pending_users SET status = ? WHERE user_id = ? AND status = 'pending'")
+            .bind(status)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         if changed == 0 {
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pending_users WHERE user_id = ?)")
-                    .bind(user_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pending_users WHERE user_id = ?)")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
             tx.rollback().await?;
-            return Ok(if exists {
-                Decision::AlreadyDecided
-            } else {
-                Decision::NotFound
-            });
+            return Ok(if exists { Decision::AlreadyDecided } else { Decision::NotFound });
         }
         sqlx::query("INSERT INTO approvals (user_id, status, reason, decided_by, decided_at) VALUES (?, ?, ?, ?, ?)")
             .bind(user_id)
@@ -442,10 +398,9 @@ impl Store for SqliteStore {
     }
 
     async fn pending_count(&self) -> Result<i64, StoreError> {
-        let count =
-            sqlx::query_scalar("SELECT COUNT(*) FROM pending_users WHERE status = 'pending'")
-                .fetch_one(&self.pool)
-                .await?;
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM pending_users WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
         Ok(count)
     }
 
@@ -470,36 +425,24 @@ impl Store for SqliteStore {
         Ok(DecisionCounts { approved, rejected })
     }
 
-    async fn append_activity(
-        &self,
-        kind: ActivityKind,
-        data: &Value,
-    ) -> Result<Activity, StoreError> {
+    async fn append_activity(&self, kind: ActivityKind, data: &Value) -> Result<Activity, StoreError> {
         let created_at = now_millis();
         let data = object_text(data);
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO admin_activity (kind, data, created_at) VALUES (?, ?, ?) RETURNING id",
-        )
-        .bind(activity_kind_text(kind))
-        .bind(&data)
-        .bind(created_at)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Activity {
-            id,
-            kind,
-            data: json_object(&data),
-            created_at: format_timestamp(created_at),
-        })
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO admin_activity (kind, data, created_at) VALUES (?, ?, ?) RETURNING id")
+                .bind(activity_kind_text(kind))
+                .bind(&data)
+                .bind(created_at)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Activity { id, kind, data: json_object(&data), created_at: format_timestamp(created_at) })
     }
 
     async fn list_activity(&self, limit: u32) -> Result<Vec<Activity>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, kind, data, created_at FROM admin_activity ORDER BY id DESC LIMIT ?",
-        )
-        .bind(self::limit(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT id, kind, data, created_at FROM admin_activity ORDER BY id DESC LIMIT ?")
+            .bind(self::limit(limit))
+            .fetch_all(&self.pool)
+            .await?;
         Ok(rows.iter().map(activity).collect::<Result<_, _>>()?)
     }
 
@@ -543,44 +486,31 @@ impl Store for SqliteStore {
 
     async fn get_room(&self, room_id: &str) -> Result<Option<Room>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT name, created_at FROM chat_rooms WHERE room_id = ?")
-                .bind(room_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let row: Option<(String, i64)> = sqlx::query_as("SELECT name, created_at FROM chat_rooms WHERE room_id = ?")
+            .bind(room_id)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some((name, created_at)) = row else {
             return Ok(None);
         };
-        let members =
-            sqlx::query_scalar("SELECT user_id FROM chat_members WHERE room_id = ? ORDER BY rowid")
-                .bind(room_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let members = sqlx::query_scalar("SELECT user_id FROM chat_members WHERE room_id = ? ORDER BY rowid")
+            .bind(room_id)
+            .fetch_all(&mut *tx)
+            .await?;
         tx.commit().await?;
-        Ok(Some(Room {
-            room_id: room_id.to_owned(),
-            name,
-            members,
-            created_at: format_timestamp(created_at),
-        }))
+        Ok(Some(Room { room_id: room_id.to_owned(), name, members, created_at: format_timestamp(created_at) }))
     }
 
     async fn is_member(&self, room_id: &str, user_id: &str) -> Result<bool, StoreError> {
-        let member = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM chat_members WHERE room_id = ? AND user_id = ?)",
-        )
-        .bind(room_id)
-        .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
+        let member = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chat_members WHERE room_id = ? AND user_id = ?)")
+            .bind(room_id)
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(member)
     }
 
-    async fn rooms_for_user(
-        &self,
-        user_id: &str,
-        is_staff: bool,
-    ) -> Result<Vec<RoomSummary>, StoreError> {
+    async fn rooms_for_user(&self, user_id: &str, is_staff: bool) -> Result<Vec<RoomSummary>, StoreError> {
         let mut tx = self.pool.begin().await?;
         // The last message is the room's highest id, found through the (room_id, id) index; unread
         // messages are counted from the read position up, also along that index.
@@ -619,11 +549,7 @@ impl Store for SqliteStore {
                 Some(_) => Some(chat_message(row)?),
                 None => None,
             };
-            let members = members
-                .iter()
-                .filter(|(room, _)| *room == room_id)
-                .map(|(_, user)| user.clone())
-                .collect();
+            let members = members.iter().filter(|(room, _)| *room == room_id).map(|(_, user)| user.clone()).collect();
             rooms.push(RoomSummary {
                 room: Room {
                     room_id,
@@ -638,10 +564,7 @@ impl Store for SqliteStore {
         Ok(rooms)
     }
 
-    async fn insert_message(
-        &self,
-        new: &NewChatMessage,
-    ) -> Result<Option<ChatMessage>, StoreError> {
+    async fn insert_message(&self, new: &NewChatMessage) -> Result<Option<ChatMessage>, StoreError> {
         let created_at = now_millis();
         // INSERT ... SELECT ... WHERE EXISTS: a missing room inserts nothing instead of failing on the
         // foreign key, so the caller gets a `None` to answer rather than a database error.
@@ -667,11 +590,7 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn list_messages(
-        &self,
-        room_id: &str,
-        query: MessageQuery,
-    ) -> Result<MessagePage, StoreError> {
+    async fn list_messages(&self, room_id: &str, query: MessageQuery) -> Result<MessagePage, StoreError> {
         // One row more than asked says whether an older page exists.
         let rows = sqlx::query(
             "SELECT id, room_id, sender_id, content, attachment_url, created_at FROM chat_messages
@@ -684,21 +603,12 @@ impl Store for SqliteStore {
         .await?;
         let wanted = usize::try_from(query.limit).unwrap_or(usize::MAX);
         let has_more = rows.len() > wanted;
-        let mut messages = rows
-            .iter()
-            .take(wanted)
-            .map(chat_message)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut messages = rows.iter().take(wanted).map(chat_message).collect::<Result<Vec<_>, _>>()?;
         messages.reverse();
         Ok(MessagePage { messages, has_more })
     }
 
-    async fn set_read_position(
-        &self,
-        room_id: &str,
-        user_id: &str,
-        message_id: i64,
-    ) -> Result<ReadUpdate, StoreError> {
+    async fn set_read_position(&self, room_id: &str, user_id: &str, message_id: i64) -> Result<ReadUpdate, StoreError> {
         let read_at = now_millis();
         let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
         // Inserts or moves the position only when the message is in this room and past the stored
@@ -719,35 +629,26 @@ impl Store for SqliteStore {
         .rows_affected()
             > 0;
         if !moved {
-            let exists: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM chat_messages WHERE id = ? AND room_id = ?)",
-            )
-            .bind(message_id)
-            .bind(room_id)
-            .fetch_one(&mut *tx)
-            .await?;
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chat_messages WHERE id = ? AND room_id = ?)")
+                    .bind(message_id)
+                    .bind(room_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
             if !exists {
                 tx.rollback().await?;
                 return Ok(ReadUpdate::NotFound);
             }
         }
-        let (message_id, read_at): (i64, i64) = sqlx::query_as(
-            "SELECT message_id, read_at FROM chat_read_positions WHERE room_id = ? AND user_id = ?",
-        )
-        .bind(room_id)
-        .bind(user_id)
-        .fetch_one(&mut *tx)
-        .await?;
+        let (message_id, read_at): (i64, i64) =
+            sqlx::query_as("SELECT message_id, read_at FROM chat_read_positions WHERE room_id = ? AND user_id = ?")
+                .bind(room_id)
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
         tx.commit().await?;
-        let position = ReadPosition {
-            message_id,
-            read_at: format_timestamp(read_at),
-        };
-        Ok(if moved {
-            ReadUpdate::Moved(position)
-        } else {
-            ReadUpdate::Unchanged(position)
-        })
+        let position = ReadPosition { message_id, read_at: format_timestamp(read_at) };
+        Ok(if moved { ReadUpdate::Moved(position) } else { ReadUpdate::Unchanged(position) })
     }
 }
 

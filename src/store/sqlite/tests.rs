@@ -8,10 +8,7 @@ use tempfile::TempDir;
 use super::*;
 
 fn url(dir: &TempDir) -> String {
-    format!(
-        "sqlite://{}",
-        dir.path().join("nested/dir/rtctl.db").display()
-    )
+    format!("sqlite://{}", dir.path().join("nested/dir/rtctl.db").display())
 }
 
 async fn temp_store() -> (TempDir, SqliteStore) {
@@ -32,11 +29,7 @@ fn note(user_id: &str, title: &str) -> NewNotification {
 }
 
 fn query(limit: u32, before_id: Option<i64>, unread_only: bool) -> NotificationQuery {
-    NotificationQuery {
-        limit,
-        before_id,
-        unread_only,
-    }
+    NotificationQuery { limit, before_id, unread_only }
 }
 
 async fn room(store: &SqliteStore, room_id: &str, members: &[&str]) -> Room {
@@ -58,27 +51,16 @@ async fn say(store: &SqliteStore, room_id: &str, sender_id: &str, content: &str)
         content: content.to_owned(),
         attachment_url: None,
     };
-    store
-        .insert_message(&new)
-        .await
-        .unwrap()
-        .expect("room exists")
+    store.insert_message(&new).await.unwrap().expect("room exists")
 }
 
 async fn register(store: &SqliteStore, user_id: &str) -> Created<PendingUser> {
-    let new = NewPendingUser {
-        user_id: user_id.to_owned(),
-        email: Some(format!("{user_id}@x.test")),
-        name: None,
-    };
+    let new = NewPendingUser { user_id: user_id.to_owned(), email: Some(format!("{user_id}@x.test")), name: None };
     store.register_pending_user(&new).await.unwrap()
 }
 
 async fn migration_count(store: &SqliteStore) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap()
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&store.pool).await.unwrap()
 }
 
 /// A fresh file (in a directory that does not exist yet) gets every migration and the pragmas; reopening
@@ -86,89 +68,44 @@ async fn migration_count(store: &SqliteStore) -> i64 {
 #[tokio::test]
 async fn migrations_run_once_on_a_fresh_file() {
     let (dir, store) = temp_store().await;
-    assert_eq!(
-        migration_count(&store).await,
-        MIGRATOR.iter().count() as i64
-    );
-    let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
+    assert_eq!(migration_count(&store).await, MIGRATOR.iter().count() as i64);
+    let journal: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.pool).await.unwrap();
     assert_eq!(journal, "wal");
-    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
+    let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&store.pool).await.unwrap();
     assert_eq!(foreign_keys, 1);
-    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&store.pool)
-        .await
-        .unwrap();
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&store.pool).await.unwrap();
     assert_eq!(synchronous, 1, "NORMAL");
     store.ping().await.unwrap();
     assert_eq!(store.name(), "sqlite");
 
     MIGRATOR.run(&store.pool).await.unwrap();
-    assert_eq!(
-        migration_count(&store).await,
-        MIGRATOR.iter().count() as i64
-    );
+    assert_eq!(migration_count(&store).await, MIGRATOR.iter().count() as i64);
     store.close().await;
 
     let reopened = SqliteStore::open(&url(&dir)).await.unwrap();
-    assert_eq!(
-        migration_count(&reopened).await,
-        MIGRATOR.iter().count() as i64
-    );
+    assert_eq!(migration_count(&reopened).await, MIGRATOR.iter().count() as i64);
 }
 
 /// Everything acknowledged is still there after the store is closed and the file reopened (PROTOCOL §6).
 #[tokio::test]
 async fn data_survives_a_restart() {
     let (dir, store) = temp_store().await;
-    let stored = store
-        .insert_notifications(&[note("u1", "a")])
-        .await
-        .unwrap();
+    let stored = store.insert_notifications(&[note("u1", "a")]).await.unwrap();
     room(&store, "general", &["u1", "u2"]).await;
     let message = say(&store, "general", "u1", "hello").await;
-    store
-        .set_read_position("general", "u2", message.id)
-        .await
-        .unwrap();
+    store.set_read_position("general", "u2", message.id).await.unwrap();
     register(&store, "p1").await;
     register(&store, "p2").await;
-    store
-        .decide("p1", Verdict::Approved, None, "admin")
-        .await
-        .unwrap();
-    store
-        .append_activity(ActivityKind::OrderUpdate, &json!({"order_id": "o1"}))
-        .await
-        .unwrap();
+    store.decide("p1", Verdict::Approved, None, "admin").await.unwrap();
+    store.append_activity(ActivityKind::OrderUpdate, &json!({"order_id": "o1"})).await.unwrap();
     store.close().await;
 
     let store = SqliteStore::open(&url(&dir)).await.unwrap();
-    let page = store
-        .list_notifications("u1", query(50, None, false))
-        .await
-        .unwrap();
+    let page = store.list_notifications("u1", query(50, None, false)).await.unwrap();
     assert_eq!(page.notifications, stored);
-    let history = store
-        .list_messages(
-            "general",
-            MessageQuery {
-                before_id: None,
-                limit: 50,
-            },
-        )
-        .await
-        .unwrap();
+    let history = store.list_messages("general", MessageQuery { before_id: None, limit: 50 }).await.unwrap();
     assert_eq!(history.messages, vec![message.clone()]);
-    assert_eq!(
-        store.get_room("general").await.unwrap().unwrap().members,
-        ["u1", "u2"]
-    );
+    assert_eq!(store.get_room("general").await.unwrap().unwrap().members, ["u1", "u2"]);
     let rooms = store.rooms_for_user("u2", false).await.unwrap();
     assert_eq!(rooms[0].unread_count, 0, "the read position survived");
     assert_eq!(store.pending_count().await.unwrap(), 1);
@@ -183,10 +120,7 @@ async fn notifications_are_stored_and_listed_newest_first() {
     let mut with_link = note("u1", "b");
     with_link.link = Some("/orders/7".to_owned());
     with_link.data = json!(null);
-    let stored = store
-        .insert_notifications(&[note("u1", "a"), with_link, note("u2", "c")])
-        .await
-        .unwrap();
+    let stored = store.insert_notifications(&[note("u1", "a"), with_link, note("u2", "c")]).await.unwrap();
     assert_eq!(stored.len(), 3);
     assert!(stored[0].id < stored[1].id && stored[1].id < stored[2].id);
     assert!(!stored[0].read);
@@ -194,14 +128,8 @@ async fn notifications_are_stored_and_listed_newest_first() {
     assert_eq!(stored[1].data, json!({}), "non-objects are stored as {{}}");
     assert!(stored[0].created_at.ends_with('Z') && stored[0].created_at.len() == 24);
 
-    let page = store
-        .list_notifications("u1", query(50, None, false))
-        .await
-        .unwrap();
-    assert_eq!(
-        page.notifications,
-        vec![stored[1].clone(), stored[0].clone()]
-    );
+    let page = store.list_notifications("u1", query(50, None, false)).await.unwrap();
+    assert_eq!(page.notifications, vec![stored[1].clone(), stored[0].clone()]);
     assert_eq!((page.total, page.unread_count), (2, 2));
     assert_eq!(page.notifications[0].link.as_deref(), Some("/orders/7"));
     assert_eq!(store.unread_count("u2").await.unwrap(), 1);
@@ -222,10 +150,7 @@ async fn notification_pages_return_each_exactly_once() {
     let mut seen = Vec::new();
     let mut before_id = None;
     loop {
-        let page = store
-            .list_notifications("u1", query(10, before_id, false))
-            .await
-            .unwrap();
+        let page = store.list_notifications("u1", query(10, before_id, false)).await.unwrap();
         assert_eq!((page.total, page.unread_count), (25, 12));
         let Some(last) = page.notifications.last() else {
             break;
@@ -237,10 +162,7 @@ async fn notification_pages_return_each_exactly_once() {
     expected.reverse();
     assert_eq!(seen, expected);
 
-    let unread = store
-        .list_notifications("u1", query(50, None, true))
-        .await
-        .unwrap();
+    let unread = store.list_notifications("u1", query(50, None, true)).await.unwrap();
     assert_eq!(unread.notifications.len(), 12);
     assert!(unread.notifications.iter().all(|n| !n.read));
     assert_eq!(unread.total, 25, "total counts all, not only unread");
@@ -251,79 +173,38 @@ async fn notification_pages_return_each_exactly_once() {
 async fn marking_and_deleting_are_per_user() {
     let (_dir, store) = temp_store().await;
     let stored = store
-        .insert_notifications(&[
-            note("u1", "a"),
-            note("u1", "b"),
-            note("u1", "c"),
-            note("u2", "d"),
-        ])
+        .insert_notifications(&[note("u1", "a"), note("u1", "b"), note("u1", "c"), note("u2", "d")])
         .await
         .unwrap();
     let (a, b, c, d) = (stored[0].id, stored[1].id, stored[2].id, stored[3].id);
 
     assert_eq!(store.mark_read("u1", a).await.unwrap(), MarkRead::Marked);
-    assert_eq!(
-        store.mark_read("u1", a).await.unwrap(),
-        MarkRead::AlreadyRead
-    );
-    assert_eq!(
-        store.mark_read("u1", d).await.unwrap(),
-        MarkRead::NotFound,
-        "u2's notification"
-    );
-    assert_eq!(
-        store.mark_read("u1", 9999).await.unwrap(),
-        MarkRead::NotFound
-    );
+    assert_eq!(store.mark_read("u1", a).await.unwrap(), MarkRead::AlreadyRead);
+    assert_eq!(store.mark_read("u1", d).await.unwrap(), MarkRead::NotFound, "u2's notification");
+    assert_eq!(store.mark_read("u1", 9999).await.unwrap(), MarkRead::NotFound);
     assert_eq!(store.unread_count("u1").await.unwrap(), 2);
     assert_eq!(store.unread_count("u2").await.unwrap(), 1);
 
-    assert_eq!(
-        store.delete_notification("u2", b).await.unwrap(),
-        Deleted::NotFound
-    );
-    assert_eq!(
-        store.delete_notification("u1", b).await.unwrap(),
-        Deleted::Deleted { was_unread: true }
-    );
-    assert_eq!(
-        store.delete_notification("u1", a).await.unwrap(),
-        Deleted::Deleted { was_unread: false }
-    );
-    assert_eq!(
-        store.delete_notification("u1", a).await.unwrap(),
-        Deleted::NotFound
-    );
+    assert_eq!(store.delete_notification("u2", b).await.unwrap(), Deleted::NotFound);
+    assert_eq!(store.delete_notification("u1", b).await.unwrap(), Deleted::Deleted { was_unread: true });
+    assert_eq!(store.delete_notification("u1", a).await.unwrap(), Deleted::Deleted { was_unread: false });
+    assert_eq!(store.delete_notification("u1", a).await.unwrap(), Deleted::NotFound);
 
     assert_eq!(store.mark_all_read("u1").await.unwrap(), 1);
     assert_eq!(store.mark_all_read("u1").await.unwrap(), 0);
     assert_eq!(store.unread_count("u1").await.unwrap(), 0);
     assert_eq!(store.unread_count("u2").await.unwrap(), 1, "u2 untouched");
-    let page = store
-        .list_notifications("u1", query(50, None, false))
-        .await
-        .unwrap();
-    assert_eq!(
-        page.notifications.iter().map(|n| n.id).collect::<Vec<_>>(),
-        [c]
-    );
+    let page = store.list_notifications("u1", query(50, None, false)).await.unwrap();
+    assert_eq!(page.notifications.iter().map(|n| n.id).collect::<Vec<_>>(), [c]);
 }
 
 /// Ids are never reused, even after the newest notification is deleted.
 #[tokio::test]
 async fn deleted_ids_are_not_reused() {
     let (_dir, store) = temp_store().await;
-    let first = store
-        .insert_notifications(&[note("u1", "a")])
-        .await
-        .unwrap()[0]
-        .id;
+    let first = store.insert_notifications(&[note("u1", "a")]).await.unwrap()[0].id;
     store.delete_notification("u1", first).await.unwrap();
-    let second = store
-        .insert_notifications(&[note("u1", "b")])
-        .await
-        .unwrap()[0]
-        .id;
+    let second = store.insert_notifications(&[note("u1", "b")]).await.unwrap()[0].id;
     assert!(second > first);
 }
 
@@ -332,43 +213,23 @@ async fn deleted_ids_are_not_reused() {
 #[tokio::test]
 async fn pending_users_register_once_until_decided() {
     let (_dir, store) = temp_store().await;
-    let Created::Created(p1) = register(&store, "p1").await else {
-        panic!("p1 registers")
-    };
-    assert_eq!(
-        (p1.user_id.as_str(), p1.email.as_deref(), p1.name.as_deref()),
-        ("p1", Some("p1@x.test"), None)
-    );
+    let Created::Created(p1) = register(&store, "p1").await else { panic!("p1 registers") };
+    assert_eq!((p1.user_id.as_str(), p1.email.as_deref(), p1.name.as_deref()), ("p1", Some("p1@x.test"), None));
     assert_eq!(p1.status, ApprovalStatus::Pending);
     assert_eq!(register(&store, "p1").await, Created::Conflict);
     register(&store, "p2").await;
     assert_eq!(store.pending_count().await.unwrap(), 2);
     let pending = store.pending_users(10).await.unwrap();
-    assert_eq!(
-        pending
-            .iter()
-            .map(|p| p.user_id.as_str())
-            .collect::<Vec<_>>(),
-        ["p1", "p2"]
-    );
+    assert_eq!(pending.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>(), ["p1", "p2"]);
     assert_eq!(pending[0], p1);
     assert_eq!(store.pending_users(1).await.unwrap().len(), 1);
 
-    store
-        .decide("p1", Verdict::Rejected, Some("spam"), "admin")
-        .await
-        .unwrap();
+    store.decide("p1", Verdict::Rejected, Some("spam"), "admin").await.unwrap();
     assert_eq!(store.pending_count().await.unwrap(), 1);
-    let Created::Created(again) = register(&store, "p1").await else {
-        panic!("p1 registers again")
-    };
+    let Created::Created(again) = register(&store, "p1").await else { panic!("p1 registers again") };
     assert_eq!(again.status, ApprovalStatus::Pending);
     assert_eq!(store.pending_count().await.unwrap(), 2);
-    assert_eq!(
-        store.recent_approvals(10).await.unwrap().len(),
-        1,
-        "the earlier decision is kept"
-    );
+    assert_eq!(store.recent_approvals(10).await.unwrap().len(), 1, "the earlier decision is kept");
 }
 
 /// A decision is taken once: a second gives AlreadyDecided, an unknown user NotFound; decisions are listed
@@ -380,61 +241,22 @@ async fn decisions_are_taken_once_and_recorded() {
     register(&store, "p1").await;
     register(&store, "p2").await;
 
-    let Decision::Decided(first) = store
-        .decide("p1", Verdict::Approved, None, "admin1")
-        .await
-        .unwrap()
-    else {
+    let Decision::Decided(first) = store.decide("p1", Verdict::Approved, None, "admin1").await.unwrap() else {
         panic!("p1 is pending")
     };
-    assert_eq!(
-        (
-            first.user_id.as_str(),
-            first.status,
-            first.reason.as_deref()
-        ),
-        ("p1", Verdict::Approved, None)
-    );
+    assert_eq!((first.user_id.as_str(), first.status, first.reason.as_deref()), ("p1", Verdict::Approved, None));
     assert_eq!(first.decided_by, "admin1");
-    assert_eq!(
-        store
-            .decide("p1", Verdict::Rejected, None, "admin2")
-            .await
-            .unwrap(),
-        Decision::AlreadyDecided
-    );
-    assert_eq!(
-        store
-            .decide("nobody", Verdict::Approved, None, "admin1")
-            .await
-            .unwrap(),
-        Decision::NotFound
-    );
-    let Decision::Decided(second) = store
-        .decide("p2", Verdict::Rejected, Some("no"), "admin2")
-        .await
-        .unwrap()
-    else {
+    assert_eq!(store.decide("p1", Verdict::Rejected, None, "admin2").await.unwrap(), Decision::AlreadyDecided);
+    assert_eq!(store.decide("nobody", Verdict::Approved, None, "admin1").await.unwrap(), Decision::NotFound);
+    let Decision::Decided(second) = store.decide("p2", Verdict::Rejected, Some("no"), "admin2").await.unwrap() else {
         panic!("p2 is pending")
     };
 
-    assert_eq!(
-        store.recent_approvals(10).await.unwrap(),
-        vec![second, first.clone()]
-    );
+    assert_eq!(store.recent_approvals(10).await.unwrap(), vec![second, first.clone()]);
     assert_eq!(store.recent_approvals(1).await.unwrap().len(), 1);
-    assert_eq!(
-        store.decision_counts_since(start).await.unwrap(),
-        DecisionCounts {
-            approved: 1,
-            rejected: 1
-        }
-    );
+    assert_eq!(store.decision_counts_since(start).await.unwrap(), DecisionCounts { approved: 1, rejected: 1 });
     let later = crate::protocol::now_millis() + 60_000;
-    assert_eq!(
-        store.decision_counts_since(later).await.unwrap(),
-        DecisionCounts::default()
-    );
+    assert_eq!(store.decision_counts_since(later).await.unwrap(), DecisionCounts::default());
     assert_eq!(serde_json::to_value(&first).unwrap()["status"], "approved");
 }
 
@@ -451,14 +273,8 @@ async fn concurrent_decisions_have_one_winner() {
             store.decide(&user, Verdict::Rejected, None, "admin2"),
         );
         let outcomes = [a.unwrap(), b.unwrap()];
-        let won = outcomes
-            .iter()
-            .filter(|o| matches!(o, Decision::Decided(_)))
-            .count();
-        let lost = outcomes
-            .iter()
-            .filter(|o| **o == Decision::AlreadyDecided)
-            .count();
+        let won = outcomes.iter().filter(|o| matches!(o, Decision::Decided(_))).count();
+        let lost = outcomes.iter().filter(|o| **o == Decision::AlreadyDecided).count();
         assert_eq!((won, lost), (1, 1), "user {user}: {outcomes:?}");
     }
     assert_eq!(store.recent_approvals(100).await.unwrap().len(), 20);
@@ -469,25 +285,11 @@ async fn concurrent_decisions_have_one_winner() {
 #[tokio::test]
 async fn activity_feed_is_newest_first() {
     let (_dir, store) = temp_store().await;
-    let a = store
-        .append_activity(ActivityKind::NewUser, &json!({"user_id": "p1"}))
-        .await
-        .unwrap();
-    let b = store
-        .append_activity(
-            ActivityKind::Approval,
-            &json!({"user_id": "p1", "status": "approved"}),
-        )
-        .await;
-    let c = store
-        .append_activity(ActivityKind::OrderUpdate, &json!([1]))
-        .await
-        .unwrap();
+    let a = store.append_activity(ActivityKind::NewUser, &json!({"user_id": "p1"})).await.unwrap();
+    let b = store.append_activity(ActivityKind::Approval, &json!({"user_id": "p1", "status": "approved"})).await;
+    let c = store.append_activity(ActivityKind::OrderUpdate, &json!([1])).await.unwrap();
     assert_eq!(c.data, json!({}));
-    assert_eq!(
-        store.list_activity(10).await.unwrap(),
-        vec![c.clone(), b.unwrap(), a]
-    );
+    assert_eq!(store.list_activity(10).await.unwrap(), vec![c.clone(), b.unwrap(), a]);
     assert_eq!(store.list_activity(1).await.unwrap(), vec![c.clone()]);
     assert_eq!(serde_json::to_value(&c).unwrap()["type"], "order_update");
 }
@@ -499,11 +301,7 @@ async fn rooms_are_created_once() {
     let (_dir, store) = temp_store().await;
     let created = room(&store, "team.eu-1_x", &["u2", "u1", "u2"]).await;
     assert_eq!(created.members, ["u2", "u1"]);
-    let again = NewRoom {
-        room_id: "team.eu-1_x".to_owned(),
-        name: "other".to_owned(),
-        members: vec![],
-    };
+    let again = NewRoom { room_id: "team.eu-1_x".to_owned(), name: "other".to_owned(), members: vec![] };
     assert_eq!(store.create_room(&again).await.unwrap(), Created::Conflict);
     assert_eq!(store.get_room("team.eu-1_x").await.unwrap(), Some(created));
     assert_eq!(store.get_room("nope").await.unwrap(), None);
@@ -511,15 +309,8 @@ async fn rooms_are_created_once() {
     assert!(!store.is_member("team.eu-1_x", "u3").await.unwrap());
     assert!(!store.is_member("nope", "u1").await.unwrap());
 
-    let bad = NewRoom {
-        room_id: "a/b".to_owned(),
-        name: "bad".to_owned(),
-        members: vec![],
-    };
-    assert!(matches!(
-        store.create_room(&bad).await,
-        Err(StoreError::Database(_))
-    ));
+    let bad = NewRoom { room_id: "a/b".to_owned(), name: "bad".to_owned(), members: vec![] };
+    assert!(matches!(store.create_room(&bad).await, Err(StoreError::Database(_))));
     assert_eq!(store.get_room("a/b").await.unwrap(), None);
 }
 
@@ -539,16 +330,7 @@ async fn message_pages_return_each_exactly_once() {
     let mut seen = Vec::new();
     let mut before_id = None;
     loop {
-        let page = store
-            .list_messages(
-                "r1",
-                MessageQuery {
-                    before_id,
-                    limit: 5,
-                },
-            )
-            .await
-            .unwrap();
+        let page = store.list_messages("r1", MessageQuery { before_id, limit: 5 }).await.unwrap();
         let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first");
         assert!(page.messages.iter().all(|m| m.room_id == "r1"));
@@ -560,34 +342,10 @@ async fn message_pages_return_each_exactly_once() {
     }
     assert_eq!(seen, sent);
 
-    let exact = store
-        .list_messages(
-            "r1",
-            MessageQuery {
-                before_id: None,
-                limit: 23,
-            },
-        )
-        .await
-        .unwrap();
+    let exact = store.list_messages("r1", MessageQuery { before_id: None, limit: 23 }).await.unwrap();
     assert_eq!((exact.messages.len(), exact.has_more), (23, false));
-    let empty = store
-        .list_messages(
-            "nope",
-            MessageQuery {
-                before_id: None,
-                limit: 50,
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        empty,
-        MessagePage {
-            messages: vec![],
-            has_more: false
-        }
-    );
+    let empty = store.list_messages("nope", MessageQuery { before_id: None, limit: 50 }).await.unwrap();
+    assert_eq!(empty, MessagePage { messages: vec![], has_more: false });
 }
 
 /// A message is stored with its attachment; a message to a room that does not exist is not.
@@ -602,21 +360,9 @@ async fn messages_need_an_existing_room() {
         attachment_url: Some("https://files.test/a.png".to_owned()),
     };
     let stored = store.insert_message(&new).await.unwrap().unwrap();
-    let page = store
-        .list_messages(
-            "r1",
-            MessageQuery {
-                before_id: None,
-                limit: 50,
-            },
-        )
-        .await
-        .unwrap();
+    let page = store.list_messages("r1", MessageQuery { before_id: None, limit: 50 }).await.unwrap();
     assert_eq!(page.messages, vec![stored]);
-    let lost = NewChatMessage {
-        room_id: "nope".to_owned(),
-        ..new
-    };
+    let lost = NewChatMessage { room_id: "nope".to_owned(), ..new };
     assert_eq!(store.insert_message(&lost).await.unwrap(), None);
 }
 
@@ -634,22 +380,10 @@ async fn read_position_never_moves_backwards() {
         panic!("first receipt moves")
     };
     assert_eq!(at_m2.message_id, m2);
-    assert_eq!(
-        store.set_read_position("r1", "u2", m1).await.unwrap(),
-        ReadUpdate::Unchanged(at_m2.clone())
-    );
-    assert_eq!(
-        store.set_read_position("r1", "u2", m2).await.unwrap(),
-        ReadUpdate::Unchanged(at_m2)
-    );
-    assert_eq!(
-        store.set_read_position("r1", "u2", other).await.unwrap(),
-        ReadUpdate::NotFound
-    );
-    assert_eq!(
-        store.set_read_position("r1", "u2", 9999).await.unwrap(),
-        ReadUpdate::NotFound
-    );
+    assert_eq!(store.set_read_position("r1", "u2", m1).await.unwrap(), ReadUpdate::Unchanged(at_m2.clone()));
+    assert_eq!(store.set_read_position("r1", "u2", m2).await.unwrap(), ReadUpdate::Unchanged(at_m2));
+    assert_eq!(store.set_read_position("r1", "u2", other).await.unwrap(), ReadUpdate::NotFound);
+    assert_eq!(store.set_read_position("r1", "u2", 9999).await.unwrap(), ReadUpdate::NotFound);
     assert!(
         matches!(store.set_read_position("r1", "u1", m1).await.unwrap(), ReadUpdate::Moved(p) if p.message_id == m1)
     );
@@ -673,54 +407,23 @@ async fn room_list_has_last_message_and_unread_count() {
 
     let rooms = store.rooms_for_user("u1", false).await.unwrap();
     let ids: Vec<&str> = rooms.iter().map(|r| r.room.room_id.as_str()).collect();
-    assert_eq!(
-        ids,
-        ["busy", "quiet"],
-        "most recently active first, no foreign rooms"
-    );
+    assert_eq!(ids, ["busy", "quiet"], "most recently active first, no foreign rooms");
     assert_eq!(rooms[0].last_message.as_ref(), Some(&b3));
     assert_eq!(rooms[0].unread_count, 2, "u1's own message is not unread");
     assert_eq!(rooms[0].room.members, ["u1", "u2"]);
-    assert_eq!(
-        (rooms[1].last_message.as_ref(), rooms[1].unread_count),
-        (None, 0)
-    );
+    assert_eq!((rooms[1].last_message.as_ref(), rooms[1].unread_count), (None, 0));
 
     store.set_read_position("busy", "u1", b1.id).await.unwrap();
-    assert_eq!(
-        store.rooms_for_user("u1", false).await.unwrap()[0].unread_count,
-        1
-    );
+    assert_eq!(store.rooms_for_user("u1", false).await.unwrap()[0].unread_count, 1);
     store.set_read_position("busy", "u1", b3.id).await.unwrap();
-    assert_eq!(
-        store.rooms_for_user("u1", false).await.unwrap()[0].unread_count,
-        0
-    );
-    assert_eq!(
-        store.rooms_for_user("u2", false).await.unwrap()[0].unread_count,
-        1,
-        "only u1's message"
-    );
+    assert_eq!(store.rooms_for_user("u1", false).await.unwrap()[0].unread_count, 0);
+    assert_eq!(store.rooms_for_user("u2", false).await.unwrap()[0].unread_count, 1, "only u1's message");
 
     let staff = store.rooms_for_user("admin", true).await.unwrap();
     let ids: HashSet<&str> = staff.iter().map(|r| r.room.room_id.as_str()).collect();
     assert_eq!(ids, HashSet::from(["quiet", "busy", "private"]));
-    assert_eq!(
-        staff
-            .iter()
-            .find(|r| r.room.room_id == "private")
-            .unwrap()
-            .room
-            .members,
-        ["u3"]
-    );
-    assert!(
-        store
-            .rooms_for_user("stranger", false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!(staff.iter().find(|r| r.room.room_id == "private").unwrap().room.members, ["u3"]);
+    assert!(store.rooms_for_user("stranger", false).await.unwrap().is_empty());
 
     let wire = serde_json::to_value(&rooms[1]).unwrap();
     assert_eq!(wire["room_id"], "quiet");
@@ -732,9 +435,6 @@ async fn room_list_has_last_message_and_unread_count() {
 #[tokio::test]
 async fn in_memory_database_keeps_its_data() {
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
-    store
-        .insert_notifications(&[note("u1", "a")])
-        .await
-        .unwrap();
+    store.insert_notifications(&[note("u1", "a")]).await.unwrap();
     assert_eq!(store.unread_count("u1").await.unwrap(), 1);
 }
