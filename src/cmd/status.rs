@@ -82,7 +82,7 @@ pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
                 print!("{frame}");
             } else {
                 // Clear the screen and home the cursor, then draw: one redraw per tick, no scrolling.
-                print!("\x1b[2J\x1b[H{frame}{}\n", "every 1s, Ctrl-C to stop".dimmed());
+                println!("\x1b[2J\x1b[H{frame}{}", "every 1s, Ctrl-C to stop".dimmed());
             }
             tokio::time::sleep(WATCH_INTERVAL).await;
         }

@@ -156,7 +156,7 @@ impl Drop for TerminalGuard {
                 libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved);
             }
             // Bracketed paste off (rustyline turns it on), and end the half-typed line.
-            print!("\x1b[?2004l\n");
+            println!("\x1b[?2004l");
         }
     }
 }

@@ -217,7 +217,15 @@ impl Target {
 enum TokenSource {
     None,
     Given(String),
-    Minted { config: ClientConfig, mint: MintArgs, target: Target, ws_token: bool },
+    Minted(Box<Minter>),
+}
+
+/// What minting a fresh token for each attempt takes.
+struct Minter {
+    config: ClientConfig,
+    mint: MintArgs,
+    target: Target,
+    ws_token: bool,
 }
 
 impl TokenSource {
@@ -225,7 +233,8 @@ impl TokenSource {
         match self {
             TokenSource::None => Ok(None),
             TokenSource::Given(token) => Ok(Some(token.clone())),
-            TokenSource::Minted { config, mint, target, ws_token } => {
+            TokenSource::Minted(minter) => {
+                let Minter { config, mint, target, ws_token } = minter.as_ref();
                 let (orgs, staff) = target.needs();
                 let (jwt, _) = mint.mint(&mint.identity(&orgs, staff)?, config)?;
                 if !ws_token {
@@ -256,12 +265,12 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
         (Some(token), _) => TokenSource::Given(token.clone()),
         // A URL without --token may be any WebSocket server; mint only when asked to with --user-id.
         (None, Target::Url(_)) if args.mint.user_id.is_none() => TokenSource::None,
-        (None, _) => TokenSource::Minted {
+        (None, _) => TokenSource::Minted(Box::new(Minter {
             config: config.clone(),
             mint: args.mint.clone(),
             target: target.clone(),
             ws_token: args.ws_token,
-        },
+        })),
     };
     let mut headers = Vec::new();
     for header in &args.headers {
@@ -403,10 +412,8 @@ fn read_stdin() -> mpsc::UnboundedReceiver<String> {
                 entry.push('\n');
             }
             entry.push_str(&line);
-            if input::is_complete(&entry) {
-                if tx.send(std::mem::take(&mut entry)).is_err() {
-                    return;
-                }
+            if input::is_complete(&entry) && tx.send(std::mem::take(&mut entry)).is_err() {
+                return;
             }
         }
         if !entry.trim().is_empty() {
