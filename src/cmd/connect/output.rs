@@ -49,14 +49,14 @@ impl Output {
         };
         let is_error = parsed.as_ref().is_some_and(|v| v["type"] == "error");
         let body = indent(&body);
-        let line = if is_error { format!("< {body}").red() } else { format!("< {body}").cyan() };
+        let line = if is_error { format!("← {body}").red() } else { format!("← {body}").cyan() };
         self.emit(line.to_string());
     }
 
     /// A frame we sent.
     pub fn outgoing(&mut self, text: &str) {
         if !self.is_json_lines() {
-            self.emit(format!("> {text}").green().to_string());
+            self.emit(format!("→ {text}").green().to_string());
         }
     }
 
@@ -101,7 +101,7 @@ impl Output {
     }
 }
 
-/// Continuation lines line up under the first one's text, after the 2-column arrow.
+/// Continuation lines line up under the first one's text, after the arrow and its space.
 fn indent(body: &str) -> String {
     body.replace('\n', "\n  ")
 }

@@ -123,12 +123,17 @@ impl Session {
             self.output.outgoing(&text);
         }
         let mut closed: Option<(u16, String)> = None;
+        // The end of input closes the session only after the hub's first frame: a refusal (4001) comes
+        // instead of `connection_established`, and must decide the exit code, not our own close.
+        let mut greeted = false;
         loop {
             let deadline = self.deadline;
             tokio::select! {
                 frame = frames.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
-                        if self.incoming(&text) {
+                        greeted = true;
+                        let input_over = self.input.is_none() && self.input_ends_session();
+                        if self.incoming(&text) || input_over {
                             return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
                         }
                     }
@@ -153,7 +158,7 @@ impl Session {
                     }
                     None => {
                         self.input = None;
-                        if self.input_ends_session() {
+                        if self.input_ends_session() && greeted {
                             return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
                         }
                     }
@@ -273,9 +278,8 @@ impl Session {
     /// Sends a close frame, shows the frames still arriving and the hub's answer; the session is done.
     async fn close(&mut self, sink: &mut Sink, frames: &mut Frames, code: u16, reason: &str) -> Ended {
         let frame = CloseFrame { code: code.into(), reason: reason.to_owned().into() };
-        if sink.send(Message::Close(Some(frame))).await.is_err() {
-            return Ended::Done;
-        }
+        // This fails when the hub closed first; its close frame is then still to be read below.
+        let _ = sink.send(Message::Close(Some(frame))).await;
         let drain = async {
             while let Some(Ok(message)) = frames.next().await {
                 match message {
@@ -288,7 +292,13 @@ impl Session {
             None
         };
         match tokio::time::timeout(CLOSE_TIMEOUT, drain).await {
-            Ok(Some((code, reason))) => self.report_close("closed", code, &reason),
+            Ok(Some((echo, why))) => {
+                self.report_close("closed", echo, &why);
+                // The hub closed first with its own code (a refused token, say): that code decides.
+                if echo != code && matches!(verdict(Some(echo)), Verdict::Refused | Verdict::Error) {
+                    return Ended::Lost { code: Some(echo) };
+                }
+            }
             _ => self.report_close("closed without a close echo from the hub", code, reason),
         }
         Ended::Done
