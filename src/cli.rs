@@ -1,6 +1,6 @@
 //! The command line, as clap types only; `cmd` turns them into validated configs once.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
@@ -26,6 +26,47 @@ pub enum Command {
     Serve(ServeArgs),
     /// Load-test fan-out latency of a hub (any hub that speaks the protocol)
     Bench(crate::cmd::bench::BenchArgs),
+    /// Mint a JWT, exchange it for a ws token, or inspect and verify a token
+    Token(crate::cmd::token::TokenArgs),
+    /// Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL
+    Connect(crate::cmd::connect::ConnectArgs),
+    /// Publish notifications (or, with a subcommand, pending users and order updates) through the API
+    Notify(crate::cmd::notify::NotifyArgs),
+    /// Publish an organization event through the API
+    Event(crate::cmd::notify::EventArgs),
+    /// Show a hub's health, readiness and figures
+    Status(crate::cmd::status::StatusArgs),
+    /// Print a shell completion script
+    Completions(crate::cmd::completions::CompletionsArgs),
+}
+
+/// How a client command reaches a hub; each falls back to the config file, then the defaults.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Hub")]
+pub struct ClientArgs {
+    /// The hub's base URL [default: url in the config file, else http://127.0.0.1:8000]
+    #[arg(long, global = true, env = "RTCTL_URL", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// HS256 secret to mint JWTs with (default: from the config file)
+    #[arg(long, global = true, env = "RTCTL_JWT_SECRET", hide_env_values = true, value_name = "SECRET")]
+    pub jwt_secret: Option<String>,
+
+    /// API key for the publishing routes (default: from the config file)
+    #[arg(long, global = true, env = "RTCTL_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+}
+
+impl ClientArgs {
+    /// Merges with the config file at `config_path`.
+    pub fn resolve(&self, config_path: &Path) -> anyhow::Result<crate::config::ClientConfig> {
+        crate::config::ClientConfig::resolve(
+            self.url.clone(),
+            self.jwt_secret.clone(),
+            self.api_key.clone(),
+            config_path,
+        )
+    }
 }
 
 /// `rtctl serve`. Every option can also come from `RTCTL_<NAME>` or the config file.

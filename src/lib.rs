@@ -9,6 +9,7 @@
 //! - [`cli`]: clap types only, turned once into the validated structs of [`config`].
 //! - [`config`]: `rtctl.toml`, `RTCTL_*` and flags merged into `HubConfig` / `ClientConfig`.
 //! - [`cmd`]: one file per subcommand, each with a `run`.
+//! - [`client`]: the WebSocket client shared by `connect` and `bench`.
 //! - [`protocol`]: the wire messages (serde enums), close codes, error codes, ids, timestamps.
 //! - [`auth`]: JWT verification and minting, ws tokens.
 //! - [`bench`]: the fan-out load tester behind `rtctl bench`: scenarios, measurement, reports.
@@ -19,6 +20,7 @@
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod hub;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod bench;
+mod cli;
 mod events;
 mod http;
 mod lifecycle;

@@ -17,9 +17,10 @@ pub struct BenchArgs {
     /// What to measure: fanout (org events), notify (user notifications), chat (rooms), idle (memory per connection)
     #[arg(value_enum, default_value_t = ScenarioArg::Fanout)]
     pub scenario: ScenarioArg,
-    /// The hub's base HTTP URL; the WebSocket URL is derived from it
-    #[arg(long, env = "RTCTL_URL", default_value = "http://127.0.0.1:8000")]
-    pub url: String,
+    /// The hub's base HTTP URL; the WebSocket URL is derived from it [default: url in the config file, else
+    /// http://127.0.0.1:8000]
+    #[arg(long, env = "RTCTL_URL")]
+    pub url: Option<String>,
     /// HS256 secret used to mint the subscribers' JWTs
     #[arg(long, env = "RTCTL_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -172,7 +173,7 @@ impl BenchArgs {
 }
 
 /// Runs the bench the flags describe and prints its summary.
-pub async fn run(args: BenchArgs) -> anyhow::Result<Verdict> {
+pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Result<Verdict> {
     let config = args.config()?;
     let spawned = if args.spawn { Some(spawn_hub().await.context("spawn a hub")?) } else { None };
     let target = match &spawned {
@@ -183,13 +184,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Verdict> {
             target
         }
         None => {
-            let secret = args.jwt_secret.clone().context("missing --jwt-secret (or RTCTL_JWT_SECRET)")?;
-            let key = match (&args.api_key, config.scenario) {
+            // Like every client command, fall back to the config file that `rtctl serve` created.
+            let client = crate::config::ClientConfig::resolve(
+                args.url.clone(),
+                args.jwt_secret.clone(),
+                args.api_key.clone(),
+                config_path,
+            )?;
+            let secret = client.require_jwt_secret()?.expose().to_owned();
+            let api_key = client.api_key.as_ref().map(|key| key.expose().to_owned());
+            let key = match (&api_key, config.scenario) {
                 (Some(key), _) => key.clone(),
                 (None, Scenario::Idle) => String::new(),
                 (None, _) => bail!("missing --api-key (or RTCTL_API_KEY)"),
             };
-            let mut target = Target::new(&args.url, secret, key).await?;
+            let mut target = Target::new(&client.url, secret, key).await?;
             target.pid = args.hub_pid;
             target
         }

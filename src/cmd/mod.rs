@@ -1,7 +1,13 @@
 //! One file per subcommand, each with a `run`; [`dispatch`] is the one `match`.
 
 pub mod bench;
+pub mod completions;
+pub mod connect;
+mod http;
+pub mod notify;
 pub mod serve;
+pub mod status;
+pub mod token;
 
 use tracing_subscriber::EnvFilter;
 
@@ -24,6 +30,12 @@ pub fn init_logging(cli: &Cli) {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).await,
-        Command::Bench(args) => bench::run(args).await.map(|verdict| verdict.exit_code()),
+        Command::Bench(args) => bench::run(&cli.config, args).await.map(|verdict| verdict.exit_code()),
+        Command::Token(args) => token::run(&cli.config, args).await,
+        Command::Connect(args) => connect::run(&cli.config, args).await,
+        Command::Notify(args) => notify::run(&cli.config, args).await,
+        Command::Event(args) => notify::run_event(&cli.config, args).await,
+        Command::Status(args) => status::run(&cli.config, args).await,
+        Command::Completions(args) => completions::run(args),
     }
 }

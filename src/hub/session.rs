@@ -153,7 +153,13 @@ async fn run_loop<S: Session>(
                     }
                     // tungstenite answers pings itself; any frame proves the client alive.
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return End::Gone,
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the echo of the client's close frame; send it, so the
+                        // client sees a clean close handshake.
+                        let _ = write(hub, &conn.outbox, socket, std::iter::empty()).await;
+                        return End::Gone;
+                    }
+                    None => return End::Gone,
                     Some(Err(error)) => return read_error(error),
                 }
             }

@@ -1,0 +1,432 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'rtctl'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'rtctl' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load-test fan-out latency of a hub (any hub that speaks the protocol)')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a JWT, exchange it for a ws token, or inspect and verify a token')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL')
+            [CompletionResult]::new('notify', 'notify', [CompletionResultType]::ParameterValue, 'Publish notifications (or, with a subcommand, pending users and order updates) through the API')
+            [CompletionResult]::new('event', 'event', [CompletionResultType]::ParameterValue, 'Publish an organization event through the API')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show a hub''s health, readiness and figures')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;serve' {
+            [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Address to listen on [default: 127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret that JWTs are signed with (default: from the config file)')
+            [CompletionResult]::new('--jwt-public-key', '--jwt-public-key', [CompletionResultType]::ParameterName, 'PEM public key to verify RS256/ES256 JWTs with, instead of the secret')
+            [CompletionResult]::new('--jwks', '--jwks', [CompletionResultType]::ParameterName, 'JWKS file to verify RS256/ES256 JWTs with, the key chosen by `kid`')
+            [CompletionResult]::new('--jwt-issuer', '--jwt-issuer', [CompletionResultType]::ParameterName, 'Required `iss` claim')
+            [CompletionResult]::new('--jwt-audience', '--jwt-audience', [CompletionResultType]::ParameterName, 'Required `aud` claim')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'Key that backends send in X-API-Key (default: from the config file)')
+            [CompletionResult]::new('--allowed-origins', '--allowed-origins', [CompletionResultType]::ParameterName, 'Browser origins allowed to connect: a comma list or `*` [default: same host only]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL [default: sqlite://rtctl-data/rtctl.db]')
+            [CompletionResult]::new('--max-frame', '--max-frame', [CompletionResultType]::ParameterName, 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]')
+            [CompletionResult]::new('--queue', '--queue', [CompletionResultType]::ParameterName, 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]')
+            [CompletionResult]::new('--heartbeat-interval', '--heartbeat-interval', [CompletionResultType]::ParameterName, 'Interval between server WebSocket pings [default: 20s]')
+            [CompletionResult]::new('--heartbeat-timeout', '--heartbeat-timeout', [CompletionResultType]::ParameterName, 'Silence after which a connection is closed with 4000 [default: 60s]')
+            [CompletionResult]::new('--ws-token-ttl', '--ws-token-ttl', [CompletionResultType]::ParameterName, 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]')
+            [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'Longest a shutdown waits for sockets and requests [default: 10s]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;bench' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base HTTP URL; the WebSocket URL is derived from it [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret used to mint the subscribers'' JWTs')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for publishing and for GET /api/v1/stats')
+            [CompletionResult]::new('--hub-pid', '--hub-pid', [CompletionResultType]::ParameterName, 'The hub''s process id, to report its CPU use (Linux /proc)')
+            [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Subscriber connections (chat: members over all rooms)')
+            [CompletionResult]::new('--subscribers', '--subscribers', [CompletionResultType]::ParameterName, 'Subscriber connections (chat: members over all rooms)')
+            [CompletionResult]::new('--room-size', '--room-size', [CompletionResultType]::ParameterName, 'Members per chat room')
+            [CompletionResult]::new('-r', '-r', [CompletionResultType]::ParameterName, 'Messages per second, over all groups (the open-loop schedule)')
+            [CompletionResult]::new('--rate', '--rate', [CompletionResultType]::ParameterName, 'Messages per second, over all groups (the open-loop schedule)')
+            [CompletionResult]::new('-d', '-d', [CompletionResultType]::ParameterName, 'Length of the measured window, e.g. 10s, 1m')
+            [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Length of the measured window, e.g. 10s, 1m')
+            [CompletionResult]::new('-m', '-m', [CompletionResultType]::ParameterName, 'Send this many measured messages instead of running for --duration')
+            [CompletionResult]::new('--messages', '--messages', [CompletionResultType]::ParameterName, 'Send this many measured messages instead of running for --duration')
+            [CompletionResult]::new('--warmup', '--warmup', [CompletionResultType]::ParameterName, 'Messages sent first and left out of every result')
+            [CompletionResult]::new('--payload-size', '--payload-size', [CompletionResultType]::ParameterName, 'Approximate size of each message''s data, in bytes')
+            [CompletionResult]::new('--connect-rate', '--connect-rate', [CompletionResultType]::ParameterName, 'New connections per second while connecting')
+            [CompletionResult]::new('--connect-concurrency', '--connect-concurrency', [CompletionResultType]::ParameterName, 'Handshakes in flight at once')
+            [CompletionResult]::new('--connect-timeout', '--connect-timeout', [CompletionResultType]::ParameterName, 'Give up on a connection that is not established within this time')
+            [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Give up on a publish request after this time')
+            [CompletionResult]::new('--max-inflight', '--max-inflight', [CompletionResultType]::ParameterName, 'Publish requests in flight at once; beyond this sends wait and publisher lag grows')
+            [CompletionResult]::new('--drain', '--drain', [CompletionResultType]::ParameterName, 'After the last send, wait this long at most for outstanding deliveries')
+            [CompletionResult]::new('--source-ips', '--source-ips', [CompletionResultType]::ParameterName, 'Spread client sockets over local source addresses, e.g. 127.0.0.1-127.0.0.8')
+            [CompletionResult]::new('-t', '-t', [CompletionResultType]::ParameterName, 'Fail (exit 3) unless this holds, e.g. ''p99<50ms'', ''loss=0'', ''deliveries_per_s>100000''; repeatable')
+            [CompletionResult]::new('--threshold', '--threshold', [CompletionResultType]::ParameterName, 'Fail (exit 3) unless this holds, e.g. ''p99<50ms'', ''loss=0'', ''deliveries_per_s>100000''; repeatable')
+            [CompletionResult]::new('--find-max-factor', '--find-max-factor', [CompletionResultType]::ParameterName, 'With --find-max: multiply the rate by this much per step')
+            [CompletionResult]::new('--find-max-steps', '--find-max-steps', [CompletionResultType]::ParameterName, 'With --find-max: stop after this many steps')
+            [CompletionResult]::new('--report', '--report', [CompletionResultType]::ParameterName, 'Write a self-contained HTML report with charts to this file')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--spawn', '--spawn', [CompletionResultType]::ParameterName, 'Start a throwaway hub in this process and bench it (ignores --url, --jwt-secret, --api-key)')
+            [CompletionResult]::new('--find-max', '--find-max', [CompletionResultType]::ParameterName, 'Raise the rate step by step until a threshold fails; report the highest rate that held')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the summary as JSON on stdout instead of the table')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'No progress bars')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'No progress bars')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;token' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('jwt', 'jwt', [CompletionResultType]::ParameterValue, 'Print a JWT for a user, signed with the configured HS256 secret or a private key')
+            [CompletionResult]::new('ws', 'ws', [CompletionResultType]::ParameterValue, 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a token, verify it against the configured key, and show when it expires')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;token;jwt' {
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'The user id (`sub` claim) of a minted token')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'An organization the token''s user belongs to (`orgs` claim); repeat for several')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The `name` claim')
+            [CompletionResult]::new('--email', '--email', [CompletionResultType]::ParameterName, 'The `email` claim')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Lifetime of a minted token, e.g. 15m, 1h, 7d')
+            [CompletionResult]::new('--iss', '--iss', [CompletionResultType]::ParameterName, 'The `iss` claim, for a hub configured with an issuer')
+            [CompletionResult]::new('--aud', '--aud', [CompletionResultType]::ParameterName, 'The `aud` claim, for a hub configured with an audience')
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Sign with this PEM private key instead of the HS256 secret (needs --alg)')
+            [CompletionResult]::new('--alg', '--alg', [CompletionResultType]::ParameterName, 'Algorithm of --private-key')
+            [CompletionResult]::new('--kid', '--kid', [CompletionResultType]::ParameterName, '`kid` header naming the key, for a hub that verifies with a JWKS')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--staff', '--staff', [CompletionResultType]::ParameterName, 'Mint a staff token (`is_staff: true`)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (the token with its claims) instead of the bare token')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'rtctl;token;ws' {
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'The user id (`sub` claim) of a minted token')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'An organization the token''s user belongs to (`orgs` claim); repeat for several')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The `name` claim')
+            [CompletionResult]::new('--email', '--email', [CompletionResultType]::ParameterName, 'The `email` claim')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Lifetime of a minted token, e.g. 15m, 1h, 7d')
+            [CompletionResult]::new('--iss', '--iss', [CompletionResultType]::ParameterName, 'The `iss` claim, for a hub configured with an issuer')
+            [CompletionResult]::new('--aud', '--aud', [CompletionResultType]::ParameterName, 'The `aud` claim, for a hub configured with an audience')
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Sign with this PEM private key instead of the HS256 secret (needs --alg)')
+            [CompletionResult]::new('--alg', '--alg', [CompletionResultType]::ParameterName, 'Algorithm of --private-key')
+            [CompletionResult]::new('--kid', '--kid', [CompletionResultType]::ParameterName, '`kid` header naming the key, for a hub that verifies with a JWKS')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--staff', '--staff', [CompletionResultType]::ParameterName, 'Mint a staff token (`is_staff: true`)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON (the token with its claims) instead of the bare token')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'rtctl;token;inspect' {
+            [CompletionResult]::new('--public-key', '--public-key', [CompletionResultType]::ParameterName, 'Verify with this PEM public key instead of the HS256 secret')
+            [CompletionResult]::new('--jwks', '--jwks', [CompletionResultType]::ParameterName, 'Verify with this JWKS file (the key chosen by the token''s kid)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON: header, claims, validity and seconds until expiry')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;token;help' {
+            [CompletionResult]::new('jwt', 'jwt', [CompletionResultType]::ParameterValue, 'Print a JWT for a user, signed with the configured HS256 secret or a private key')
+            [CompletionResult]::new('ws', 'ws', [CompletionResultType]::ParameterValue, 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a token, verify it against the configured key, and show when it expires')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;token;help;jwt' {
+            break
+        }
+        'rtctl;token;help;ws' {
+            break
+        }
+        'rtctl;token;help;inspect' {
+            break
+        }
+        'rtctl;token;help;help' {
+            break
+        }
+        'rtctl;connect' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'The user id (`sub` claim) of a minted token')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'An organization the token''s user belongs to (`orgs` claim); repeat for several')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The `name` claim')
+            [CompletionResult]::new('--email', '--email', [CompletionResultType]::ParameterName, 'The `email` claim')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Lifetime of a minted token, e.g. 15m, 1h, 7d')
+            [CompletionResult]::new('--iss', '--iss', [CompletionResultType]::ParameterName, 'The `iss` claim, for a hub configured with an issuer')
+            [CompletionResult]::new('--aud', '--aud', [CompletionResultType]::ParameterName, 'The `aud` claim, for a hub configured with an audience')
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Sign with this PEM private key instead of the HS256 secret (needs --alg)')
+            [CompletionResult]::new('--alg', '--alg', [CompletionResultType]::ParameterName, 'Algorithm of --private-key')
+            [CompletionResult]::new('--kid', '--kid', [CompletionResultType]::ParameterName, '`kid` header naming the key, for a hub that verifies with a JWKS')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Use this token instead of minting one (a JWT or a ws token)')
+            [CompletionResult]::new('-H', '-H ', [CompletionResultType]::ParameterName, 'Extra request header; repeat for several')
+            [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'Extra request header; repeat for several')
+            [CompletionResult]::new('--origin', '--origin', [CompletionResultType]::ParameterName, 'Origin header to send, as a browser would')
+            [CompletionResult]::new('--subprotocol', '--subprotocol', [CompletionResultType]::ParameterName, 'Subprotocol to request in Sec-WebSocket-Protocol')
+            [CompletionResult]::new('-x', '-x', [CompletionResultType]::ParameterName, 'Send this message after connecting (JSON or `type key=value`); repeat for several')
+            [CompletionResult]::new('--execute', '--execute', [CompletionResultType]::ParameterName, 'Send this message after connecting (JSON or `type key=value`); repeat for several')
+            [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'End the session this many seconds after connecting')
+            [CompletionResult]::new('--until', '--until', [CompletionResultType]::ParameterName, 'End the session when a message of this type arrives')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--staff', '--staff', [CompletionResultType]::ParameterName, 'Mint a staff token (`is_staff: true`)')
+            [CompletionResult]::new('--ws-token', '--ws-token', [CompletionResultType]::ParameterName, 'Exchange the minted JWT for a single-use ws token first, as a browser would')
+            [CompletionResult]::new('--raw', '--raw', [CompletionResultType]::ParameterName, 'Show frames as they arrive, without pretty-printing JSON')
+            [CompletionResult]::new('-t', '-t', [CompletionResultType]::ParameterName, 'Prefix every line with the local time')
+            [CompletionResult]::new('--timestamps', '--timestamps', [CompletionResultType]::ParameterName, 'Prefix every line with the local time')
+            [CompletionResult]::new('--no-color', '--no-color', [CompletionResultType]::ParameterName, 'No colors (NO_COLOR does the same)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Write every frame to stdout as one JSON line (the default when stdin or stdout is not a terminal)')
+            [CompletionResult]::new('--no-reconnect', '--no-reconnect', [CompletionResultType]::ParameterName, 'End instead of reconnecting when the connection is lost (exit code 4)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'rtctl;notify' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'Recipient user id; repeat for several (one request, the same notification for each)')
+            [CompletionResult]::new('--title', '--title', [CompletionResultType]::ParameterName, 'The notification''s title')
+            [CompletionResult]::new('--message', '--message', [CompletionResultType]::ParameterName, 'The notification''s text')
+            [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'The notification type [hub default: general]')
+            [CompletionResult]::new('--data', '--data', [CompletionResultType]::ParameterName, 'Extra data, a JSON object')
+            [CompletionResult]::new('--link', '--link', [CompletionResultType]::ParameterName, 'A link the client may open')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Send a numbered series: "TITLE 1", "TITLE 2", ... (one request each)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the hub''s replies as JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('user', 'user', [CompletionResultType]::ParameterValue, 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)')
+            [CompletionResult]::new('pending-user', 'pending-user', [CompletionResultType]::ParameterValue, 'Register a user awaiting approval; admins on the dashboard get `new_user`')
+            [CompletionResult]::new('order', 'order', [CompletionResultType]::ParameterValue, 'Push an order status change to the admins on the dashboard')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;notify;user' {
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'Recipient user id; repeat for several (one request, the same notification for each)')
+            [CompletionResult]::new('--title', '--title', [CompletionResultType]::ParameterName, 'The notification''s title')
+            [CompletionResult]::new('--message', '--message', [CompletionResultType]::ParameterName, 'The notification''s text')
+            [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'The notification type [hub default: general]')
+            [CompletionResult]::new('--data', '--data', [CompletionResultType]::ParameterName, 'Extra data, a JSON object')
+            [CompletionResult]::new('--link', '--link', [CompletionResultType]::ParameterName, 'A link the client may open')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Send a numbered series: "TITLE 1", "TITLE 2", ... (one request each)')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the hub''s replies as JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;notify;pending-user' {
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'The user awaiting approval')
+            [CompletionResult]::new('--email', '--email', [CompletionResultType]::ParameterName, 'The user''s email')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The user''s display name')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the hub''s reply as JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;notify;order' {
+            [CompletionResult]::new('--order-id', '--order-id', [CompletionResultType]::ParameterName, 'The order whose status changed')
+            [CompletionResult]::new('--status', '--status', [CompletionResultType]::ParameterName, 'Its new status, e.g. paid, shipped')
+            [CompletionResult]::new('--data', '--data', [CompletionResultType]::ParameterName, 'Extra data, JSON')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the hub''s reply as JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;notify;help' {
+            [CompletionResult]::new('user', 'user', [CompletionResultType]::ParameterValue, 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)')
+            [CompletionResult]::new('pending-user', 'pending-user', [CompletionResultType]::ParameterValue, 'Register a user awaiting approval; admins on the dashboard get `new_user`')
+            [CompletionResult]::new('order', 'order', [CompletionResultType]::ParameterValue, 'Push an order status change to the admins on the dashboard')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;notify;help;user' {
+            break
+        }
+        'rtctl;notify;help;pending-user' {
+            break
+        }
+        'rtctl;notify;help;order' {
+            break
+        }
+        'rtctl;notify;help;help' {
+            break
+        }
+        'rtctl;event' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization whose members get the event')
+            [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'The event type, free text such as user.joined or resource.created')
+            [CompletionResult]::new('--data', '--data', [CompletionResultType]::ParameterName, 'The event''s data, JSON')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the hub''s reply as JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;status' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object with the three answers')
+            [CompletionResult]::new('-w', '-w', [CompletionResultType]::ParameterName, 'Redraw every second until Ctrl-C')
+            [CompletionResult]::new('--watch', '--watch', [CompletionResultType]::ParameterName, 'Redraw every second until Ctrl-C')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;completions' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port')
+            [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load-test fan-out latency of a hub (any hub that speaks the protocol)')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Mint a JWT, exchange it for a ws token, or inspect and verify a token')
+            [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL')
+            [CompletionResult]::new('notify', 'notify', [CompletionResultType]::ParameterValue, 'Publish notifications (or, with a subcommand, pending users and order updates) through the API')
+            [CompletionResult]::new('event', 'event', [CompletionResultType]::ParameterValue, 'Publish an organization event through the API')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show a hub''s health, readiness and figures')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;help;serve' {
+            break
+        }
+        'rtctl;help;bench' {
+            break
+        }
+        'rtctl;help;token' {
+            [CompletionResult]::new('jwt', 'jwt', [CompletionResultType]::ParameterValue, 'Print a JWT for a user, signed with the configured HS256 secret or a private key')
+            [CompletionResult]::new('ws', 'ws', [CompletionResultType]::ParameterValue, 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token')
+            [CompletionResult]::new('inspect', 'inspect', [CompletionResultType]::ParameterValue, 'Decode a token, verify it against the configured key, and show when it expires')
+            break
+        }
+        'rtctl;help;token;jwt' {
+            break
+        }
+        'rtctl;help;token;ws' {
+            break
+        }
+        'rtctl;help;token;inspect' {
+            break
+        }
+        'rtctl;help;connect' {
+            break
+        }
+        'rtctl;help;notify' {
+            [CompletionResult]::new('user', 'user', [CompletionResultType]::ParameterValue, 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)')
+            [CompletionResult]::new('pending-user', 'pending-user', [CompletionResultType]::ParameterValue, 'Register a user awaiting approval; admins on the dashboard get `new_user`')
+            [CompletionResult]::new('order', 'order', [CompletionResultType]::ParameterValue, 'Push an order status change to the admins on the dashboard')
+            break
+        }
+        'rtctl;help;notify;user' {
+            break
+        }
+        'rtctl;help;notify;pending-user' {
+            break
+        }
+        'rtctl;help;notify;order' {
+            break
+        }
+        'rtctl;help;event' {
+            break
+        }
+        'rtctl;help;status' {
+            break
+        }
+        'rtctl;help;completions' {
+            break
+        }
+        'rtctl;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

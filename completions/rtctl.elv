@@ -1,0 +1,386 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[rtctl] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'rtctl'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'rtctl'= {
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
+            cand bench 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
+            cand token 'Mint a JWT, exchange it for a ws token, or inspect and verify a token'
+            cand connect 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
+            cand notify 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
+            cand event 'Publish an organization event through the API'
+            cand status 'Show a hub''s health, readiness and figures'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;serve'= {
+            cand --bind 'Address to listen on [default: 127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret that JWTs are signed with (default: from the config file)'
+            cand --jwt-public-key 'PEM public key to verify RS256/ES256 JWTs with, instead of the secret'
+            cand --jwks 'JWKS file to verify RS256/ES256 JWTs with, the key chosen by `kid`'
+            cand --jwt-issuer 'Required `iss` claim'
+            cand --jwt-audience 'Required `aud` claim'
+            cand --api-key 'Key that backends send in X-API-Key (default: from the config file)'
+            cand --allowed-origins 'Browser origins allowed to connect: a comma list or `*` [default: same host only]'
+            cand --database-url 'Database URL [default: sqlite://rtctl-data/rtctl.db]'
+            cand --max-frame 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]'
+            cand --queue 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]'
+            cand --heartbeat-interval 'Interval between server WebSocket pings [default: 20s]'
+            cand --heartbeat-timeout 'Silence after which a connection is closed with 4000 [default: 60s]'
+            cand --ws-token-ttl 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]'
+            cand --shutdown-timeout 'Longest a shutdown waits for sockets and requests [default: 10s]'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;bench'= {
+            cand --url 'The hub''s base HTTP URL; the WebSocket URL is derived from it [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret used to mint the subscribers'' JWTs'
+            cand --api-key 'API key for publishing and for GET /api/v1/stats'
+            cand --hub-pid 'The hub''s process id, to report its CPU use (Linux /proc)'
+            cand -n 'Subscriber connections (chat: members over all rooms)'
+            cand --subscribers 'Subscriber connections (chat: members over all rooms)'
+            cand --room-size 'Members per chat room'
+            cand -r 'Messages per second, over all groups (the open-loop schedule)'
+            cand --rate 'Messages per second, over all groups (the open-loop schedule)'
+            cand -d 'Length of the measured window, e.g. 10s, 1m'
+            cand --duration 'Length of the measured window, e.g. 10s, 1m'
+            cand -m 'Send this many measured messages instead of running for --duration'
+            cand --messages 'Send this many measured messages instead of running for --duration'
+            cand --warmup 'Messages sent first and left out of every result'
+            cand --payload-size 'Approximate size of each message''s data, in bytes'
+            cand --connect-rate 'New connections per second while connecting'
+            cand --connect-concurrency 'Handshakes in flight at once'
+            cand --connect-timeout 'Give up on a connection that is not established within this time'
+            cand --request-timeout 'Give up on a publish request after this time'
+            cand --max-inflight 'Publish requests in flight at once; beyond this sends wait and publisher lag grows'
+            cand --drain 'After the last send, wait this long at most for outstanding deliveries'
+            cand --source-ips 'Spread client sockets over local source addresses, e.g. 127.0.0.1-127.0.0.8'
+            cand -t 'Fail (exit 3) unless this holds, e.g. ''p99<50ms'', ''loss=0'', ''deliveries_per_s>100000''; repeatable'
+            cand --threshold 'Fail (exit 3) unless this holds, e.g. ''p99<50ms'', ''loss=0'', ''deliveries_per_s>100000''; repeatable'
+            cand --find-max-factor 'With --find-max: multiply the rate by this much per step'
+            cand --find-max-steps 'With --find-max: stop after this many steps'
+            cand --report 'Write a self-contained HTML report with charts to this file'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --spawn 'Start a throwaway hub in this process and bench it (ignores --url, --jwt-secret, --api-key)'
+            cand --find-max 'Raise the rate step by step until a threshold fails; report the highest rate that held'
+            cand --json 'Print the summary as JSON on stdout instead of the table'
+            cand -q 'No progress bars'
+            cand --quiet 'No progress bars'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;token'= {
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand jwt 'Print a JWT for a user, signed with the configured HS256 secret or a private key'
+            cand ws 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
+            cand inspect 'Decode a token, verify it against the configured key, and show when it expires'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;token;jwt'= {
+            cand --user-id 'The user id (`sub` claim) of a minted token'
+            cand --org 'An organization the token''s user belongs to (`orgs` claim); repeat for several'
+            cand --name 'The `name` claim'
+            cand --email 'The `email` claim'
+            cand --ttl 'Lifetime of a minted token, e.g. 15m, 1h, 7d'
+            cand --iss 'The `iss` claim, for a hub configured with an issuer'
+            cand --aud 'The `aud` claim, for a hub configured with an audience'
+            cand --private-key 'Sign with this PEM private key instead of the HS256 secret (needs --alg)'
+            cand --alg 'Algorithm of --private-key'
+            cand --kid '`kid` header naming the key, for a hub that verifies with a JWKS'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --staff 'Mint a staff token (`is_staff: true`)'
+            cand --json 'Print JSON (the token with its claims) instead of the bare token'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'rtctl;token;ws'= {
+            cand --user-id 'The user id (`sub` claim) of a minted token'
+            cand --org 'An organization the token''s user belongs to (`orgs` claim); repeat for several'
+            cand --name 'The `name` claim'
+            cand --email 'The `email` claim'
+            cand --ttl 'Lifetime of a minted token, e.g. 15m, 1h, 7d'
+            cand --iss 'The `iss` claim, for a hub configured with an issuer'
+            cand --aud 'The `aud` claim, for a hub configured with an audience'
+            cand --private-key 'Sign with this PEM private key instead of the HS256 secret (needs --alg)'
+            cand --alg 'Algorithm of --private-key'
+            cand --kid '`kid` header naming the key, for a hub that verifies with a JWKS'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --staff 'Mint a staff token (`is_staff: true`)'
+            cand --json 'Print JSON (the token with its claims) instead of the bare token'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'rtctl;token;inspect'= {
+            cand --public-key 'Verify with this PEM public key instead of the HS256 secret'
+            cand --jwks 'Verify with this JWKS file (the key chosen by the token''s kid)'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --json 'Print JSON: header, claims, validity and seconds until expiry'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;token;help'= {
+            cand jwt 'Print a JWT for a user, signed with the configured HS256 secret or a private key'
+            cand ws 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
+            cand inspect 'Decode a token, verify it against the configured key, and show when it expires'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;token;help;jwt'= {
+        }
+        &'rtctl;token;help;ws'= {
+        }
+        &'rtctl;token;help;inspect'= {
+        }
+        &'rtctl;token;help;help'= {
+        }
+        &'rtctl;connect'= {
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --user-id 'The user id (`sub` claim) of a minted token'
+            cand --org 'An organization the token''s user belongs to (`orgs` claim); repeat for several'
+            cand --name 'The `name` claim'
+            cand --email 'The `email` claim'
+            cand --ttl 'Lifetime of a minted token, e.g. 15m, 1h, 7d'
+            cand --iss 'The `iss` claim, for a hub configured with an issuer'
+            cand --aud 'The `aud` claim, for a hub configured with an audience'
+            cand --private-key 'Sign with this PEM private key instead of the HS256 secret (needs --alg)'
+            cand --alg 'Algorithm of --private-key'
+            cand --kid '`kid` header naming the key, for a hub that verifies with a JWKS'
+            cand --token 'Use this token instead of minting one (a JWT or a ws token)'
+            cand -H 'Extra request header; repeat for several'
+            cand --header 'Extra request header; repeat for several'
+            cand --origin 'Origin header to send, as a browser would'
+            cand --subprotocol 'Subprotocol to request in Sec-WebSocket-Protocol'
+            cand -x 'Send this message after connecting (JSON or `type key=value`); repeat for several'
+            cand --execute 'Send this message after connecting (JSON or `type key=value`); repeat for several'
+            cand --wait 'End the session this many seconds after connecting'
+            cand --until 'End the session when a message of this type arrives'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --staff 'Mint a staff token (`is_staff: true`)'
+            cand --ws-token 'Exchange the minted JWT for a single-use ws token first, as a browser would'
+            cand --raw 'Show frames as they arrive, without pretty-printing JSON'
+            cand -t 'Prefix every line with the local time'
+            cand --timestamps 'Prefix every line with the local time'
+            cand --no-color 'No colors (NO_COLOR does the same)'
+            cand --json 'Write every frame to stdout as one JSON line (the default when stdin or stdout is not a terminal)'
+            cand --no-reconnect 'End instead of reconnecting when the connection is lost (exit code 4)'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'rtctl;notify'= {
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --user-id 'Recipient user id; repeat for several (one request, the same notification for each)'
+            cand --title 'The notification''s title'
+            cand --message 'The notification''s text'
+            cand --type 'The notification type [hub default: general]'
+            cand --data 'Extra data, a JSON object'
+            cand --link 'A link the client may open'
+            cand --count 'Send a numbered series: "TITLE 1", "TITLE 2", ... (one request each)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --json 'Print the hub''s replies as JSON'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand user 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)'
+            cand pending-user 'Register a user awaiting approval; admins on the dashboard get `new_user`'
+            cand order 'Push an order status change to the admins on the dashboard'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;notify;user'= {
+            cand --user-id 'Recipient user id; repeat for several (one request, the same notification for each)'
+            cand --title 'The notification''s title'
+            cand --message 'The notification''s text'
+            cand --type 'The notification type [hub default: general]'
+            cand --data 'Extra data, a JSON object'
+            cand --link 'A link the client may open'
+            cand --count 'Send a numbered series: "TITLE 1", "TITLE 2", ... (one request each)'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --json 'Print the hub''s replies as JSON'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;notify;pending-user'= {
+            cand --user-id 'The user awaiting approval'
+            cand --email 'The user''s email'
+            cand --name 'The user''s display name'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --json 'Print the hub''s reply as JSON'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;notify;order'= {
+            cand --order-id 'The order whose status changed'
+            cand --status 'Its new status, e.g. paid, shipped'
+            cand --data 'Extra data, JSON'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --json 'Print the hub''s reply as JSON'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;notify;help'= {
+            cand user 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)'
+            cand pending-user 'Register a user awaiting approval; admins on the dashboard get `new_user`'
+            cand order 'Push an order status change to the admins on the dashboard'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;notify;help;user'= {
+        }
+        &'rtctl;notify;help;pending-user'= {
+        }
+        &'rtctl;notify;help;order'= {
+        }
+        &'rtctl;notify;help;help'= {
+        }
+        &'rtctl;event'= {
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --org 'The organization whose members get the event'
+            cand --type 'The event type, free text such as user.joined or resource.created'
+            cand --data 'The event''s data, JSON'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --json 'Print the hub''s reply as JSON'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;status'= {
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --json 'Print one JSON object with the three answers'
+            cand -w 'Redraw every second until Ctrl-C'
+            cand --watch 'Redraw every second until Ctrl-C'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;completions'= {
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;help'= {
+            cand serve 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
+            cand bench 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
+            cand token 'Mint a JWT, exchange it for a ws token, or inspect and verify a token'
+            cand connect 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
+            cand notify 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
+            cand event 'Publish an organization event through the API'
+            cand status 'Show a hub''s health, readiness and figures'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;help;serve'= {
+        }
+        &'rtctl;help;bench'= {
+        }
+        &'rtctl;help;token'= {
+            cand jwt 'Print a JWT for a user, signed with the configured HS256 secret or a private key'
+            cand ws 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
+            cand inspect 'Decode a token, verify it against the configured key, and show when it expires'
+        }
+        &'rtctl;help;token;jwt'= {
+        }
+        &'rtctl;help;token;ws'= {
+        }
+        &'rtctl;help;token;inspect'= {
+        }
+        &'rtctl;help;connect'= {
+        }
+        &'rtctl;help;notify'= {
+            cand user 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)'
+            cand pending-user 'Register a user awaiting approval; admins on the dashboard get `new_user`'
+            cand order 'Push an order status change to the admins on the dashboard'
+        }
+        &'rtctl;help;notify;user'= {
+        }
+        &'rtctl;help;notify;pending-user'= {
+        }
+        &'rtctl;help;notify;order'= {
+        }
+        &'rtctl;help;event'= {
+        }
+        &'rtctl;help;status'= {
+        }
+        &'rtctl;help;completions'= {
+        }
+        &'rtctl;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

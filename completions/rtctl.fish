@@ -1,0 +1,270 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_rtctl_global_optspecs
+    string join \n config= v/verbose h/help V/version
+end
+
+function __fish_rtctl_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_rtctl_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_rtctl_using_subcommand
+    set -l cmd (__fish_rtctl_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c rtctl -n "__fish_rtctl_needs_command" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_needs_command" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_needs_command" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_needs_command" -s V -l version -d 'Print version'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "serve" -d 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "bench" -d 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "token" -d 'Mint a JWT, exchange it for a ws token, or inspect and verify a token'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "connect" -d 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "notify" -d 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "event" -d 'Publish an organization event through the API'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "status" -d 'Show a hub\'s health, readiness and figures'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l bind -d 'Address to listen on [default: 127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-secret -d 'HS256 secret that JWTs are signed with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-public-key -d 'PEM public key to verify RS256/ES256 JWTs with, instead of the secret' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwks -d 'JWKS file to verify RS256/ES256 JWTs with, the key chosen by `kid`' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-issuer -d 'Required `iss` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-audience -d 'Required `aud` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l api-key -d 'Key that backends send in X-API-Key (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l allowed-origins -d 'Browser origins allowed to connect: a comma list or `*` [default: same host only]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l database-url -d 'Database URL [default: sqlite://rtctl-data/rtctl.db]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-frame -d 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l queue -d 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l heartbeat-interval -d 'Interval between server WebSocket pings [default: 20s]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l heartbeat-timeout -d 'Silence after which a connection is closed with 4000 [default: 60s]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l ws-token-ttl -d 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l shutdown-timeout -d 'Longest a shutdown waits for sockets and requests [default: 10s]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l url -d 'The hub\'s base HTTP URL; the WebSocket URL is derived from it [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l jwt-secret -d 'HS256 secret used to mint the subscribers\' JWTs' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l api-key -d 'API key for publishing and for GET /api/v1/stats' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l hub-pid -d 'The hub\'s process id, to report its CPU use (Linux /proc)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s n -l subscribers -d 'Subscriber connections (chat: members over all rooms)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l room-size -d 'Members per chat room' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s r -l rate -d 'Messages per second, over all groups (the open-loop schedule)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s d -l duration -d 'Length of the measured window, e.g. 10s, 1m' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s m -l messages -d 'Send this many measured messages instead of running for --duration' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l warmup -d 'Messages sent first and left out of every result' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l payload-size -d 'Approximate size of each message\'s data, in bytes' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l connect-rate -d 'New connections per second while connecting' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l connect-concurrency -d 'Handshakes in flight at once' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l connect-timeout -d 'Give up on a connection that is not established within this time' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l request-timeout -d 'Give up on a publish request after this time' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l max-inflight -d 'Publish requests in flight at once; beyond this sends wait and publisher lag grows' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l drain -d 'After the last send, wait this long at most for outstanding deliveries' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l source-ips -d 'Spread client sockets over local source addresses, e.g. 127.0.0.1-127.0.0.8' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s t -l threshold -d 'Fail (exit 3) unless this holds, e.g. \'p99<50ms\', \'loss=0\', \'deliveries_per_s>100000\'; repeatable' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max-factor -d 'With --find-max: multiply the rate by this much per step' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max-steps -d 'With --find-max: stop after this many steps' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l report -d 'Write a self-contained HTML report with charts to this file' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn -d 'Start a throwaway hub in this process and bench it (ignores --url, --jwt-secret, --api-key)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max -d 'Raise the rate step by step until a threshold fails; report the highest rate that held'
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l json -d 'Print the summary as JSON on stdout instead of the table'
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s q -l quiet -d 'No progress bars'
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -f -a "jwt" -d 'Print a JWT for a user, signed with the configured HS256 secret or a private key'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -f -a "ws" -d 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -f -a "inspect" -d 'Decode a token, verify it against the configured key, and show when it expires'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l user-id -d 'The user id (`sub` claim) of a minted token' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l name -d 'The `name` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l email -d 'The `email` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l ttl -d 'Lifetime of a minted token, e.g. 15m, 1h, 7d' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l iss -d 'The `iss` claim, for a hub configured with an issuer' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l aud -d 'The `aud` claim, for a hub configured with an audience' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l private-key -d 'Sign with this PEM private key instead of the HS256 secret (needs --alg)' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
+ES256\t'ECDSA on P-256 with SHA-256'"
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l staff -d 'Mint a staff token (`is_staff: true`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l json -d 'Print JSON (the token with its claims) instead of the bare token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l user-id -d 'The user id (`sub` claim) of a minted token' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l name -d 'The `name` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l email -d 'The `email` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l ttl -d 'Lifetime of a minted token, e.g. 15m, 1h, 7d' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l iss -d 'The `iss` claim, for a hub configured with an issuer' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l aud -d 'The `aud` claim, for a hub configured with an audience' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l private-key -d 'Sign with this PEM private key instead of the HS256 secret (needs --alg)' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
+ES256\t'ECDSA on P-256 with SHA-256'"
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l staff -d 'Mint a staff token (`is_staff: true`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l json -d 'Print JSON (the token with its claims) instead of the bare token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l public-key -d 'Verify with this PEM public key instead of the HS256 secret' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l jwks -d 'Verify with this JWKS file (the key chosen by the token\'s kid)' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l json -d 'Print JSON: header, claims, validity and seconds until expiry'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "jwt" -d 'Print a JWT for a user, signed with the configured HS256 secret or a private key'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "ws" -d 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Decode a token, verify it against the configured key, and show when it expires'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l user-id -d 'The user id (`sub` claim) of a minted token' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l name -d 'The `name` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l email -d 'The `email` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l ttl -d 'Lifetime of a minted token, e.g. 15m, 1h, 7d' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l iss -d 'The `iss` claim, for a hub configured with an issuer' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l aud -d 'The `aud` claim, for a hub configured with an audience' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l private-key -d 'Sign with this PEM private key instead of the HS256 secret (needs --alg)' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
+ES256\t'ECDSA on P-256 with SHA-256'"
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l token -d 'Use this token instead of minting one (a JWT or a ws token)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s H -l header -d 'Extra request header; repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l origin -d 'Origin header to send, as a browser would' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l subprotocol -d 'Subprotocol to request in Sec-WebSocket-Protocol' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s x -l execute -d 'Send this message after connecting (JSON or `type key=value`); repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l wait -d 'End the session this many seconds after connecting' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l until -d 'End the session when a message of this type arrives' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l staff -d 'Mint a staff token (`is_staff: true`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l ws-token -d 'Exchange the minted JWT for a single-use ws token first, as a browser would'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l raw -d 'Show frames as they arrive, without pretty-printing JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s t -l timestamps -d 'Prefix every line with the local time'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l no-color -d 'No colors (NO_COLOR does the same)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l json -d 'Write every frame to stdout as one JSON line (the default when stdin or stdout is not a terminal)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l no-reconnect -d 'End instead of reconnecting when the connection is lost (exit code 4)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l user-id -d 'Recipient user id; repeat for several (one request, the same notification for each)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l title -d 'The notification\'s title' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l message -d 'The notification\'s text' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l type -d 'The notification type [hub default: general]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l data -d 'Extra data, a JSON object' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l link -d 'A link the client may open' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l count -d 'Send a numbered series: "TITLE 1", "TITLE 2", ... (one request each)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l json -d 'Print the hub\'s replies as JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -f -a "user" -d 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -f -a "pending-user" -d 'Register a user awaiting approval; admins on the dashboard get `new_user`'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -f -a "order" -d 'Push an order status change to the admins on the dashboard'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l user-id -d 'Recipient user id; repeat for several (one request, the same notification for each)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l title -d 'The notification\'s title' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l message -d 'The notification\'s text' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l type -d 'The notification type [hub default: general]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l data -d 'Extra data, a JSON object' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l link -d 'A link the client may open' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l count -d 'Send a numbered series: "TITLE 1", "TITLE 2", ... (one request each)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l json -d 'Print the hub\'s replies as JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l user-id -d 'The user awaiting approval' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l email -d 'The user\'s email' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l name -d 'The user\'s display name' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l json -d 'Print the hub\'s reply as JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l order-id -d 'The order whose status changed' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l status -d 'Its new status, e.g. paid, shipped' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l data -d 'Extra data, JSON' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l json -d 'Print the hub\'s reply as JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "user" -d 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "pending-user" -d 'Register a user awaiting approval; admins on the dashboard get `new_user`'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "order" -d 'Push an order status change to the admins on the dashboard'
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l org -d 'The organization whose members get the event' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l type -d 'The event type, free text such as user.joined or resource.created' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l data -d 'The event\'s data, JSON' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l json -d 'Print the hub\'s reply as JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l json -d 'Print one JSON object with the three answers'
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s w -l watch -d 'Redraw every second until Ctrl-C'
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "serve" -d 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "bench" -d 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "token" -d 'Mint a JWT, exchange it for a ws token, or inspect and verify a token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "connect" -d 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "notify" -d 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "event" -d 'Publish an organization event through the API'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "status" -d 'Show a hub\'s health, readiness and figures'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "jwt" -d 'Print a JWT for a user, signed with the configured HS256 secret or a private key'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "ws" -d 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "inspect" -d 'Decode a token, verify it against the configured key, and show when it expires'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from notify" -f -a "user" -d 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from notify" -f -a "pending-user" -d 'Register a user awaiting approval; admins on the dashboard get `new_user`'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from notify" -f -a "order" -d 'Push an order status change to the admins on the dashboard'

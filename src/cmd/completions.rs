@@ -1,0 +1,20 @@
+//! `rtctl completions SHELL`: the completion script for a shell, generated from the same clap
+//! definition as the parser, so it never lags behind the flags. `completions/` holds committed copies.
+
+use clap::{Args, CommandFactory};
+use clap_complete::Shell;
+
+use crate::cli::Cli;
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+pub fn run(args: CompletionsArgs) -> anyhow::Result<u8> {
+    let mut command = Cli::command();
+    clap_complete::generate(args.shell, &mut command, "rtctl", &mut std::io::stdout());
+    Ok(0)
+}

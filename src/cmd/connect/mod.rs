@@ -1,0 +1,451 @@
+//! `rtctl connect`: a WebSocket session with a hub endpoint (token minted from the config) or any
+//! `ws://` URL: interactive with line editing, completion and history, or scripted with `-x`, `--wait`,
+//! `--until` and piped stdin. Reconnects with backoff after the close codes PROTOCOL §2 says to.
+
+mod editor;
+mod input;
+mod output;
+mod session;
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+use self::output::{Output, Sink};
+use self::session::{Ended, Session};
+use super::token::MintArgs;
+use crate::cli::ClientArgs;
+use crate::client::{self, ConnectError, ConnectRequest};
+use crate::config::ClientConfig;
+
+/// Exit codes of `rtctl connect`.
+pub mod exit {
+    /// Closed normally (1000, `/quit`, `--wait` elapsed, `--until` seen, end of input).
+    pub const OK: u8 = 0;
+    /// An error: bad input, no key to mint with, the hub unreachable at the first attempt, 1003/1007/1009.
+    pub const ERROR: u8 = 1;
+    /// Wrong arguments (clap's own code).
+    pub const USAGE: u8 = 2;
+    /// Refused: the handshake failed (HTTP status), or closed with 4001, 4003 or 4004.
+    pub const REFUSED: u8 = 3;
+    /// The connection was lost (1001, 1006, 1011, 4000, 4008, 4029) and reconnecting is off.
+    pub const LOST: u8 = 4;
+}
+
+/// First reconnect delay; doubles each attempt up to [`BACKOFF_MAX`], with jitter.
+pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest wait between reconnect attempts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A connection that lasted this long was healthy: the next loss starts the backoff over.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+/// After 4029 (rate limited) the hub wants a pause before a retry (PROTOCOL §2).
+pub const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// notifications, events ORG, dashboard, chat ROOM, or a ws:// / wss:// URL
+    #[arg(default_value = "notifications", value_name = "TARGET")]
+    pub target: String,
+
+    /// The org of `events`, the room of `chat`
+    #[arg(value_name = "ORG|ROOM")]
+    pub scope: Option<String>,
+
+    #[command(flatten)]
+    pub client: ClientArgs,
+
+    #[command(flatten)]
+    pub mint: MintArgs,
+
+    /// Use this token instead of minting one (a JWT or a ws token)
+    #[arg(long, env = "RTCTL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Exchange the minted JWT for a single-use ws token first, as a browser would
+    #[arg(long, conflicts_with = "token")]
+    pub ws_token: bool,
+
+    /// Extra request header; repeat for several
+    #[arg(short = 'H', long = "header", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
+
+    /// Origin header to send, as a browser would
+    #[arg(long)]
+    pub origin: Option<String>,
+
+    /// Subprotocol to request in Sec-WebSocket-Protocol
+    #[arg(long)]
+    pub subprotocol: Option<String>,
+
+    /// Send this message after connecting (JSON or `type key=value`); repeat for several
+    #[arg(short = 'x', long = "execute", value_name = "MSG")]
+    pub execute: Vec<String>,
+
+    /// End the session this many seconds after connecting
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<f64>,
+
+    /// End the session when a message of this type arrives
+    #[arg(long, value_name = "TYPE")]
+    pub until: Option<String>,
+
+    /// Show frames as they arrive, without pretty-printing JSON
+    #[arg(long)]
+    pub raw: bool,
+
+    /// Prefix every line with the local time
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+
+    /// No colors (NO_COLOR does the same)
+    #[arg(long)]
+    pub no_color: bool,
+
+    /// Write every frame to stdout as one JSON line (the default when stdin or stdout is not a terminal)
+    #[arg(long)]
+    pub json: bool,
+
+    /// End instead of reconnecting when the connection is lost (exit code 4)
+    #[arg(long)]
+    pub no_reconnect: bool,
+}
+
+/// A hub endpoint, or a URL given as is.
+#[derive(Debug, Clone, PartialEq)]
+enum Target {
+    Notifications,
+    Events(String),
+    Dashboard,
+    Chat(String),
+    Url(String),
+}
+
+impl Target {
+    fn parse(target: &str, scope: Option<&str>) -> anyhow::Result<Self> {
+        let needs_none = |t: Target| match scope {
+            Some(extra) => bail!("unexpected `{extra}` after `{target}`"),
+            None => Ok(t),
+        };
+        match (target, scope) {
+            ("notifications", _) => needs_none(Target::Notifications),
+            ("dashboard", _) => needs_none(Target::Dashboard),
+            (url, _) if url.starts_with("ws://") || url.starts_with("wss://") => needs_none(Target::Url(url.into())),
+            ("events", Some(org)) => Ok(Target::Events(org.into())),
+            ("chat", Some(room)) => Ok(Target::Chat(room.into())),
+            ("events", None) => bail!("`events` needs the org: rtctl connect events ORG"),
+            ("chat", None) => bail!("`chat` needs the room: rtctl connect chat ROOM"),
+            (other, _) => {
+                bail!(
+                    "unknown target `{other}`: expected notifications, events ORG, dashboard, chat ROOM or a ws:// URL"
+                )
+            }
+        }
+    }
+
+    fn url(&self, config: &ClientConfig) -> String {
+        let base = config.ws_url();
+        match self {
+            Target::Notifications => format!("{base}/ws/notifications/"),
+            Target::Events(org) => format!("{base}/ws/events/{org}/"),
+            Target::Dashboard => format!("{base}/ws/admin/dashboard/"),
+            Target::Chat(room) => format!("{base}/ws/chat/{room}/"),
+            Target::Url(url) => url.clone(),
+        }
+    }
+
+    /// The message types a client may send here (PROTOCOL §4), for completion; a URL is guessed by path.
+    fn types(&self) -> Vec<&'static str> {
+        let specific: &[&str] = match self {
+            Target::Notifications => &[
+                "subscribe",
+                "get_notifications",
+                "mark_read",
+                "mark_all_read",
+                "delete_notification",
+                "send_notification",
+            ],
+            Target::Events(_) => &[],
+            Target::Dashboard => &["get_stats", "get_pending_count", "approve_user", "reject_user"],
+            Target::Chat(_) => &["chat_message", "typing", "read_receipt", "get_history"],
+            Target::Url(url) => {
+                let path = url.split_once("://").map_or("", |(_, rest)| rest.split('?').next().unwrap_or(""));
+                let guess = [
+                    ("/ws/notifications/", Target::Notifications),
+                    ("/ws/admin/dashboard/", Target::Dashboard),
+                    ("/ws/chat/", Target::Chat(String::new())),
+                ]
+                .into_iter()
+                .find(|(p, _)| path.contains(p));
+                return guess.map_or_else(|| vec!["ping"], |(_, t)| t.types());
+            }
+        };
+        specific.iter().copied().chain(["ping"]).collect()
+    }
+
+    /// Names the history file: the endpoint, or the URL's host and path (never its query: it may hold a token).
+    fn history_key(&self) -> String {
+        let key = match self {
+            Target::Notifications => "notifications".to_owned(),
+            Target::Events(org) => format!("events-{org}"),
+            Target::Dashboard => "dashboard".to_owned(),
+            Target::Chat(room) => format!("chat-{room}"),
+            Target::Url(url) => {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                rest.split('?').next().unwrap_or_default().to_owned()
+            }
+        };
+        key.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect()
+    }
+
+    /// The orgs and staff flag a minted token needs to be let in.
+    fn needs(&self) -> (Vec<String>, bool) {
+        match self {
+            Target::Events(org) => (vec![org.clone()], false),
+            Target::Dashboard => (Vec::new(), true),
+            _ => (Vec::new(), false),
+        }
+    }
+}
+
+/// Where tokens come from: given once, or minted (fresh for every attempt).
+enum TokenSource {
+    None,
+    Given(String),
+    Minted(Box<Minter>),
+}
+
+/// What minting a fresh token for each attempt takes.
+struct Minter {
+    config: ClientConfig,
+    mint: MintArgs,
+    target: Target,
+    ws_token: bool,
+}
+
+impl TokenSource {
+    async fn next(&self) -> anyhow::Result<Option<String>> {
+        match self {
+            TokenSource::None => Ok(None),
+            TokenSource::Given(token) => Ok(Some(token.clone())),
+            TokenSource::Minted(minter) => {
+                let Minter { config, mint, target, ws_token } = minter.as_ref();
+                let (orgs, staff) = target.needs();
+                let (jwt, _) = mint.mint(&mint.identity(&orgs, staff)?, config)?;
+                if !ws_token {
+                    return Ok(Some(jwt));
+                }
+                let reply = super::token::exchange(config, &jwt).await?;
+                let token =
+                    reply["ws_token"].as_str().ok_or_else(|| anyhow::anyhow!("the hub's reply has no ws_token"))?;
+                Ok(Some(token.to_owned()))
+            }
+        }
+    }
+}
+
+pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
+    if args.no_color {
+        colored::control::set_override(false);
+    }
+    let target = match Target::parse(&args.target, args.scope.as_deref()) {
+        Ok(target) => target,
+        Err(error) => {
+            eprintln!("rtctl: {error:#}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let config = args.client.resolve(config_path)?;
+    let tokens = match (&args.token, &target) {
+        (Some(token), _) => TokenSource::Given(token.clone()),
+        // A URL without --token may be any WebSocket server; mint only when asked to with --user-id.
+        (None, Target::Url(_)) if args.mint.user_id.is_none() => TokenSource::None,
+        (None, _) => TokenSource::Minted(Box::new(Minter {
+            config: config.clone(),
+            mint: args.mint.clone(),
+            target: target.clone(),
+            ws_token: args.ws_token,
+        })),
+    };
+    let mut headers = Vec::new();
+    for header in &args.headers {
+        let Some((name, value)) = header.split_once(':') else {
+            eprintln!("rtctl: header `{header}` is not NAME:VALUE");
+            return Ok(exit::USAGE);
+        };
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    let request = ConnectRequest {
+        url: target.url(&config),
+        token: None,
+        headers,
+        origin: args.origin.clone(),
+        subprotocol: args.subprotocol.clone(),
+    };
+
+    let stdin_tty = std::io::stdin().is_terminal();
+    let stdout_tty = std::io::stdout().is_terminal();
+    let interactive = stdin_tty && stdout_tty && !args.json && args.wait.is_none() && args.until.is_none();
+    let json_lines = args.json || !stdin_tty || !stdout_tty;
+    let mut _terminal = None;
+    let (input, sink) = if interactive {
+        _terminal = Some(editor::TerminalGuard::save());
+        let (rx, printer) = editor::spawn(target.types(), &target.history_key())?;
+        (Some(rx), Sink::Prompt(printer))
+    } else if !stdin_tty {
+        (Some(read_stdin()), if json_lines { Sink::JsonLines } else { Sink::Terminal })
+    } else {
+        (None, if json_lines { Sink::JsonLines } else { Sink::Terminal })
+    };
+    let mut output = Output::new(sink, !args.raw, args.timestamps);
+    if interactive {
+        output.system(&format!("{} — /help for commands, Tab completes, Ctrl-D quits", request.url));
+    }
+
+    let mut pending = VecDeque::new();
+    for message in &args.execute {
+        match input::parse(message) {
+            Ok(input::Action::Send(text)) => pending.push_back(text),
+            Ok(_) => {
+                eprintln!("rtctl: -x takes messages, not commands: `{message}`");
+                return Ok(exit::USAGE);
+            }
+            Err(why) => {
+                eprintln!("rtctl: -x `{message}`: {why}");
+                return Ok(exit::USAGE);
+            }
+        }
+    }
+    let deadline = args.wait.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
+    let mut session = Session::new(output, input, pending, deadline, args.until.clone(), target.types());
+    let reconnect = !args.no_reconnect;
+    Ok(run_loop(&mut session, &tokens, request, reconnect).await)
+}
+
+/// Connects, runs the session, and reconnects with backoff while the close code allows it.
+async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: ConnectRequest, reconnect: bool) -> u8 {
+    let mut attempt: u32 = 0;
+    let mut ever_connected = false;
+    loop {
+        request.token = match tokens.next().await {
+            Ok(token) => token,
+            Err(error) => {
+                session.output.error(&format!("{error:#}"));
+                return exit::ERROR;
+            }
+        };
+        let started = tokio::time::Instant::now();
+        let ended = match client::connect(&request).await {
+            Ok((stream, protocol)) => {
+                ever_connected = true;
+                let chosen = protocol.map(|p| format!(" (subprotocol {p})")).unwrap_or_default();
+                session.output.system(&format!("connected to {}{chosen}", request.url));
+                session.run(stream).await
+            }
+            Err(ConnectError::Refused { status, body }) => {
+                let why = if body.is_empty() { String::new() } else { format!(": {body}") };
+                session.output.error(&format!("handshake refused: HTTP {status}{why}"));
+                return exit::REFUSED;
+            }
+            Err(ConnectError::Invalid(why)) => {
+                session.output.error(&why);
+                return exit::USAGE;
+            }
+            Err(error) if !ever_connected => {
+                session.output.error(&format!("cannot connect to {}: {error}", request.url));
+                return exit::ERROR;
+            }
+            Err(error) => {
+                session.output.error(&format!("reconnect failed: {error}"));
+                Ended::Lost { code: None }
+            }
+        };
+        let rate_limited = match ended {
+            Ended::Done => return exit::OK,
+            Ended::Reconnect => {
+                attempt = 0;
+                continue;
+            }
+            Ended::Lost { code } => match session::verdict(code) {
+                session::Verdict::Normal => return exit::OK,
+                session::Verdict::Refused => return exit::REFUSED,
+                session::Verdict::Error => return exit::ERROR,
+                session::Verdict::Retry if !reconnect => return exit::LOST,
+                session::Verdict::Retry => code == Some(crate::protocol::close::RATE_LIMITED),
+            },
+        };
+        if started.elapsed() >= STABLE_AFTER {
+            attempt = 0;
+        }
+        let mut delay = backoff(attempt);
+        if rate_limited {
+            delay = delay.max(RATE_LIMIT_PAUSE);
+        }
+        attempt = attempt.saturating_add(1);
+        session.output.system(&format!("reconnecting in {:.1}s (attempt {attempt})", delay.as_secs_f64()));
+        if session.pause(delay).await {
+            return exit::OK;
+        }
+    }
+}
+
+/// Exponential backoff with jitter: a random point in the upper half of base × 2^attempt (capped), so
+/// that clients dropped together by a restart do not all come back in the same instant.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << attempt.min(16)).min(BACKOFF_MAX);
+    ceiling.mul_f64(rand::random_range(0.5..=1.0))
+}
+
+/// Reads stdin lines on a task; a multi-line JSON entry is sent once its braces balance.
+fn read_stdin() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let mut entry = String::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !entry.is_empty() {
+                entry.push('\n');
+            }
+            entry.push_str(&line);
+            if input::is_complete(&entry) && tx.send(std::mem::take(&mut entry)).is_err() {
+                return;
+            }
+        }
+        if !entry.trim().is_empty() {
+            let _ = tx.send(entry);
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Targets build the PROTOCOL §4 paths and refuse what is missing.
+    #[test]
+    fn targets() {
+        let config = ClientConfig { url: "https://hub.example".into(), jwt_secret: None, api_key: None };
+        let events = Target::parse("events", Some("acme")).unwrap();
+        assert_eq!(events.url(&config), "wss://hub.example/ws/events/acme/");
+        assert_eq!(events.needs(), (vec!["acme".to_owned()], false));
+        assert!(Target::parse("chat", None).is_err());
+        assert!(Target::parse("dashboard", Some("x")).is_err());
+        let url = Target::parse("ws://h:1/ws/chat/r1/?token=secret", None).unwrap();
+        assert_eq!(url.history_key(), "h_1_ws_chat_r1_");
+        assert!(url.types().contains(&"chat_message"));
+    }
+
+    /// Delays grow, stay under the cap, and vary.
+    #[test]
+    fn backoff_grows_with_jitter() {
+        assert!(backoff(0) <= BACKOFF_BASE && backoff(0) >= BACKOFF_BASE / 2);
+        assert!(backoff(3) >= BACKOFF_BASE * 4);
+        assert!(backoff(30) <= BACKOFF_MAX);
+    }
+}

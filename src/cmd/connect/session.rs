@@ -1,0 +1,338 @@
+//! One connection of a `connect` session: frames in, entries out, slash commands, the end condition
+//! (`--wait`, `--until`, end of input), and what the close code means.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+use super::input::{self, Action, SLASH_COMMANDS};
+use super::output::Output;
+use crate::client::WsStream;
+use crate::protocol::close;
+
+/// How long we wait for the hub to answer our close frame before giving up on it.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Sink = SplitSink<WsStream, Message>;
+type Frames = SplitStream<WsStream>;
+
+/// How one connection ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// The session is over: `/quit`, `/close`, end of input, `--wait`, `--until`, Ctrl-C.
+    Done,
+    /// `/reconnect`.
+    Reconnect,
+    /// The hub closed it (`code`), or it broke without a close frame (`None`, i.e. 1006).
+    Lost { code: Option<u16> },
+}
+
+/// What a close code asks of the client (PROTOCOL §2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Normal,
+    Retry,
+    Refused,
+    Error,
+}
+
+pub fn verdict(code: Option<u16>) -> Verdict {
+    match code {
+        Some(close::NORMAL) => Verdict::Normal,
+        None
+        | Some(
+            close::GOING_AWAY | close::INTERNAL | close::HEARTBEAT_TIMEOUT | close::SLOW_CONSUMER | close::RATE_LIMITED,
+        ) => Verdict::Retry,
+        Some(close::UNAUTHORIZED | close::FORBIDDEN | close::NOT_FOUND) => Verdict::Refused,
+        Some(_) => Verdict::Error,
+    }
+}
+
+/// PROTOCOL §2 in a few words.
+pub fn meaning(code: u16) -> &'static str {
+    match code {
+        close::NORMAL => "normal close",
+        close::GOING_AWAY => "hub shutting down or restarting; reconnect with backoff",
+        close::UNSUPPORTED_DATA => "binary frame received; the hub takes JSON text only",
+        close::INVALID_PAYLOAD => "invalid UTF-8",
+        close::TOO_BIG => "frame larger than the hub's limit",
+        close::INTERNAL => "internal error in the hub; reconnect with backoff",
+        close::HEARTBEAT_TIMEOUT => "heartbeat timeout: nothing arrived within the timeout",
+        close::UNAUTHORIZED => "unauthorized: missing, invalid or expired token",
+        close::FORBIDDEN => "forbidden: authenticated but not allowed here",
+        close::NOT_FOUND => "not found: the chat room does not exist",
+        close::SLOW_CONSUMER => "slow consumer: the outbound queue overflowed",
+        close::RATE_LIMITED => "too many messages: rate limit exceeded repeatedly",
+        _ => "not a code of the rtctl protocol",
+    }
+}
+
+/// State that outlives one connection.
+pub struct Session {
+    pub output: Output,
+    /// Typed or piped entries; `None` once the input has ended (or there is none).
+    input: Option<UnboundedReceiver<String>>,
+    /// Entries to send as soon as a connection is open (`-x`, or typed while reconnecting).
+    pending: VecDeque<String>,
+    deadline: Option<Instant>,
+    until: Option<String>,
+    types: Vec<&'static str>,
+    /// Pings in flight, by their timestamp, for the round trip of `/ping`.
+    pings: HashMap<String, std::time::Instant>,
+}
+
+/// What to do after an entry.
+enum Step {
+    Continue,
+    End(Ended),
+}
+
+impl Session {
+    pub fn new(
+        output: Output,
+        input: Option<UnboundedReceiver<String>>,
+        pending: VecDeque<String>,
+        deadline: Option<Instant>,
+        until: Option<String>,
+        types: Vec<&'static str>,
+    ) -> Self {
+        Self { output, input, pending, deadline, until, types, pings: HashMap::new() }
+    }
+
+    /// Whether the end of input ends the session; with `--wait` or `--until` the frames decide.
+    fn input_ends_session(&self) -> bool {
+        self.deadline.is_none() && self.until.is_none()
+    }
+
+    /// Runs one connection until it closes or the session ends.
+    pub async fn run(&mut self, stream: WsStream) -> Ended {
+        let (mut sink, mut frames) = stream.split();
+        while let Some(text) = self.pending.pop_front() {
+            if let Err(error) = sink.send(Message::text(text.clone())).await {
+                self.output.error(&format!("send failed: {error}"));
+                self.pending.push_front(text);
+                return Ended::Lost { code: None };
+            }
+            self.output.outgoing(&text);
+        }
+        let mut closed: Option<(u16, String)> = None;
+        // The end of input closes the session only after the hub's first frame: a refusal (4001) comes
+        // instead of `connection_established`, and must decide the exit code, not our own close.
+        let mut greeted = false;
+        loop {
+            let deadline = self.deadline;
+            tokio::select! {
+                frame = frames.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        greeted = true;
+                        let input_over = self.input.is_none() && self.input_ends_session();
+                        if self.incoming(&text) || input_over {
+                            return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
+                        }
+                    }
+                    Some(Ok(Message::Binary(bytes))) => self.output.system(&format!("binary frame, {} bytes", bytes.len())),
+                    Some(Ok(Message::Close(frame))) => {
+                        closed = Some(frame.map_or((1005, String::new()), |f| (u16::from(f.code), f.reason.to_string())));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        if closed.is_none() {
+                            self.output.error(&format!("connection lost: {error}"));
+                        }
+                        break;
+                    }
+                    None => break,
+                },
+                entry = next_entry(&mut self.input) => match entry {
+                    Some(entry) => {
+                        if let Step::End(ended) = self.entry(&entry, Some((&mut sink, &mut frames))).await {
+                            return ended;
+                        }
+                    }
+                    None => {
+                        self.input = None;
+                        if self.input_ends_session() && greeted {
+                            return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
+                        }
+                    }
+                },
+                () = sleep_until(deadline) => return self.close(&mut sink, &mut frames, close::NORMAL, "").await,
+                _ = tokio::signal::ctrl_c() => return self.close(&mut sink, &mut frames, close::NORMAL, "").await,
+            }
+        }
+        match closed {
+            Some((code, reason)) => {
+                self.report_close("closed by the hub", code, &reason);
+                Ended::Lost { code: Some(code) }
+            }
+            None => {
+                self.output.error("connection lost without a close frame (1006)");
+                Ended::Lost { code: None }
+            }
+        }
+    }
+
+    /// Waits `delay` before a reconnect while still taking entries; true when the session should end.
+    pub async fn pause(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            let deadline = self.deadline;
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return false,
+                entry = next_entry(&mut self.input) => match entry {
+                    Some(entry) => match self.entry(&entry, None).await {
+                        Step::Continue => {}
+                        Step::End(Ended::Reconnect) => return false,
+                        Step::End(_) => return true,
+                    },
+                    None => {
+                        self.input = None;
+                        if self.input_ends_session() {
+                            return true;
+                        }
+                    }
+                },
+                () = sleep_until(deadline) => return true,
+                _ = tokio::signal::ctrl_c() => return true,
+            }
+        }
+    }
+
+    /// Shows a frame; true when it is the `--until` type.
+    fn incoming(&mut self, text: &str) -> bool {
+        self.output.incoming(text);
+        let Ok(value) = serde_json::from_str::<Value>(text) else { return false };
+        let kind = value["type"].as_str().unwrap_or_default();
+        if kind == "pong"
+            && let Some(sent) = self.pings.remove(&value["timestamp"].to_string())
+        {
+            let rtt = sent.elapsed().as_secs_f64() * 1000.0;
+            self.output.system(&format!("pong: round trip {rtt:.1} ms"));
+        }
+        self.until.as_deref() == Some(kind)
+    }
+
+    /// Acts on one typed or piped entry; `connection` is `None` while reconnecting.
+    async fn entry(&mut self, entry: &str, connection: Option<(&mut Sink, &mut Frames)>) -> Step {
+        let action = match input::parse(entry) {
+            Ok(action) => action,
+            Err(why) => {
+                self.output.error(&why);
+                return Step::Continue;
+            }
+        };
+        let ping = || {
+            let timestamp = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+            json!({"type": "ping", "timestamp": timestamp})
+        };
+        match (action, connection) {
+            (Action::Nothing, _) => {}
+            (Action::Send(text), Some((sink, _))) => self.send(sink, text).await,
+            (Action::Send(text), None) => {
+                self.output.system("not connected: queued until the connection is back");
+                self.pending.push_back(text);
+            }
+            (Action::Ping, Some((sink, _))) => {
+                let frame = ping();
+                self.pings.insert(frame["timestamp"].to_string(), std::time::Instant::now());
+                self.send(sink, frame.to_string()).await;
+            }
+            (Action::Ping, None) => self.output.error("not connected"),
+            (Action::Close { code, reason }, Some((sink, frames))) => {
+                return Step::End(self.close(sink, frames, code, &reason).await);
+            }
+            (Action::Reconnect, Some((sink, frames))) => {
+                self.close(sink, frames, close::NORMAL, "reconnecting").await;
+                return Step::End(Ended::Reconnect);
+            }
+            (Action::Reconnect, None) => return Step::End(Ended::Reconnect),
+            (Action::Quit, Some((sink, frames))) => {
+                self.close(sink, frames, close::NORMAL, "").await;
+                return Step::End(Ended::Done);
+            }
+            (Action::Quit | Action::Close { .. }, None) => return Step::End(Ended::Done),
+            (Action::Pretty(on), _) => {
+                self.output.pretty = on;
+                self.output.system(if on { "JSON pretty-printing on" } else { "JSON pretty-printing off" });
+            }
+            (Action::History, _) => self.output.system("history is kept by interactive sessions only"),
+            (Action::Help, _) => self.output.plain(&help(&self.types)),
+        }
+        Step::Continue
+    }
+
+    async fn send(&mut self, sink: &mut Sink, text: String) {
+        match sink.send(Message::text(text.clone())).await {
+            Ok(()) => self.output.outgoing(&text),
+            Err(error) => self.output.error(&format!("send failed: {error}")),
+        }
+    }
+
+    /// Sends a close frame, shows the frames still arriving and the hub's answer; the session is done.
+    async fn close(&mut self, sink: &mut Sink, frames: &mut Frames, code: u16, reason: &str) -> Ended {
+        let frame = CloseFrame { code: code.into(), reason: reason.to_owned().into() };
+        // This fails when the hub closed first; its close frame is then still to be read below.
+        let _ = sink.send(Message::Close(Some(frame))).await;
+        let drain = async {
+            while let Some(Ok(message)) = frames.next().await {
+                match message {
+                    Message::Text(text) => self.output.incoming(&text),
+                    Message::Close(Some(frame)) => return Some((u16::from(frame.code), frame.reason.to_string())),
+                    Message::Close(None) => return Some((1005, String::new())),
+                    _ => {}
+                }
+            }
+            None
+        };
+        match tokio::time::timeout(CLOSE_TIMEOUT, drain).await {
+            Ok(Some((echo, why))) => {
+                self.report_close("closed", echo, &why);
+                // The hub closed first with its own code (a refused token, say): that code decides.
+                if echo != code && matches!(verdict(Some(echo)), Verdict::Refused | Verdict::Error) {
+                    return Ended::Lost { code: Some(echo) };
+                }
+            }
+            _ => self.report_close("closed without a close echo from the hub", code, reason),
+        }
+        Ended::Done
+    }
+
+    fn report_close(&mut self, what: &str, code: u16, reason: &str) {
+        let reason = if reason.is_empty() { String::new() } else { format!(" \"{reason}\"") };
+        let line = format!("{what}: {code}{reason} ({})", meaning(code));
+        if verdict(Some(code)) == Verdict::Normal { self.output.system(&line) } else { self.output.error(&line) }
+    }
+}
+
+/// The next entry; never resolves when there is no input.
+async fn next_entry(input: &mut Option<UnboundedReceiver<String>>) -> Option<String> {
+    match input {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves at the deadline; never without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn help(types: &[&str]) -> String {
+    let mut text = String::from("Type JSON (multi-line until the braces balance), or TYPE key=value ...\n");
+    text.push_str(&format!("  message types here: {}\n", types.join(" ")));
+    text.push_str("  e.g. mark_read notification_id=5  →  {\"type\":\"mark_read\",\"notification_id\":5}\n");
+    for (name, what) in SLASH_COMMANDS {
+        text.push_str(&format!("  {name:<11} {what}\n"));
+    }
+    text.trim_end().to_owned()
+}

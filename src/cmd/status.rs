@@ -1,0 +1,178 @@
+//! `rtctl status`: a hub's `/healthz`, `/readyz` and `/api/v1/stats` as one compact table, once or
+//! refreshed every second with `--watch`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use colored::{ColoredString, Colorize};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::http::{self, Auth};
+use crate::cli::ClientArgs;
+use crate::config::ClientConfig;
+
+/// How often `--watch` redraws.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+
+    /// Print one JSON object with the three answers
+    #[arg(long)]
+    pub json: bool,
+
+    /// Redraw every second until Ctrl-C
+    #[arg(long, short)]
+    pub watch: bool,
+}
+
+/// The three answers of one poll.
+struct Snapshot {
+    url: String,
+    health: Value,
+    ready_status: u16,
+    ready: Value,
+    /// The stats, or why there are none (no API key, refused).
+    stats: Result<Value, String>,
+}
+
+impl Snapshot {
+    fn is_ready(&self) -> bool {
+        self.ready_status == 200
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "url": self.url,
+            "healthz": self.health,
+            "readyz": self.ready,
+            "stats": self.stats.as_ref().ok(),
+            "stats_error": self.stats.as_ref().err(),
+        })
+    }
+}
+
+pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
+    let config = args.client.resolve(config_path)?;
+    let client = http::client()?;
+    if !args.watch {
+        let snapshot = poll(&client, &config).await?;
+        if args.json {
+            println!("{}", snapshot.to_json());
+        } else {
+            print!("{}", render(&snapshot));
+        }
+        return Ok(if snapshot.is_ready() { 0 } else { 1 });
+    }
+    let watch = async {
+        loop {
+            // While the hub restarts the error takes the table's place and the watch goes on.
+            let frame = match poll(&client, &config).await {
+                Ok(snapshot) if args.json => format!("{}\n", snapshot.to_json()),
+                Ok(snapshot) => render(&snapshot),
+                Err(error) if args.json => format!("{}\n", json!({"url": config.url, "error": format!("{error:#}")})),
+                Err(error) => format!("{}\n", format!("{error:#}").red()),
+            };
+            if args.json {
+                print!("{frame}");
+            } else {
+                // Clear the screen and home the cursor, then draw: one redraw per tick, no scrolling.
+                println!("\x1b[2J\x1b[H{frame}{}", "every 1s, Ctrl-C to stop".dimmed());
+            }
+            tokio::time::sleep(WATCH_INTERVAL).await;
+        }
+    };
+    tokio::select! {
+        () = watch => Ok(0),
+        _ = tokio::signal::ctrl_c() => Ok(0),
+    }
+}
+
+async fn poll(client: &reqwest::Client, config: &ClientConfig) -> anyhow::Result<Snapshot> {
+    let get = |path: &str, auth| http::send_raw(http::request(client, Method::GET, &config.url, path, auth));
+    let health = get("/healthz", Auth::None);
+    let ready = get("/readyz", Auth::None);
+    let stats = async {
+        match &config.api_key {
+            None => Err("no API key: stats need --api-key, RTCTL_API_KEY or rtctl.toml".to_owned()),
+            Some(key) => match get("/api/v1/stats", Auth::ApiKey(key.expose())).await {
+                Ok((200, body)) => Ok(body),
+                Ok((status, body)) => Err(http::status_error(status, &body)),
+                Err(error) => Err(format!("{error:#}")),
+            },
+        }
+    };
+    let (health, ready, stats) = tokio::join!(health, ready, stats);
+    let (health_status, health) = health?;
+    if health_status != 200 {
+        anyhow::bail!("{} at {}/healthz", http::status_error(health_status, &health), config.url);
+    }
+    let (ready_status, ready) = ready.context("cannot read /readyz")?;
+    Ok(Snapshot { url: config.url.clone(), health, ready_status, ready, stats })
+}
+
+fn render(s: &Snapshot) -> String {
+    let mut out = String::new();
+    let mut row = |label: &str, value: String| out.push_str(&format!("{:<12}{value}\n", label.bold()));
+    let state = |value: &Value| -> ColoredString {
+        match value.as_str().unwrap_or("?") {
+            "ok" => "ok".green(),
+            other => other.red(),
+        }
+    };
+    let stats = s.stats.as_ref().ok();
+    let node = stats.map(|st| format!("  node {}  up {}", text(&st["node_id"]), uptime(&st["uptime_seconds"])));
+    row("hub", format!("{}{}", s.url, node.unwrap_or_default()));
+    row("health", state(&s.health["status"]).to_string());
+    row(
+        "ready",
+        format!(
+            "{}  layer {} {}  store {} {}",
+            state(&s.ready["status"]),
+            text(&s.ready["layer"]["name"]),
+            state(&s.ready["layer"]["status"]),
+            text(&s.ready["store"]["name"]),
+            state(&s.ready["store"]["status"]),
+        ),
+    );
+    match &s.stats {
+        Ok(st) => {
+            let per_endpoint = st["connections"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(" · "))
+                .unwrap_or_default();
+            row("connections", format!("{}  {}", st["connections_total"].to_string().cyan(), per_endpoint.dimmed()));
+            row("users", format!("{} online", st["users_online"].to_string().cyan()));
+            row(
+                "messages",
+                format!(
+                    "{} in · {} out · {} slow consumers dropped",
+                    st["messages_in"],
+                    st["messages_out"],
+                    match st["slow_consumers_dropped"].as_u64() {
+                        Some(0) | None => "0".normal(),
+                        Some(n) => n.to_string().yellow(),
+                    }
+                ),
+            );
+            if let Some(bytes) = st["memory_rss_bytes"].as_u64() {
+                row("memory", format!("{:.1} MiB rss", bytes as f64 / (1024.0 * 1024.0)));
+            }
+        }
+        Err(why) => row("stats", why.yellow().to_string()),
+    }
+    out
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+}
+
+fn uptime(value: &Value) -> String {
+    value.as_i64().map_or_else(|| "?".to_owned(), super::token::span)
+}

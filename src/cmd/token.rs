@@ -1,0 +1,317 @@
+//! `rtctl token`: mint a JWT (`jwt`), exchange one for a ws token (`ws`), or decode and verify a token
+//! (`inspect`) and say in human terms when it expires.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use colored::Colorize;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use super::http::{self, Auth};
+use crate::auth::{self, Claims, Identity, KeySource, SigningKey, Verifier};
+use crate::cli::ClientArgs;
+use crate::config::ClientConfig;
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Print a JWT for a user, signed with the configured HS256 secret or a private key
+    Jwt(JwtArgs),
+    /// Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token
+    Ws(JwtArgs),
+    /// Decode a token, verify it against the configured key, and show when it expires
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JwtArgs {
+    #[command(flatten)]
+    pub mint: MintArgs,
+
+    /// Print JSON (the token with its claims) instead of the bare token
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Who a minted JWT names and how it is signed; shared by `token` and `connect`.
+#[derive(Debug, Clone, Args)]
+pub struct MintArgs {
+    /// The user id (`sub` claim) of a minted token
+    #[arg(long, env = "RTCTL_USER_ID", value_name = "ID")]
+    pub user_id: Option<String>,
+
+    /// Mint a staff token (`is_staff: true`)
+    #[arg(long)]
+    pub staff: bool,
+
+    /// An organization the token's user belongs to (`orgs` claim); repeat for several
+    #[arg(long = "org", value_name = "ORG")]
+    pub orgs: Vec<String>,
+
+    /// The `name` claim
+    #[arg(long)]
+    pub name: Option<String>,
+
+    /// The `email` claim
+    #[arg(long)]
+    pub email: Option<String>,
+
+    /// Lifetime of a minted token, e.g. 15m, 1h, 7d
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    pub ttl: String,
+
+    /// The `iss` claim, for a hub configured with an issuer
+    #[arg(long, value_name = "ISSUER")]
+    pub iss: Option<String>,
+
+    /// The `aud` claim, for a hub configured with an audience
+    #[arg(long, value_name = "AUDIENCE")]
+    pub aud: Option<String>,
+
+    /// Sign with this PEM private key instead of the HS256 secret (needs --alg)
+    #[arg(long, env = "RTCTL_PRIVATE_KEY", value_name = "PEM_FILE", requires = "alg")]
+    pub private_key: Option<PathBuf>,
+
+    /// Algorithm of --private-key
+    #[arg(long, value_enum, ignore_case = true)]
+    pub alg: Option<KeyAlg>,
+
+    /// `kid` header naming the key, for a hub that verifies with a JWKS
+    #[arg(long)]
+    pub kid: Option<String>,
+}
+
+/// The asymmetric algorithms a minted JWT may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyAlg {
+    /// RSA with SHA-256
+    #[value(name = "RS256")]
+    Rs256,
+    /// ECDSA on P-256 with SHA-256
+    #[value(name = "ES256")]
+    Es256,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The token to inspect (`-` reads it from stdin)
+    pub token: String,
+
+    /// Verify with this PEM public key instead of the HS256 secret
+    #[arg(long, value_name = "PEM_FILE", conflicts_with = "jwks")]
+    pub public_key: Option<PathBuf>,
+
+    /// Verify with this JWKS file (the key chosen by the token's kid)
+    #[arg(long, value_name = "JSON_FILE")]
+    pub jwks: Option<PathBuf>,
+
+    /// Print JSON: header, claims, validity and seconds until expiry
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl MintArgs {
+    /// The identity a minted token carries: these flags plus `extra_orgs` (from a connect target).
+    pub fn identity(&self, extra_orgs: &[String], staff: bool) -> anyhow::Result<Identity> {
+        let Some(user_id) = self.user_id.clone() else {
+            bail!("minting a token needs --user-id (or RTCTL_USER_ID)");
+        };
+        let mut orgs = self.orgs.clone();
+        orgs.extend(extra_orgs.iter().filter(|org| !self.orgs.contains(org)).cloned());
+        Ok(Identity {
+            user_id,
+            is_staff: self.staff || staff,
+            orgs,
+            name: self.name.clone(),
+            email: self.email.clone(),
+        })
+    }
+
+    /// Signs a token for `identity` with the private key, else the configured secret.
+    pub fn mint(&self, identity: &Identity, config: &ClientConfig) -> anyhow::Result<(String, Claims)> {
+        let ttl = crate::config::parse_duration("--ttl", &self.ttl)?;
+        let mut claims = auth::claims_for(identity, ttl);
+        claims.iss = self.iss.clone();
+        claims.aud = self.aud.clone();
+        let key = match (&self.private_key, self.alg) {
+            (Some(path), Some(alg)) => {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read private key {}", path.display()))?;
+                match alg {
+                    KeyAlg::Rs256 => SigningKey::Rs256(pem),
+                    KeyAlg::Es256 => SigningKey::Es256(pem),
+                }
+            }
+            (Some(_), None) => bail!("--private-key needs --alg RS256 or ES256"),
+            (None, _) => SigningKey::Hs256(config.require_jwt_secret()?.expose().to_owned()),
+        };
+        let token = auth::mint_with_kid(&claims, &key, self.kid.as_deref())?;
+        Ok((token, claims))
+    }
+}
+
+pub async fn run(config_path: &Path, args: TokenArgs) -> anyhow::Result<u8> {
+    let config = args.client.resolve(config_path)?;
+    match args.command {
+        TokenCommand::Jwt(jwt) => {
+            let (token, claims) = jwt.mint.mint(&jwt.mint.identity(&[], false)?, &config)?;
+            if jwt.json {
+                println!("{}", json!({"token": token, "claims": claims}));
+            } else {
+                println!("{token}");
+            }
+            Ok(0)
+        }
+        TokenCommand::Ws(jwt) => {
+            let (token, _) = jwt.mint.mint(&jwt.mint.identity(&[], false)?, &config)?;
+            let reply = exchange(&config, &token).await?;
+            if jwt.json {
+                println!("{reply}");
+            } else {
+                println!("{}", reply["ws_token"].as_str().context("the hub's reply has no ws_token")?);
+            }
+            Ok(0)
+        }
+        TokenCommand::Inspect(inspect) => run_inspect(&config, inspect),
+    }
+}
+
+/// Exchanges a JWT at `GET /api/user/ws-token/`; the reply is `{"ws_token","expires_in"}`.
+pub async fn exchange(config: &ClientConfig, jwt: &str) -> anyhow::Result<Value> {
+    let client = http::client()?;
+    let request = http::request(&client, Method::GET, &config.url, "/api/user/ws-token/", Auth::Bearer(jwt));
+    http::send(request).await.context("cannot get a ws token")
+}
+
+fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
+    let token = if args.token == "-" {
+        std::io::read_to_string(std::io::stdin()).context("cannot read the token from stdin")?.trim().to_owned()
+    } else {
+        args.token.trim().to_owned()
+    };
+    if token.starts_with(auth::WS_TOKEN_PREFIX) {
+        bail!("this is a ws token: it is opaque and only the hub that minted it can redeem it (once)");
+    }
+    let (header, claims) = auth::inspect(&token).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (keys, key_name) = verification_key(config, &args)?;
+    let verdict = match &keys {
+        Some(keys) => Verifier::new(keys, None, None)
+            .with_context(|| format!("invalid {key_name}"))?
+            .verify(&token)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        None => Err("not verified: no key (configure jwt_secret, or pass --public-key or --jwks)".to_owned()),
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let exp = claims.get("exp").and_then(Value::as_i64);
+    let iat = claims.get("iat").and_then(Value::as_i64);
+
+    if args.json {
+        let report = json!({
+            "header": header,
+            "claims": claims,
+            "valid": verdict.is_ok(),
+            "error": verdict.as_ref().err(),
+            "expires_in": exp.map(|exp| exp - now),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let label = |text: &str| format!("{text:<8}").bold();
+        println!("{} {}", label("header"), header);
+        let pretty = serde_json::to_string_pretty(&claims)?.replace('\n', "\n         ");
+        println!("{} {pretty}", label("claims"));
+        if let Some(iat) = iat {
+            println!("{} {} ({})", label("issued"), rfc3339(iat), relative(iat - now));
+        }
+        match exp {
+            Some(exp) if exp >= now => {
+                println!("{} {} (expires in {})", label("expires"), rfc3339(exp), span(exp - now))
+            }
+            Some(exp) => {
+                println!("{} {} ({})", label("expires"), rfc3339(exp), format!("expired {} ago", span(now - exp)).red())
+            }
+            None => println!("{} {}", label("expires"), "never: no exp claim, the hub refuses it".red()),
+        }
+        match &verdict {
+            Ok(()) => println!("{} {}", label("valid"), format!("yes, signature verified with the {key_name}").green()),
+            Err(why) => println!("{} {}", label("valid"), format!("no: {why}").red()),
+        }
+    }
+    if let Err(why) = verdict {
+        let why = match exp {
+            Some(exp) if why.contains("expired") => format!("token expired {} ago", span(now - exp)),
+            _ => why,
+        };
+        eprintln!("rtctl: {why}");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+/// The key to verify with and how to name it: the flags first, then the configured secret.
+fn verification_key(config: &ClientConfig, args: &InspectArgs) -> anyhow::Result<(Option<KeySource>, &'static str)> {
+    if let Some(path) = &args.jwks {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok((Some(KeySource::Jwks(text)), "JWKS"));
+    }
+    if let Some(path) = &args.public_key {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok((Some(KeySource::PublicKeyPem(text)), "public key"));
+    }
+    Ok((config.jwt_secret.as_ref().map(|s| KeySource::Secret(s.expose().to_owned())), "configured secret"))
+}
+
+fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| secs.to_string())
+}
+
+/// `3m ago`, `now` or `in 3m`.
+fn relative(delta: i64) -> String {
+    match delta {
+        0 => "now".to_owned(),
+        ..0 => format!("{} ago", span(-delta)),
+        _ => format!("in {}", span(delta)),
+    }
+}
+
+/// A coarse human span: `42s`, `59m`, `1h 5m`, `3d 2h`; precise enough to judge a token at a glance.
+pub fn span(secs: i64) -> String {
+    let d = Duration::from_secs(secs.max(0) as u64).as_secs();
+    match d {
+        0..60 => format!("{d}s"),
+        60..3600 => format!("{}m", d / 60),
+        3600..86400 if d % 3600 < 60 => format!("{}h", d / 3600),
+        3600..86400 => format!("{}h {}m", d / 3600, d % 3600 / 60),
+        _ if d % 86400 < 3600 => format!("{}d", d / 86400),
+        _ => format!("{}d {}h", d / 86400, d % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spans round down to the largest unit or two, as people say them.
+    #[test]
+    fn spans_read_like_speech() {
+        assert_eq!(span(42), "42s");
+        assert_eq!(span(3599), "59m");
+        assert_eq!(span(3600), "1h");
+        assert_eq!(span(3900), "1h 5m");
+        assert_eq!(span(7 * 86400), "7d");
+        assert_eq!(span(86400 + 7200), "1d 2h");
+    }
+}

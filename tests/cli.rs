@@ -1,0 +1,492 @@
+//! The `rtctl` binary's client commands (`token`, `connect`, `notify`, `status`, `completions`) run
+//! against a hub started in-process on port 0, in a temp directory so no stray rtctl.toml is read.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rtctl::config::HubConfig;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpListener;
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Longest any step of these tests waits for the binary.
+const STEP: Duration = Duration::from_secs(15);
+
+/// A hub running in this process.
+struct TestHub {
+    addr: SocketAddr,
+    config: HubConfig,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+    _data: TempDir,
+}
+
+impl TestHub {
+    async fn start() -> Self {
+        let data = TempDir::new().unwrap();
+        let config = HubConfig::ephemeral(data.path());
+        Self::start_with(config, "127.0.0.1:0".parse().unwrap(), data).await
+    }
+
+    async fn start_with(config: HubConfig, addr: SocketAddr, data: TempDir) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(rtctl::hub::run(listener, config.clone(), async {
+            let _ = stopped.await;
+        }));
+        Self { addr, config, stop: Some(stop), task: Some(task), _data: data }
+    }
+
+    /// Stops the hub (sockets get 1001) and waits until it has.
+    async fn stop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap().unwrap();
+    }
+
+    /// A new hub with the same keys on the same port: a restart as clients see it.
+    async fn restart(mut self) -> Self {
+        self.stop().await;
+        let data = TempDir::new().unwrap();
+        let mut config = self.config.clone();
+        config.database_url = format!("sqlite://{}", data.path().join("rtctl.db").display());
+        Self::start_with(config, self.addr, data).await
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// The binary, pointed at `hub` through RTCTL_URL (which `--url` overrides) and the env, in an empty temp dir.
+fn rtctl(hub: &TestHub, cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rtctl"));
+    command
+        .current_dir(cwd)
+        .env_remove("RTCTL_CONFIG")
+        .env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap())
+        .env("RTCTL_API_KEY", hub.config.api_key.expose())
+        .env("NO_COLOR", "1")
+        .env("XDG_STATE_HOME", cwd)
+        .env("RTCTL_URL", hub.url())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs to completion; returns exit code, stdout, stderr.
+async fn output(mut command: Command) -> (i32, String, String) {
+    command.stdin(Stdio::null());
+    let out = tokio::time::timeout(STEP, command.output()).await.expect("rtctl finished in time").unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+/// A running `rtctl connect` with piped stdin and stdout.
+struct Client {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Client {
+    fn spawn(mut command: Command) -> Self {
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        let mut child = command.spawn().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Self { child, lines }
+    }
+
+    /// Reads JSON lines until one has this `type`; returns it.
+    async fn until(&mut self, kind: &str) -> Value {
+        let read = async {
+            while let Some(line) = self.lines.next_line().await.unwrap() {
+                let value: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+                if value["type"] == kind {
+                    return value;
+                }
+            }
+            panic!("stdout ended before a `{kind}` frame");
+        };
+        tokio::time::timeout(STEP, read).await.unwrap_or_else(|_| panic!("no `{kind}` frame in time"))
+    }
+
+    async fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Closes stdin (which ends the session) and returns the exit code.
+    async fn finish(mut self) -> i32 {
+        drop(self.child.stdin.take());
+        self.exit_code().await
+    }
+
+    async fn exit_code(&mut self) -> i32 {
+        let status = tokio::time::timeout(STEP, self.child.wait()).await.expect("rtctl exited in time").unwrap();
+        status.code().unwrap_or(-1)
+    }
+}
+
+/// A minted token inspects as valid; an expired one, a wrong secret and a tampered one exit 1 saying why;
+/// RS256 tokens verify with the fixture's public key.
+#[tokio::test]
+async fn token_mint_and_inspect_round_trip() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut mint = rtctl(&hub, dir.path());
+    mint.args(["token", "jwt", "--user-id", "7", "--org", "acme", "--ttl", "1h"]);
+    let (code, token, _) = output(mint).await;
+    assert_eq!(code, 0);
+    let token = token.trim().to_owned();
+
+    let mut inspect = rtctl(&hub, dir.path());
+    inspect.args(["token", "inspect", &token]);
+    let (code, out, _) = output(inspect).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("expires in 59m") || out.contains("expires in 1h"), "{out}");
+    assert!(out.contains("\"acme\""), "{out}");
+
+    let identity =
+        rtctl::auth::Identity { user_id: "7".into(), is_staff: false, orgs: vec![], name: None, email: None };
+    let mut claims = rtctl::auth::claims_for(&identity, Duration::from_secs(60));
+    claims.exp -= 240;
+    let secret = rtctl::auth::SigningKey::Hs256(hub.config.jwt_secret().unwrap().to_owned());
+    let expired = rtctl::auth::mint(&claims, &secret).unwrap();
+    let mut inspect = rtctl(&hub, dir.path());
+    inspect.args(["token", "inspect", &expired]);
+    let (code, out, err) = output(inspect).await;
+    assert_eq!(code, 1);
+    assert!(out.contains("expired 3m ago"), "{out}");
+    assert!(err.contains("token expired 3m ago"), "{err}");
+
+    let mut inspect = rtctl(&hub, dir.path());
+    inspect.args(["token", "inspect", "--jwt-secret", "another-secret-0123456789", &token]);
+    let (code, _, err) = output(inspect).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("bad signature") || err.contains("invalid"), "{err}");
+
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut mint = rtctl(&hub, dir.path());
+    mint.args(["token", "jwt", "--user-id", "9", "--alg", "RS256", "--private-key"]);
+    mint.arg(fixtures.join("rs256-private.pem"));
+    let (code, rs256, err) = output(mint).await;
+    assert_eq!(code, 0, "{err}");
+    let mut inspect = rtctl(&hub, dir.path());
+    inspect.args(["token", "inspect", "--json", "--public-key"]).arg(fixtures.join("rs256-public.pem"));
+    inspect.arg(rs256.trim());
+    let (code, out, _) = output(inspect).await;
+    assert_eq!(code, 0, "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["header"]["alg"], "RS256");
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["claims"]["sub"], "9");
+}
+
+/// `rtctl notify` stores a notification that a connected client receives, and prints its id.
+#[tokio::test]
+async fn notify_reaches_a_connected_client() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "notifications", "--user-id", "7", "--until", "notification"]);
+    let mut client = Client::spawn(connect);
+    client.until("connection_established").await;
+
+    let mut notify = rtctl(&hub, dir.path());
+    notify.args(["notify", "--user-id", "7", "--title", "Test", "--message", "Hello World", "--data", r#"{"k":1}"#]);
+    let (code, out, err) = output(notify).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("created notification ") && out.contains("for user 7"), "{out}");
+
+    let pushed = client.until("notification").await;
+    assert_eq!(pushed["notification"]["title"], "Test");
+    assert_eq!(pushed["notification"]["message"], "Hello World");
+    assert_eq!(pushed["notification"]["data"]["k"], 1);
+    assert_eq!(client.exit_code().await, 0);
+}
+
+/// `--count` sends a numbered series and `--json` prints every created id; HTTP errors are one line
+/// naming the status and the hub's message, with a non-zero exit.
+#[tokio::test]
+async fn notify_series_and_http_errors() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut notify = rtctl(&hub, dir.path());
+    notify.args(["notify", "--user-id", "1", "--user-id", "2", "--title", "T", "--message", "m", "--count", "2"]);
+    notify.arg("--json");
+    let (code, out, _) = output(notify).await;
+    assert_eq!(code, 0);
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["notifications"].as_array().unwrap().len(), 4);
+
+    let mut notify = rtctl(&hub, dir.path());
+    notify.args(["notify", "--user-id", "1", "--title", "T", "--message", "m", "--api-key", "wrong-key-0123456789"]);
+    let (code, _, err) = output(notify).await;
+    assert_eq!(code, 1);
+    assert_eq!(err.trim(), "rtctl: cannot send the notification: HTTP 401 unauthorized: invalid API key");
+
+    let mut event = rtctl(&hub, dir.path());
+    event.args(["event", "--org", "bad org!", "--type", "x"]);
+    let (code, _, err) = output(event).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 400"), "{err}");
+}
+
+/// `-x` sends messages after connecting (JSON and shorthand) and `--until` ends the session with 0.
+#[tokio::test]
+async fn scripted_session_with_execute_and_until() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "events", "acme", "--user-id", "3"]);
+    connect.args(["-x", r#"{"type":"ping","timestamp":"a"}"#, "-x", "ping timestamp=2", "--until", "pong"]);
+    let (code, out, err) = output(connect).await;
+    assert_eq!(code, 0, "{err}");
+    let frames: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(frames[0]["type"], "connection_established");
+    assert_eq!(frames[0]["org_id"], "acme");
+    assert_eq!(frames[1], serde_json::json!({"type":"pong","timestamp":"a"}));
+}
+
+/// With stdin piped every line (or multi-line JSON entry) is sent, every frame comes out as one JSON
+/// line, and the end of stdin closes normally.
+#[tokio::test]
+async fn stdin_pipe_mode() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7"]);
+    let mut client = Client::spawn(connect);
+    client.until("connection_established").await;
+    client.send("{\"type\": \"ping\",").await;
+    client.send("  \"timestamp\": {\"n\": 1}}").await;
+    assert_eq!(client.until("pong").await["timestamp"]["n"], 1);
+    client.send("mark_read notification_id=12345").await;
+    let error = client.until("error").await;
+    assert_eq!(error["code"], "not_found");
+    assert_eq!(client.finish().await, 0);
+}
+
+/// After the hub restarts on the same port the client reconnects (1001 → backoff) and works again.
+#[tokio::test]
+async fn reconnects_after_a_hub_restart() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7"]);
+    let mut client = Client::spawn(connect);
+    client.until("connection_established").await;
+
+    let hub = hub.restart().await;
+    client.until("connection_established").await;
+    client.send(r#"{"type":"ping","timestamp":"after"}"#).await;
+    assert_eq!(client.until("pong").await["timestamp"], "after");
+    assert_eq!(client.finish().await, 0);
+    drop(hub);
+}
+
+/// A refused handshake or a 4001 close exits 3; a lost connection with --no-reconnect exits 4.
+#[tokio::test]
+async fn exit_codes_for_refused_and_lost() {
+    let mut hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--token", "not-a-token", "--wait", "5"]);
+    let (code, _, err) = output(connect).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("4001"), "{err}");
+
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "events", "other", "--token"]);
+    let jwt = rtctl::auth::mint(
+        &rtctl::auth::claims_for(
+            &rtctl::auth::Identity { user_id: "1".into(), is_staff: false, orgs: vec![], name: None, email: None },
+            Duration::from_secs(60),
+        ),
+        &rtctl::auth::SigningKey::Hs256(hub.config.jwt_secret().unwrap().to_owned()),
+    )
+    .unwrap();
+    connect.args([jwt.as_str(), "--wait", "5"]);
+    let (code, _, err) = output(connect).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("4003") && err.contains("forbidden"), "{err}");
+
+    let url = format!("ws://{}/ws/nowhere/", hub.addr);
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", &url, "--wait", "5"]);
+    let (code, _, err) = output(connect).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("HTTP 404"), "{err}");
+
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7", "--no-reconnect", "--until", "never"]);
+    let mut client = Client::spawn(connect);
+    client.until("connection_established").await;
+    hub.stop().await;
+    assert_eq!(client.exit_code().await, 4);
+}
+
+/// `status` shows health, readiness and stats; an unreachable hub is one line and exit 1.
+#[tokio::test]
+async fn status_table_json_and_unreachable() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut status = rtctl(&hub, dir.path());
+    status.args(["status", "--json"]);
+    let (code, out, _) = output(status).await;
+    assert_eq!(code, 0);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["healthz"]["status"], "ok");
+    assert_eq!(report["readyz"]["status"], "ok");
+    assert_eq!(report["stats"]["store"], "sqlite");
+
+    let mut status = rtctl(&hub, dir.path());
+    status.arg("status");
+    let (code, out, _) = output(status).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("health      ok") && out.contains("connections"), "{out}");
+
+    let mut status = rtctl(&hub, dir.path());
+    status.args(["status", "--url", "http://127.0.0.1:1"]);
+    let (code, _, err) = output(status).await;
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot reach the hub at http://127.0.0.1:1/healthz"), "{err}");
+}
+
+/// The committed completion scripts are what the binary prints (regenerate: scripts/gen-completions.sh).
+#[tokio::test]
+async fn completions_do_not_drift() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (shell, file) in [
+        ("bash", "rtctl.bash"),
+        ("zsh", "_rtctl"),
+        ("fish", "rtctl.fish"),
+        ("powershell", "_rtctl.ps1"),
+        ("elvish", "rtctl.elv"),
+    ] {
+        let out =
+            std::process::Command::new(env!("CARGO_BIN_EXE_rtctl")).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let committed = std::fs::read(root.join("completions").join(file)).unwrap_or_default();
+        assert!(
+            committed == out.stdout,
+            "completions/{file} differs from `rtctl completions {shell}`: run scripts/gen-completions.sh"
+        );
+    }
+}
+
+mod terminal {
+    //! The interactive session, driven through a real pseudo-terminal by tmux.
+
+    use super::*;
+
+    /// A tmux server of this test's own, so nothing else's sessions are touched.
+    struct Tmux {
+        socket: String,
+    }
+
+    impl Tmux {
+        fn run(&self, args: &[&str]) -> std::process::Output {
+            std::process::Command::new("tmux")
+                .args(["-L", &self.socket])
+                .args(args)
+                .output()
+                .expect("tmux is installed (CI: apt-get install -y tmux)")
+        }
+
+        fn screen(&self) -> String {
+            String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "rtctl", "-S", "-100"]).stdout).into_owned()
+        }
+
+        /// Types `text` a key at a time, as a person does. rustyline 17 with an external printer leaves
+        /// keys that arrive in one read in its buffer until the next key (its `select` does not look at
+        /// the buffer), so a whole word sent at once would show only its first letter.
+        async fn type_keys(&self, text: &str) {
+            for c in text.chars() {
+                self.run(&["send-keys", "-t", "rtctl", "-l", &c.to_string()]);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        async fn enter(&self) {
+            self.run(&["send-keys", "-t", "rtctl", "Enter"]);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        /// Waits until the screen shows `text`; returns the screen.
+        async fn wait_for(&self, text: &str) -> String {
+            for _ in 0..150 {
+                let screen = self.screen();
+                if screen.contains(text) {
+                    return screen;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the screen never showed {text:?}:\n{}", self.screen());
+        }
+    }
+
+    impl Drop for Tmux {
+        fn drop(&mut self) {
+            let _ = self.run(&["kill-server"]);
+        }
+    }
+
+    /// Frames print above the prompt without eating the half-typed line, Tab completes message types,
+    /// `/ping` shows a round trip, and the history file is written.
+    #[tokio::test]
+    async fn interactive_session_in_a_terminal() {
+        let hub = TestHub::start().await;
+        let dir = TempDir::new().unwrap();
+        let tmux = Tmux { socket: format!("rtctl-test-{}", std::process::id()) };
+        let command = format!(
+            "cd {dir} && NO_COLOR=1 XDG_STATE_HOME={dir} RTCTL_JWT_SECRET={secret} exec {bin} connect notifications \
+             --url {url} --user-id 7",
+            dir = dir.path().display(),
+            secret = hub.config.jwt_secret().unwrap(),
+            bin = env!("CARGO_BIN_EXE_rtctl"),
+            url = hub.url(),
+        );
+        let started = tmux.run(&["new-session", "-d", "-s", "rtctl", "-x", "120", "-y", "30", &command]);
+        assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+        tmux.wait_for("connection_established").await;
+
+        tmux.type_keys("mark_re").await;
+        tmux.wait_for("> mark_re").await;
+        let mut notify = rtctl(&hub, dir.path());
+        notify.args(["notify", "--user-id", "7", "--title", "Incoming", "--message", "while typing"]);
+        assert_eq!(output(notify).await.0, 0);
+        let screen = tmux.wait_for("\"title\": \"Incoming\"").await;
+        assert!(screen.trim_end().ends_with("> mark_re"), "the typed line moved:\n{screen}");
+
+        tmux.run(&["send-keys", "-t", "rtctl", "Tab"]);
+        tmux.wait_for("> mark_read").await;
+        tmux.type_keys(" notification_id=424242").await;
+        tmux.enter().await;
+        tmux.wait_for("notification 424242 not found").await;
+
+        tmux.type_keys("/ping").await;
+        tmux.enter().await;
+        tmux.wait_for("pong: round trip").await;
+
+        tmux.type_keys("/quit").await;
+        tmux.enter().await;
+        // The pane ran `exec rtctl`: the session ends when rtctl does.
+        for _ in 0..100 {
+            if !tmux.run(&["has-session", "-t", "rtctl"]).status.success() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!tmux.run(&["has-session", "-t", "rtctl"]).status.success(), "rtctl did not exit on /quit");
+        let history = std::fs::read_to_string(dir.path().join("rtctl/history-notifications")).unwrap();
+        assert!(history.contains("mark_read notification_id=424242") && history.contains("/ping"), "{history}");
+    }
+}
