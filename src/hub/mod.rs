@@ -248,11 +248,13 @@ where
                 // Counted before the endpoint opens, so that the stats in its greeting include it.
                 let user_id = identity.user_id.clone();
                 hub.presence.join(presence::scope::HUB, &user_id).await;
+                hub.metrics.connected(S::ENDPOINT);
                 let conn = Conn { id: hub.next_conn_id(), identity, outbox };
                 match open(Arc::clone(&hub), conn).await {
                     Ok(accepted) => session::serve(Arc::clone(&hub), socket, accepted).await,
                     Err(refusal) => session::refuse(socket, refusal).await,
                 }
+                hub.metrics.disconnected(S::ENDPOINT);
                 hub.presence.leave(presence::scope::HUB, &user_id).await;
             }
             .instrument(span),

@@ -88,7 +88,6 @@ pub async fn refuse(mut socket: WebSocket, refusal: Refusal) {
 /// Runs a connection whose endpoint accepted it: sends the greetings, then serves until it ends.
 pub async fn serve<S: Session>(hub: Arc<Hub>, mut socket: WebSocket, accepted: Accepted<S>) {
     let Accepted { mut session, conn, greetings } = accepted;
-    hub.metrics.connected(S::ENDPOINT);
     let end = run_loop(&hub, &mut socket, &conn, greetings, &mut session).await;
     if let End::Close(code, reason) = end {
         if code == close::SLOW_CONSUMER {
@@ -97,7 +96,6 @@ pub async fn serve<S: Session>(hub: Arc<Hub>, mut socket: WebSocket, accepted: A
         close_socket(&mut socket, code, reason.to_owned()).await;
     }
     session.on_close().await;
-    hub.metrics.disconnected(S::ENDPOINT);
 }
 
 async fn run_loop<S: Session>(
