@@ -17,12 +17,12 @@ pub mod registry;
 pub mod session;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use axum::Router;
+use axum::serve::ListenerExt;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
@@ -140,8 +140,14 @@ pub async fn run(
         "hub listening"
     );
     let token = hub.shutdown.clone();
-    let server = axum::serve(listener, app(Arc::clone(&hub)).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(token.clone().cancelled_owned());
+    // No Nagle: a push must leave now, not wait for the ACK of the previous one (which a client's
+    // delayed ACK can hold for 40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            warn!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    let server = axum::serve(listener, app(Arc::clone(&hub))).with_graceful_shutdown(token.clone().cancelled_owned());
     let mut server = tokio::spawn(server.into_future());
     tokio::select! {
         () = shutdown => info!("shutting down"),

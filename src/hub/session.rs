@@ -187,7 +187,14 @@ async fn write(
         }
         socket.flush().await
     };
-    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+    // Most writes complete at once (the socket buffer has room): try once before arming a timer, which
+    // would cost a timer-wheel entry per write on the fan-out path.
+    let mut write = std::pin::pin!(write);
+    let result = match futures_util::poll!(write.as_mut()) {
+        std::task::Poll::Ready(result) => Ok(result),
+        std::task::Poll::Pending => tokio::time::timeout(SEND_TIMEOUT, write).await,
+    };
+    match result {
         Ok(Ok(())) => None,
         Ok(Err(_)) => Some(End::Gone),
         Err(_) => {
