@@ -3,6 +3,8 @@
 
 mod auth;
 mod bench;
+mod chat;
+mod dashboard;
 mod events;
 mod http;
 mod lifecycle;

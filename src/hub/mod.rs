@@ -245,13 +245,18 @@ where
                 };
                 tracing::Span::current().record("user", identity.user_id.as_str());
                 let outbox = Arc::new(outbox::Outbox::new(hub.config.limits.queue));
-                // Counted before the endpoint opens, so that the stats in its greeting include it.
+                // Counted (user and connection) before the endpoint opens, so that the stats in its
+                // greeting include it; `serve` uncounts the connection when it ends.
                 let user_id = identity.user_id.clone();
                 hub.presence.join(presence::scope::HUB, &user_id).await;
+                hub.metrics.connected(S::ENDPOINT);
                 let conn = Conn { id: hub.next_conn_id(), identity, outbox };
                 match open(Arc::clone(&hub), conn).await {
                     Ok(accepted) => session::serve(Arc::clone(&hub), socket, accepted).await,
-                    Err(refusal) => session::refuse(socket, refusal).await,
+                    Err(refusal) => {
+                        hub.metrics.disconnected(S::ENDPOINT);
+                        session::refuse(socket, refusal).await;
+                    }
                 }
                 hub.presence.leave(presence::scope::HUB, &user_id).await;
             }
