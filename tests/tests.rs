@@ -3,7 +3,9 @@
 
 mod auth;
 mod bench;
+mod chat;
 mod cli;
+mod dashboard;
 mod events;
 mod http;
 mod lifecycle;

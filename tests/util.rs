@@ -179,6 +179,15 @@ impl TestHub {
         json_response(send(request).await).await
     }
 
+    /// POSTs JSON with optional extra headers (auth); returns status and JSON body.
+    pub async fn post_json(&self, path: &str, headers: &[(&str, &str)], body: &Value) -> (u16, Value) {
+        let mut request = http().post(self.http_url(path)).json(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        json_response(send(request).await).await
+    }
+
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
         let response = send(http().get(self.http_url("/metrics"))).await;

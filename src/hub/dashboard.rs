@@ -47,7 +47,14 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<DashboardSession
     let membership =
         Membership::join(&hub.registry, &hub.layer, group::ADMINS.to_owned(), conn.id, Arc::clone(&conn.outbox));
     let first = hub.presence.join(scope::ADMINS, &user_id).await;
-    let stats = stats(&hub).await.map_err(|_| Refusal::new(close::INTERNAL, "store unavailable"))?;
+    let stats = match stats(&hub).await {
+        Ok(stats) => stats,
+        Err(_) => {
+            // A refused session never reaches `on_close`: undo the join here, or the admin stays online.
+            hub.presence.leave(scope::ADMINS, &user_id).await;
+            return Err(Refusal::new(close::INTERNAL, "store unavailable"));
+        }
+    };
     if first {
         let frame =
             protocol::encode(&ServerMessage::AdminJoined { user_id: &user_id, admins_online: stats.admins_online });

@@ -22,12 +22,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use axum::Router;
-use axum::serve::ListenerExt;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -251,7 +251,8 @@ where
                 };
                 tracing::Span::current().record("user", identity.user_id.as_str());
                 let outbox = Arc::new(outbox::Outbox::new(hub.config.limits.queue));
-                // Counted before the endpoint opens, so that the stats in its greeting include it.
+                // Counted (user and connection) before the endpoint opens, so that the stats in its
+                // greeting include it; uncounted when the session ends or was refused.
                 let user_id = identity.user_id.clone();
                 hub.presence.join(presence::scope::HUB, &user_id).await;
                 hub.metrics.connected(S::ENDPOINT);

@@ -85,7 +85,8 @@ pub async fn refuse(mut socket: WebSocket, refusal: Refusal) {
     close_socket(&mut socket, refusal.code, refusal.reason).await;
 }
 
-/// Runs a connection whose endpoint accepted it: sends the greetings, then serves until it ends.
+/// Runs a connection whose endpoint accepted it (the caller counted it as connected before `open`):
+/// sends the greetings, then serves until it ends, and uncounts it.
 pub async fn serve<S: Session>(hub: Arc<Hub>, mut socket: WebSocket, accepted: Accepted<S>) {
     let Accepted { mut session, conn, greetings } = accepted;
     let end = run_loop(&hub, &mut socket, &conn, greetings, &mut session).await;
