@@ -3,12 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The interactive `rtctl connect` test drives a real terminal through tmux.
-if ! command -v tmux >/dev/null 2>&1; then
-  echo "== installing tmux"
-  apt-get update -qq && apt-get install -y -qq tmux >/dev/null
-fi
-
 echo "== cargo fmt --check"
 cargo fmt --check
 

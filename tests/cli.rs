@@ -383,26 +383,80 @@ async fn completions_do_not_drift() {
 }
 
 mod terminal {
-    //! The interactive session, driven through a real pseudo-terminal by tmux.
+    //! The interactive session, driven through a real pseudo-terminal (portable-pty) whose output is
+    //! rendered by a terminal emulator (vt100): nothing needs to be installed.
+
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    use portable_pty::{CommandBuilder, MasterPty, PtySize, native_pty_system};
 
     use super::*;
 
-    /// A tmux server of this test's own, so nothing else's sessions are touched.
-    struct Tmux {
-        socket: String,
+    /// A cursor position request (DSR 6). rustyline sends one at each prompt and reads the reply for
+    /// 100 ms, eating any key that comes instead, so the terminal has to answer it as tmux or xterm does.
+    const CURSOR_POSITION_REQUEST: &[u8] = b"\x1b[6n";
+
+    /// `rtctl` on a 30x120 pseudo-terminal; all it writes is fed to a vt100 emulator.
+    struct Terminal {
+        child: Box<dyn portable_pty::Child + Send + Sync>,
+        writer: Arc<Mutex<Box<dyn Write + Send>>>,
+        parser: Arc<Mutex<vt100::Parser>>,
+        _master: Box<dyn MasterPty + Send>,
     }
 
-    impl Tmux {
-        fn run(&self, args: &[&str]) -> std::process::Output {
-            std::process::Command::new("tmux")
-                .args(["-L", &self.socket])
-                .args(args)
-                .output()
-                .expect("tmux is installed (CI: apt-get install -y tmux)")
+    impl Terminal {
+        fn spawn(command: CommandBuilder) -> Self {
+            let pair = native_pty_system()
+                .openpty(PtySize { rows: 30, cols: 120, pixel_width: 0, pixel_height: 0 })
+                .expect("a pseudo-terminal");
+            let child = pair.slave.spawn_command(command).expect("rtctl starts on the pseudo-terminal");
+            // Only the child holds the slave now, so reads see the end when it exits.
+            drop(pair.slave);
+            let writer = Arc::new(Mutex::new(pair.master.take_writer().unwrap()));
+            let parser = Arc::new(Mutex::new(vt100::Parser::new(30.try_into().unwrap(), 120.try_into().unwrap(), 0)));
+            let mut reader = pair.master.try_clone_reader().unwrap();
+            let (screen, answer) = (Arc::clone(&parser), Arc::clone(&writer));
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut matched = 0;
+                // Ends on EOF or EIO: the child has exited and closed the slave.
+                while let Ok(n @ 1..) = reader.read(&mut buf) {
+                    let mut start = 0;
+                    for (i, &byte) in buf[..n].iter().enumerate() {
+                        matched = match byte {
+                            b if b == CURSOR_POSITION_REQUEST[matched] => matched + 1,
+                            b if b == CURSOR_POSITION_REQUEST[0] => 1,
+                            _ => 0,
+                        };
+                        if matched == CURSOR_POSITION_REQUEST.len() {
+                            matched = 0;
+                            let mut parser = screen.lock().unwrap();
+                            parser.process(&buf[start..=i]);
+                            start = i + 1;
+                            let (row, col) = parser.screen().cursor_position();
+                            let mut answer = answer.lock().unwrap();
+                            let _ = write!(answer, "\x1b[{};{}R", row + 1, col + 1).and_then(|()| answer.flush());
+                        }
+                    }
+                    screen.lock().unwrap().process(&buf[start..n]);
+                }
+            });
+            Self { child, writer, parser, _master: pair.master }
         }
 
         fn screen(&self) -> String {
-            String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "rtctl", "-S", "-100"]).stdout).into_owned()
+            self.parser.lock().unwrap().screen().contents()
+        }
+
+        /// Sends one key's bytes, then pauses as a person would between keys.
+        async fn key(&self, bytes: &str) {
+            {
+                let mut writer = self.writer.lock().unwrap();
+                writer.write_all(bytes.as_bytes()).unwrap();
+                writer.flush().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
 
         /// Types `text` a key at a time, as a person does. rustyline 17 with an external printer leaves
@@ -410,82 +464,90 @@ mod terminal {
         /// the buffer), so a whole word sent at once would show only its first letter.
         async fn type_keys(&self, text: &str) {
             for c in text.chars() {
-                self.run(&["send-keys", "-t", "rtctl", "-l", &c.to_string()]);
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                self.key(c.encode_utf8(&mut [0; 4])).await;
             }
         }
 
+        async fn tab(&self) {
+            self.key("\t").await;
+        }
+
         async fn enter(&self) {
-            self.run(&["send-keys", "-t", "rtctl", "Enter"]);
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.key("\r").await;
         }
 
         /// Waits until the screen shows `text`; returns the screen.
         async fn wait_for(&self, text: &str) -> String {
-            for _ in 0..150 {
+            let deadline = tokio::time::Instant::now() + STEP;
+            while tokio::time::Instant::now() < deadline {
                 let screen = self.screen();
                 if screen.contains(text) {
                     return screen;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
             panic!("the screen never showed {text:?}:\n{}", self.screen());
         }
+
+        /// Waits until rtctl exits; returns its exit code.
+        async fn wait_exit(&mut self) -> u32 {
+            let deadline = tokio::time::Instant::now() + STEP;
+            while tokio::time::Instant::now() < deadline {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status.exit_code();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("rtctl did not exit:\n{}", self.screen());
+        }
     }
 
-    impl Drop for Tmux {
+    impl Drop for Terminal {
         fn drop(&mut self) {
-            let _ = self.run(&["kill-server"]);
+            if let Ok(None) = self.child.try_wait() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
         }
     }
 
     /// Frames print above the prompt without eating the half-typed line, Tab completes message types,
-    /// `/ping` shows a round trip, and the history file is written.
+    /// `/ping` shows a round trip, `/quit` exits 0, and the history file is written.
     #[tokio::test]
     async fn interactive_session_in_a_terminal() {
         let hub = TestHub::start().await;
         let dir = TempDir::new().unwrap();
-        let tmux = Tmux { socket: format!("rtctl-test-{}", std::process::id()) };
-        let command = format!(
-            "cd {dir} && NO_COLOR=1 XDG_STATE_HOME={dir} RTCTL_JWT_SECRET={secret} exec {bin} connect notifications \
-             --url {url} --user-id 7",
-            dir = dir.path().display(),
-            secret = hub.config.jwt_secret().unwrap(),
-            bin = env!("CARGO_BIN_EXE_rtctl"),
-            url = hub.url(),
-        );
-        let started = tmux.run(&["new-session", "-d", "-s", "rtctl", "-x", "120", "-y", "30", &command]);
-        assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
-        tmux.wait_for("connection_established").await;
+        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_rtctl"));
+        command.args(["connect", "notifications", "--url", &hub.url(), "--user-id", "7"]);
+        command.cwd(dir.path());
+        command.env("TERM", "xterm-256color");
+        command.env("NO_COLOR", "1");
+        command.env("XDG_STATE_HOME", dir.path());
+        command.env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap());
+        let mut term = Terminal::spawn(command);
+        term.wait_for("connection_established").await;
 
-        tmux.type_keys("mark_re").await;
-        tmux.wait_for("> mark_re").await;
+        term.type_keys("mark_re").await;
+        term.wait_for("> mark_re").await;
         let mut notify = rtctl(&hub, dir.path());
         notify.args(["notify", "--user-id", "7", "--title", "Incoming", "--message", "while typing"]);
         assert_eq!(output(notify).await.0, 0);
-        let screen = tmux.wait_for("\"title\": \"Incoming\"").await;
+        let screen = term.wait_for("\"title\": \"Incoming\"").await;
         assert!(screen.trim_end().ends_with("> mark_re"), "the typed line moved:\n{screen}");
 
-        tmux.run(&["send-keys", "-t", "rtctl", "Tab"]);
-        tmux.wait_for("> mark_read").await;
-        tmux.type_keys(" notification_id=424242").await;
-        tmux.enter().await;
-        tmux.wait_for("notification 424242 not found").await;
+        term.tab().await;
+        term.wait_for("> mark_read").await;
+        term.type_keys(" notification_id=424242").await;
+        term.enter().await;
+        term.wait_for("notification 424242 not found").await;
 
-        tmux.type_keys("/ping").await;
-        tmux.enter().await;
-        tmux.wait_for("pong: round trip").await;
+        term.type_keys("/ping").await;
+        term.enter().await;
+        term.wait_for("pong: round trip").await;
 
-        tmux.type_keys("/quit").await;
-        tmux.enter().await;
-        // The pane ran `exec rtctl`: the session ends when rtctl does.
-        for _ in 0..100 {
-            if !tmux.run(&["has-session", "-t", "rtctl"]).status.success() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(!tmux.run(&["has-session", "-t", "rtctl"]).status.success(), "rtctl did not exit on /quit");
+        term.type_keys("/quit").await;
+        term.enter().await;
+        assert_eq!(term.wait_exit().await, 0, "rtctl did not end cleanly on /quit:\n{}", term.screen());
         let history = std::fs::read_to_string(dir.path().join("rtctl/history-notifications")).unwrap();
         assert!(history.contains("mark_read notification_id=424242") && history.contains("/ping"), "{history}");
     }
