@@ -1,68 +1,19 @@
 //! The `rtctl` binary's client commands (`token`, `connect`, `notify`, `status`, `completions`) run
 //! against a hub started in-process on port 0, in a temp directory so no stray rtctl.toml is read.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use rtctl::config::HubConfig;
+use crate::util::TestHub;
+
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdout, Command};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Longest any step of these tests waits for the binary.
 const STEP: Duration = Duration::from_secs(15);
-
-/// A hub running in this process.
-struct TestHub {
-    addr: SocketAddr,
-    config: HubConfig,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
-    _data: TempDir,
-}
-
-impl TestHub {
-    async fn start() -> Self {
-        let data = TempDir::new().unwrap();
-        let config = HubConfig::ephemeral(data.path());
-        Self::start_with(config, "127.0.0.1:0".parse().unwrap(), data).await
-    }
-
-    async fn start_with(config: HubConfig, addr: SocketAddr, data: TempDir) -> Self {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(rtctl::hub::run(listener, config.clone(), async {
-            let _ = stopped.await;
-        }));
-        Self { addr, config, stop: Some(stop), task: Some(task), _data: data }
-    }
-
-    /// Stops the hub (sockets get 1001) and waits until it has.
-    async fn stop(&mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-
-    /// A new hub with the same keys on the same port: a restart as clients see it.
-    async fn restart(mut self) -> Self {
-        self.stop().await;
-        let data = TempDir::new().unwrap();
-        let mut config = self.config.clone();
-        config.database_url = format!("sqlite://{}", data.path().join("rtctl.db").display());
-        Self::start_with(config, self.addr, data).await
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
 
 /// The binary, pointed at `hub` through RTCTL_URL (which `--url` overrides) and the env, in an empty temp dir.
 fn rtctl(hub: &TestHub, cwd: &Path) -> Command {
@@ -74,7 +25,7 @@ fn rtctl(hub: &TestHub, cwd: &Path) -> Command {
         .env("RTCTL_API_KEY", hub.config.api_key.expose())
         .env("NO_COLOR", "1")
         .env("XDG_STATE_HOME", cwd)
-        .env("RTCTL_URL", hub.url())
+        .env("RTCTL_URL", hub.http_url(""))
         .kill_on_drop(true);
     command
 }
@@ -291,10 +242,52 @@ async fn reconnects_after_a_hub_restart() {
     drop(hub);
 }
 
+/// `notify pending-user` and `notify order` reach a connected admin dashboard as `new_user` and
+/// `order_update`; `token ws` prints a single-use ws token that opens a session once.
+#[tokio::test]
+async fn dashboard_publishing_and_ws_tokens() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "dashboard", "--user-id", "1", "--staff", "--until", "order_update"]);
+    let mut admin = Client::spawn(connect);
+    admin.until("connection_established").await;
+
+    let mut register = rtctl(&hub, dir.path());
+    register.args(["notify", "pending-user", "--user-id", "42", "--email", "ada@example.com", "--name", "Ada"]);
+    let (code, out, err) = output(register).await;
+    assert_eq!((code, out.trim()), (0, "registered pending user 42"), "{err}");
+    let new_user = admin.until("new_user").await;
+    assert_eq!(new_user["user"]["user_id"], "42");
+    assert_eq!(new_user["user"]["email"], "ada@example.com");
+    assert_eq!(new_user["user"]["status"], "pending");
+
+    let mut order = rtctl(&hub, dir.path());
+    order.args(["notify", "order", "--order-id", "o-9", "--status", "shipped", "--data", r#"{"n":2}"#]);
+    let (code, _, err) = output(order).await;
+    assert_eq!(code, 0, "{err}");
+    let update = admin.until("order_update").await;
+    assert_eq!(update, serde_json::json!({"type":"order_update","order_id":"o-9","status":"shipped","data":{"n":2}}));
+    assert_eq!(admin.exit_code().await, 0);
+
+    let mut mint = rtctl(&hub, dir.path());
+    mint.args(["token", "ws", "--user-id", "7"]);
+    let (code, out, err) = output(mint).await;
+    assert_eq!(code, 0, "{err}");
+    let ws_token = out.trim().to_owned();
+    assert!(ws_token.starts_with("wst_"), "{out}");
+    for expected in [0, 3] {
+        let mut connect = rtctl(&hub, dir.path());
+        connect.args(["connect", "--token", &ws_token, "--until", "connection_established"]);
+        let (code, out, err) = output(connect).await;
+        assert_eq!(code, expected, "use of the ws token: {out} {err}");
+    }
+}
+
 /// A refused handshake or a 4001 close exits 3; a lost connection with --no-reconnect exits 4.
 #[tokio::test]
 async fn exit_codes_for_refused_and_lost() {
-    let mut hub = TestHub::start().await;
+    let hub = TestHub::start().await;
     let dir = TempDir::new().unwrap();
     let mut connect = rtctl(&hub, dir.path());
     connect.args(["connect", "--token", "not-a-token", "--wait", "5"]);
@@ -518,7 +511,7 @@ mod terminal {
         let hub = TestHub::start().await;
         let dir = TempDir::new().unwrap();
         let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_rtctl"));
-        command.args(["connect", "notifications", "--url", &hub.url(), "--user-id", "7"]);
+        command.args(["connect", "notifications", "--url", &hub.http_url(""), "--user-id", "7"]);
         command.cwd(dir.path());
         command.env("TERM", "xterm-256color");
         command.env("NO_COLOR", "1");

@@ -47,11 +47,11 @@ impl TestHub {
         let dir = Arc::new(tempfile::tempdir().expect("create a temp dir"));
         let mut config = HubConfig::ephemeral(dir.path());
         tweak(&mut config);
-        Self::launch(dir, config).await
+        Self::launch(dir, config, "127.0.0.1:0".parse().expect("a socket address")).await
     }
 
-    async fn launch(dir: Arc<TempDir>, config: HubConfig) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+    async fn launch(dir: Arc<TempDir>, config: HubConfig, addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).await.expect("bind the hub's address");
         let addr = listener.local_addr().expect("listener address");
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = async move {
@@ -84,11 +84,12 @@ impl TestHub {
         self.stopped().await;
     }
 
-    /// Stops this hub and starts a new one on the same database with the same secrets.
+    /// Stops this hub and starts a new one on the same port, database and secrets: a restart as
+    /// clients see it.
     pub async fn restart(mut self) -> Self {
         self.begin_stop();
         self.stopped().await;
-        Self::launch(Arc::clone(&self.dir), self.config.clone()).await
+        Self::launch(Arc::clone(&self.dir), self.config.clone(), self.addr).await
     }
 
     pub fn http_url(&self, path: &str) -> String {
