@@ -164,7 +164,8 @@ impl HubConfig {
     }
 }
 
-/// The `rtctl.toml` file: every setting is optional; names match the long flags with `_`.
+/// The `rtctl.toml` file, or the flags laid over it: every setting is optional; names match the long
+/// flags with `_`.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -256,27 +257,9 @@ pub fn parse_size(setting: &str, text: &str) -> anyhow::Result<usize> {
     Ok(number * multiplier)
 }
 
-/// The settings of `rtctl serve` before defaults: flags and env already merged by clap.
-#[derive(Debug, Default, Clone)]
-pub struct ServeSettings {
-    pub bind: Option<String>,
-    pub jwt_secret: Option<String>,
-    pub jwt_public_key: Option<PathBuf>,
-    pub jwks: Option<PathBuf>,
-    pub jwt_issuer: Option<String>,
-    pub jwt_audience: Option<String>,
-    pub api_key: Option<String>,
-    pub allowed_origins: Option<String>,
-    pub database_url: Option<String>,
-    pub max_frame: Option<String>,
-    pub queue: Option<usize>,
-    pub heartbeat_interval: Option<String>,
-    pub heartbeat_timeout: Option<String>,
-    pub ws_token_ttl: Option<String>,
-    pub shutdown_timeout: Option<String>,
-}
-
-impl ServeSettings {
+/// The settings of `rtctl serve` from flags and env (clap merged those two) are a [`FileConfig`] too:
+/// `flags.resolve(&file)` lays them over the file, then the defaults.
+impl FileConfig {
     /// Merges with the file and the defaults and validates; every error names its setting.
     pub fn resolve(self, file: &FileConfig) -> anyhow::Result<HubConfig> {
         let bind_text = self.bind.or(file.bind.clone()).unwrap_or_else(|| DEFAULT_BIND.to_owned());
@@ -460,7 +443,7 @@ mod tests {
             bind: Some("127.0.0.1:9000".into()),
             ..FileConfig::default()
         };
-        let settings = ServeSettings { bind: Some("127.0.0.1:9100".into()), ..ServeSettings::default() };
+        let settings = FileConfig { bind: Some("127.0.0.1:9100".into()), ..FileConfig::default() };
         let config = settings.resolve(&file).unwrap();
         assert_eq!(config.bind.port(), 9100);
         assert_eq!(config.api_key.expose(), "file-key-0123456789");

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::cli::ServeArgs;
-use crate::config::{FileConfig, ServeSettings};
+use crate::config::FileConfig;
 
 pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
     let file = match FileConfig::load(config_path)? {
@@ -32,8 +32,10 @@ pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn settings(args: ServeArgs) -> ServeSettings {
-    ServeSettings {
+/// The flags (and their `RTCTL_*` variables) as settings to lay over the file.
+fn settings(args: ServeArgs) -> FileConfig {
+    FileConfig {
+        url: None,
         bind: args.bind,
         jwt_secret: args.jwt_secret,
         jwt_public_key: args.jwt_public_key,

@@ -22,8 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -198,7 +200,7 @@ fn request_token<'a>(query: &'a TokenQuery, headers: &'a HeaderMap) -> Option<&'
 /// Checks the origin and prepares the upgrade with the hub's limits; an error is the HTTP answer.
 fn prepare_upgrade(
     hub: &Hub,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     headers: &HeaderMap,
 ) -> Result<WebSocketUpgrade, ApiError> {
     let upgrade = upgrade.map_err(|rejection| {
@@ -269,58 +271,55 @@ where
     })
 }
 
-async fn ws_notifications(
-    State(hub): State<Arc<Hub>>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-    Query(query): Query<TokenQuery>,
+/// What every WebSocket route extracts: the upgrade (or why it is not one), the `token` query
+/// parameter and the headers (`Origin`, `Host`, `Authorization`).
+struct WsRequest {
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    query: TokenQuery,
     headers: HeaderMap,
-) -> Response {
-    match prepare_upgrade(&hub, upgrade, &headers) {
-        Ok(upgrade) => accept(hub, upgrade, request_token(&query, &headers), notifications::open),
-        Err(error) => error.into_response(),
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WsRequest {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let upgrade = WebSocketUpgrade::from_request_parts(parts, state).await;
+        let Query(query) = Query::<TokenQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        Ok(Self { upgrade, query, headers: parts.headers.clone() })
     }
 }
 
-async fn ws_events(
-    State(hub): State<Arc<Hub>>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-    Path(org_id): Path<String>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Response {
-    match prepare_upgrade(&hub, upgrade, &headers) {
-        Ok(upgrade) => {
-            accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| events::open(hub, conn, org_id))
+impl WsRequest {
+    /// Checks the origin, then authenticates, upgrades and hands the socket to `open`.
+    fn accept<S, F, Fut>(self, hub: Arc<Hub>, open: F) -> Response
+    where
+        S: Session,
+        F: FnOnce(Arc<Hub>, Conn) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Accepted<S>, Refusal>> + Send,
+    {
+        match prepare_upgrade(&hub, self.upgrade, &self.headers) {
+            Ok(upgrade) => accept(hub, upgrade, request_token(&self.query, &self.headers), open),
+            Err(error) => error.into_response(),
         }
-        Err(error) => error.into_response(),
     }
 }
 
-async fn ws_dashboard(
-    State(hub): State<Arc<Hub>>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Response {
-    match prepare_upgrade(&hub, upgrade, &headers) {
-        Ok(upgrade) => accept(hub, upgrade, request_token(&query, &headers), dashboard::open),
-        Err(error) => error.into_response(),
-    }
+async fn ws_notifications(State(hub): State<Arc<Hub>>, request: WsRequest) -> Response {
+    request.accept(hub, notifications::open)
 }
 
-async fn ws_chat(
-    State(hub): State<Arc<Hub>>,
-    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-    Path(room_id): Path<String>,
-    Query(query): Query<TokenQuery>,
-    headers: HeaderMap,
-) -> Response {
-    match prepare_upgrade(&hub, upgrade, &headers) {
-        Ok(upgrade) => {
-            accept(hub, upgrade, request_token(&query, &headers), move |hub, conn| chat::open(hub, conn, room_id))
-        }
-        Err(error) => error.into_response(),
-    }
+async fn ws_events(State(hub): State<Arc<Hub>>, Path(org_id): Path<String>, request: WsRequest) -> Response {
+    request.accept(hub, move |hub, conn| events::open(hub, conn, org_id))
+}
+
+async fn ws_dashboard(State(hub): State<Arc<Hub>>, request: WsRequest) -> Response {
+    request.accept(hub, dashboard::open)
+}
+
+async fn ws_chat(State(hub): State<Arc<Hub>>, Path(room_id): Path<String>, request: WsRequest) -> Response {
+    request.accept(hub, move |hub, conn| chat::open(hub, conn, room_id))
 }
 
 /// A database URL without its password, for messages.
