@@ -85,8 +85,8 @@ pub async fn refuse(mut socket: WebSocket, refusal: Refusal) {
     close_socket(&mut socket, refusal.code, refusal.reason).await;
 }
 
-/// Runs a connection whose endpoint accepted it (the caller counted it as connected before `open`):
-/// sends the greetings, then serves until it ends, and uncounts it.
+/// Runs a connection whose endpoint accepted it: sends the greetings, then serves until it ends. (The
+/// caller counts the connection in and out, around `open` and this.)
 pub async fn serve<S: Session>(hub: Arc<Hub>, mut socket: WebSocket, accepted: Accepted<S>) {
     let Accepted { mut session, conn, greetings } = accepted;
     let end = run_loop(&hub, &mut socket, &conn, greetings, &mut session).await;
@@ -113,10 +113,11 @@ async fn run_loop<S: Session>(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
 
+    let count = greetings.len() as u64;
     if let Some(end) = write(hub, &conn.outbox, socket, greetings.into_iter().map(|g| Message::Text(g.into()))).await {
         return end;
     }
-    hub.metrics.frames_out(S::ENDPOINT, 1);
+    hub.metrics.frames_out(S::ENDPOINT, count);
     loop {
         tokio::select! {
             _ = hub.shutdown.cancelled() => return End::Close(close::GOING_AWAY, "hub shutting down"),
