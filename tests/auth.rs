@@ -198,3 +198,60 @@ async fn bad_http_credentials_are_401_and_counted() {
     assert!(metrics.lines().any(|l| l == "rtctl_auth_failures_total{reason=\"api_key\"} 1"), "{metrics}");
     assert!(metrics.lines().any(|l| l == "rtctl_auth_failures_total{reason=\"invalid\"} 1"), "{metrics}");
 }
+
+/// A hub configured with a PEM public key accepts RS256 tokens signed by its private key and refuses
+/// HS256 ones (even signed with a secret it once had): only the configured algorithm counts.
+#[tokio::test]
+async fn a_pem_public_key_hub_takes_rs256_only() {
+    let hub = TestHub::start_with(|config| {
+        config.keys = auth::KeySource::PublicKeyPem(include_str!("fixtures/rs256-public.pem").to_owned());
+    })
+    .await;
+    let claims = auth::claims_for(&user_identity("u1"), Duration::from_secs(3600));
+    let rs256 =
+        auth::mint(&claims, &SigningKey::Rs256(include_str!("fixtures/rs256-private.pem").into())).expect("mint");
+    let (_ws, greeting) = hub.connect("/ws/notifications/", &rs256).await;
+    assert_eq!(greeting["user_id"], "u1");
+    let hs256 = auth::mint(&claims, &SigningKey::Hs256("some-shared-secret-0123456789".into())).expect("mint");
+    assert_eq!(refused(&hub, &hs256).await, (4001, "token algorithm not allowed".to_owned()));
+}
+
+/// A JWKS hub picks the key by `kid`: an ES256 token with kid `ec-1` gets in; an unknown kid is refused.
+#[tokio::test]
+async fn a_jwks_hub_chooses_the_key_by_kid() {
+    let hub = TestHub::start_with(|config| {
+        config.keys = auth::KeySource::Jwks(include_str!("fixtures/jwks.json").to_owned());
+    })
+    .await;
+    let claims = auth::claims_for(&user_identity("u2"), Duration::from_secs(3600));
+    let key = SigningKey::Es256(include_str!("fixtures/es256-private.pem").into());
+    let es256 = auth::mint_with_kid(&claims, &key, Some("ec-1")).expect("mint");
+    let (_ws, greeting) = hub.connect("/ws/notifications/", &es256).await;
+    assert_eq!(greeting["user_id"], "u2");
+    let unknown = auth::mint_with_kid(&claims, &key, Some("nope")).expect("mint");
+    let (code, reason) = refused(&hub, &unknown).await;
+    assert_eq!(code, 4001);
+    assert!(reason.contains("kid"), "{reason}");
+}
+
+/// With an issuer and an audience configured, a token must carry both, matching.
+#[tokio::test]
+async fn configured_issuer_and_audience_are_required() {
+    let hub = TestHub::start_with(|config| {
+        config.jwt_issuer = Some("https://sso.example.com".into());
+        config.jwt_audience = Some("rtctl".into());
+    })
+    .await;
+    let secret = SigningKey::Hs256(hub.config.jwt_secret().expect("a secret").to_owned());
+    let mut claims = auth::claims_for(&user_identity("u3"), Duration::from_secs(3600));
+    let bare = auth::mint(&claims, &secret).expect("mint");
+    assert_eq!(refused(&hub, &bare).await.0, 4001);
+    claims.iss = Some("https://sso.example.com".into());
+    claims.aud = Some("someone-else".into());
+    let wrong_audience = auth::mint(&claims, &secret).expect("mint");
+    assert_eq!(refused(&hub, &wrong_audience).await.0, 4001);
+    claims.aud = Some("rtctl".into());
+    let good = auth::mint(&claims, &secret).expect("mint");
+    let (_ws, greeting) = hub.connect("/ws/notifications/", &good).await;
+    assert_eq!(greeting["user_id"], "u3");
+}
