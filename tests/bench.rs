@@ -186,7 +186,6 @@ async fn bench_in_process(url: &str) -> Summary {
 
 /// Runs the real binary against `url` with extra flags.
 async fn bench_binary(url: &str, extra: &[&str]) -> Output {
-    // HOOK: needs src/main.rs to dispatch `rtctl bench` to `cmd::bench::run`.
     tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
         .args(["bench", "fanout", "--url", url, "-n", "5"])
         .args(SHORT_RUN)
