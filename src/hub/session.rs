@@ -118,9 +118,13 @@ async fn run_loop<S: Session>(
         return end;
     }
     hub.metrics.frames_out(S::ENDPOINT, count);
+    // Registered once: every session waits on the same token, and re-registering on each wake-up would
+    // take its lock from both cores for every delivery.
+    let shutdown = hub.shutdown.cancelled();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            _ = hub.shutdown.cancelled() => return End::Close(close::GOING_AWAY, "hub shutting down"),
+            _ = &mut shutdown => return End::Close(close::GOING_AWAY, "hub shutting down"),
             status = conn.outbox.next_batch(&mut batch) => {
                 if status == Batch::Overflowed {
                     return End::Close(close::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
