@@ -254,7 +254,7 @@ pub fn parse_size(setting: &str, text: &str) -> anyhow::Result<usize> {
     let number: usize = number
         .parse()
         .with_context(|| format!("invalid {setting} `{text}`: expected a size like 65536, 64KiB or 1MiB"))?;
-    Ok(number * multiplier)
+    number.checked_mul(multiplier).with_context(|| format!("invalid {setting} `{text}`: too large"))
 }
 
 /// The settings of `rtctl serve` from flags and env (clap merged those two) are a [`FileConfig`] too:
@@ -429,6 +429,8 @@ mod tests {
     fn sizes_and_durations_name_the_setting() {
         assert_eq!(parse_size("max_frame", "64KiB").unwrap(), 65536);
         assert_eq!(parse_size("max_frame", "1024").unwrap(), 1024);
+        let err = parse_size("max_frame", &format!("{}KiB", usize::MAX)).unwrap_err().to_string();
+        assert!(err.contains("too large"), "{err}");
         let err = parse_size("max_frame", "lots").unwrap_err().to_string();
         assert!(err.contains("max_frame"), "{err}");
         assert_eq!(parse_duration("ws_token_ttl", "30m").unwrap(), Duration::from_secs(1800));

@@ -216,9 +216,18 @@ pub struct NotificationPage {
     pub unread_count: i64,
 }
 
-/// The default and largest page of `get_notifications` and `get_history`.
+/// The default and largest page of every list (`get_notifications`, `get_history`, the REST lists).
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
+
+/// A list's `limit`: absent means [`DEFAULT_PAGE`]; otherwise 1..=[`MAX_PAGE`].
+pub fn page_limit(limit: Option<u32>) -> Result<u32, String> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(format!("limit must be between 1 and {MAX_PAGE}"));
+    }
+    Ok(limit)
+}
 
 /// The default `notification_type` of a notification.
 pub const DEFAULT_NOTIFICATION_TYPE: &str = "general";

@@ -66,32 +66,12 @@ pub fn table(s: &Summary) -> String {
             if ok { counts.green() } else { counts.red() },
             format!("{:.0}", d.per_s).bold()
         );
-        let _ = writeln!(
-            t,
-            "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
-            "latency (ms)".bold(),
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "max",
-            "mean"
-        );
+        header(&mut t);
         row(&mut t, "delivery", &s.latency_ms);
         row(&mut t, "completion", &s.completion_ms);
         row(&mut t, "publisher lag", &s.publisher_lag_ms);
     } else {
-        let _ = writeln!(
-            t,
-            "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
-            "latency (ms)".bold(),
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "max",
-            "mean"
-        );
+        header(&mut t);
     }
     row(&mut t, "handshake", &s.connections.handshake_ms);
     t.push('\n');
@@ -148,6 +128,21 @@ pub fn table(s: &Summary) -> String {
         }
     }
     t
+}
+
+/// The column heads of the latency table.
+fn header(t: &mut String) {
+    let _ = writeln!(
+        t,
+        "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        "latency (ms)".bold(),
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+        "mean"
+    );
 }
 
 fn row(t: &mut String, name: &str, p: &Percentiles) {

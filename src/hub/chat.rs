@@ -19,7 +19,7 @@ use super::registry::Membership;
 use super::session::{Accepted, Conn, Refusal, Session};
 use crate::auth::Identity;
 use crate::layer::{ConnId, Push, group};
-use crate::protocol::{self, ChatRequest, DEFAULT_PAGE, MAX_PAGE, RequestError, ServerMessage, close};
+use crate::protocol::{self, ChatRequest, DEFAULT_PAGE, RequestError, ServerMessage, close};
 use crate::store::{ChatMessage, Created, MessagePage, MessageQuery, NewChatMessage, NewRoom, ReadUpdate, Room};
 
 /// A message's length limits, in characters after trimming (PROTOCOL §4.4).
@@ -174,11 +174,7 @@ fn history_frame(room_id: &str, page: &MessagePage, id: Option<&Value>) -> Strin
 }
 
 fn message_query(before_id: Option<i64>, limit: Option<u32>) -> Result<MessageQuery, String> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(format!("limit must be between 1 and {MAX_PAGE}"));
-    }
-    Ok(MessageQuery { before_id, limit })
+    Ok(MessageQuery { before_id, limit: protocol::page_limit(limit)? })
 }
 
 fn may_enter(room: &Room, identity: &Identity) -> bool {

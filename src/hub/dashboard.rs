@@ -21,9 +21,6 @@ use crate::layer::{ConnId, Push, group};
 use crate::protocol::{self, DashboardRequest, ServerMessage, Stats, close};
 use crate::store::{ActivityKind, Approval, Created, Decision, NewNotification, NewPendingUser, PendingUser, Verdict};
 
-/// Default and largest page of the pending, recent and activity lists.
-const DEFAULT_LIST: u32 = 50;
-const MAX_LIST: u32 = 200;
 /// Longest email, name, reason and order status accepted.
 const MAX_EMAIL: usize = 254;
 const MAX_NAME: usize = 200;
@@ -250,11 +247,7 @@ struct ListQuery {
 impl ListQuery {
     fn limit(query: Result<Query<Self>, axum::extract::rejection::QueryRejection>) -> Result<u32, ApiError> {
         let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-        let limit = query.limit.unwrap_or(DEFAULT_LIST);
-        if !(1..=MAX_LIST).contains(&limit) {
-            return Err(ApiError::bad_request(format!("limit must be between 1 and {MAX_LIST}")));
-        }
-        Ok(limit)
+        protocol::page_limit(query.limit).map_err(ApiError::bad_request)
     }
 }
 

@@ -14,8 +14,8 @@ use super::registry::Membership;
 use super::session::{Accepted, Conn, Refusal, Session};
 use crate::layer::{Push, group};
 use crate::protocol::{
-    self, DEFAULT_NOTIFICATION_TYPE, DEFAULT_PAGE, MAX_PAGE, NewNotificationFields, Notification, NotificationRequest,
-    RequestError, ServerMessage, close,
+    self, DEFAULT_NOTIFICATION_TYPE, NewNotificationFields, Notification, NotificationRequest, RequestError,
+    ServerMessage, close,
 };
 use crate::store::{Deleted, MarkRead, NewNotification, NotificationQuery, StoreError};
 
@@ -181,11 +181,7 @@ fn internal(error: StoreError) -> RequestError {
 
 /// Validates a page request: `limit` 1..=200 (default 50).
 pub fn page_query(limit: Option<u32>, before_id: Option<i64>, unread_only: bool) -> Result<NotificationQuery, String> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(format!("limit must be between 1 and {MAX_PAGE}"));
-    }
-    Ok(NotificationQuery { limit, before_id, unread_only })
+    Ok(NotificationQuery { limit: protocol::page_limit(limit)?, before_id, unread_only })
 }
 
 /// Checks a notification's fields for one recipient; the message names the field at fault.
