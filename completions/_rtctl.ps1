@@ -53,6 +53,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('--queue', '--queue', [CompletionResultType]::ParameterName, 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]')
             [CompletionResult]::new('--heartbeat-interval', '--heartbeat-interval', [CompletionResultType]::ParameterName, 'Interval between server WebSocket pings [default: 20s]')
             [CompletionResult]::new('--heartbeat-timeout', '--heartbeat-timeout', [CompletionResultType]::ParameterName, 'Silence after which a connection is closed with 4000 [default: 60s]')
+            [CompletionResult]::new('--send-timeout', '--send-timeout', [CompletionResultType]::ParameterName, 'Longest a client''s socket may refuse queued frames before it is closed with 4008 [default: 10s]')
             [CompletionResult]::new('--ws-token-ttl', '--ws-token-ttl', [CompletionResultType]::ParameterName, 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]')
             [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'Longest a shutdown waits for sockets and requests [default: 10s]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')

@@ -947,7 +947,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__serve)
-            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --max-frame --queue --heartbeat-interval --heartbeat-timeout --ws-token-ttl --shutdown-timeout --config --verbose --help"
+            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1002,6 +1002,10 @@ _rtctl() {
                     return 0
                     ;;
                 --heartbeat-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --send-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

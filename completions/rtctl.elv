@@ -49,6 +49,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --queue 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]'
             cand --heartbeat-interval 'Interval between server WebSocket pings [default: 20s]'
             cand --heartbeat-timeout 'Silence after which a connection is closed with 4000 [default: 60s]'
+            cand --send-timeout 'Longest a client''s socket may refuse queued frames before it is closed with 4008 [default: 10s]'
             cand --ws-token-ttl 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]'
             cand --shutdown-timeout 'Longest a shutdown waits for sockets and requests [default: 10s]'
             cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'

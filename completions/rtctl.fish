@@ -50,6 +50,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-frame -d 'Larg
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l queue -d 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l heartbeat-interval -d 'Interval between server WebSocket pings [default: 20s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l heartbeat-timeout -d 'Silence after which a connection is closed with 4000 [default: 60s]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l send-timeout -d 'Longest a client\'s socket may refuse queued frames before it is closed with 4008 [default: 10s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l ws-token-ttl -d 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l shutdown-timeout -d 'Longest a shutdown waits for sockets and requests [default: 10s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F

@@ -124,6 +124,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_HEARTBEAT_TIMEOUT", value_name = "DURATION")]
     pub heartbeat_timeout: Option<String>,
 
+    /// Longest a client's socket may refuse queued frames before it is closed with 4008 [default: 10s]
+    #[arg(long, env = "RTCTL_SEND_TIMEOUT", value_name = "DURATION")]
+    pub send_timeout: Option<String>,
+
     /// Lifetime of a ws token from /api/user/ws-token/ [default: 30m]
     #[arg(long, env = "RTCTL_WS_TOKEN_TTL", value_name = "DURATION")]
     pub ws_token_ttl: Option<String>,

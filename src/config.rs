@@ -29,6 +29,9 @@ pub const DEFAULT_QUEUE: usize = 1024;
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(20);
 /// How long a connection may stay silent before it is closed with 4000 (PROTOCOL §3).
 pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a client's socket may take nothing of what is queued for it before it is a slow consumer
+/// (4008). Long enough for a phone on a bad network; a reader that takes anything restarts it.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a ws token stays valid (PROTOCOL §1).
 pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
 /// How long shutdown waits for sockets and in-flight requests.
@@ -109,6 +112,7 @@ pub struct Limits {
     pub queue: usize,
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
+    pub send_timeout: Duration,
     pub ws_token_ttl: Duration,
     pub shutdown_timeout: Duration,
 }
@@ -120,6 +124,7 @@ impl Default for Limits {
             queue: DEFAULT_QUEUE,
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
             heartbeat_timeout: DEFAULT_HEARTBEAT_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             ws_token_ttl: DEFAULT_WS_TOKEN_TTL,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
         }
@@ -183,6 +188,7 @@ pub struct FileConfig {
     pub queue: Option<usize>,
     pub heartbeat_interval: Option<String>,
     pub heartbeat_timeout: Option<String>,
+    pub send_timeout: Option<String>,
     pub ws_token_ttl: Option<String>,
     pub shutdown_timeout: Option<String>,
 }
@@ -340,6 +346,7 @@ impl FileConfig {
                 &file.heartbeat_timeout,
                 defaults.heartbeat_timeout,
             )?,
+            send_timeout: duration("send_timeout", self.send_timeout, &file.send_timeout, defaults.send_timeout)?,
             ws_token_ttl: duration("ws_token_ttl", self.ws_token_ttl, &file.ws_token_ttl, defaults.ws_token_ttl)?,
             shutdown_timeout: duration(
                 "shutdown_timeout",

@@ -24,14 +24,18 @@ enum Fault {
     DropEvery(u64),
     /// Publishes event number `n` (1-based) twice.
     Duplicate(u64),
-    /// Holds event `n` back and publishes it after event `n + 1`.
+    /// Holds event `n` back and publishes it after event `n + 1`, answering each request at once.
     Swap(u64),
+    /// Leaves the request for event `n` unanswered until event `n + 1` arrives, then publishes `n + 1`
+    /// first: two requests in flight at once, which a hub may take in either order.
+    SwapInFlight(u64),
 }
 
 struct Fake {
     fault: Fault,
     events: AtomicU64,
     held: std::sync::Mutex<Option<String>>,
+    released: tokio::sync::Notify,
     groups: broadcast::Sender<String>,
     /// Chat frames as (room, frame); each chat socket keeps those of its room.
     rooms: broadcast::Sender<(String, String)>,
@@ -44,6 +48,7 @@ async fn fake_hub(fault: Fault) -> String {
         fault,
         events: AtomicU64::new(0),
         held: std::sync::Mutex::new(None),
+        released: tokio::sync::Notify::new(),
         groups: broadcast::channel(4096).0,
         rooms: broadcast::channel(4096).0,
         chat_ids: AtomicU64::new(0),
@@ -147,6 +152,17 @@ async fn publish(
                 send(held);
             }
         }
+        Fault::SwapInFlight(which) if n == which => {
+            *fake.held.lock().unwrap() = Some(frame);
+            fake.released.notified().await;
+        }
+        Fault::SwapInFlight(which) if n == which + 1 => {
+            send(frame);
+            if let Some(held) = fake.held.lock().unwrap().take() {
+                send(held);
+            }
+            fake.released.notify_one();
+        }
         _ => send(frame),
     }
     StatusCode::ACCEPTED
@@ -158,14 +174,12 @@ struct Cli {
     args: BenchArgs,
 }
 
-/// Common flags for a short deterministic run: 20 messages, no warm-up.
+/// Common flags for a short deterministic run: 20 messages, no warm-up (the rate is each test's own).
 const SHORT_RUN: &[&str] = &[
     "--jwt-secret",
     "test-secret",
     "--api-key",
     "test-key",
-    "-r",
-    "100",
     "--messages",
     "20",
     "--warmup",
@@ -175,10 +189,11 @@ const SHORT_RUN: &[&str] = &[
     "-q",
 ];
 
-/// Runs the bench in-process against `url` and returns its summary.
-async fn bench_in_process(url: &str) -> Summary {
+/// Runs the bench in-process against `url` at `rate` messages/s and returns its summary.
+async fn bench_in_process(url: &str, rate: &str) -> Summary {
     let mut argv = vec!["bench", "fanout", "--url", url, "-n", "5"];
     argv.extend_from_slice(SHORT_RUN);
+    argv.extend_from_slice(&["-r", rate]);
     let args = Cli::parse_from(argv).args;
     let target = Target::new(url, "test-secret".into(), "test-key".into()).await.unwrap();
     rtctl::bench::run(&args.config().unwrap(), &target).await.unwrap()
@@ -187,7 +202,7 @@ async fn bench_in_process(url: &str) -> Summary {
 /// Runs the real binary against `url` with extra flags.
 async fn bench_binary(url: &str, extra: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
-        .args(["bench", "fanout", "--url", url, "-n", "5"])
+        .args(["bench", "fanout", "--url", url, "-n", "5", "-r", "100"])
         .args(SHORT_RUN)
         .args(extra)
         .env("NO_COLOR", "1")
@@ -199,7 +214,7 @@ async fn bench_binary(url: &str, extra: &[&str]) -> Output {
 /// A hub that drops every 10th event loses 2 of 20 messages for each of 5 subscribers: 10 deliveries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_dropped_messages_as_loss() {
-    let s = bench_in_process(&fake_hub(Fault::DropEvery(10)).await).await;
+    let s = bench_in_process(&fake_hub(Fault::DropEvery(10)).await, "100").await;
     assert_eq!(s.connections.established, 5);
     assert_eq!((s.deliveries.expected, s.deliveries.received, s.deliveries.lost), (100, 90, 10));
     assert_eq!((s.deliveries.duplicates, s.deliveries.out_of_order), (0, 0));
@@ -209,7 +224,7 @@ async fn reports_dropped_messages_as_loss() {
 /// A message delivered twice counts once as received and once per subscriber as a duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_duplicated_messages() {
-    let s = bench_in_process(&fake_hub(Fault::Duplicate(5)).await).await;
+    let s = bench_in_process(&fake_hub(Fault::Duplicate(5)).await, "100").await;
     assert_eq!((s.deliveries.received, s.deliveries.lost, s.deliveries.duplicates), (100, 0, 5));
 }
 
@@ -219,7 +234,7 @@ async fn chat_rooms_deliver_to_every_member() {
     let url = fake_hub(Fault::None).await;
     let mut argv = vec!["bench", "chat", "--url", &url, "--room-size", "3"];
     argv.extend_from_slice(SHORT_RUN);
-    argv.extend_from_slice(&["-n", "6"]);
+    argv.extend_from_slice(&["-n", "6", "-r", "100"]);
     let args = Cli::parse_from(argv).args;
     let target = Target::new(&url, "test-secret".into(), "test-key".into()).await.unwrap();
     let s = rtctl::bench::run(&args.config().unwrap(), &target).await.unwrap();
@@ -230,11 +245,21 @@ async fn chat_rooms_deliver_to_every_member() {
     assert_eq!(s.errors.len(), 0, "{:?}", s.errors);
 }
 
-/// Two messages swapped in flight are one out-of-order delivery per subscriber, and no loss.
+/// A message the hub acknowledged and then delivered after the next one is one out-of-order delivery per
+/// subscriber, and no loss. (20 msg/s: the next message leaves 50 ms after the acknowledgement.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_reordered_messages() {
-    let s = bench_in_process(&fake_hub(Fault::Swap(3)).await).await;
+    let s = bench_in_process(&fake_hub(Fault::Swap(3)).await, "20").await;
     assert_eq!((s.deliveries.received, s.deliveries.lost, s.deliveries.out_of_order), (100, 0, 5));
+}
+
+/// Two publishes in flight at the same time have no order the hub owes: taking the later one first is not
+/// a reordering (the open-loop publisher's concurrent requests may reach any hub this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_publishes_may_arrive_in_either_order() {
+    let s = bench_in_process(&fake_hub(Fault::SwapInFlight(3)).await, "100").await;
+    assert_eq!((s.deliveries.received, s.deliveries.lost), (100, 0));
+    assert_eq!((s.deliveries.duplicates, s.deliveries.out_of_order), (0, 0));
 }
 
 /// A well-behaved hub passes `loss=0` (exit 0); a lossy one fails it with exit 3 and says which threshold.

@@ -178,3 +178,41 @@ async fn a_slow_consumer_is_closed_with_4008_and_others_get_every_event() {
     let ping = request(&mut healthy, json!({"type": "ping", "timestamp": "ok"})).await;
     assert_eq!(ping, json!({"type": "pong", "timestamp": "ok"}));
 }
+
+/// A close the client starts is answered with the hub's own close frame, so the client sees a clean
+/// close handshake (not a reset).
+#[tokio::test]
+async fn a_client_close_is_echoed() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.notifications("u1").await;
+    ws.send(Message::Close(None)).await.expect("the close frame goes out");
+    let next = tokio::time::timeout(Duration::from_secs(5), futures_util::StreamExt::next(&mut ws)).await;
+    assert!(matches!(next, Ok(Some(Ok(Message::Close(_))))), "{next:?}");
+}
+
+/// A subscriber whose socket takes nothing for `send_timeout` is closed with 4008 even though its queue
+/// never filled, and counted once; what it had taken is a prefix of the events, in order.
+#[tokio::test]
+async fn a_stalled_socket_is_closed_with_4008_after_the_send_timeout() {
+    let hub = TestHub::start_with(|config| config.limits.send_timeout = Duration::from_millis(300)).await;
+    let token = hub.member_jwt("stalled", &["acme"]);
+    let mut stalled = RawWs::connect_small(hub.addr, &format!("/ws/events/acme/?token={token}")).await;
+    let pad = "p".repeat(256 * 1024);
+    // Far more than the socket buffers hold, far fewer than the queue (1024): only the timer can act.
+    for seq in 0..40 {
+        publish_event(&hub, seq, &pad).await;
+    }
+    let started = Instant::now();
+    while !hub.metrics().await.contains("\nrtctl_slow_consumer_closes_total 1\n") {
+        assert!(started.elapsed() < Duration::from_secs(5), "no 4008 within 5 s of a stall");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let (code, reason, texts, _) = stalled.close().await;
+    assert_eq!((code, reason.as_str()), (4008, "slow consumer: write timed out"));
+    assert_eq!(texts[0]["type"], "connection_established");
+    let seqs: Vec<_> = texts[1..].iter().map(|e| e["data"]["seq"].as_u64().expect("an event seq")).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "a prefix of the events, in order");
+    assert!(seqs.len() < 40, "the stalled subscriber cannot have taken everything");
+    assert!(hub.metrics().await.contains("\nrtctl_slow_consumer_closes_total 1\n"), "counted once");
+}

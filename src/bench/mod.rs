@@ -11,6 +11,7 @@
 //! - `target`: the hub's URLs and credentials, `/api/v1/stats` memory, chat room creation
 //! - `token`: a private HS256 mint for bench users
 //! - `limits`: open-file limit, ephemeral ports, source addresses, machine limits versus hub failures
+//! - `workers`: one single-threaded runtime per core for the subscriber tasks
 //! - `subscriber`: one socket task: connect, timestamp frames, account for sequence numbers
 //! - `publisher`: the open-loop sender (HTTP POST, or chat frames over the members' sockets)
 //! - `stats`: sharded HDR histograms and timelines, sequence tracking, broadcast completion
@@ -32,6 +33,7 @@ pub mod summary;
 mod target;
 pub mod threshold;
 mod token;
+mod workers;
 
 pub use html::write_html;
 pub use limits::parse_source_ips;

@@ -56,7 +56,9 @@ pub fn run(
                         runtime.block_on(inflight.clone().acquire_owned()).expect("the semaphore is never closed")
                     }
                 };
-                lag.saturating_record(now_ns().saturating_sub(intended));
+                let now = now_ns();
+                lag.saturating_record(now.saturating_sub(intended));
+                shared.sends.sent(seq, now);
                 let request = client
                     .post(&*url)
                     .header("X-API-Key", &shared.target.api_key)
@@ -67,6 +69,7 @@ pub fn run(
                     let state = match request.send().await {
                         // Reading the body lets the connection go back to the pool.
                         Ok(response) if response.status().is_success() => {
+                            shared.sends.acknowledged(seq, now_ns());
                             let _ = response.bytes().await;
                             ACCEPTED
                         }
@@ -92,7 +95,9 @@ pub fn run(
             }
             Channel::Chat(senders) => {
                 debug_assert_eq!(plan.scenario, Scenario::Chat);
-                lag.saturating_record(now_ns().saturating_sub(intended));
+                let now = now_ns();
+                lag.saturating_record(now.saturating_sub(intended));
+                shared.sends.sent(seq, now);
                 let sender = senders.get(plan.sender_of(seq) as usize).and_then(Option::as_ref);
                 let state = match sender.map(|tx| tx.try_send(body)) {
                     Some(Ok(())) => ACCEPTED,

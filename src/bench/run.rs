@@ -14,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 use super::clock::{self, now_ns};
 use super::publisher::{self, Channel};
 use super::scenario::{self, Plan, Scenario};
-use super::stats::{Completion, Recorder, Shards, latency_histogram};
+use super::stats::{Completion, Recorder, Sends, Shards, latency_histogram};
 use super::subscriber::{self, ACCEPTED, FAILED, Outcome, PENDING, Shared};
 use super::summary::*;
 use super::target::Target;
 use super::token::Mint;
+use super::workers::Workers;
 use super::{Config, limits};
 
 /// Histogram shards: many more than worker threads, so a shard lock is almost never contended.
@@ -54,14 +55,15 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         create_rooms(&plan, target, &client).await?;
     }
     let slice = MIN_SLICE.max(window / SLICES).as_nanos() as u64;
+    let workers = Workers::start()?;
     let shared = Arc::new(Shared {
         target: target.clone(),
         mint: Mint::new(&target.jwt_secret),
         shards: Shards::new(SHARDS, slice),
-        completion: Completion::new(plan.total),
+        completion: Completion::new(plan.total, workers.count()),
         status: (0..plan.total).map(|_| AtomicU8::new(PENDING)).collect(),
+        sends: Sends::new(plan.total),
         sent: AtomicU64::new(0),
-        delivered: AtomicU64::new(0),
         stop: CancellationToken::new(),
         source_ips: config.source_ips.clone(),
         ws_config: subscriber::ws_config(),
@@ -73,7 +75,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     let hub_cpu_start = target.pid.and_then(clock::pid_cpu);
     let wall_start = Instant::now();
 
-    let connect = connect_all(config, &shared).await;
+    let connect = connect_all(config, &shared, &workers).await;
     let memory_connected = match memory_before {
         Some(_) => {
             tokio::time::sleep(MEMORY_SETTLE).await;
@@ -269,7 +271,7 @@ struct Connect {
 }
 
 /// Opens every subscriber at the configured pace and waits until each one connected or failed.
-async fn connect_all(config: &Config, shared: &Arc<Shared>) -> Connect {
+async fn connect_all(config: &Config, shared: &Arc<Shared>, workers: &Workers) -> Connect {
     let plan = &shared.plan;
     let bar = progress(config, plan.subscribers, "connecting");
     let permits = Arc::new(Semaphore::new(config.connect_concurrency.max(1)));
@@ -294,7 +296,7 @@ async fn connect_all(config: &Config, shared: &Arc<Shared>) -> Connect {
             chat_senders.push(Some(tx));
             rx
         });
-        handles.push(tokio::spawn(subscriber::run(shared.clone(), key, outbound, report.clone(), permit)));
+        handles.push(workers.spawn(key, subscriber::run(shared.clone(), key, outbound, report.clone(), permit)));
         while let Ok(result) = reports.try_recv() {
             on_report(result, &bar);
         }
@@ -315,7 +317,7 @@ async fn watch_publisher(config: &Config, shared: &Shared, publisher: &tokio::ta
     let bar = progress(config, shared.plan.total, "publishing");
     while !publisher.is_finished() {
         bar.set_position(shared.sent.load(Ordering::Relaxed));
-        bar.set_message(format!("{} deliveries", shared.delivered.load(Ordering::Relaxed)));
+        bar.set_message(format!("{} deliveries", shared.completion.count()));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bar.finish_and_clear();
@@ -340,7 +342,7 @@ async fn drain(config: &Config, shared: &Shared, alive_per_group: &[u64]) {
         .map(|seq| alive_per_group[plan.place(seq).0 as usize])
         .sum();
     let deadline = Instant::now() + config.drain;
-    while shared.delivered.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+    while shared.completion.count() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

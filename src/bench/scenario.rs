@@ -6,6 +6,9 @@
 //! messages, which is what loss, duplicate and order accounting count against.
 
 use std::fmt::Write;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 /// The load patterns the bench knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,11 @@ impl Plan {
     pub fn place(&self, seq: u64) -> (u64, u64) {
         let groups = self.groups();
         (seq % groups, seq / groups)
+    }
+
+    /// The sequence number of group `g`'s message `index` (the inverse of [`Plan::place`]).
+    pub fn seq(&self, g: u64, index: u64) -> u64 {
+        index * self.groups() + g
     }
 
     /// How many messages group `g` gets over the whole run.
@@ -174,12 +182,15 @@ impl Marker {
     /// Finds the marker in a frame with a substring scan: no JSON parse. Accepts `"bench_seq": 12` (any
     /// JSON spacing, as Python's json emits) and `bench_seq=12` (inside a chat `client_id`).
     pub fn scan(frame: &str) -> Option<Marker> {
-        Some(Marker { seq: number_after(frame, SEQ_KEY)?, t_ns: number_after(frame, TIME_KEY)? })
+        // Built once: every received frame is scanned, and str::find sets up its searcher per call.
+        static SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(SEQ_KEY));
+        static TIME: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(TIME_KEY));
+        Some(Marker { seq: number_after(frame, &SEQ)?, t_ns: number_after(frame, &TIME)? })
     }
 }
 
-fn number_after(frame: &str, key: &str) -> Option<u64> {
-    let at = frame.find(key)? + key.len();
+fn number_after(frame: &str, key: &Finder) -> Option<u64> {
+    let at = key.find(frame.as_bytes())? + key.needle().len();
     let rest = frame[at..].trim_start_matches(['"', '\\', ':', '=', ' ']);
     let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
     rest[..digits].parse().ok()

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
 
+use super::workers::lane;
+
 /// Latencies are recorded in nanoseconds from 1 µs to one hour with 3 significant digits (0.1 % error).
 const LATENCY_LOW_NS: u64 = 1_000;
 const LATENCY_HIGH_NS: u64 = 3_600 * 1_000_000_000;
@@ -137,8 +139,8 @@ impl Shards {
 pub enum Seen {
     /// First arrival, in order.
     New,
-    /// First arrival, but after a later message of the same group.
-    Late,
+    /// First arrival, but after the group's later message with this index.
+    Late(u64),
     /// Arrived before.
     Duplicate,
     /// Not a message this subscriber's group was sent.
@@ -170,7 +172,7 @@ impl SeqTracker {
         }
         self.bits[word] |= bit;
         match self.highest {
-            Some(high) if index < high => Seen::Late,
+            Some(high) if index < high => Seen::Late(high),
             _ => {
                 self.highest = Some(index);
                 Seen::New
@@ -183,22 +185,80 @@ impl SeqTracker {
     }
 }
 
-/// Per message, the bench-clock time its last delivery arrived (0: none yet).
-pub struct Completion(Vec<AtomicU64>);
+/// Per message, when the publisher sent it and when the hub acknowledged it (bench clock, 0: not yet).
+///
+/// A message the hub acknowledged before a later one was sent must reach every subscriber first; two
+/// publishes in flight at once have no order (the hub may take either first), so their arrival in either
+/// order is not the hub reordering anything.
+pub struct Sends {
+    sent: Vec<AtomicU64>,
+    acknowledged: Vec<AtomicU64>,
+}
 
-impl Completion {
+impl Sends {
     pub fn new(messages: u64) -> Self {
-        Self((0..messages).map(|_| AtomicU64::new(0)).collect())
+        let zeros = || (0..messages).map(|_| AtomicU64::new(0)).collect();
+        Self { sent: zeros(), acknowledged: zeros() }
     }
 
-    pub fn delivered(&self, seq: u64, recv_ns: u64) {
-        if let Some(slot) = self.0.get(seq as usize) {
-            slot.fetch_max(recv_ns, Ordering::Relaxed);
+    /// Message `seq` left for the hub at `t_ns`.
+    pub fn sent(&self, seq: u64, t_ns: u64) {
+        self.sent[seq as usize].store(t_ns.max(1), Ordering::Release);
+    }
+
+    /// The hub acknowledged message `seq` at `t_ns` (the first acknowledgement counts).
+    pub fn acknowledged(&self, seq: u64, t_ns: u64) {
+        let _ = self.acknowledged[seq as usize].compare_exchange(0, t_ns.max(1), Ordering::Release, Ordering::Relaxed);
+    }
+
+    /// Whether the hub had acknowledged `earlier` before `later` was sent, so that it owes them in order.
+    pub fn ordered(&self, earlier: u64, later: u64) -> bool {
+        let acknowledged = self.acknowledged[earlier as usize].load(Ordering::Acquire);
+        let sent = self.sent[later as usize].load(Ordering::Acquire);
+        acknowledged != 0 && sent != 0 && acknowledged <= sent
+    }
+}
+
+/// Per message, the bench-clock time its last delivery arrived (0: none yet).
+///
+/// One array per worker thread (a subscriber writes to its worker's lane): during a broadcast every
+/// delivery raises the message's time, and a single shared slot would bounce between the cores.
+pub struct Completion {
+    lanes: Vec<Vec<AtomicU64>>,
+    /// Measured deliveries so far, per lane (to end the drain early and for progress).
+    counts: Vec<AtomicU64>,
+}
+
+impl Completion {
+    pub fn new(messages: u64, lanes: usize) -> Self {
+        let lanes = lanes.max(1);
+        Self {
+            lanes: (0..lanes).map(|_| (0..messages).map(|_| AtomicU64::new(0)).collect()).collect(),
+            counts: (0..lanes).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
+    /// Subscriber `key`'s delivery of message `seq` at `recv_ns`.
+    pub fn delivered(&self, key: u64, seq: u64, recv_ns: u64) {
+        let lane = lane(key, self.lanes.len());
+        if let Some(slot) = self.lanes[lane].get(seq as usize) {
+            slot.fetch_max(recv_ns, Ordering::Relaxed);
+        }
+        self.counts[lane].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn last_delivery(&self, seq: u64) -> Option<u64> {
-        self.0.get(seq as usize).map(|slot| slot.load(Ordering::Relaxed)).filter(|&t| t != 0)
+        self.lanes
+            .iter()
+            .filter_map(|lane| lane.get(seq as usize))
+            .map(|slot| slot.load(Ordering::Relaxed))
+            .max()
+            .filter(|&t| t != 0)
+    }
+
+    /// Measured deliveries so far.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|count| count.load(Ordering::Relaxed)).sum()
     }
 }
 
@@ -231,7 +291,7 @@ mod tests {
         let mut t = SeqTracker::new(70);
         assert_eq!(t.observe(0), Seen::New);
         assert_eq!(t.observe(2), Seen::New);
-        assert_eq!(t.observe(1), Seen::Late);
+        assert_eq!(t.observe(1), Seen::Late(2));
         assert_eq!(t.observe(2), Seen::Duplicate);
         assert_eq!(t.observe(69), Seen::New);
         assert_eq!(t.observe(70), Seen::Unexpected);
@@ -239,13 +299,30 @@ mod tests {
         assert_eq!(lost, 66);
     }
 
+    /// Only a message acknowledged before the later one was sent owes its place in the order.
+    #[test]
+    fn sends_are_ordered_only_when_they_did_not_overlap() {
+        let s = Sends::new(3);
+        s.sent(0, 10);
+        s.sent(1, 20);
+        assert!(!s.ordered(0, 1), "nothing is acknowledged yet");
+        s.acknowledged(0, 25);
+        assert!(!s.ordered(0, 1), "0 was still in flight when 1 left");
+        s.sent(2, 30);
+        assert!(s.ordered(0, 2));
+        s.acknowledged(0, 5);
+        assert!(s.ordered(0, 2), "the first acknowledgement counts");
+        assert!(!s.ordered(1, 2), "1 is not acknowledged");
+    }
+
     /// Completion keeps the slowest subscriber's arrival per message.
     #[test]
     fn completion_keeps_the_last_arrival() {
-        let c = Completion::new(2);
-        c.delivered(0, 10);
-        c.delivered(0, 30);
-        c.delivered(0, 20);
+        let c = Completion::new(2, 2);
+        c.delivered(0, 0, 10);
+        c.delivered(1, 0, 30);
+        c.delivered(2, 0, 20);
+        assert_eq!(c.count(), 3);
         assert_eq!(c.last_delivery(0), Some(30));
         assert_eq!(c.last_delivery(1), None);
     }

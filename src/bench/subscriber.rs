@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::now_ns;
 use super::limits;
-use super::scenario::{BENCH_ORG, Marker, Plan};
-use super::stats::{Completion, Seen, SeqTracker, Shards};
+use super::scenario::{BENCH_ORG, Marker, Plan, Scenario};
+use super::stats::{Completion, Seen, Sends, SeqTracker, Shards};
 use super::target::Target;
 use super::token::Mint;
 
@@ -35,10 +35,10 @@ pub struct Shared {
     pub completion: Completion,
     /// Per message: [`PENDING`], [`ACCEPTED`] or [`FAILED`].
     pub status: Vec<AtomicU8>,
+    /// Per message: when it was sent and acknowledged, which decides the order the hub owes.
+    pub sends: Sends,
     /// Messages handed to the hub so far (for progress).
     pub sent: AtomicU64,
-    /// Distinct measured deliveries so far (to end the drain early).
-    pub delivered: AtomicU64,
     pub stop: CancellationToken,
     pub source_ips: Vec<IpAddr>,
     pub ws_config: WebSocketConfig,
@@ -134,6 +134,9 @@ async fn read_loop(
     mut outbound: Option<mpsc::Receiver<String>>,
     outcome: &mut Outcome,
 ) {
+    // Registered once: a fresh wait on every frame would lock the token's waiter list each time.
+    let stop = shared.stop.cancelled();
+    tokio::pin!(stop);
     loop {
         tokio::select! {
             biased;
@@ -168,7 +171,7 @@ async fn read_loop(
                     shared.shards.error(key, &format!("send_{}", ws_error_kind(&e)));
                 }
             }
-            () = shared.stop.cancelled() => {
+            () = &mut stop => {
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
                 return;
             }
@@ -193,15 +196,21 @@ fn account(shared: &Shared, key: u64, group: u64, marker: Marker, recv_ns: u64, 
         return;
     }
     let measured = marker.seq >= plan.warmup;
+    if plan.scenario == Scenario::Chat && plan.sender_of(marker.seq) == key {
+        // A chat message has no HTTP answer: the sender's own copy is the hub's acknowledgement.
+        shared.sends.acknowledged(marker.seq, recv_ns);
+    }
     match outcome.tracker.observe(index) {
         Seen::Duplicate => outcome.duplicates += u64::from(measured),
         Seen::Unexpected => shared.shards.error(key, "unexpected_seq"),
-        seen @ (Seen::New | Seen::Late) => {
-            outcome.out_of_order += u64::from(measured && seen == Seen::Late);
+        seen @ (Seen::New | Seen::Late(_)) => {
+            if let Seen::Late(after) = seen {
+                let reordered = shared.sends.ordered(marker.seq, plan.seq(group, after));
+                outcome.out_of_order += u64::from(measured && reordered);
+            }
             if measured {
                 shared.shards.delivery(key, recv_ns, recv_ns.saturating_sub(marker.t_ns));
-                shared.completion.delivered(marker.seq, recv_ns);
-                shared.delivered.fetch_add(1, Ordering::Relaxed);
+                shared.completion.delivered(key, marker.seq, recv_ns);
             }
         }
     }

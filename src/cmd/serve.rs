@@ -49,6 +49,7 @@ fn settings(args: ServeArgs) -> FileConfig {
         queue: args.queue,
         heartbeat_interval: args.heartbeat_interval,
         heartbeat_timeout: args.heartbeat_timeout,
+        send_timeout: args.send_timeout,
         ws_token_ttl: args.ws_token_ttl,
         shutdown_timeout: args.shutdown_timeout,
     }

@@ -3,7 +3,7 @@
 //!
 //! A push reads as one straight line: API handler or client message → store (when stored) →
 //! `layer.publish(group, push)` → this node's [`registry::Registry`] → each connection's
-//! [`outbox::Outbox`] → its session's writer → the socket.
+//! [`outbox::Outbox`] → the socket (or, when the socket is full, its queue and then the session task).
 
 pub mod api;
 mod chat;
@@ -15,6 +15,7 @@ pub mod outbox;
 pub mod presence;
 pub mod registry;
 pub mod session;
+mod upgrade;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,8 +23,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
@@ -32,15 +31,18 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use serde::Deserialize;
 use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use self::api::ApiError;
 use self::metrics::Metrics;
 use self::presence::{LocalPresence, Presence};
 use self::registry::Registry;
 use self::session::{Accepted, Conn, Refusal, Session};
+use self::upgrade::Upgrade;
 use crate::auth::{AuthError, Identity, Verifier, WsTokens};
 use crate::config::HubConfig;
 use crate::layer::{ConnId, MemoryLayer, Push, SharedLayer};
@@ -197,16 +199,8 @@ fn request_token<'a>(query: &'a TokenQuery, headers: &'a HeaderMap) -> Option<&'
     query.token.as_deref().or_else(|| api::bearer(headers))
 }
 
-/// Checks the origin and prepares the upgrade with the hub's limits; an error is the HTTP answer.
-fn prepare_upgrade(
-    hub: &Hub,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    headers: &HeaderMap,
-) -> Result<WebSocketUpgrade, ApiError> {
-    let upgrade = upgrade.map_err(|rejection| {
-        let message = format!("expected a WebSocket upgrade: {rejection}");
-        ApiError::new(rejection.status(), "upgrade_required", message)
-    })?;
+/// Refuses an `Origin` the hub does not allow (HTTP 403, before the upgrade).
+fn check_origin(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let allowed = origin.to_str().is_ok_and(|origin| hub.config.allowed_origins.allows(origin, host));
@@ -215,66 +209,75 @@ fn prepare_upgrade(
             return Err(ApiError::forbidden("origin not allowed"));
         }
     }
+    Ok(())
+}
+
+/// tungstenite's settings for a hub connection.
+fn ws_config(hub: &Hub) -> WebSocketConfig {
     let limits = &hub.config.limits;
-    // Sized on purpose: tungstenite's defaults (128 KiB read and write buffers) would cost over 128 KiB
-    // per idle connection. Reads grow past this only for a large frame; writes flush past it.
-    Ok(upgrade
+    // Sized on purpose: tungstenite's default 128 KiB read buffer would cost over 128 KiB per idle
+    // connection. Writes need no buffer of tungstenite's: they go to the outbox as they are made.
+    WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(WRITE_BUFFER)
-        .max_message_size(limits.max_frame)
-        .max_frame_size(limits.max_frame))
+        .write_buffer_size(0)
+        .max_message_size(Some(limits.max_frame))
+        .max_frame_size(Some(limits.max_frame))
 }
 
 /// Read buffer per connection. tungstenite allocates and zero-fills all of it up front, so it is most of
 /// an idle connection's memory; client frames are small (a larger one grows the buffer as it arrives).
 /// 1 KiB measured 5.6 KiB per idle connection in all, against 8.6 KiB with 4 KiB.
 const READ_BUFFER: usize = 1024;
-/// Bytes collected before a write reaches the socket; a burst flushes once at the end anyway.
-const WRITE_BUFFER: usize = 16 * 1024;
 
-/// Authenticates, upgrades and hands the socket to an endpoint's `open`, which may refuse it.
-fn accept<S, F, Fut>(hub: Arc<Hub>, upgrade: WebSocketUpgrade, token: Option<&str>, open: F) -> Response
+/// Authenticates, answers the upgrade and hands the socket to an endpoint's `open`, which may refuse it.
+fn accept<S, F, Fut>(hub: Arc<Hub>, upgrade: Upgrade, token: Option<&str>, open: F) -> Response
 where
     S: Session,
     F: FnOnce(Arc<Hub>, Conn) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Accepted<S>, Refusal>> + Send,
 {
     let identity = hub.authenticate(token);
-    let tracker = hub.sessions.clone();
-    upgrade.on_upgrade(move |socket: WebSocket| {
-        let span = info_span!("ws", endpoint = S::ENDPOINT.label(), user = tracing::field::Empty);
-        tracker.track_future(
-            async move {
-                let identity = match identity {
-                    Ok(identity) => identity,
-                    Err(error) => {
-                        return session::refuse(socket, Refusal::new(close::UNAUTHORIZED, error.to_string())).await;
-                    }
-                };
-                tracing::Span::current().record("user", identity.user_id.as_str());
-                let outbox = Arc::new(outbox::Outbox::new(hub.config.limits.queue));
-                // Counted (user and connection) before the endpoint opens, so that the stats in its
-                // greeting include it; uncounted when the session ends or was refused.
-                let user_id = identity.user_id.clone();
-                hub.presence.join(presence::scope::HUB, &user_id).await;
-                hub.metrics.connected(S::ENDPOINT);
-                let conn = Conn { id: hub.next_conn_id(), identity, outbox };
-                match open(Arc::clone(&hub), conn).await {
-                    Ok(accepted) => session::serve(Arc::clone(&hub), socket, accepted).await,
-                    Err(refusal) => session::refuse(socket, refusal).await,
+    let (response, pending) = upgrade.respond();
+    let span = info_span!("ws", endpoint = S::ENDPOINT.label(), user = tracing::field::Empty);
+    hub.sessions.clone().spawn(
+        async move {
+            let (tcp, read_already) = match pending.socket().await {
+                Ok(socket) => socket,
+                Err(error) => return debug!(error = %format!("{error:#}"), "upgrade failed"),
+            };
+            let outbox = Arc::new(outbox::Outbox::new(tcp, hub.config.limits.queue, S::ENDPOINT));
+            let wire = outbox::Wire(Arc::clone(&outbox));
+            let socket =
+                WebSocketStream::from_partially_read(wire, read_already, Role::Server, Some(ws_config(&hub))).await;
+            let identity = match identity {
+                Ok(identity) => identity,
+                Err(error) => {
+                    return session::refuse(socket, Refusal::new(close::UNAUTHORIZED, error.to_string())).await;
                 }
-                hub.metrics.disconnected(S::ENDPOINT);
-                hub.presence.leave(presence::scope::HUB, &user_id).await;
+            };
+            tracing::Span::current().record("user", identity.user_id.as_str());
+            // Counted (user and connection) before the endpoint opens, so that the stats in its
+            // greeting include it; uncounted when the session ends or was refused.
+            let user_id = identity.user_id.clone();
+            hub.presence.join(presence::scope::HUB, &user_id).await;
+            hub.metrics.connected(S::ENDPOINT);
+            let conn = Conn { id: hub.next_conn_id(), identity, outbox };
+            match open(Arc::clone(&hub), conn).await {
+                Ok(accepted) => session::serve(Arc::clone(&hub), socket, accepted).await,
+                Err(refusal) => session::refuse(socket, refusal).await,
             }
-            .instrument(span),
-        )
-    })
+            hub.metrics.disconnected(S::ENDPOINT);
+            hub.presence.leave(presence::scope::HUB, &user_id).await;
+        }
+        .instrument(span),
+    );
+    response
 }
 
 /// What every WebSocket route extracts: the upgrade (or why it is not one), the `token` query
 /// parameter and the headers (`Origin`, `Host`, `Authorization`).
 struct WsRequest {
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, ApiError>,
     query: TokenQuery,
     headers: HeaderMap,
 }
@@ -283,7 +286,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WsRequest {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let upgrade = WebSocketUpgrade::from_request_parts(parts, state).await;
+        let upgrade = Upgrade::from_parts(parts, state).await;
         let Query(query) = Query::<TokenQuery>::from_request_parts(parts, state)
             .await
             .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
@@ -299,7 +302,8 @@ impl WsRequest {
         F: FnOnce(Arc<Hub>, Conn) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Accepted<S>, Refusal>> + Send,
     {
-        match prepare_upgrade(&hub, self.upgrade, &self.headers) {
+        let checked = self.upgrade.and_then(|upgrade| check_origin(&hub, &self.headers).map(|()| upgrade));
+        match checked {
             Ok(upgrade) => accept(hub, upgrade, request_token(&self.query, &self.headers), open),
             Err(error) => error.into_response(),
         }

@@ -10,6 +10,7 @@ use tracing::error;
 use super::Hub;
 use super::api::ApiError;
 use super::metrics::Endpoint;
+use super::outbox::Outbox;
 use super::registry::Membership;
 use super::session::{Accepted, Conn, Refusal, Session};
 use crate::layer::{Push, group};
@@ -30,8 +31,8 @@ pub struct NotificationsSession {
     hub: Arc<Hub>,
     user_id: String,
     is_staff: bool,
-    /// Live pushes this connection wants (`subscribe`); empty means all.
-    types: Vec<String>,
+    /// Where the `subscribe` filter lives: pushes are written from the publisher's side.
+    outbox: Arc<Outbox>,
     _membership: Membership,
 }
 
@@ -56,7 +57,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<NotificationsSes
         hub,
         is_staff: conn.identity.is_staff,
         user_id,
-        types: Vec::new(),
+        outbox: Arc::clone(&conn.outbox),
         _membership: membership,
     };
     Ok(Accepted { session, conn, greetings: vec![greeting] })
@@ -77,14 +78,6 @@ impl Session for NotificationsSession {
             Err((error, id)) => protocol::error_frame(&error, id.as_ref()),
         };
         replies.push(reply);
-    }
-
-    fn wants(&self, push: &Push) -> bool {
-        match &push.tag {
-            Some(kind) => self.types.is_empty() || self.types.iter().any(|t| **t == **kind),
-            // Untagged pushes (unread_count) keep every tab in sync whatever it subscribed to.
-            None => true,
-        }
     }
 
     async fn on_close(self) {}
@@ -125,7 +118,7 @@ impl NotificationsSession {
                 if notification_types.iter().any(|t| t.is_empty() || t.len() > MAX_TYPE) {
                     return Err(RequestError::invalid(format!("notification types must be 1..{MAX_TYPE} characters")));
                 }
-                self.types = notification_types.clone();
+                self.outbox.set_types(&notification_types);
                 Ok(Reply::Subscribed(notification_types))
             }
             NotificationRequest::GetNotifications { limit, before_id, unread_only } => {

@@ -1,124 +1,503 @@
-//! A connection's bounded outbound queue: the slow-consumer policy lives here.
+//! A connection's write side: every byte for the client goes through here, in order. The slow-consumer
+//! policy lives here too.
 //!
-//! Publishers never wait: `push` either queues or, when the queue is full, marks the connection
-//! overflowed and drops it from further deliveries. The session sees the mark and closes with 4008.
-//! The writer takes everything queued at once, so a burst goes out with one flush.
+//! A push to a connection with nothing waiting is written to the socket at once, from the publisher's
+//! thread: no task wake-up, no second copy, no re-poll of the session's other futures. Only what the
+//! socket does not take at once is queued, and the session task writes it when the socket drains.
+//! When the hub is behind (the registry says when), pushes are queued instead, so that those piling up
+//! on one connection leave in one `writev`: per-frame syscalls would cap throughput exactly then.
+//! The queue of pushes is bounded: when it is full the connection is marked overflowed, its queue is
+//! dropped, later pushes are ignored, and the session closes it with 4008.
+//!
+//! The session's own frames (greetings, replies, pings, pongs, close) come through [`Wire`], the stream
+//! under its tungstenite socket, so they take their place in the same order and never split a push.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, ready};
 
-use tokio::sync::Notify;
+use bytes::{Buf, Bytes};
+use futures_util::task::AtomicWaker;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use super::metrics::Endpoint;
 use crate::layer::Push;
 
-/// The queue between publishers and one connection's writer.
+/// Frames the session may queue beyond the push capacity: its close frame after an overflow, a pong.
+/// Its own writes wait for the queue to drain, so it never has more than a few outstanding.
+const SESSION_SLACK: usize = 16;
+/// Frames handed to one `writev`; Linux takes up to 1024 buffers, and 64 small frames already fill a
+/// loopback segment.
+const WRITEV_MAX: usize = 64;
+
+/// The write side of one connection, shared by its session and every group it is a member of.
 #[derive(Debug)]
 pub struct Outbox {
-    // A std Mutex: held only to move pointers in or out, never across an await.
+    // A std Mutex: held to queue or to make one non-blocking write, never across an await. Holding it
+    // across the write is what keeps frames whole and in order when several publishers meet.
     state: Mutex<State>,
-    ready: Notify,
+    tcp: Arc<TcpStream>,
+    /// The session task, woken when the queue gets its first frame, overflows or the socket fails.
+    session: AtomicWaker,
     capacity: usize,
+    endpoint: Endpoint,
 }
 
 #[derive(Debug, Default)]
 struct State {
-    queue: VecDeque<Arc<Push>>,
+    /// Encoded frames not yet fully on the socket, oldest first.
+    queue: VecDeque<Bytes>,
+    /// Part of the head frame is on the socket already: it must be finished, whatever happens.
+    head_started: bool,
+    /// The queue is non-empty because the socket was full, since this instant.
+    stalled_since: Option<Instant>,
     overflowed: bool,
+    /// The session is sending its close frame: no push may follow it.
+    closing: bool,
+    /// A write failed or the session ended: nothing more goes out.
+    closed: bool,
+    /// While the session handles a client frame, where its reply goes: before the pushes the handling
+    /// caused, as the client expects the answer to its request first.
+    reply_at: Option<usize>,
+    /// Push tags this connection wants (`subscribe` on notifications); empty means all.
+    types: Vec<Box<str>>,
 }
 
-/// The queue was full; the connection is marked for a 4008 close.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Overflow {
-    /// True for the push that overflowed it, false for pushes after: count the first only.
-    pub first: bool,
+impl State {
+    /// Takes `written` bytes off the front of the queue: whole frames leave it, a partly written one
+    /// stays as its unwritten rest.
+    fn consume(&mut self, mut written: usize) {
+        // Progress: the client is reading, so a stall starts over from the next refusal.
+        if written > 0 {
+            self.stalled_since = None;
+        }
+        while written > 0 {
+            let head = self.queue.front_mut().expect("the socket took no more than was queued");
+            if written < head.len() {
+                head.advance(written);
+                self.head_started = true;
+                return;
+            }
+            written -= head.len();
+            self.queue.pop_front();
+            self.head_started = false;
+            if let Some(at) = self.reply_at.as_mut() {
+                *at = at.saturating_sub(1);
+            }
+        }
+    }
 }
 
-/// What the writer gets when it waits.
+/// What became of one push.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Batch {
-    /// Frames were moved into the caller's buffer.
-    Ready,
+pub enum Pushed {
+    /// On the socket already, or queued behind frames that are.
+    Sent,
+    /// Not for this connection (its subscribe filter), or the connection is closing or gone.
+    Skipped,
+    /// The queue was full: the connection is marked for a 4008 close. `first` is true for the push that
+    /// overflowed it, false for pushes after: count the first only.
+    Overflowed { first: bool },
+}
+
+/// What the session's wait on its outbox returns.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Queued frames were written to the socket.
+    Drained,
     /// The queue overflowed: close with 4008.
     Overflowed,
+    /// The socket refused queued frames and the caller has no timer for it yet.
+    Stalled,
+    /// The socket failed: the client is gone.
+    Failed,
 }
 
 impl Outbox {
-    pub fn new(capacity: usize) -> Self {
-        Self { state: Mutex::default(), ready: Notify::new(), capacity }
+    /// A new connection's outbox holds pushes back until [`release`]: the greeting goes first.
+    ///
+    /// [`release`]: Self::release
+    pub fn new(tcp: Arc<TcpStream>, capacity: usize, endpoint: Endpoint) -> Self {
+        let state = State { reply_at: Some(0), ..State::default() };
+        Self { state: Mutex::new(state), tcp, session: AtomicWaker::new(), capacity, endpoint }
     }
 
-    /// Queues a push. On overflow the connection is marked, its queue freed, and later pushes ignored.
-    pub fn push(&self, push: &Arc<Push>) -> Result<(), Overflow> {
-        let mut state = self.state.lock().expect("outbox lock poisoned");
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("outbox lock poisoned")
+    }
+
+    /// The endpoint this connection is on (for per-endpoint frame counts).
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint
+    }
+
+    /// Sends a push: written now when nothing waits before it, queued otherwise.
+    ///
+    /// With `direct` false the push is only queued and the session woken to write it: under load, the
+    /// pushes that pile up meanwhile leave together in one `writev`.
+    pub fn push(&self, push: &Push, direct: bool) -> Pushed {
+        let mut state = self.lock();
+        if state.closed || state.closing {
+            return Pushed::Skipped;
+        }
         if state.overflowed {
-            return Err(Overflow { first: false });
+            return Pushed::Overflowed { first: false };
         }
-        if state.queue.len() >= self.capacity {
+        // Untagged pushes (unread_count) keep every tab in sync whatever it subscribed to.
+        if let Some(tag) = &push.tag
+            && !state.types.is_empty()
+            && !state.types.iter().any(|t| t == tag)
+        {
+            return Pushed::Skipped;
+        }
+        let idle = state.queue.is_empty() && state.reply_at.is_none();
+        if idle && direct {
+            self.write_now(&mut state, &push.wire);
+            return if state.closed { Pushed::Skipped } else { Pushed::Sent };
+        }
+        // A head the socket has taken part of is no longer waiting: it does not count.
+        if state.queue.len() - usize::from(state.head_started) >= self.capacity {
             state.overflowed = true;
-            state.queue = VecDeque::new();
+            self.drop_queue(&mut state);
             drop(state);
-            self.ready.notify_one();
-            return Err(Overflow { first: true });
+            self.session.wake();
+            return Pushed::Overflowed { first: true };
         }
-        let was_empty = state.queue.is_empty();
-        state.queue.push_back(Arc::clone(push));
-        drop(state);
-        // One wake-up per burst: the writer drains everything when it runs.
-        if was_empty {
-            self.ready.notify_one();
+        state.queue.push_back(push.wire.clone());
+        if idle {
+            drop(state);
+            self.session.wake();
+        }
+        Pushed::Sent
+    }
+
+    /// Writes `frame` to a socket with nothing queued; what it does not take is queued for the session.
+    fn write_now(&self, state: &mut State, frame: &Bytes) {
+        match self.tcp.try_write(frame) {
+            Ok(n) if n == frame.len() => return,
+            Ok(n) => {
+                state.queue.push_back(frame.slice(n..));
+                state.head_started = n > 0;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => state.queue.push_back(frame.clone()),
+            Err(_) => state.closed = true,
+        }
+        state.stalled_since.get_or_insert_with(Instant::now);
+        self.session.wake();
+    }
+
+    /// Drops every queued frame but a partly written head: the client must get whole frames.
+    fn drop_queue(&self, state: &mut State) {
+        let head = state.queue.pop_front().filter(|_| state.head_started);
+        state.queue.clear();
+        state.queue.extend(head);
+        // A reply being prepared goes after what is left.
+        state.reply_at = state.reply_at.map(|at| at.min(state.queue.len()));
+    }
+
+    /// Sets the `subscribe` filter: pushes tagged otherwise are skipped from now on.
+    pub fn set_types(&self, types: &[String]) {
+        self.lock().types = types.iter().map(|t| t.as_str().into()).collect();
+    }
+
+    /// Marks the connection a slow consumer from outside a push (a write that stalled too long); true
+    /// when it was not marked already, so the caller counts it once.
+    pub fn mark_overflowed(&self) -> bool {
+        let mut state = self.lock();
+        let first = !state.overflowed;
+        state.overflowed = true;
+        self.drop_queue(&mut state);
+        first
+    }
+
+    /// Since when the socket has refused the queued frames, if it has.
+    pub fn stalled_since(&self) -> Option<Instant> {
+        self.lock().stalled_since
+    }
+
+    /// Writes queued frames until none are left; pending while the socket is full.
+    pub fn poll_drain(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = self.lock();
+            let state = &mut *guard;
+            if state.closed {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            if state.queue.is_empty() {
+                state.stalled_since = None;
+                return Poll::Ready(Ok(()));
+            }
+            // Everything queued in one syscall (up to a bound): under load this is where frames
+            // coalesce, as pushes that found the socket busy pile up behind each other.
+            let mut slices = [IoSlice::new(&[]); WRITEV_MAX];
+            let count = state.queue.len().min(WRITEV_MAX);
+            for (slice, frame) in slices.iter_mut().zip(&state.queue) {
+                *slice = IoSlice::new(frame);
+            }
+            match self.tcp.try_write_vectored(&slices[..count]) {
+                Ok(written) => state.consume(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    state.stalled_since.get_or_insert_with(Instant::now);
+                    drop(guard);
+                    // Readiness was cleared by the failed write, so this registers for the next change.
+                    ready!(self.tcp.poll_write_ready(cx))?;
+                }
+                Err(e) => {
+                    state.closed = true;
+                    return Poll::Ready(Err(e));
+                }
+            }
+        }
+    }
+
+    /// The session's wait: ready when queued frames were written, or the connection must close.
+    ///
+    /// `timed` says the caller already runs a [`stalled_since`] timer; without one, a new stall is
+    /// returned as [`Event::Stalled`] so that the caller can start it.
+    ///
+    /// [`stalled_since`]: Self::stalled_since
+    pub async fn next_event(&self, timed: bool) -> Event {
+        std::future::poll_fn(|cx| {
+            // Registered before looking, so a push between the look and the return still wakes us.
+            self.session.register(cx.waker());
+            {
+                let state = self.lock();
+                if state.overflowed {
+                    return Poll::Ready(Event::Overflowed);
+                }
+                if state.closed {
+                    return Poll::Ready(Event::Failed);
+                }
+                if state.queue.is_empty() {
+                    return Poll::Pending;
+                }
+            }
+            match self.poll_drain(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(Event::Drained),
+                Poll::Ready(Err(_)) => Poll::Ready(Event::Failed),
+                Poll::Pending if !timed && self.stalled_since().is_some() => Poll::Ready(Event::Stalled),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// Queues bytes the session's tungstenite wrote (whole frames), after everything queued before.
+    fn queue_session_bytes(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        if state.queue.len() > self.capacity + SESSION_SLACK {
+            return Err(io::Error::other("outbound queue full"));
+        }
+        // Not written here: the flush that follows every tungstenite write does that, in the session.
+        let bytes = Bytes::copy_from_slice(bytes);
+        match state.reply_at {
+            Some(at) => {
+                state.queue.insert(at, bytes);
+                state.reply_at = Some(at + 1);
+            }
+            None => state.queue.push_back(bytes),
         }
         Ok(())
     }
 
-    /// Marks the connection a slow consumer from outside a push (a write that timed out); true when it
-    /// was not marked already, so the caller counts it once.
-    pub fn mark_overflowed(&self) -> bool {
-        let mut state = self.state.lock().expect("outbox lock poisoned");
-        let first = !state.overflowed;
-        state.overflowed = true;
-        state.queue = VecDeque::new();
-        first
+    /// The session starts handling a client frame: pushes queue up behind its reply until [`release`].
+    ///
+    /// [`release`]: Self::release
+    pub fn hold(&self) {
+        let mut state = self.lock();
+        state.reply_at = Some(state.queue.len());
     }
 
-    /// Waits until something is queued, then moves all of it into `batch`.
-    pub async fn next_batch(&self, batch: &mut Vec<Arc<Push>>) -> Batch {
-        loop {
-            {
-                let mut state = self.state.lock().expect("outbox lock poisoned");
-                if state.overflowed {
-                    return Batch::Overflowed;
-                }
-                if !state.queue.is_empty() {
-                    batch.extend(state.queue.drain(..));
-                    return Batch::Ready;
-                }
-            }
-            // notify_one stores a permit when nobody waits, so a push between the check above and
-            // this await is not lost.
-            self.ready.notified().await;
+    /// The session is about to send a close frame: later pushes are skipped, and pushes held behind a
+    /// reply that will not come are dropped (what was queued before them still goes out first).
+    pub fn begin_close(&self) {
+        let mut state = self.lock();
+        state.closing = true;
+        if let Some(at) = state.reply_at.take() {
+            // Never below a started head: the client must get whole frames before the close.
+            let keep = at.max(usize::from(state.head_started));
+            state.queue.truncate(keep);
         }
+    }
+
+    /// The reply is queued: pushes may go straight to the socket again.
+    pub fn release(&self) {
+        self.lock().reply_at = None;
+    }
+
+    /// The session is over: nothing more goes out, and the client sees the connection end even while a
+    /// group still holds this outbox for a moment.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        let _ = socket2::SockRef::from(&*self.tcp).shutdown(Shutdown::Both);
+    }
+}
+
+/// The stream under a session's tungstenite socket: reads come from the outbox's TCP socket, writes go
+/// through the outbox so they keep their order with the pushes.
+pub struct Wire(pub Arc<Outbox>);
+
+impl Wire {
+    /// The connection's outbox.
+    pub fn outbox(&self) -> &Outbox {
+        &self.0
+    }
+}
+
+impl AsyncRead for Wire {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.tcp.poll_read_ready(cx))?;
+            match self.0.tcp.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was cleared: the next poll_read_ready registers for more.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Wire {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.0.queue_session_bytes(buf).map(|()| buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_drain(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.0.poll_drain(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
     use super::*;
 
+    /// A connected pair: the hub's side in an outbox, and the client's side to read from.
+    async fn pair(capacity: usize) -> (Arc<Outbox>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (Arc::new(Outbox::new(Arc::new(server), capacity, Endpoint::Events)), client)
+    }
+
+    /// The next `len` bytes; fails rather than hangs when they are not on the socket.
+    async fn read_exactly(client: &mut TcpStream, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0; len];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(2), client.read_exact(&mut bytes));
+        read.await.expect("the bytes arrive without a drain").unwrap();
+        bytes
+    }
+
+    async fn drain(outbox: &Outbox) {
+        std::future::poll_fn(|cx| outbox.poll_drain(cx)).await.unwrap();
+    }
+
+    /// The greeting goes before any push; then an idle socket gets a push at once, and a push made
+    /// while a request is handled follows the reply.
     #[tokio::test]
-    async fn a_burst_is_taken_at_once_and_overflow_marks_the_connection() {
-        let outbox = Outbox::new(3);
-        let push = Arc::new(Push::new("{}".into()));
-        for _ in 0..3 {
-            outbox.push(&push).unwrap();
+    async fn pushes_wait_for_the_greeting_and_for_replies() {
+        let (outbox, mut client) = pair(4).await;
+        let early = Push::new("early".into());
+        assert_eq!(outbox.push(&early, true), Pushed::Sent);
+        outbox.queue_session_bytes(b"hello").unwrap();
+        drain(&outbox).await;
+        outbox.release();
+        assert_eq!(read_exactly(&mut client, 5).await, b"hello");
+        assert_eq!(read_exactly(&mut client, early.wire.len()).await, early.wire);
+
+        let push = Push::new("{}".into());
+        assert_eq!(outbox.push(&push, true), Pushed::Sent);
+        assert_eq!(outbox.stalled_since(), None, "written at once, nothing queued");
+        assert_eq!(read_exactly(&mut client, push.wire.len()).await, push.wire);
+
+        // Queued (the hub is busy): two pushes leave together when the session drains.
+        assert_eq!(outbox.push(&push, false), Pushed::Sent);
+        assert_eq!(outbox.push(&push, true), Pushed::Sent, "behind a queued push, even when direct");
+        drain(&outbox).await;
+        assert_eq!(read_exactly(&mut client, 2 * push.wire.len()).await, [&push.wire[..], &push.wire[..]].concat());
+
+        outbox.hold();
+        assert_eq!(outbox.push(&push, true), Pushed::Sent);
+        outbox.queue_session_bytes(b"reply").unwrap();
+        drain(&outbox).await;
+        outbox.release();
+        assert_eq!(read_exactly(&mut client, 5).await, b"reply");
+        assert_eq!(read_exactly(&mut client, push.wire.len()).await, push.wire);
+    }
+
+    /// Pushes beyond the capacity mark the connection once; the queue is dropped, but a frame the
+    /// socket already took part of is finished, so the client never sees half a frame.
+    #[tokio::test]
+    async fn overflow_drops_the_queue_but_finishes_a_started_frame() {
+        let (outbox, mut client) = pair(2).await;
+        outbox.release();
+        // Larger than any socket buffer: the first write takes only part of it.
+        let big = Push::new("x".repeat(32 * 1024 * 1024));
+        let small = Push::new("{}".into());
+        assert_eq!(outbox.push(&big, true), Pushed::Sent);
+        assert!(outbox.stalled_since().is_some(), "the socket took only part of the big frame");
+        // The head in progress does not count against the capacity.
+        for _ in 0..2 {
+            assert_eq!(outbox.push(&small, true), Pushed::Sent);
         }
-        let mut batch = Vec::new();
-        assert_eq!(outbox.next_batch(&mut batch).await, Batch::Ready);
-        assert_eq!(batch.len(), 3);
-        for _ in 0..3 {
-            outbox.push(&push).unwrap();
-        }
-        assert_eq!(outbox.push(&push), Err(Overflow { first: true }));
-        assert_eq!(outbox.push(&push), Err(Overflow { first: false }));
-        assert_eq!(outbox.next_batch(&mut batch).await, Batch::Overflowed);
+        assert_eq!(outbox.push(&small, true), Pushed::Overflowed { first: true });
+        assert_eq!(outbox.push(&small, true), Pushed::Overflowed { first: false });
+        assert!(!outbox.mark_overflowed(), "already marked");
+
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        drain(&outbox).await;
+        outbox.close();
+        assert_eq!(reader.await.unwrap(), big.wire, "exactly the started frame, whole");
+    }
+
+    /// A reply being prepared while the queue overflows goes after the frame in progress, and a close
+    /// that drops held pushes still finishes that frame: the client only ever sees whole frames.
+    #[tokio::test]
+    async fn replies_and_closes_keep_a_started_frame_whole() {
+        let (outbox, mut client) = pair(2).await;
+        outbox.release();
+        let big = Push::new("x".repeat(32 * 1024 * 1024));
+        let small = Push::new("{}".into());
+        assert_eq!(outbox.push(&big, true), Pushed::Sent);
+        assert_eq!(outbox.push(&small, true), Pushed::Sent);
+        assert_eq!(outbox.push(&small, true), Pushed::Sent);
+        outbox.hold();
+        assert_eq!(outbox.push(&small, true), Pushed::Overflowed { first: true });
+        outbox.queue_session_bytes(b"reply").unwrap();
+        outbox.begin_close();
+        outbox.queue_session_bytes(b"close").unwrap();
+
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        drain(&outbox).await;
+        outbox.close();
+        let mut expected = big.wire.to_vec();
+        expected.extend_from_slice(b"replyclose");
+        assert!(reader.await.unwrap() == expected, "the big frame whole, then the reply, then the close");
     }
 }

@@ -1,38 +1,64 @@
 //! This node's group memberships: which local connections belong to which group.
 //!
 //! Sharded by group name so that joins and deliveries to different groups do not contend. A delivery
-//! holds its shard's lock only while it copies pointers into bounded queues, which never blocks.
+//! holds its shard's lock only to take a reference to the member list; each member's outbox then takes
+//! the push with at most one non-blocking write.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use super::metrics::Metrics;
-use super::outbox::Outbox;
+use super::metrics::{Endpoint, Metrics};
+use super::outbox::{Outbox, Pushed};
 use crate::layer::{ConnId, Push, SharedLayer};
 
 /// Enough shards that two cores rarely meet on one lock; a power of two for a cheap modulo.
 const SHARDS: usize = 64;
+/// Members one task writes to before a broadcast is split between tasks (so between cores): about
+/// 5 ms of syscalls, long enough that the spawn costs nothing in comparison.
+const PARALLEL_CHUNK: usize = 1024;
+/// A delivery that starts sooner than this after the last one ended finds the hub busy: the request
+/// handling between two back-to-back publishes takes tens of microseconds, while a hub that keeps up
+/// has idle gaps of milliseconds.
+const BUSY_GAP: Duration = Duration::from_micros(200);
 
+#[derive(Clone)]
 struct Member {
     conn: ConnId,
     outbox: Arc<Outbox>,
 }
 
-/// One shard: group name → its local members.
-type Groups = HashMap<String, Vec<Member>>;
+/// One shard: group name → its local members. Shared so that a delivery takes the list with one
+/// reference count; a join or leave copies it only while a delivery still holds it.
+type Groups = HashMap<String, Arc<Vec<Member>>>;
 
 /// Group name → local members, for one node.
 pub struct Registry {
     // std Mutex: never held across an await (deliveries and joins are synchronous).
     shards: Box<[Mutex<Groups>]>,
     metrics: Arc<Metrics>,
+    /// When the last delivery finished (ns since `epoch`). A delivery that starts right after another
+    /// means publishes are waiting: the hub is behind, and coalescing writes beats writing each push
+    /// at once.
+    last_end_ns: AtomicU64,
+    epoch: Instant,
 }
 
 impl Registry {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { shards: (0..SHARDS).map(|_| Mutex::default()).collect(), metrics }
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            metrics,
+            last_end_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
     }
 
     fn shard(&self, group: &str) -> &Mutex<Groups> {
@@ -44,7 +70,7 @@ impl Registry {
     /// Adds a connection to a group; true when it is the node's first member of it.
     fn join(&self, group: &str, conn: ConnId, outbox: Arc<Outbox>) -> bool {
         let mut shard = self.shard(group).lock().expect("registry lock poisoned");
-        let members = shard.entry(group.to_owned()).or_default();
+        let members = Arc::make_mut(shard.entry(group.to_owned()).or_default());
         members.push(Member { conn, outbox });
         members.len() == 1
     }
@@ -54,7 +80,7 @@ impl Registry {
         let mut shard = self.shard(group).lock().expect("registry lock poisoned");
         let Some(members) = shard.get_mut(group) else { return false };
         if let Some(at) = members.iter().position(|m| m.conn == conn) {
-            members.swap_remove(at);
+            Arc::make_mut(members).swap_remove(at);
         }
         if members.is_empty() {
             shard.remove(group);
@@ -63,25 +89,72 @@ impl Registry {
         false
     }
 
-    /// Queues a push for every local member of a group; returns how many got it.
+    /// Sends a push to every local member of a group; returns how many got it.
     ///
-    /// A member whose queue overflows is marked for a 4008 close by its outbox and counted here; the
-    /// others are unaffected.
-    pub fn deliver(&self, group: &str, push: &Arc<Push>) -> usize {
-        let shard = self.shard(group).lock().expect("registry lock poisoned");
-        let Some(members) = shard.get(group) else { return 0 };
-        let mut delivered = 0;
+    /// Idle members get it on their socket before this returns; the others queue it. A member whose
+    /// queue overflows is marked for a 4008 close by its outbox and counted here; the others are
+    /// unaffected. A large group is written by several tasks at once, so every core shares the
+    /// syscalls; this returns when all are done, which keeps one publisher's pushes in order.
+    pub async fn deliver(self: &Arc<Self>, group: &str, push: Push) -> usize {
+        // A snapshot, so the writes (a syscall each) happen without the shard lock: a join or leave
+        // must not wait for a broadcast to ten thousand sockets.
+        let members = {
+            let shard = self.shard(group).lock().expect("registry lock poisoned");
+            let Some(members) = shard.get(group) else { return 0 };
+            Arc::clone(members)
+        };
+        let _finished = Finished(self);
+        let since_last = self.now_ns().saturating_sub(self.last_end_ns.load(Ordering::Relaxed));
+        let direct = since_last > BUSY_GAP.as_nanos() as u64;
+        if members.len() <= PARALLEL_CHUNK {
+            return self.deliver_to(&members, &push, direct);
+        }
+        let push = Arc::new(push);
+        let tasks: Vec<_> = (0..members.len())
+            .step_by(PARALLEL_CHUNK)
+            .map(|start| {
+                let (registry, members, push) = (Arc::clone(self), Arc::clone(&members), Arc::clone(&push));
+                tokio::spawn(async move {
+                    let end = (start + PARALLEL_CHUNK).min(members.len());
+                    registry.deliver_to(&members[start..end], &push, direct)
+                })
+            })
+            .collect();
+        let mut sent = 0;
+        for task in tasks {
+            sent += task.await.unwrap_or_default();
+        }
+        sent
+    }
+
+    /// Hands the push to each member's outbox and counts what went out.
+    fn deliver_to(&self, members: &[Member], push: &Push, direct: bool) -> usize {
+        let mut sent = [0u64; Endpoint::ALL.len()];
         for member in members {
             if push.skip == Some(member.conn) {
                 continue;
             }
-            match member.outbox.push(push) {
-                Ok(()) => delivered += 1,
-                Err(overflow) if overflow.first => self.metrics.slow_consumer(),
-                Err(_) => {}
+            match member.outbox.push(push, direct) {
+                Pushed::Sent => sent[member.outbox.endpoint() as usize] += 1,
+                Pushed::Overflowed { first: true } => self.metrics.slow_consumer(),
+                Pushed::Overflowed { first: false } | Pushed::Skipped => {}
             }
         }
-        delivered
+        for endpoint in Endpoint::ALL {
+            if sent[endpoint as usize] > 0 {
+                self.metrics.frames_out(endpoint, sent[endpoint as usize]);
+            }
+        }
+        sent.iter().sum::<u64>() as usize
+    }
+}
+
+/// Stamps the end of a delivery, however it returns.
+struct Finished<'a>(&'a Registry);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.last_end_ns.store(self.0.now_ns(), Ordering::Relaxed);
     }
 }
 

@@ -1,28 +1,31 @@
 //! One WebSocket connection after the upgrade: authentication outcome, the endpoint's greeting, then one
-//! task that reads client frames, writes queued pushes in bursts, and keeps the heartbeat.
+//! task that reads client frames, writes what the socket did not take at once, and keeps the heartbeat.
 //!
-//! A single task per connection (rather than a reader and a writer) keeps an idle connection small;
-//! writes are bounded by [`SEND_TIMEOUT`] so a stuck client cannot stall its own reads forever either.
+//! Pushes do not pass through this task: the outbox writes them to an idle socket directly. A single task
+//! per connection (rather than a reader and a writer) keeps an idle connection small; a socket that
+//! refuses queued frames for `send_timeout` (a limit) marks a slow consumer, so a stuck client cannot stall its
+//! own reads forever either.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
 use tracing::debug;
 
 use super::Hub;
 use super::metrics::Endpoint;
-use super::outbox::{Batch, Outbox};
+use super::outbox::{Event, Outbox, Wire};
 use crate::auth::Identity;
-use crate::layer::{ConnId, Push};
+use crate::layer::ConnId;
 use crate::protocol::close;
 
-/// Longest a burst of writes may take before the client is treated as a slow consumer (4008).
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// An upgraded connection: tungstenite reads from the TCP socket and writes through the outbox.
+pub type WebSocket = WebSocketStream<Wire>;
+
 /// How long the hub waits for the client's answer to its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -62,11 +65,6 @@ pub trait Session: Send + Sync + Sized + 'static {
     /// Handles one text frame, appending direct replies (serialized) to `replies`.
     fn on_text(&mut self, text: &str, replies: &mut Vec<String>) -> impl Future<Output = ()> + Send;
 
-    /// Does this push go out on this connection? (The `subscribe` filter; the default is yes.)
-    fn wants(&self, _push: &Push) -> bool {
-        true
-    }
-
     /// The connection ended, whatever the reason: leave presence, tell the others.
     fn on_close(self) -> impl Future<Output = ()> + Send;
 }
@@ -83,6 +81,7 @@ enum End {
 pub async fn refuse(mut socket: WebSocket, refusal: Refusal) {
     debug!(code = refusal.code, reason = %refusal.reason, "refused after upgrade");
     close_socket(&mut socket, refusal.code, refusal.reason).await;
+    socket.get_ref().outbox().close();
 }
 
 /// Runs a connection whose endpoint accepted it: sends the greetings, then serves until it ends. (The
@@ -96,6 +95,7 @@ pub async fn serve<S: Session>(hub: Arc<Hub>, mut socket: WebSocket, accepted: A
         }
         close_socket(&mut socket, code, reason.to_owned()).await;
     }
+    conn.outbox.close();
     session.on_close().await;
 }
 
@@ -107,7 +107,6 @@ async fn run_loop<S: Session>(
     session: &mut S,
 ) -> End {
     let limits = &hub.config.limits;
-    let mut batch: Vec<Arc<Push>> = Vec::new();
     let mut replies: Vec<String> = Vec::new();
     let mut heartbeat = tokio::time::interval_at(Instant::now() + limits.heartbeat_interval, limits.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -117,37 +116,43 @@ async fn run_loop<S: Session>(
     if let Some(end) = write(hub, &conn.outbox, socket, greetings.into_iter().map(|g| Message::Text(g.into()))).await {
         return end;
     }
+    conn.outbox.release();
     hub.metrics.frames_out(S::ENDPOINT, count);
     // Registered once: every session waits on the same token, and re-registering on each wake-up would
-    // take its lock from both cores for every delivery.
+    // take its lock from both cores for every wake-up.
     let shutdown = hub.shutdown.cancelled();
     tokio::pin!(shutdown);
     loop {
+        // Armed only while the socket refuses queued frames: an idle or keeping-up connection has no
+        // timer entry.
+        let stalled_until = conn.outbox.stalled_since().map(|since| since + limits.send_timeout);
         tokio::select! {
             _ = &mut shutdown => return End::Close(close::GOING_AWAY, "hub shutting down"),
-            status = conn.outbox.next_batch(&mut batch) => {
-                if status == Batch::Overflowed {
+            event = conn.outbox.next_event(stalled_until.is_some()) => match event {
+                Event::Drained | Event::Stalled => {}
+                Event::Overflowed => {
                     return End::Close(close::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
                 }
-                let mut sent = 0;
-                let frames = batch
-                    .drain(..)
-                    .filter(|push| session.wants(push))
-                    .inspect(|_| sent += 1)
-                    .map(|push| Message::Text(push.frame.clone()));
-                if let Some(end) = write(hub, &conn.outbox, socket, frames).await {
-                    return end;
+                Event::Failed => return End::Gone,
+            },
+            () = sleep_until(stalled_until), if stalled_until.is_some() => {
+                // The clock restarts whenever the client takes some bytes: only a socket that refused
+                // everything for send_timeout makes a slow consumer.
+                if conn.outbox.stalled_since().is_some_and(|since| since.elapsed() >= limits.send_timeout) {
+                    return slow_consumer(hub, &conn.outbox);
                 }
-                hub.metrics.frames_out(S::ENDPOINT, sent);
             }
-            frame = socket.recv() => {
+            frame = socket.next() => {
                 last_seen = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(text))) => {
                         hub.metrics.frame_in(S::ENDPOINT);
+                        conn.outbox.hold();
                         session.on_text(&text, &mut replies).await;
                         let count = replies.len() as u64;
-                        if let Some(end) = write(hub, &conn.outbox, socket, replies.drain(..).map(|r| Message::Text(r.into()))).await {
+                        let written = write(hub, &conn.outbox, socket, replies.drain(..).map(|r| Message::Text(r.into()))).await;
+                        conn.outbox.release();
+                        if let Some(end) = written {
                             return end;
                         }
                         hub.metrics.frames_out(S::ENDPOINT, count);
@@ -156,11 +161,15 @@ async fn run_loop<S: Session>(
                         return End::Close(close::UNSUPPORTED_DATA, "binary frames are not supported");
                     }
                     // tungstenite answers pings itself; any frame proves the client alive.
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(_))) => {
-                        // tungstenite queued the echo of the client's close frame; send it, so the
-                        // client sees a clean close handshake.
-                        let _ = write(hub, &conn.outbox, socket, std::iter::empty()).await;
+                        // tungstenite queues the echo of the client's close frame in the outbox on this
+                        // flush, then reports ConnectionClosed without flushing it: write it out here,
+                        // so the client sees a clean close handshake.
+                        conn.outbox.begin_close();
+                        let _ = socket.flush().await;
+                        let drain = std::future::poll_fn(|cx| conn.outbox.poll_drain(cx));
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
                         return End::Gone;
                     }
                     None => return End::Gone,
@@ -179,8 +188,26 @@ async fn run_loop<S: Session>(
     }
 }
 
-/// Writes frames with one flush at the end (one syscall for a burst); `Some` ends the session: the
-/// socket failed, or the client took longer than [`SEND_TIMEOUT`] to take them (a slow consumer).
+/// Sleeps until `deadline`; forever when there is none (the branch is disabled then anyway).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Marks and counts a slow consumer (once per connection, whether its queue overflowed first or its
+/// socket stalled) and ends the session with 4008.
+fn slow_consumer(hub: &Hub, outbox: &Outbox) -> End {
+    if outbox.mark_overflowed() {
+        hub.metrics.slow_consumer();
+    }
+    End::Close(close::SLOW_CONSUMER, "slow consumer: write timed out")
+}
+
+/// Writes the session's own frames behind any queued pushes, then waits until the socket took them all;
+/// `Some` ends the session: the socket failed, or the client took longer than `send_timeout` to take
+/// them (a slow consumer).
 async fn write(
     hub: &Hub,
     outbox: &Outbox,
@@ -194,45 +221,39 @@ async fn write(
         socket.flush().await
     };
     // Most writes complete at once (the socket buffer has room): try once before arming a timer, which
-    // would cost a timer-wheel entry per write on the fan-out path.
+    // would cost a timer-wheel entry per reply.
     let mut write = std::pin::pin!(write);
     let result = match futures_util::poll!(write.as_mut()) {
         std::task::Poll::Ready(result) => Ok(result),
-        std::task::Poll::Pending => tokio::time::timeout(SEND_TIMEOUT, write).await,
+        std::task::Poll::Pending => tokio::time::timeout(hub.config.limits.send_timeout, write).await,
     };
     match result {
         Ok(Ok(())) => None,
         Ok(Err(_)) => Some(End::Gone),
-        Err(_) => {
-            // Counted once per connection, whether its queue overflowed first or the write timed out.
-            if outbox.mark_overflowed() {
-                hub.metrics.slow_consumer();
-            }
-            Some(End::Close(close::SLOW_CONSUMER, "slow consumer: write timed out"))
-        }
+        Err(_) => Some(slow_consumer(hub, outbox)),
     }
 }
 
 /// Maps a read error to the close code PROTOCOL §2 gives it.
-fn read_error(error: axum::Error) -> End {
-    let inner = error.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => End::Close(close::TOO_BIG, "frame too large"),
-        Some(tungstenite::Error::Utf8(_)) => End::Close(close::INVALID_PAYLOAD, "invalid UTF-8"),
-        Some(tungstenite::Error::Protocol(_)) => End::Close(1002, "protocol error"),
+fn read_error(error: tungstenite::Error) -> End {
+    match error {
+        tungstenite::Error::Capacity(_) => End::Close(close::TOO_BIG, "frame too large"),
+        tungstenite::Error::Utf8(_) => End::Close(close::INVALID_PAYLOAD, "invalid UTF-8"),
+        tungstenite::Error::Protocol(_) => End::Close(1002, "protocol error"),
         _ => End::Gone,
     }
 }
 
 /// Sends a close frame and waits briefly for the client's answer, so it sees a clean close.
 async fn close_socket(socket: &mut WebSocket, code: u16, reason: String) {
-    let frame = CloseFrame { code, reason: reason.into() };
+    socket.get_ref().outbox().begin_close();
+    let frame = CloseFrame { code: code.into(), reason: reason.into() };
     let answer = async {
         socket.send(Message::Close(Some(frame))).await?;
-        while let Some(frame) = socket.recv().await {
+        while let Some(frame) = socket.next().await {
             frame?;
         }
-        Ok::<(), axum::Error>(())
+        Ok::<(), tungstenite::Error>(())
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, answer).await;
 }

@@ -25,7 +25,7 @@ impl Layer for MemoryLayer {
     }
 
     async fn publish(&self, group: &str, push: Push) -> Result<(), LayerError> {
-        self.registry.deliver(group, &Arc::new(push));
+        self.registry.deliver(group, push).await;
         Ok(())
     }
 

@@ -9,7 +9,7 @@ mod memory;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use axum::extract::ws::Utf8Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 pub use memory::MemoryLayer;
 
@@ -20,8 +20,8 @@ pub type ConnId = u64;
 /// One message for the members of a group: serialized once, shared by every receiver.
 #[derive(Debug)]
 pub struct Push {
-    /// The JSON text frame, exactly as sent.
-    pub frame: Utf8Bytes,
+    /// The whole WebSocket text frame (header and JSON payload), exactly as it goes on every socket.
+    pub wire: Bytes,
     /// A tag a connection may filter on (the notification type for `subscribe`).
     pub tag: Option<Box<str>>,
     /// A connection that must not get it (the sender of a `typing` indicator).
@@ -30,16 +30,37 @@ pub struct Push {
 
 impl Push {
     pub fn new(frame: String) -> Self {
-        Self { frame: frame.into(), tag: None, skip: None }
+        Self { wire: text_frame(frame.as_bytes()), tag: None, skip: None }
     }
 
     pub fn tagged(frame: String, tag: &str) -> Self {
-        Self { frame: frame.into(), tag: Some(tag.into()), skip: None }
+        Self { wire: text_frame(frame.as_bytes()), tag: Some(tag.into()), skip: None }
     }
 
     pub fn skipping(frame: String, skip: ConnId) -> Self {
-        Self { frame: frame.into(), tag: None, skip: Some(skip) }
+        Self { wire: text_frame(frame.as_bytes()), tag: None, skip: Some(skip) }
     }
+}
+
+/// Encodes a final, unmasked text frame (RFC 6455 §5.2), as a server sends it: built once per push so
+/// that every socket gets the same bytes without a per-receiver copy.
+fn text_frame(payload: &[u8]) -> Bytes {
+    const FIN_TEXT: u8 = 0x81;
+    let mut frame = BytesMut::with_capacity(payload.len() + 10);
+    frame.put_u8(FIN_TEXT);
+    match payload.len() {
+        len @ 0..=125 => frame.put_u8(len as u8),
+        len @ 126..=0xFFFF => {
+            frame.put_u8(126);
+            frame.put_u16(len as u16);
+        }
+        len => {
+            frame.put_u8(127);
+            frame.put_u64(len as u64);
+        }
+    }
+    frame.put_slice(payload);
+    frame.freeze()
 }
 
 /// A failure to publish; the API answers 503.
@@ -89,3 +110,22 @@ pub mod group {
 
 /// The layer a hub uses, shared.
 pub type SharedLayer = Arc<dyn Layer>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each payload length class gets the header RFC 6455 §5.2 gives it, and the payload follows whole.
+    #[test]
+    fn text_frames_carry_the_length_in_the_right_form() {
+        for (len, header) in [
+            (5, vec![0x81, 5]),
+            (200, vec![0x81, 126, 0, 200]),
+            (70_000, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]),
+        ] {
+            let push = Push::new("a".repeat(len));
+            assert_eq!(&push.wire[..header.len()], &header[..], "length {len}");
+            assert_eq!(&push.wire[header.len()..], "a".repeat(len).as_bytes());
+        }
+    }
+}
