@@ -381,7 +381,16 @@ async fn json_summary_has_every_documented_field() {
 
 /// Runs one scenario in-process against a real hub started on port 0, with `extra` flags.
 async fn bench_real_hub(scenario: &str, extra: &[&str]) -> Summary {
-    let hub = crate::util::TestHub::start().await;
+    bench_tweaked_hub(|_| {}, scenario, extra).await
+}
+
+/// [`bench_real_hub`] against a hub whose configuration `tweak` changed.
+async fn bench_tweaked_hub(
+    tweak: impl FnOnce(&mut rtctl::config::HubConfig),
+    scenario: &str,
+    extra: &[&str],
+) -> Summary {
+    let hub = crate::util::TestHub::start_with(tweak).await;
     let url = hub.http_url("");
     let url = url.trim_end_matches('/');
     let secret = hub.config.jwt_secret().expect("ephemeral hubs use HS256").to_owned();
@@ -429,4 +438,21 @@ async fn notify_against_the_real_hub_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_against_the_real_hub_loses_nothing() {
     assert_clean(&bench_real_hub("chat", &["-n", "8", "--room-size", "4"]).await, 40 * 4);
+}
+
+/// Subscribers answer the hub's pings: with a 50 ms heartbeat and a 150 ms timeout, a bench that ignored
+/// them would be closed with 4000 long before its 40 messages (0.4 s) were through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_answer_the_hubs_pings() {
+    let summary = bench_tweaked_hub(
+        |config| {
+            config.limits.heartbeat_interval = std::time::Duration::from_millis(50);
+            config.limits.heartbeat_timeout = std::time::Duration::from_millis(150);
+        },
+        "fanout",
+        &["-n", "10"],
+    )
+    .await;
+    assert_clean(&summary, 40 * 10);
+    assert_eq!(summary.connections.closed_early, 0);
 }

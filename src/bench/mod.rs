@@ -13,6 +13,7 @@
 //! - `limits`: open-file limit, ephemeral ports, source addresses, machine limits versus hub failures
 //! - `workers`: one single-threaded runtime per core for the subscriber tasks
 //! - `subscriber`: one socket task: connect, timestamp frames, account for sequence numbers
+//! - `ws`: the subscribers' WebSocket client: tungstenite's handshake, then frames parsed in place
 //! - `publisher`: the open-loop sender (HTTP POST, or chat frames over the members' sockets)
 //! - `stats`: sharded HDR histograms and timelines, sequence tracking, broadcast completion
 //! - `run`: one run from connect to summary, and `--find-max` stepping
@@ -34,6 +35,7 @@ mod target;
 pub mod threshold;
 mod token;
 mod workers;
+mod ws;
 
 pub use html::write_html;
 pub use limits::parse_source_ips;

@@ -66,7 +66,6 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         sent: AtomicU64::new(0),
         stop: CancellationToken::new(),
         source_ips: config.source_ips.clone(),
-        ws_config: subscriber::ws_config(),
         connect_timeout: config.connect_timeout,
         plan,
     });

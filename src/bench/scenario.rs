@@ -181,7 +181,7 @@ pub struct Marker {
 impl Marker {
     /// Finds the marker in a frame with a substring scan: no JSON parse. Accepts `"bench_seq": 12` (any
     /// JSON spacing, as Python's json emits) and `bench_seq=12` (inside a chat `client_id`).
-    pub fn scan(frame: &str) -> Option<Marker> {
+    pub fn scan(frame: &[u8]) -> Option<Marker> {
         // Built once: every received frame is scanned, and str::find sets up its searcher per call.
         static SEQ: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(SEQ_KEY));
         static TIME: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(TIME_KEY));
@@ -189,11 +189,12 @@ impl Marker {
     }
 }
 
-fn number_after(frame: &str, key: &Finder) -> Option<u64> {
-    let at = key.find(frame.as_bytes())? + key.needle().len();
-    let rest = frame[at..].trim_start_matches(['"', '\\', ':', '=', ' ']);
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    rest[..digits].parse().ok()
+fn number_after(frame: &[u8], key: &Finder) -> Option<u64> {
+    let at = key.find(frame)? + key.needle().len();
+    let rest = &frame[at..];
+    let rest = &rest[rest.iter().take_while(|b| matches!(b, b'"' | b'\\' | b':' | b'=' | b' ')).count()..];
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
 /// Padding of roughly `payload_bytes` minus the marker's own size.
@@ -222,10 +223,10 @@ mod tests {
     #[test]
     fn scans_markers_in_every_spelling() {
         let want = Some(Marker { seq: 7, t_ns: 123 });
-        assert_eq!(Marker::scan(r#"{"type":"event","data":{"bench_seq":7,"bench_t":123}}"#), want);
-        assert_eq!(Marker::scan(r#"{"type": "event", "data": {"bench_seq": 7, "bench_t": 123}}"#), want);
-        assert_eq!(Marker::scan(r#"{"client_id":"bench_seq=7;bench_t=123"}"#), want);
-        assert_eq!(Marker::scan(r#"{"type":"unread_count","count":3}"#), None);
+        assert_eq!(Marker::scan(br#"{"type":"event","data":{"bench_seq":7,"bench_t":123}}"#), want);
+        assert_eq!(Marker::scan(br#"{"type": "event", "data": {"bench_seq": 7, "bench_t": 123}}"#), want);
+        assert_eq!(Marker::scan(br#"{"client_id":"bench_seq=7;bench_t=123"}"#), want);
+        assert_eq!(Marker::scan(br#"{"type":"unread_count","count":3}"#), None);
     }
 
     /// A message we build carries the marker that the scan reads back.
@@ -234,7 +235,7 @@ mod tests {
         for scenario in [Scenario::Fanout, Scenario::Notify, Scenario::Chat] {
             let body = plan(scenario, 4, 2).message(5, 99);
             assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok(), "{body}");
-            assert_eq!(Marker::scan(&body), Some(Marker { seq: 5, t_ns: 99 }));
+            assert_eq!(Marker::scan(body.as_bytes()), Some(Marker { seq: 5, t_ns: 99 }));
         }
     }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use memchr::memmem;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
-use tokio_tungstenite::tungstenite::{self, Message, protocol::WebSocketConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::now_ns;
@@ -17,6 +17,7 @@ use super::scenario::{BENCH_ORG, Marker, Plan, Scenario};
 use super::stats::{Completion, Seen, Sends, SeqTracker, Shards};
 use super::target::Target;
 use super::token::Mint;
+use super::ws::{self, Frame, Frames};
 
 /// How long a subscriber waits for its close handshake when the run ends.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -41,13 +42,7 @@ pub struct Shared {
     pub sent: AtomicU64,
     pub stop: CancellationToken,
     pub source_ips: Vec<IpAddr>,
-    pub ws_config: WebSocketConfig,
     pub connect_timeout: Duration,
-}
-
-/// The smallest buffers that still read a frame in one go: thousands of sockets must stay cheap.
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0)
 }
 
 /// What one subscriber saw, returned when its task ends.
@@ -64,7 +59,11 @@ pub struct Outcome {
 /// The result of a connect attempt, sent to the run as soon as it is known: handshake time or failure.
 pub type Connected = (u64, Option<u64>);
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+/// An open subscription: the socket, and what was read from it but not handled yet.
+struct Socket {
+    stream: ws::Stream,
+    frames: Frames,
+}
 
 /// Runs subscriber `key` until the run stops or the hub closes it.
 pub async fn run(
@@ -111,17 +110,27 @@ async fn connect(shared: &Shared, key: u64) -> Result<Socket, String> {
     let url = format!("{}{}?token={token}", shared.target.ws, plan.ws_path(key));
     let source = (!shared.source_ips.is_empty()).then(|| shared.source_ips[key as usize % shared.source_ips.len()]);
     let tcp = limits::connect_tcp(shared.target.addr, source).await.map_err(|e| limits::io_kind(&e).to_owned())?;
-    let (mut socket, _) = tokio_tungstenite::client_async_tls_with_config(url, tcp, Some(shared.ws_config), None)
-        .await
-        .map_err(|e| ws_error_kind(&e))?;
+    let (stream, frames) = ws::connect(&url, tcp).await?;
+    let mut socket = Socket { stream, frames };
     loop {
-        match socket.next().await {
-            Some(Ok(Message::Text(text))) if text.contains("connection_established") => return Ok(socket),
-            Some(Ok(Message::Text(_))) => return Err("unexpected_first_frame".into()),
-            Some(Ok(Message::Close(frame))) => return Err(close_kind(frame.as_ref())),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(ws_error_kind(&e)),
-            None => return Err("eof".into()),
+        while let Some(frame) = socket.frames.next()? {
+            match frame {
+                Frame::Message(text) if memmem::find(text, b"connection_established").is_some() => return Ok(socket),
+                Frame::Message(_) => return Err("unexpected_first_frame".into()),
+                Frame::Close(code) => return Err(close_kind(code)),
+                Frame::Ping(payload) => {
+                    let payload = payload.to_vec();
+                    ws::send(&mut socket.stream, ws::PONG, &payload)
+                        .await
+                        .map_err(|e| limits::io_kind(&e).to_owned())?;
+                }
+                Frame::Pong => {}
+            }
+        }
+        match socket.stream.read(socket.frames.spare()).await {
+            Ok(0) => return Err("eof".into()),
+            Ok(n) => socket.frames.filled(n),
+            Err(e) => return Err(limits::io_kind(&e).into()),
         }
     }
 }
@@ -137,44 +146,71 @@ async fn read_loop(
     // Registered once: a fresh wait on every frame would lock the token's waiter list each time.
     let stop = shared.stop.cancelled();
     tokio::pin!(stop);
+    let failed = |kind: &str, outcome: &mut Outcome| {
+        shared.shards.error(key, kind);
+        outcome.closed_early = true;
+    };
     loop {
         tokio::select! {
             biased;
-            frame = socket.next() => {
+            read = socket.stream.read(socket.frames.spare()) => {
                 // Timestamp first: everything after this line counts as the bench's cost, not the hub's.
                 let recv_ns = now_ns();
-                match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        let Some(marker) = Marker::scan(&text) else { continue };
-                        account(shared, key, group, marker, recv_ns, outcome);
-                    }
-                    Some(Ok(Message::Close(frame))) => {
-                        shared.shards.error(key, &close_kind(frame.as_ref()));
-                        outcome.closed_early = true;
-                        return;
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        shared.shards.error(key, &ws_error_kind(&e));
-                        outcome.closed_early = true;
-                        return;
-                    }
-                    None => {
-                        shared.shards.error(key, "eof");
-                        outcome.closed_early = true;
-                        return;
+                match read {
+                    Ok(0) => return failed("eof", outcome),
+                    Ok(n) => socket.frames.filled(n),
+                    Err(e) => return failed(limits::io_kind(&e), outcome),
+                }
+                loop {
+                    match socket.frames.next() {
+                        Ok(None) => break,
+                        Ok(Some(Frame::Message(text))) => {
+                            if let Some(marker) = Marker::scan(text) {
+                                account(shared, key, group, marker, recv_ns, outcome);
+                            }
+                        }
+                        Ok(Some(Frame::Ping(payload))) => {
+                            let payload = payload.to_vec();
+                            if let Err(e) = ws::send(&mut socket.stream, ws::PONG, &payload).await {
+                                return failed(limits::io_kind(&e), outcome);
+                            }
+                        }
+                        Ok(Some(Frame::Pong)) => {}
+                        Ok(Some(Frame::Close(code))) => {
+                            failed(&close_kind(code), outcome);
+                            // Echo the close, as a client should; the hub is going away either way.
+                            let echo = code.map(|code| code.to_be_bytes().to_vec()).unwrap_or_default();
+                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws::send(&mut socket.stream, ws::CLOSE, &echo)).await;
+                            return;
+                        }
+                        Err(kind) => return failed(kind, outcome),
                     }
                 }
             }
             Some(text) = recv(&mut outbound) => {
-                if let Err(e) = socket.send(Message::text(text)).await {
-                    shared.shards.error(key, &format!("send_{}", ws_error_kind(&e)));
+                if let Err(e) = ws::send(&mut socket.stream, ws::TEXT, text.as_bytes()).await {
+                    shared.shards.error(key, &format!("send_{}", limits::io_kind(&e)));
                 }
             }
             () = &mut stop => {
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, socket.close(None)).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, close(&mut socket)).await;
                 return;
             }
+        }
+    }
+}
+
+/// The close handshake at the end of a run: a normal close, then frames until the hub's close or the end.
+async fn close(socket: &mut Socket) -> std::io::Result<()> {
+    ws::send(&mut socket.stream, ws::CLOSE, &1000u16.to_be_bytes()).await?;
+    loop {
+        while let Some(frame) = socket.frames.next().map_err(std::io::Error::other)? {
+            if let Frame::Close(_) = frame {
+                return Ok(());
+            }
+        }
+        if socket.stream.read(socket.frames.spare()).await? == 0 {
+            return Ok(());
         }
     }
 }
@@ -216,24 +252,7 @@ fn account(shared: &Shared, key: u64, group: u64, marker: Marker, recv_ns: u64, 
     }
 }
 
-/// `close_<code>`, the error kind of a close frame from the hub.
-fn close_kind(frame: Option<&tungstenite::protocol::CloseFrame>) -> String {
-    match frame {
-        Some(frame) => format!("close_{}", u16::from(frame.code)),
-        None => "close_1005".into(),
-    }
-}
-
-/// A short stable label for a WebSocket error.
-fn ws_error_kind(err: &tungstenite::Error) -> String {
-    use tungstenite::Error;
-    match err {
-        Error::Io(e) => limits::io_kind(e).into(),
-        Error::Http(response) => format!("http_{}", response.status().as_u16()),
-        Error::ConnectionClosed | Error::AlreadyClosed => "closed".into(),
-        Error::Tls(_) => "tls".into(),
-        Error::Capacity(_) => "frame_too_large".into(),
-        Error::Protocol(_) => "ws_protocol".into(),
-        _ => "ws_error".into(),
-    }
+/// `close_<code>`, the error kind of a close frame from the hub (1005: it carried no code).
+fn close_kind(code: Option<u16>) -> String {
+    format!("close_{}", code.unwrap_or(1005))
 }
