@@ -24,6 +24,11 @@ const PARALLEL_CHUNK: usize = 1024;
 /// handling between two back-to-back publishes takes tens of microseconds, while a hub that keeps up
 /// has idle gaps of milliseconds.
 const BUSY_GAP: Duration = Duration::from_micros(200);
+/// How long a hub found busy keeps coalescing. Without it, a queued delivery (fast: no syscalls)
+/// leaves a gap before the next publish and the one after it writes directly again, so under
+/// saturation deliveries alternated between the two modes and the direct ones cost a syscall per
+/// member: 1,000 subscribers at 1,024 msg/s made 1.6 times the write syscalls (measured).
+const BUSY_HOLD: Duration = Duration::from_millis(20);
 
 #[derive(Clone)]
 struct Member {
@@ -44,6 +49,8 @@ pub struct Registry {
     /// means publishes are waiting: the hub is behind, and coalescing writes beats writing each push
     /// at once.
     last_end_ns: AtomicU64,
+    /// Until when deliveries coalesce (ns since `epoch`): [`BUSY_HOLD`] after the hub was last found busy.
+    busy_until_ns: AtomicU64,
     epoch: Instant,
 }
 
@@ -53,6 +60,7 @@ impl Registry {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             metrics,
             last_end_ns: AtomicU64::new(0),
+            busy_until_ns: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -104,8 +112,11 @@ impl Registry {
             Arc::clone(members)
         };
         let _finished = Finished(self);
-        let since_last = self.now_ns().saturating_sub(self.last_end_ns.load(Ordering::Relaxed));
-        let direct = since_last > BUSY_GAP.as_nanos() as u64;
+        let now = self.now_ns();
+        if now.saturating_sub(self.last_end_ns.load(Ordering::Relaxed)) <= BUSY_GAP.as_nanos() as u64 {
+            self.busy_until_ns.store(now + BUSY_HOLD.as_nanos() as u64, Ordering::Relaxed);
+        }
+        let direct = now >= self.busy_until_ns.load(Ordering::Relaxed);
         if members.len() <= PARALLEL_CHUNK {
             return self.deliver_to(&members, &push, direct);
         }
