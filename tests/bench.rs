@@ -381,13 +381,14 @@ async fn json_summary_has_every_documented_field() {
 
 /// Runs one scenario in-process against a real hub started on port 0, with `extra` flags.
 async fn bench_real_hub(scenario: &str, extra: &[&str]) -> Summary {
-    bench_tweaked_hub(|_| {}, scenario, extra).await
+    bench_tweaked_hub(|_| {}, scenario, "100", extra).await
 }
 
-/// [`bench_real_hub`] against a hub whose configuration `tweak` changed.
+/// [`bench_real_hub`] at `rate` messages/s against a hub whose configuration `tweak` changed.
 async fn bench_tweaked_hub(
     tweak: impl FnOnce(&mut rtctl::config::HubConfig),
     scenario: &str,
+    rate: &str,
     extra: &[&str],
 ) -> Summary {
     let hub = crate::util::TestHub::start_with(tweak).await;
@@ -395,7 +396,7 @@ async fn bench_tweaked_hub(
     let url = url.trim_end_matches('/');
     let secret = hub.config.jwt_secret().expect("ephemeral hubs use HS256").to_owned();
     let key = hub.api_key().to_owned();
-    let mut argv = vec!["bench", scenario, "--url", url, "-r", "100", "--messages", "40", "--warmup", "0s"];
+    let mut argv = vec!["bench", scenario, "--url", url, "-r", rate, "--messages", "40", "--warmup", "0s"];
     argv.extend_from_slice(&["--drain", "3s", "-q"]);
     argv.extend_from_slice(extra);
     let args = Cli::parse_from(argv).args;
@@ -440,16 +441,17 @@ async fn chat_against_the_real_hub_loses_nothing() {
     assert_clean(&bench_real_hub("chat", &["-n", "8", "--room-size", "4"]).await, 40 * 4);
 }
 
-/// Subscribers answer the hub's pings: with a 50 ms heartbeat and a 150 ms timeout, a bench that ignored
-/// them would be closed with 4000 long before its 40 messages (0.4 s) were through.
+/// Subscribers answer the hub's pings: with a 100 ms heartbeat and a 500 ms timeout, a bench that ignored
+/// them would be closed with 4000 long before its 40 messages (2 s at 20/s) were through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribers_answer_the_hubs_pings() {
     let summary = bench_tweaked_hub(
         |config| {
-            config.limits.heartbeat_interval = std::time::Duration::from_millis(50);
-            config.limits.heartbeat_timeout = std::time::Duration::from_millis(150);
+            config.limits.heartbeat_interval = std::time::Duration::from_millis(100);
+            config.limits.heartbeat_timeout = std::time::Duration::from_millis(500);
         },
         "fanout",
+        "20",
         &["-n", "10"],
     )
     .await;
