@@ -276,8 +276,11 @@ async fn threshold_breach_exits_3() {
 /// A run that cannot start (no secret) is an error: exit 1 with the reason on stderr, and no secret echoed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_exit_1() {
+    // An empty directory: an rtctl.toml where the tests run (left by `rtctl serve`) would supply a secret.
+    let empty = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
         .args(["bench", "--url", "http://127.0.0.1:9", "--api-key", "sekrit-key"])
+        .current_dir(empty.path())
         .env_remove("RTCTL_JWT_SECRET")
         .output()
         .await
