@@ -110,7 +110,7 @@ async fn connect(shared: &Shared, key: u64) -> Result<Socket, String> {
     let url = format!("{}{}?token={token}", shared.target.ws, plan.ws_path(key));
     let source = (!shared.source_ips.is_empty()).then(|| shared.source_ips[key as usize % shared.source_ips.len()]);
     let tcp = limits::connect_tcp(shared.target.addr, source).await.map_err(|e| limits::io_kind(&e).to_owned())?;
-    let (stream, frames) = ws::connect(&url, tcp).await?;
+    let (stream, frames) = ws::connect(&url, tcp, shared.target.tls_name.as_ref()).await?;
     let mut socket = Socket { stream, frames };
     loop {
         while let Some(frame) = socket.frames.next()? {
@@ -119,8 +119,7 @@ async fn connect(shared: &Shared, key: u64) -> Result<Socket, String> {
                 Frame::Message(_) => return Err("unexpected_first_frame".into()),
                 Frame::Close(code) => return Err(close_kind(code)),
                 Frame::Ping(payload) => {
-                    let payload = payload.to_vec();
-                    ws::send(&mut socket.stream, ws::PONG, &payload)
+                    ws::send(&mut socket.stream, ws::PONG, payload)
                         .await
                         .map_err(|e| limits::io_kind(&e).to_owned())?;
                 }
@@ -170,8 +169,7 @@ async fn read_loop(
                             }
                         }
                         Ok(Some(Frame::Ping(payload))) => {
-                            let payload = payload.to_vec();
-                            if let Err(e) = ws::send(&mut socket.stream, ws::PONG, &payload).await {
+                            if let Err(e) = ws::send(&mut socket.stream, ws::PONG, payload).await {
                                 return failed(limits::io_kind(&e), outcome);
                             }
                         }

@@ -115,7 +115,8 @@ pub struct Deliveries {
     pub lost: u64,
     /// Deliveries of a message the subscriber had already received.
     pub duplicates: u64,
-    /// First deliveries that arrived after a later message of the same group.
+    /// First deliveries that arrived after a later message of the same group that was sent only after the
+    /// hub had acknowledged this one (publishes in flight together have no order the hub owes).
     pub out_of_order: u64,
     /// `lost / expected`, in percent.
     pub loss_pct: f64,

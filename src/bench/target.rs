@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 
 /// How long the side calls (stats, room creation) may take.
@@ -19,6 +20,8 @@ pub struct Target {
     pub ws: String,
     /// The resolved socket address subscribers connect to.
     pub addr: SocketAddr,
+    /// The name the hub's certificate must carry, for `https://` hubs.
+    pub tls_name: Option<ServerName<'static>>,
     pub jwt_secret: String,
     pub api_key: String,
     /// The hub's process id, when known, to measure its CPU time.
@@ -49,18 +52,25 @@ impl Target {
             bail!("the hub URL must start with http:// or https://, got {url:?}");
         };
         let authority = rest.split('/').next().unwrap_or(rest);
-        let default_port = if http.starts_with("https") { 443 } else { 80 };
-        let host_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            authority.to_owned()
-        } else {
-            format!("{authority}:{default_port}")
+        let tls = ws.starts_with("wss://");
+        let (host, port) = match authority.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>())) {
+            Some((host, Ok(port))) => (host, port),
+            _ => (authority, if tls { 443 } else { 80 }),
+        };
+        let host_port = format!("{host}:{port}");
+        let tls_name = match tls {
+            true => Some(
+                ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
+                    .with_context(|| format!("{host:?} is not a name a TLS certificate can carry"))?,
+            ),
+            false => None,
         };
         let addr = tokio::net::lookup_host(&host_port)
             .await
             .with_context(|| format!("resolve {host_port}"))?
             .next()
             .with_context(|| format!("{host_port} has no address"))?;
-        Ok(Self { http, ws, addr, jwt_secret, api_key, pid: None, in_process: false })
+        Ok(Self { http, ws, addr, tls_name, jwt_secret, api_key, pid: None, in_process: false })
     }
 
     pub fn http_url(&self, path: &str) -> String {
@@ -126,6 +136,14 @@ mod tests {
         let debug = format!("{t:?}");
         assert!(!debug.contains("s3cret") && !debug.contains("k3y"), "{debug}");
         assert!(Target::new("ws://127.0.0.1:1", String::new(), String::new()).await.is_err());
+        assert_eq!(t.tls_name, None);
+        // https: the default port, and the host (without port or brackets) is what TLS checks.
+        let t = Target::new("https://localhost/", String::new(), String::new()).await.unwrap();
+        assert_eq!((t.ws.as_str(), t.addr.port()), ("wss://localhost", 443));
+        assert_eq!(t.tls_name, Some(ServerName::try_from("localhost").unwrap()));
+        let t = Target::new("https://[::1]:8443", String::new(), String::new()).await.unwrap();
+        assert_eq!(t.addr.port(), 8443);
+        assert_eq!(t.tls_name, Some(ServerName::try_from("::1").unwrap()));
     }
 
     /// `memory_rss_bytes` is found at the top level or nested.

@@ -16,6 +16,7 @@ use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll, ready};
 
 use memchr::memmem;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
@@ -36,11 +37,16 @@ const CONTINUATION: u8 = 0x0;
 const BINARY: u8 = 0x2;
 const PING: u8 = 0x9;
 
-/// Opens the WebSocket at `url` over `tcp` (TLS for `wss://`); returns the stream and the frames that
-/// arrived with the handshake's response. Failures come back as error kinds.
-pub async fn connect(url: &str, tcp: TcpStream) -> Result<(Stream, Frames), String> {
-    let stream = match url.strip_prefix("wss://") {
-        Some(rest) => tls(rest, tcp).await.map_err(|e| super::limits::io_kind(&e).to_owned())?,
+/// Opens the WebSocket at `url` over `tcp`, through TLS checked against `tls_name` when there is one;
+/// returns the stream and the frames that arrived with the handshake's response. Failures come back as
+/// error kinds.
+pub async fn connect(
+    url: &str,
+    tcp: TcpStream,
+    tls_name: Option<&ServerName<'static>>,
+) -> Result<(Stream, Frames), String> {
+    let stream = match tls_name {
+        Some(name) => tls(name.clone(), tcp).await.map_err(|e| super::limits::io_kind(&e).to_owned())?,
         None => MaybeTlsStream::Plain(tcp),
     };
     let (socket, _) =
@@ -49,21 +55,13 @@ pub async fn connect(url: &str, tcp: TcpStream) -> Result<(Stream, Frames), Stri
     Ok((stream, Frames::new(early)))
 }
 
-/// A TLS connection to the host of `rest` (a `wss://` URL without its scheme), checked against the
-/// system's roots.
-async fn tls(rest: &str, tcp: TcpStream) -> io::Result<Stream> {
+/// A TLS connection to `name`, checked against the system's roots.
+async fn tls(name: ServerName<'static>, tcp: TcpStream) -> io::Result<Stream> {
     static CONFIG: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
     });
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = match authority.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => host,
-        _ => authority,
-    };
-    let name = rustls::pki_types::ServerName::try_from(host.trim_matches(['[', ']']).to_owned())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let stream = tokio_rustls::TlsConnector::from(CONFIG.clone()).connect(name, tcp).await?;
     Ok(MaybeTlsStream::Rustls(stream))
 }

@@ -406,6 +406,15 @@ mod tests {
         bytes
     }
 
+    /// Everything the client receives until the connection ends, read alongside the test.
+    fn read_to_end(mut client: TcpStream) -> tokio::task::JoinHandle<Vec<u8>> {
+        tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        })
+    }
+
     async fn drain(outbox: &Outbox) {
         std::future::poll_fn(|cx| outbox.poll_drain(cx)).await.unwrap();
     }
@@ -447,7 +456,7 @@ mod tests {
     /// socket already took part of is finished, so the client never sees half a frame.
     #[tokio::test]
     async fn overflow_drops_the_queue_but_finishes_a_started_frame() {
-        let (outbox, mut client) = pair(2).await;
+        let (outbox, client) = pair(2).await;
         outbox.release();
         // Larger than any socket buffer: the first write takes only part of it.
         let big = Push::new("x".repeat(32 * 1024 * 1024));
@@ -462,11 +471,7 @@ mod tests {
         assert_eq!(outbox.push(&small, true), Pushed::Overflowed { first: false });
         assert!(!outbox.mark_overflowed(), "already marked");
 
-        let reader = tokio::spawn(async move {
-            let mut all = Vec::new();
-            client.read_to_end(&mut all).await.unwrap();
-            all
-        });
+        let reader = read_to_end(client);
         drain(&outbox).await;
         outbox.close();
         assert_eq!(reader.await.unwrap(), big.wire, "exactly the started frame, whole");
@@ -476,7 +481,7 @@ mod tests {
     /// that drops held pushes still finishes that frame: the client only ever sees whole frames.
     #[tokio::test]
     async fn replies_and_closes_keep_a_started_frame_whole() {
-        let (outbox, mut client) = pair(2).await;
+        let (outbox, client) = pair(2).await;
         outbox.release();
         let big = Push::new("x".repeat(32 * 1024 * 1024));
         let small = Push::new("{}".into());
@@ -489,11 +494,7 @@ mod tests {
         outbox.begin_close();
         outbox.queue_session_bytes(b"close").unwrap();
 
-        let reader = tokio::spawn(async move {
-            let mut all = Vec::new();
-            client.read_to_end(&mut all).await.unwrap();
-            all
-        });
+        let reader = read_to_end(client);
         drain(&outbox).await;
         outbox.close();
         let mut expected = big.wire.to_vec();
