@@ -87,8 +87,8 @@ done
 python3 - "$out" "${#rows[@]}" $hubs <<'PY'
 import glob, json, os, sys
 out, count, hubs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-print("| scenario | hub | p50 ms | p99 ms | max ms | deliveries/s | lost | bench CPU | hub CPU | hub mem/conn | thresholds | p99 of every run |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+print("| scenario | hub | p50 ms | p99 ms | max ms | deliveries/s | lost | bench CPU | hub CPU | machine busy | hub mem/conn | thresholds | p99 of every run |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
 for i in range(count):
     for hub in hubs:
         runs = []
@@ -109,10 +109,13 @@ for i in range(count):
         name += f" find-max → {fm['max_rate'] or 0:.0f} msg/s" if fm else f" × {s['settings']['rate']:g}/s"
         lat, d, hub_use = s["latency_ms"], s["deliveries"], s["hub"]
         mem = hub_use["memory_per_connection_bytes"]
-        cpu = hub_use["cpu_cores"]
+        # CPU while measuring: cores of the bench and the hub, and how busy the whole machine was.
+        window = s["cpu"]
+        cpu = window["hub_cores"]
+        busy = window["machine_busy_pct"]
         verdict = " ".join(("✔ " if t["passed"] else "✘ ") + t["expr"] for t in s["thresholds"])
         print(f"| {name} | {hub} | {lat['p50']:.2f} | {lat['p99']:.2f} | {lat['max']:.2f} | {d['per_s']:.0f} | {d['lost']} "
-              f"| {s['bench']['cpu_cores']:.2f} | {'-' if cpu is None else f'{cpu:.2f}'} "
+              f"| {window['bench_cores']:.2f} | {'-' if cpu is None else f'{cpu:.2f}'} | {'-' if busy is None else f'{busy:.0f} %'} "
               f"| {'-' if mem is None else f'{mem / 1024:.1f} KiB'} | {verdict} | {every} |")
 PY
 echo "raw summaries: $out" >&2

@@ -307,7 +307,8 @@ async fn help_hides_secrets() {
 /// Every field the summary documents is present in `--json` output (as a value or null).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_summary_has_every_documented_field() {
-    let out = bench_binary(&fake_hub(Fault::None).await, &["--json", "-t", "p99<5s"]).await;
+    let out =
+        bench_binary(&fake_hub(Fault::None).await, &["--json", "-t", "p99<5s", "-t", "machine_busy_pct<=100"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
     let percentiles = ["count", "mean", "p50", "p90", "p99", "p99.9", "max"];
@@ -366,6 +367,19 @@ async fn json_summary_has_every_documented_field() {
                 "cpu_cores",
             ],
         ),
+        (
+            "cpu",
+            &[
+                "window_s",
+                "bench_cores",
+                "hub_cores",
+                "machine_cores",
+                "machine_busy_pct",
+                "machine_softirq_pct",
+                "machine_steal_pct",
+                "saturated",
+            ],
+        ),
         ("timeline/0", &["t_s", "deliveries", "per_s", "p50_ms", "p99_ms", "max_ms"]),
         ("distribution/0", &["percentile", "latency_ms"]),
         ("thresholds/0", &["expr", "value", "passed"]),
@@ -380,6 +394,42 @@ async fn json_summary_has_every_documented_field() {
     assert_eq!(json["schema"], 1);
     assert_eq!(json["deliveries"]["lost"], 0);
     assert_eq!(json["hub"]["memory_rss_before_bytes"], 50_000_000);
+    // The CPU window is the publishing of 20 messages at 100/s: about 0.2 s.
+    let cpu = &json["cpu"];
+    let window = cpu["window_s"].as_f64().unwrap();
+    assert!((0.15..2.0).contains(&window), "{cpu}");
+    assert_eq!(cpu["hub_cores"], serde_json::Value::Null, "a hub without a pid is not observed");
+    assert!(cpu["machine_cores"].as_u64().unwrap() >= 1, "{cpu}");
+    let busy = cpu["machine_busy_pct"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&busy), "{cpu}");
+    assert!(cpu["machine_softirq_pct"].as_f64().unwrap() <= busy, "{cpu}");
+    assert_eq!(json["thresholds"][1]["expr"], "machine_busy_pct<=100");
+    assert_eq!(json["thresholds"][1]["value"].as_f64(), Some(busy));
+    assert_eq!(json["thresholds"][1]["passed"], true);
+}
+
+/// `--spawn` starts its own hub in a child process, which it observes: CPU and memory come from that
+/// process, so a run needs nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_runs_and_observes_its_own_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "fanout", "--spawn", "-n", "20", "-r", "50", "--messages", "50", "--warmup", "0s"])
+        .args(["--json", "-q", "-t", "loss=0"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["deliveries"]["expected"], 1000);
+    assert_eq!(json["deliveries"]["received"], 1000);
+    assert_eq!(json["bench"]["includes_hub"], false);
+    assert!(json["hub"]["cpu_s"].is_f64(), "{}", json["hub"]);
+    assert!(json["hub"]["memory_per_connection_bytes"].as_f64().unwrap() > 0.0, "{}", json["hub"]);
+    assert!(json["cpu"]["hub_cores"].as_f64().unwrap() >= 0.0, "{}", json["cpu"]);
+    // Nothing is left behind in the directory the bench ran in: the hub's config and store are temporary.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 /// Runs one scenario in-process against a real hub started on port 0, with `extra` flags.

@@ -93,6 +93,9 @@ fn verdicts(h: &mut String, s: &Summary) {
     if let Some(limit) = &s.machine_limit {
         let _ = write!(h, r#"<p class="bad">This machine, not the hub, limited the run: {}</p>"#, esc(limit));
     }
+    for warning in super::cpu::warnings(&s.cpu) {
+        let _ = write!(h, r#"<p class="bad">Read with care: {}.</p>"#, esc(&warning));
+    }
     if s.thresholds.is_empty() {
         return;
     }
@@ -133,6 +136,7 @@ fn figures(h: &mut String, s: &Summary) {
     if let Some(cores) = s.hub.cpu_cores {
         rows.push(("hub CPU", format!("{cores:.2} cores")));
     }
+    rows.push(("CPU while measuring", super::report::window_line(&s.cpu)));
     if let Some(per) = s.hub.memory_per_connection_bytes {
         rows.push(("hub memory per connection", format!("{:.1} KiB", per / 1024.0)));
     }

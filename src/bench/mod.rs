@@ -6,7 +6,8 @@
 //!
 //! # Layout
 //!
-//! - `clock`: the one monotonic clock of a run, and CPU time (ours by getrusage, the hub's from /proc)
+//! - `clock`: the one monotonic clock of a run
+//! - `cpu`: CPU use of the bench, the hub and the machine over the measured window
 //! - `scenario`: fanout / notify / chat / idle, the deterministic schedule, message bodies, marker scan
 //! - `target`: the hub's URLs and credentials, `/api/v1/stats` memory, chat room creation
 //! - `token`: a private HS256 mint for bench users
@@ -22,6 +23,7 @@
 //! - `report`: the terminal table; `html`: the self-contained HTML report
 
 mod clock;
+mod cpu;
 mod html;
 pub mod limits;
 mod publisher;

@@ -5,7 +5,8 @@ use std::io::{self, Write};
 
 use colored::Colorize;
 
-use super::summary::{Percentiles, Summary};
+use super::cpu;
+use super::summary::{CpuWindow, Percentiles, Summary};
 
 /// Writes the table to stdout.
 pub fn print_table(summary: &Summary) -> io::Result<()> {
@@ -100,6 +101,10 @@ pub fn table(s: &Summary) -> String {
     if let Some(line) = hub_line(s) {
         let _ = writeln!(t, "{:<13}{line}", "hub");
     }
+    let _ = writeln!(t, "{:<13}{}", "measured", window_line(&s.cpu));
+    for warning in cpu::warnings(&s.cpu) {
+        let _ = writeln!(t, "{:<13}{}", "", warning.yellow().bold());
+    }
     if let Some(find) = &s.find_max {
         let _ = writeln!(t, "\n{}", "find-max".bold());
         for step in &find.steps {
@@ -155,6 +160,23 @@ fn row(t: &mut String, name: &str, p: &Percentiles) {
         "  {name:<13}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
         p.p50, p.p90, p.p99, p.p99_9, p.max, p.mean
     );
+}
+
+/// CPU use while the run measured: machine, bench and hub.
+pub fn window_line(cpu: &CpuWindow) -> String {
+    let mut parts = Vec::new();
+    if let (Some(cores), Some(busy)) = (cpu.machine_cores, cpu.machine_busy_pct) {
+        parts.push(format!(
+            "machine {busy:.0} % busy of {cores} CPUs (softirq {:.0} %, steal {:.1} %)",
+            cpu.machine_softirq_pct.unwrap_or(0.0),
+            cpu.machine_steal_pct.unwrap_or(0.0)
+        ));
+    }
+    parts.push(format!("bench {:.2} cores", cpu.bench_cores));
+    if let Some(cores) = cpu.hub_cores {
+        parts.push(format!("hub {cores:.2} cores"));
+    }
+    format!("{} over {:.1} s", parts.join(", "), cpu.window_s)
 }
 
 fn hub_line(s: &Summary) -> Option<String> {

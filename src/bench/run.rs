@@ -12,6 +12,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::{self, now_ns};
+use super::cpu;
 use super::publisher::{self, Channel};
 use super::scenario::{self, Plan, Scenario};
 use super::stats::{Completion, Recorder, Sends, Shards, latency_histogram};
@@ -70,8 +71,8 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         plan,
     });
     let plan = &shared.plan;
-    let cpu_start = clock::process_cpu();
-    let hub_cpu_start = target.pid.and_then(clock::pid_cpu);
+    let cpu_start = cpu::process_cpu();
+    let hub_cpu_start = target.pid.and_then(cpu::pid_cpu);
     let wall_start = Instant::now();
 
     let connect = connect_all(config, &shared, &workers).await;
@@ -87,6 +88,11 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     let schedule_start = now_ns() + SCHEDULE_LEAD.as_nanos() as u64;
     let measure_start = schedule_start + plan.offset_ns(plan.warmup);
     shared.shards.set_start(measure_start);
+    let hub_pid = target.pid;
+    let window_start = tokio::spawn(async move {
+        tokio::time::sleep_until(clock::instant_at(measure_start).into()).await;
+        cpu::Sample::take(hub_pid)
+    });
     if plan.scenario == Scenario::Idle {
         hold(config, window.max(config.duration)).await;
     } else {
@@ -99,6 +105,16 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
             tokio::task::spawn_blocking(move || publisher::run(publishing, channel, schedule_start, inflight, runtime));
         watch_publisher(config, &shared, &publisher).await;
         lag = publisher.await.context("the publisher task failed")?;
+    }
+    let window_end = cpu::Sample::take(hub_pid);
+    // A run that ended before its measured window began (every publish failed at once) has no window.
+    let window_start = if window_start.is_finished() {
+        window_start.await.context("the CPU sampling task failed")?
+    } else {
+        window_start.abort();
+        cpu::Sample::take(hub_pid)
+    };
+    if plan.scenario != Scenario::Idle {
         drain(config, &shared, &connect.alive_per_group).await;
     }
     let memory_after = if memory_before.is_some() { target.memory_rss(&client).await } else { None };
@@ -109,8 +125,8 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         outcomes.push(handle.await.context("a subscriber task failed")?);
     }
     let wall_s = wall_start.elapsed().as_secs_f64();
-    let cpu_s = (clock::process_cpu() - cpu_start).as_secs_f64();
-    let hub_cpu_s = hub_cpu_start.zip(target.pid.and_then(clock::pid_cpu)).map(|(a, b)| (b - a).as_secs_f64());
+    let cpu_s = (cpu::process_cpu() - cpu_start).as_secs_f64();
+    let hub_cpu_s = hub_cpu_start.zip(target.pid.and_then(cpu::pid_cpu)).map(|(a, b)| (b - a).as_secs_f64());
 
     let recorder = shared.shards.merged();
     let established = outcomes.iter().filter(|o| o.established).count() as u64;
@@ -166,6 +182,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
             cpu_s: hub_cpu_s,
             cpu_cores: hub_cpu_s.map(|s| s / wall_s),
         },
+        cpu: window_end.since(&window_start),
         timeline: timeline(&recorder, shared.shards.bucket_ns()),
         distribution: distribution(&recorder.latency),
         thresholds: Vec::new(),

@@ -45,6 +45,8 @@ pub struct Summary {
     pub bench: BenchUsage,
     /// The hub's resource use, when it could be observed.
     pub hub: HubUsage,
+    /// CPU use during the measured window: the bench's, the hub's and the machine's.
+    pub cpu: CpuWindow,
     /// Deliveries and latency per time slice of the measured window.
     pub timeline: Vec<TimelinePoint>,
     /// The latency distribution: latency at percentiles from 0 to 100 (for plotting).
@@ -173,6 +175,30 @@ pub struct BenchUsage {
     pub open_file_limit: u64,
 }
 
+/// CPU use during the measured window (from the first measured message to the end of publishing), where
+/// `bench` and `hub` average over the whole run, connecting included.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CpuWindow {
+    /// Seconds the figures cover.
+    pub window_s: f64,
+    /// Cores the bench process kept busy (with an in-process hub, the hub included).
+    pub bench_cores: f64,
+    /// Cores the hub process kept busy (`--spawn` or `--hub-pid`); null when it could not be observed.
+    pub hub_cores: Option<f64>,
+    /// CPUs online on this machine; this and the other `machine_` figures are null without `/proc/stat`.
+    pub machine_cores: Option<u64>,
+    /// Share of the machine's CPU time (all CPUs) that was not idle, in percent.
+    pub machine_busy_pct: Option<f64>,
+    /// Share spent in softirq, in percent: on loopback, most of TCP's work runs there.
+    pub machine_softirq_pct: Option<f64>,
+    /// Share the hypervisor gave to other guests, in percent: above a few percent the run's figures are
+    /// unreliable.
+    pub machine_steal_pct: Option<f64>,
+    /// True when the machine was at least 90 % busy: latency then includes waiting for a CPU, and the
+    /// hub and the bench competed for cores.
+    pub saturated: bool,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HubUsage {
     /// `memory_rss_bytes` from `GET /api/v1/stats` before connecting.
@@ -268,6 +294,8 @@ impl Summary {
             "deliveries_per_s" => self.deliveries.per_s,
             "connect_per_s" => self.connections.connect_per_s,
             "bench_cpu_cores" => self.bench.cpu_cores,
+            "machine_busy_pct" => return self.cpu.machine_busy_pct,
+            "machine_steal_pct" => return self.cpu.machine_steal_pct,
             "memory_per_connection" => return self.hub.memory_per_connection_bytes,
             _ => return None,
         })
