@@ -58,6 +58,10 @@ fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
         }
     }
 
+    // Piped, so not a terminal: plain text, as a log file or journald wants it.
+    assert!(log.iter().all(|line| !line.contains('\x1b')), "color codes in a piped log:\n{}", log.join("\n"));
+    assert!(log.iter().any(|line| line.contains(" INFO rtctl::hub: hub listening")), "{}", log.join("\n"));
+
     let path = dir.path().join("rtctl.toml");
     let mode = std::fs::metadata(&path).expect("rtctl.toml exists").permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "rtctl.toml mode {mode:o}");

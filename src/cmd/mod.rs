@@ -9,6 +9,8 @@ pub mod serve;
 pub mod status;
 pub mod token;
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
@@ -23,7 +25,9 @@ pub fn init_logging(cli: &Cli) {
         (_, 0) => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(base));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colors only for a person at a terminal: a log file or journald would keep the escape codes.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
 /// Runs the chosen subcommand; the result is the process's exit code.
