@@ -60,6 +60,28 @@ async fn events_stay_within_their_org_and_in_order() {
     assert_quiet(&mut a).await;
 }
 
+/// A broadcast to a large org is written by several tasks at once (so by both cores): every member
+/// still gets every event, once, in the order of publishing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_org_gets_every_event_in_order() {
+    let hub = TestHub::start().await;
+    let mut members = Vec::new();
+    for i in 0..600 {
+        members.push(hub.connect("/ws/events/big/", &hub.member_jwt(&format!("m{i}"), &["big"])).await.0);
+    }
+    for seq in 0..5 {
+        publish(&hub, "big", json!({"event_type": "tick", "data": {"seq": seq}})).await;
+    }
+    for member in &mut members {
+        for seq in 0..5 {
+            assert_eq!(recv(member).await["data"]["seq"], seq);
+        }
+    }
+    for member in members.iter_mut().step_by(100) {
+        assert_quiet(member).await;
+    }
+}
+
 /// A user whose token does not list the org in `orgs` is accepted, then closed with 4003; so is an
 /// org id that does not match `[A-Za-z0-9_.-]{1,64}`.
 #[tokio::test]
