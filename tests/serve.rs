@@ -139,3 +139,17 @@ fn bad_settings_are_refused_naming_the_setting() {
         assert_eq!(stderr.lines().last(), Some(message), "{args:?}: {stderr}");
     }
 }
+
+/// A port that another process listens on is refused with one line naming the address and the cause.
+#[test]
+fn a_taken_port_is_refused_naming_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let output = rtctl(dir.path()).args(["serve", "--bind", &addr.to_string()]).output().expect("run rtctl serve");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with(&format!("rtctl: cannot listen on {addr}: ")), "{stderr}");
+    assert!(last.contains("in use"), "{stderr}");
+}
