@@ -122,8 +122,10 @@ impl Registry {
             self.busy_until_ns.store(now + BUSY_HOLD.as_nanos() as u64, Ordering::Relaxed);
         }
         let direct = now >= self.busy_until_ns.load(Ordering::Relaxed);
-        // Queueing (the busy hub) costs no syscall: one core does it faster than a hand-over would.
-        if members.len() <= PARALLEL_MIN || !direct {
+        // Queueing (a busy hub) makes no syscall, so a queued delivery is split only beyond
+        // PARALLEL_CHUNK members: splitting it earlier would buy little for the hand-overs it costs.
+        let split_from = if direct { PARALLEL_MIN } else { PARALLEL_CHUNK };
+        if members.len() <= split_from {
             return self.deliver_to(&members, &push, direct);
         }
         // Two tasks per core: when one core is also busy with something else, the other takes more.
