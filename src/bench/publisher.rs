@@ -4,7 +4,8 @@
 //! The schedule runs on its own blocking thread: tokio's timer rounds every deadline up to the next
 //! millisecond, which alone would add 0.5–1 ms to every latency. Even `std::thread::sleep` woke 120–150 µs
 //! late on our 2-core VM (publisher lag p50 135–164 µs at 100 × 20/s), and all of it counted as the hub's
-//! latency, so the thread sleeps until shortly before a send and spins the rest of the way (lag p50 15 µs). Requests are spawned onto the runtime from there.
+//! latency, so the thread sleeps until shortly before a send and spins the rest of the way (lag p50
+//! 15 µs). Requests are spawned onto the runtime from there.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -129,8 +129,8 @@ impl Registry {
             return self.deliver_to(&members, &push, direct);
         }
         // Two tasks per core: when one core is also busy with something else, the other takes more.
-        let tasks = 2 * tokio::runtime::Handle::current().metrics().num_workers().max(1);
-        let chunk = members.len().div_ceil(tasks).clamp(PARALLEL_MIN, PARALLEL_CHUNK);
+        let parts = 2 * tokio::runtime::Handle::current().metrics().num_workers().max(1);
+        let chunk = members.len().div_ceil(parts).clamp(PARALLEL_MIN, PARALLEL_CHUNK);
         let push = Arc::new(push);
         let tasks: Vec<_> = (0..members.len())
             .step_by(chunk)
