@@ -56,6 +56,8 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('--send-timeout', '--send-timeout', [CompletionResultType]::ParameterName, 'Longest a client''s socket may refuse queued frames before it is closed with 4008 [default: 10s]')
             [CompletionResult]::new('--ws-token-ttl', '--ws-token-ttl', [CompletionResultType]::ParameterName, 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]')
             [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'Longest a shutdown waits for sockets and requests [default: 10s]')
+            [CompletionResult]::new('--message-rate', '--message-rate', [CompletionResultType]::ParameterName, 'Frames a connection may send per second, sustained; above it a frame gets a `rate_limited` error, and repeated excess closes with 4029; 0 turns the limit off [default: 50]')
+            [CompletionResult]::new('--message-burst', '--message-burst', [CompletionResultType]::ParameterName, 'Frames a connection may send at once before --message-rate applies [default: 200]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')

@@ -52,6 +52,8 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --send-timeout 'Longest a client''s socket may refuse queued frames before it is closed with 4008 [default: 10s]'
             cand --ws-token-ttl 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]'
             cand --shutdown-timeout 'Longest a shutdown waits for sockets and requests [default: 10s]'
+            cand --message-rate 'Frames a connection may send per second, sustained; above it a frame gets a `rate_limited` error, and repeated excess closes with 4029; 0 turns the limit off [default: 50]'
+            cand --message-burst 'Frames a connection may send at once before --message-rate applies [default: 200]'
             cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
             cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
             cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'

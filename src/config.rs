@@ -36,6 +36,12 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
 /// How long shutdown waits for sockets and in-flight requests.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Frames a connection may send per second, sustained (PROTOCOL §2, 4029). A person typing, reading and
+/// paging stays far below; a client stuck in a loop sends thousands.
+pub const DEFAULT_MESSAGE_RATE: u32 = 50;
+/// Frames a connection may send at once above the sustained rate: a client that reconnects and replays
+/// its state, or a script posting a batch, fits.
+pub const DEFAULT_MESSAGE_BURST: u32 = 200;
 
 /// A secret value (JWT secret, API key) that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -115,6 +121,10 @@ pub struct Limits {
     pub send_timeout: Duration,
     pub ws_token_ttl: Duration,
     pub shutdown_timeout: Duration,
+    /// Inbound text frames per second per connection, sustained; 0 turns the limit off.
+    pub message_rate: u32,
+    /// Inbound text frames a connection may send at once before the sustained rate applies.
+    pub message_burst: u32,
 }
 
 impl Default for Limits {
@@ -127,6 +137,8 @@ impl Default for Limits {
             send_timeout: DEFAULT_SEND_TIMEOUT,
             ws_token_ttl: DEFAULT_WS_TOKEN_TTL,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            message_rate: DEFAULT_MESSAGE_RATE,
+            message_burst: DEFAULT_MESSAGE_BURST,
         }
     }
 }
@@ -191,6 +203,8 @@ pub struct FileConfig {
     pub send_timeout: Option<String>,
     pub ws_token_ttl: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub message_rate: Option<u32>,
+    pub message_burst: Option<u32>,
 }
 
 impl FileConfig {
@@ -331,6 +345,11 @@ impl FileConfig {
         if queue == 0 {
             bail!("invalid queue: must be at least 1");
         }
+        let message_rate = self.message_rate.or(file.message_rate).unwrap_or(defaults.message_rate);
+        let message_burst = self.message_burst.or(file.message_burst).unwrap_or(defaults.message_burst);
+        if message_rate > 0 && message_burst == 0 {
+            bail!("invalid message_burst: must be at least 1 while message_rate is on");
+        }
         let limits = Limits {
             max_frame,
             queue,
@@ -354,6 +373,8 @@ impl FileConfig {
                 &file.shutdown_timeout,
                 defaults.shutdown_timeout,
             )?,
+            message_rate,
+            message_burst,
         };
         if limits.heartbeat_timeout <= limits.heartbeat_interval {
             bail!("invalid heartbeat_timeout: must be longer than heartbeat_interval");
@@ -457,5 +478,23 @@ mod tests {
         assert_eq!(config.bind.port(), 9100);
         assert_eq!(config.api_key.expose(), "file-key-0123456789");
         assert_eq!(format!("{:?}", config.api_key), "Secret(***)");
+    }
+
+    #[test]
+    fn message_rate_defaults_merges_and_refuses_a_zero_burst() {
+        let file = FileConfig {
+            jwt_secret: Some("file-secret-0123456789".into()),
+            api_key: Some("file-key-0123456789".into()),
+            message_rate: Some(5),
+            ..FileConfig::default()
+        };
+        let limits = FileConfig::default().resolve(&file).unwrap().limits;
+        assert_eq!((limits.message_rate, limits.message_burst), (5, DEFAULT_MESSAGE_BURST));
+        let flags = FileConfig { message_rate: Some(0), message_burst: Some(0), ..FileConfig::default() };
+        let limits = flags.resolve(&file).unwrap().limits;
+        assert_eq!((limits.message_rate, limits.message_burst), (0, 0), "0 turns the limit off");
+        let flags = FileConfig { message_burst: Some(0), ..FileConfig::default() };
+        let err = flags.resolve(&file).unwrap_err().to_string();
+        assert_eq!(err, "invalid message_burst: must be at least 1 while message_rate is on");
     }
 }

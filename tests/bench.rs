@@ -494,6 +494,27 @@ async fn chat_against_the_real_hub_loses_nothing() {
     assert_clean(&bench_real_hub("chat", &["-n", "8", "--room-size", "4"]).await, 40 * 4);
 }
 
+/// A chat member that sends faster than the hub's message rate: the refusals are reported by their
+/// code, the messages they cost count as lost, and the hub's 4029 close shows as its own error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_refused_by_the_rate_limit_reports_why() {
+    let summary = bench_tweaked_hub(
+        |config| {
+            config.limits.message_rate = 2;
+            config.limits.message_burst = 2;
+        },
+        "chat",
+        "100",
+        &["-n", "2", "--room-size", "2"],
+    )
+    .await;
+    let json = serde_json::to_value(&summary).unwrap();
+    // 20 frames from each member within 0.4 s: two or three pass, ten are refused, the eleventh closes.
+    assert_eq!(json["errors"]["hub_error_rate_limited"], 20, "{json:#}");
+    assert_eq!(json["errors"]["close_4029"], 2, "{json:#}");
+    assert!(json["deliveries"]["lost"].as_u64().unwrap() > 0, "{json:#}");
+}
+
 /// Subscribers answer the hub's pings: with a 100 ms heartbeat and a 500 ms timeout, a bench that ignored
 /// them would be closed with 4000 long before its 40 messages (2 s at 20/s) were through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -567,3 +567,34 @@ async fn the_room_list_has_last_message_and_unread_count() {
         (401, api_error("unauthorized", "missing X-API-Key or Authorization: Bearer"))
     );
 }
+
+/// A chat message refused by the rate limit is neither stored nor pushed: the room sees only the
+/// accepted ones, and history holds exactly those.
+#[tokio::test]
+async fn a_rate_limited_chat_message_is_neither_stored_nor_pushed() {
+    let hub = TestHub::with_message_rate(1, 2).await;
+    create_room(&hub, "r1", &["u1", "u2"]).await;
+    let mut sender = join_empty(&hub, "r1", "u1").await;
+    let mut reader = join_empty(&hub, "r1", "u2").await;
+    assert_eq!(recv(&mut sender).await, json!({"type": "user_status", "user_id": "u2", "status": "online"}));
+    let mut stored = Vec::new();
+    for i in 1..=2 {
+        send_json(
+            &mut sender,
+            &json!({"type": "chat_message", "message": format!("m{i}"), "client_id": i.to_string()}),
+        )
+        .await;
+        stored.push(recv_message(&mut sender, "r1", "u1", &format!("m{i}"), json!(i.to_string())).await);
+        recv_message(&mut reader, "r1", "u1", &format!("m{i}"), json!(i.to_string())).await;
+    }
+    let error = request(&mut sender, json!({"type": "chat_message", "message": "m3", "request_id": 3})).await;
+    assert_eq!(
+        (&error["type"], &error["code"], &error["request_id"]),
+        (&json!("error"), &json!("rate_limited"), &json!(3))
+    );
+    assert_quiet(&mut reader).await;
+
+    let (status, page) =
+        hub.get_json("/api/v1/chat/rooms/r1/messages", &[("authorization", &bearer(&hub.jwt("u2")))]).await;
+    assert_eq!((status, page), (200, json!({"messages": stored, "has_more": false})));
+}

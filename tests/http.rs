@@ -159,6 +159,7 @@ async fn stats_report_connections_and_distinct_users_online() {
             // Four greetings and one pong.
             "messages_out": 5,
             "slow_consumers_dropped": 0,
+            "rate_limit_closes": 0,
             "layer": "memory",
             "store": "sqlite",
             "memory_rss_bytes": rss,

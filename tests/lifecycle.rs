@@ -1,5 +1,5 @@
-//! Connection lifecycle: every close code the hub produces (1001, 1003, 1007, 1009, 4000, 4008),
-//! heartbeats, shutdown and persistence across a restart.
+//! Connection lifecycle: every close code the hub produces (1001, 1003, 1007, 1009, 4000, 4008, 4029),
+//! heartbeats, the inbound rate limit, shutdown and persistence across a restart.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::util::{RawWs, TestHub, assert_quiet_for, opcode, recv, recv_close, request};
+use crate::util::{RawWs, TestHub, assert_quiet_for, opcode, recv, recv_close, request, send_json, send_text};
 
 /// Shutting the hub down closes every connected client with 1001, and `run` returns promptly (well
 /// within the shutdown timeout) once the clients answered.
@@ -215,4 +215,67 @@ async fn a_stalled_socket_is_closed_with_4008_after_the_send_timeout() {
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "a prefix of the events, in order");
     assert!(seqs.len() < 40, "the stalled subscriber cannot have taken everything");
     assert!(hub.metrics().await.contains("\nrtctl_slow_consumer_closes_total 1\n"), "counted once");
+}
+
+/// Frames beyond `message_burst` get a `rate_limited` error that echoes their `request_id` and are not
+/// handled; the connection stays open until the client has ignored ten of them, and the eleventh refusal
+/// closes it with 4029. Refusals and the close are counted.
+#[tokio::test]
+async fn frames_over_the_rate_limit_are_refused_then_the_connection_closes_with_4029() {
+    let hub = TestHub::with_message_rate(1, 3).await;
+    let (mut ws, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("u1", &["acme"])).await;
+    for id in 1..=3 {
+        let pong = request(&mut ws, json!({"type": "ping", "timestamp": id, "request_id": id})).await;
+        assert_eq!(pong, json!({"type": "pong", "timestamp": id, "request_id": id}));
+    }
+    let refused = json!({
+        "type": "error", "code": "rate_limited",
+        "message": "too many messages: at most 1 a second; this one was dropped",
+    });
+    for id in 4..=13 {
+        let error = request(&mut ws, json!({"type": "ping", "timestamp": id, "request_id": format!("r{id}")})).await;
+        let mut expected = refused.clone();
+        expected["request_id"] = json!(format!("r{id}"));
+        assert_eq!(error, expected, "refusal {id}");
+    }
+    // Not JSON at all: refused all the same, without a request_id to echo.
+    send_text(&mut ws, "{not json").await;
+    assert_eq!(recv_close(&mut ws).await, (4029, "rate limit exceeded repeatedly".to_owned()));
+
+    let metrics = hub.metrics().await;
+    assert!(metrics.contains("\nrtctl_rate_limited_frames_total{endpoint=\"events\"} 11\n"), "{metrics}");
+    assert!(metrics.contains("\nrtctl_rate_limit_closes_total 1\n"), "{metrics}");
+    let (status, stats) = hub.get_json("/api/v1/stats", &[("x-api-key", hub.api_key())]).await;
+    assert_eq!((status, &stats["rate_limit_closes"]), (200, &json!(1)));
+}
+
+/// The limit refills at `message_rate`: a client that pauses after a refusal is served again, and
+/// other connections of the same user never shared its budget.
+#[tokio::test]
+async fn the_rate_limit_refills_and_is_per_connection() {
+    let hub = TestHub::with_message_rate(10, 2).await;
+    let token = hub.member_jwt("u1", &["acme"]);
+    let (mut first, _) = hub.connect("/ws/events/acme/", &token).await;
+    let (mut second, _) = hub.connect("/ws/events/acme/", &token).await;
+    let ping = |id: i64| json!({"type": "ping", "timestamp": id});
+    assert_eq!(request(&mut first, ping(1)).await["type"], "pong");
+    assert_eq!(request(&mut first, ping(2)).await["type"], "pong");
+    assert_eq!(request(&mut first, ping(3)).await["code"], "rate_limited");
+    assert_eq!(request(&mut second, ping(4)).await, json!({"type": "pong", "timestamp": 4}));
+    // One frame's worth of time at 10/s, and then some.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(request(&mut first, ping(5)).await, json!({"type": "pong", "timestamp": 5}));
+}
+
+/// `message_rate = 0` turns the limit off: a thousand frames at once are all served.
+#[tokio::test]
+async fn a_zero_message_rate_turns_the_limit_off() {
+    let hub = TestHub::with_message_rate(0, 0).await;
+    let (mut ws, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("u1", &["acme"])).await;
+    for id in 0..1000 {
+        send_json(&mut ws, &json!({"type": "ping", "timestamp": id})).await;
+    }
+    for id in 0..1000 {
+        assert_eq!(recv(&mut ws).await, json!({"type": "pong", "timestamp": id}));
+    }
 }

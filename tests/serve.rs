@@ -19,19 +19,34 @@ fn rtctl(dir: &std::path::Path) -> Command {
     command
 }
 
+/// Kills and reaps a child the test still holds when it ends: a failed assertion must not leave an
+/// `rtctl serve` running.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The first `rtctl serve` in a directory creates `rtctl.toml` with mode 0600 holding a fresh
 /// `jwt_secret` and `api_key`, logs "hub listening", and exits 0 on SIGTERM.
 #[test]
 fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut child = rtctl(dir.path())
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start rtctl serve");
-    let stderr = child.stderr.take().expect("piped stderr");
+    let mut child = KillOnDrop(Some(
+        rtctl(dir.path())
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rtctl serve"),
+    ));
+    let stderr = child.0.as_mut().and_then(|c| c.stderr.take()).expect("piped stderr");
     let (lines_tx, lines) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
@@ -51,10 +66,7 @@ fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
                     break;
                 }
             }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("no \"hub listening\" line within 20 s; log:\n{}", log.join("\n"));
-            }
+            Err(_) => panic!("no \"hub listening\" line within 20 s; log:\n{}", log.join("\n")),
         }
     }
 
@@ -74,6 +86,7 @@ fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
     }
     assert_ne!(file["jwt_secret"], file["api_key"]);
 
+    let mut child = child.0.take().expect("the child, not yet waited for");
     let pid = i32::try_from(child.id()).expect("a pid that fits");
     // SAFETY: kill has no memory preconditions; the pid is our own child, not yet waited for.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "send SIGTERM");

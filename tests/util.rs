@@ -61,6 +61,15 @@ impl TestHub {
         Self { addr, config, dir, shutdown: Some(tx), run: Some(run) }
     }
 
+    /// A hub whose inbound rate limit is `rate` frames a second with `burst` of slack (0, 0: off).
+    pub async fn with_message_rate(rate: u32, burst: u32) -> Self {
+        Self::start_with(|config| {
+            config.limits.message_rate = rate;
+            config.limits.message_burst = burst;
+        })
+        .await
+    }
+
     /// Tells the hub to shut down without waiting for it; [`TestHub::stopped`] waits.
     pub fn begin_stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -166,6 +166,9 @@ async fn read_loop(
                         Ok(Some(Frame::Message(text))) => {
                             if let Some(marker) = Marker::scan(text) {
                                 account(shared, key, group, marker, recv_ns, outcome);
+                            } else if let Some(code) = error_code(text) {
+                                // A refused chat message never arrives: say why beside the loss.
+                                shared.shards.error(key, &format!("hub_error_{code}"));
                             }
                         }
                         Ok(Some(Frame::Ping(payload))) => {
@@ -250,7 +253,40 @@ fn account(shared: &Shared, key: u64, group: u64, marker: Marker, recv_ns: u64, 
     }
 }
 
+/// The `code` of an `error` frame from the hub (PROTOCOL §3), when `frame` is one with a well-formed code.
+/// Only frames without a bench marker get here, so the parse is off the measured path.
+fn error_code(frame: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Error {
+        #[serde(rename = "type")]
+        kind: String,
+        code: String,
+    }
+    memmem::find(frame, b"\"error\"")?;
+    let error: Error = serde_json::from_slice(frame).ok()?;
+    let well_formed = error.code.len() <= 32 && error.code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+    (error.kind == "error" && well_formed).then_some(error.code)
+}
+
 /// `close_<code>`, the error kind of a close frame from the hub (1005: it carried no code).
 fn close_kind(code: Option<u16>) -> String {
     format!("close_{}", code.unwrap_or(1005))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_frames_give_their_code_and_other_frames_nothing() {
+        let code = |frame: &str| error_code(frame.as_bytes());
+        assert_eq!(
+            code(r#"{"type":"error","code":"rate_limited","message":"slow down"}"#).as_deref(),
+            Some("rate_limited")
+        );
+        assert_eq!(code(r#"{"type": "error", "code": "forbidden", "message": "no"}"#).as_deref(), Some("forbidden"));
+        assert_eq!(code(r#"{"type":"typing","user_id":"error","is_typing":true}"#), None);
+        assert_eq!(code(r#"{"type":"error","code":"Not A Code"}"#), None);
+        assert_eq!(code("not json \"error\""), None);
+    }
 }

@@ -282,7 +282,9 @@ async fn spawn_hub() -> anyhow::Result<SpawnedHub> {
     let api_key = crate::auth::random_secret();
     let exe = std::env::current_exe().context("find the rtctl binary")?;
     let mut child = tokio::process::Command::new(exe)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        // No inbound rate limit: a chat member of a bench sends as fast as the run asks, and the bench
+        // measures what the hub can carry, not its protection against a flooding client.
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--message-rate", "0"])
         .current_dir(data_dir.path())
         .env("RTCTL_JWT_SECRET", &jwt_secret)
         .env("RTCTL_API_KEY", &api_key)

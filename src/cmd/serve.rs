@@ -67,6 +67,8 @@ fn settings(args: ServeArgs) -> FileConfig {
         send_timeout: args.send_timeout,
         ws_token_ttl: args.ws_token_ttl,
         shutdown_timeout: args.shutdown_timeout,
+        message_rate: args.message_rate,
+        message_burst: args.message_burst,
     }
 }
 

@@ -151,13 +151,11 @@ fn render(s: &Snapshot) -> String {
             row(
                 "messages",
                 format!(
-                    "{} in · {} out · {} slow consumers dropped",
+                    "{} in · {} out · {} slow consumers dropped · {} rate-limit closes",
                     st["messages_in"],
                     st["messages_out"],
-                    match st["slow_consumers_dropped"].as_u64() {
-                        Some(0) | None => "0".normal(),
-                        Some(n) => n.to_string().yellow(),
-                    }
+                    warn_if_any(&st["slow_consumers_dropped"]),
+                    warn_if_any(&st["rate_limit_closes"]),
                 ),
             );
             if let Some(bytes) = st["memory_rss_bytes"].as_u64() {
@@ -167,6 +165,14 @@ fn render(s: &Snapshot) -> String {
         Err(why) => row("stats", why.yellow().to_string()),
     }
     out
+}
+
+/// A count that is worth a look when it is not zero (absent, from an older hub, reads as 0).
+fn warn_if_any(count: &serde_json::Value) -> colored::ColoredString {
+    match count.as_u64() {
+        Some(0) | None => "0".normal(),
+        Some(n) => n.to_string().yellow(),
+    }
 }
 
 fn text(value: &Value) -> String {

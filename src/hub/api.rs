@@ -391,6 +391,7 @@ async fn stats(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::
         "messages_in": metrics.total_frames_in(),
         "messages_out": metrics.total_frames_out(),
         "slow_consumers_dropped": metrics.slow_consumers(),
+        "rate_limit_closes": metrics.rate_limit_closes(),
         "layer": hub.layer.name(),
         "store": hub.store.name(),
         "memory_rss_bytes": resident_memory_bytes(),

@@ -54,6 +54,8 @@ pub struct Metrics {
     frames_out: [Counter; 4],
     publishes: Family<KindLabel, Counter>,
     slow_consumers: Counter,
+    rate_limited: [Counter; 4],
+    rate_limit_closes: Counter,
     auth_failures: Family<ReasonLabel, Counter>,
 }
 
@@ -71,12 +73,16 @@ impl Metrics {
         let frames_out = Family::<EndpointLabel, Counter>::default();
         let publishes = Family::<KindLabel, Counter>::default();
         let slow_consumers = Counter::default();
+        let rate_limited = Family::<EndpointLabel, Counter>::default();
+        let rate_limit_closes = Counter::default();
         let auth_failures = Family::<ReasonLabel, Counter>::default();
         registry.register("connections", "Open WebSocket connections", connections.clone());
         registry.register("frames_in", "WebSocket text frames received from clients", frames_in.clone());
         registry.register("frames_out", "WebSocket text frames sent to clients", frames_out.clone());
         registry.register("publishes", "Messages published to the channel layer", publishes.clone());
         registry.register("slow_consumer_closes", "Connections closed with 4008", slow_consumers.clone());
+        registry.register("rate_limited_frames", "Client frames refused with rate_limited", rate_limited.clone());
+        registry.register("rate_limit_closes", "Connections closed with 4029", rate_limit_closes.clone());
         registry.register("auth_failures", "Refused tokens and origins", auth_failures.clone());
         let per_endpoint = |family: &Family<EndpointLabel, Counter>| {
             Endpoint::ALL.map(|e| family.get_or_create(&EndpointLabel { endpoint: e.label() }).clone())
@@ -88,6 +94,8 @@ impl Metrics {
             frames_out: per_endpoint(&frames_out),
             publishes,
             slow_consumers,
+            rate_limited: per_endpoint(&rate_limited),
+            rate_limit_closes,
             auth_failures,
             registry,
         }
@@ -116,6 +124,19 @@ impl Metrics {
 
     pub fn slow_consumer(&self) {
         self.slow_consumers.inc();
+    }
+
+    /// A client frame refused by the connection's rate limit.
+    pub fn rate_limited(&self, endpoint: Endpoint) {
+        self.rate_limited[endpoint as usize].inc();
+    }
+
+    pub fn rate_limit_close(&self) {
+        self.rate_limit_closes.inc();
+    }
+
+    pub fn rate_limit_closes(&self) -> u64 {
+        self.rate_limit_closes.get()
     }
 
     /// A refused token or origin; `reason` is one of `AuthError::reason` or `origin`.

@@ -4,6 +4,7 @@
 //! A push reads as one straight line: API handler or client message → store (when stored) →
 //! `layer.publish(group, push)` → this node's [`registry::Registry`] → each connection's
 //! [`outbox::Outbox`] → the socket (or, when the socket is full, its queue and then the session task).
+//! What a client sends passes [`ratelimit::RateLimit`] in its session before the endpoint sees it.
 
 pub mod api;
 mod chat;
@@ -13,6 +14,7 @@ pub mod metrics;
 mod notifications;
 pub mod outbox;
 pub mod presence;
+pub mod ratelimit;
 pub mod registry;
 pub mod session;
 mod upgrade;

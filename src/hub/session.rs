@@ -19,9 +19,10 @@ use tracing::debug;
 use super::Hub;
 use super::metrics::Endpoint;
 use super::outbox::{Event, Outbox, Wire};
+use super::ratelimit::{RateLimit, Verdict};
 use crate::auth::Identity;
 use crate::layer::ConnId;
-use crate::protocol::close;
+use crate::protocol::{self, ErrorCode, RequestError, close};
 
 /// An upgraded connection: tungstenite reads from the TCP socket and writes through the outbox.
 pub type WebSocket = WebSocketStream<Wire>;
@@ -111,6 +112,7 @@ async fn run_loop<S: Session>(
     let mut heartbeat = tokio::time::interval_at(Instant::now() + limits.heartbeat_interval, limits.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
+    let rate_limit = RateLimit::new(limits);
 
     let count = greetings.len() as u64;
     if let Some(end) = write(hub, &conn.outbox, socket, greetings.into_iter().map(|g| Message::Text(g.into()))).await {
@@ -147,8 +149,21 @@ async fn run_loop<S: Session>(
                 match frame {
                     Some(Ok(Message::Text(text))) => {
                         hub.metrics.frame_in(S::ENDPOINT);
+                        let verdict = rate_limit.as_ref().map_or(Verdict::Allow, RateLimit::check);
+                        if verdict != Verdict::Allow {
+                            hub.metrics.rate_limited(S::ENDPOINT);
+                        }
+                        if verdict == Verdict::Close {
+                            hub.metrics.rate_limit_close();
+                            debug!(user = %conn.identity.user_id, "closing a client that ignored rate_limited errors");
+                            return End::Close(close::RATE_LIMITED, "rate limit exceeded repeatedly");
+                        }
                         conn.outbox.hold();
-                        session.on_text(&text, &mut replies).await;
+                        if verdict == Verdict::Allow {
+                            session.on_text(&text, &mut replies).await;
+                        } else {
+                            replies.push(refusal(&text, limits.message_rate));
+                        }
                         let count = replies.len() as u64;
                         let written = write(hub, &conn.outbox, socket, replies.drain(..).map(|r| Message::Text(r.into()))).await;
                         conn.outbox.release();
@@ -186,6 +201,23 @@ async fn run_loop<S: Session>(
             }
         }
     }
+}
+
+/// The `rate_limited` error for a refused frame, echoing its `request_id` when it has a usable one.
+fn refusal(text: &str, rate: u32) -> String {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        request_id: Option<protocol::RequestId>,
+    }
+    let id = serde_json::from_str::<Id>(text)
+        .ok()
+        .and_then(|id| id.request_id)
+        .filter(|id| id.is_string() || id.is_number());
+    let error = RequestError::new(
+        ErrorCode::RateLimited,
+        format!("too many messages: at most {rate} a second; this one was dropped"),
+    );
+    protocol::error_frame(&error, id.as_ref())
 }
 
 /// Sleeps until `deadline`; forever when there is none (the branch is disabled then anyway).
