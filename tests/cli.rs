@@ -325,6 +325,28 @@ async fn exit_codes_for_refused_and_lost() {
     assert_eq!(client.exit_code().await, 4);
 }
 
+/// Piped frames beyond the hub's rate limit: each refusal comes out as an error line, and the hub's 4029
+/// close decides the exit code (4 with --no-reconnect) even though the end of input closed too.
+#[tokio::test]
+async fn a_piped_flood_closed_with_4029_exits_4() {
+    let hub = TestHub::with_message_rate(1, 1).await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7", "--no-reconnect"]);
+    connect.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = connect.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let pings: String = (1..=15).map(|n| format!("{{\"type\":\"ping\",\"timestamp\":{n}}}\n")).collect();
+    stdin.write_all(pings.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(STEP, child.wait_with_output()).await.expect("rtctl finished in time").unwrap();
+    let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+    assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
+    assert!(stderr.contains("closed by the hub: 4029 \"rate limit exceeded repeatedly\""), "{stderr}");
+    let refusals = stdout.lines().filter(|line| line.contains("\"rate_limited\"")).count();
+    assert_eq!(refusals, 10, "{stdout}");
+}
+
 /// `status` shows health, readiness and stats; an unreachable hub is one line and exit 1.
 #[tokio::test]
 async fn status_table_json_and_unreachable() {

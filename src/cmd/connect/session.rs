@@ -292,13 +292,13 @@ impl Session {
             None
         };
         match tokio::time::timeout(CLOSE_TIMEOUT, drain).await {
-            Ok(Some((echo, why))) => {
-                self.report_close("closed", echo, &why);
-                // The hub closed first with its own code (a refused token, say): that code decides.
-                if echo != code && matches!(verdict(Some(echo)), Verdict::Refused | Verdict::Error) {
-                    return Ended::Lost { code: Some(echo) };
-                }
+            // The hub closed first with its own code (a refused token, a flood's 4029): that code decides,
+            // as if our close had never been sent.
+            Ok(Some((echo, why))) if echo != code && verdict(Some(echo)) != Verdict::Normal => {
+                self.report_close("closed by the hub", echo, &why);
+                return Ended::Lost { code: Some(echo) };
             }
+            Ok(Some((echo, why))) => self.report_close("closed", echo, &why),
             _ => self.report_close("closed without a close echo from the hub", code, reason),
         }
         Ended::Done
