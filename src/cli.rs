@@ -136,12 +136,13 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
 
-    /// Frames a connection may send per second, sustained; above it a frame gets a `rate_limited`
-    /// error, and repeated excess closes with 4029; 0 turns the limit off [default: 50]
+    /// Frames a connection (and JWT requests a user) may send per second, sustained; above it a frame
+    /// gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns
+    /// the limits off [default: 50]
     #[arg(long, env = "RTCTL_MESSAGE_RATE", value_name = "PER_SECOND")]
     pub message_rate: Option<u32>,
 
-    /// Frames a connection may send at once before --message-rate applies [default: 200]
+    /// Frames (requests) that may come at once before --message-rate applies [default: 200]
     #[arg(long, env = "RTCTL_MESSAGE_BURST", value_name = "FRAMES")]
     pub message_burst: Option<u32>,
 }

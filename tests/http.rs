@@ -265,3 +265,37 @@ async fn a_websocket_endpoint_without_upgrade_gets_an_error_body() {
     let message = "expected a WebSocket upgrade: Connection header did not include 'upgrade'";
     assert_eq!(hub.get_json("/ws/notifications/", &[]).await, (400, api_error("upgrade_required", message)));
 }
+
+/// A user's JWT requests share one budget (`message_rate`, `message_burst`) across connections: over it,
+/// 429 `rate_limited` with `Retry-After`, counted in `/metrics`. Other users and the API key are not
+/// touched by it.
+#[tokio::test]
+async fn a_users_requests_over_the_rate_limit_get_429_with_retry_after() {
+    let hub = TestHub::with_message_rate(1, 2).await;
+    let url = hub.http_url("/api/v1/notifications");
+    let get = |user: &str| http().get(&url).bearer_auth(hub.jwt(user));
+    for _ in 0..2 {
+        assert_eq!(send(get("u1")).await.status(), 200);
+    }
+    // Each request comes from a new client on a new connection: the budget is the user's.
+    let refused = send(get("u1")).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (_, body) = json_response(refused).await;
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("too many requests: retry in "), "{body}");
+    assert_eq!(send(get("u2")).await.status(), 200);
+    for n in 0..5 {
+        let title = format!("n{n}");
+        let (status, body) = hub
+            .post_json(
+                "/api/v1/notifications",
+                &[("x-api-key", hub.api_key())],
+                &json!({"user_id": "u1", "title": title, "message": "m"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let metrics = hub.metrics().await;
+    assert!(metrics.contains("\nrtctl_rate_limited_requests_total 1\n"), "{metrics}");
+}

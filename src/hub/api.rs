@@ -34,11 +34,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Sent as `Retry-After` (whole seconds, rounded up) with a 429.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self { status, code, message: message.into(), retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -63,6 +65,12 @@ impl ApiError {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// 429: the caller is over their request budget and may retry after `wait`.
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        let message = format!("too many requests: retry in {:.1} s", wait.as_secs_f64());
+        Self { retry_after: Some(wait), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message) }
     }
 
     pub fn internal() -> Self {
@@ -93,7 +101,12 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.max(1).into());
+        }
+        response
     }
 }
 
@@ -176,7 +189,12 @@ pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
     }
     match bearer(headers) {
         Some(token) if crate::auth::looks_like_jwt(token) => {
-            hub.authenticate(Some(token)).map(Caller::User).map_err(|e| ApiError::unauthorized(e.to_string()))
+            let identity = hub.authenticate(Some(token)).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            hub.http_limit.check(&identity.user_id).map_err(|wait| {
+                hub.metrics.rate_limited_request();
+                ApiError::rate_limited(wait)
+            })?;
+            Ok(Caller::User(identity))
         }
         Some(_) => {
             hub.metrics.auth_failure("invalid");

@@ -56,6 +56,7 @@ pub struct Metrics {
     slow_consumers: Counter,
     rate_limited: [Counter; 4],
     rate_limit_closes: Counter,
+    rate_limited_requests: Counter,
     auth_failures: Family<ReasonLabel, Counter>,
 }
 
@@ -75,6 +76,7 @@ impl Metrics {
         let slow_consumers = Counter::default();
         let rate_limited = Family::<EndpointLabel, Counter>::default();
         let rate_limit_closes = Counter::default();
+        let rate_limited_requests = Counter::default();
         let auth_failures = Family::<ReasonLabel, Counter>::default();
         registry.register("connections", "Open WebSocket connections", connections.clone());
         registry.register("frames_in", "WebSocket text frames received from clients", frames_in.clone());
@@ -83,6 +85,7 @@ impl Metrics {
         registry.register("slow_consumer_closes", "Connections closed with 4008", slow_consumers.clone());
         registry.register("rate_limited_frames", "Client frames refused with rate_limited", rate_limited.clone());
         registry.register("rate_limit_closes", "Connections closed with 4029", rate_limit_closes.clone());
+        registry.register("rate_limited_requests", "HTTP requests refused with 429", rate_limited_requests.clone());
         registry.register("auth_failures", "Refused tokens and origins", auth_failures.clone());
         let per_endpoint = |family: &Family<EndpointLabel, Counter>| {
             Endpoint::ALL.map(|e| family.get_or_create(&EndpointLabel { endpoint: e.label() }).clone())
@@ -96,6 +99,7 @@ impl Metrics {
             slow_consumers,
             rate_limited: per_endpoint(&rate_limited),
             rate_limit_closes,
+            rate_limited_requests,
             auth_failures,
             registry,
         }
@@ -133,6 +137,11 @@ impl Metrics {
 
     pub fn rate_limit_close(&self) {
         self.rate_limit_closes.inc();
+    }
+
+    /// An HTTP request refused with 429.
+    pub fn rate_limited_request(&self) {
+        self.rate_limited_requests.inc();
     }
 
     pub fn rate_limit_closes(&self) -> u64 {

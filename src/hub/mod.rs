@@ -56,6 +56,8 @@ pub struct Hub {
     pub config: HubConfig,
     pub verifier: Verifier,
     pub ws_tokens: WsTokens,
+    /// Each user's budget of HTTP requests (PROTOCOL §5, 429).
+    pub http_limit: ratelimit::PerUser,
     pub store: Arc<dyn Store>,
     pub layer: SharedLayer,
     pub registry: Arc<Registry>,
@@ -86,6 +88,7 @@ impl Hub {
         let node = rand::random::<u32>();
         Ok(Arc::new(Self {
             ws_tokens: WsTokens::new(config.limits.ws_token_ttl),
+            http_limit: ratelimit::PerUser::new(&config.limits),
             config,
             verifier,
             store,

@@ -1,6 +1,7 @@
-//! The inbound rate limit of one connection (PROTOCOL §2 and §3): a frame above `message_rate` (with
+//! Inbound rate limits (PROTOCOL §2, §3 and §5). On a WebSocket, a frame above `message_rate` (with
 //! `message_burst` of slack) is not handled and gets a `rate_limited` error; a client that keeps going
-//! after being told is closed with 4029.
+//! after being told is closed with 4029. Over HTTP, a user's requests share one budget of the same size
+//! across connections, and a request over it gets 429 with `Retry-After`.
 //!
 //! Two GCRA limiters from `governor`: one for frames, one for refusals ("strikes"). A client that overshoots
 //! once, or a few times a minute, only sees errors; one that ignores them spends its strikes within
@@ -8,9 +9,12 @@
 //! the hub's work per client message (parsing, the store, the fan-out a chat message causes).
 
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::HashMapStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
@@ -21,7 +25,20 @@ pub const STRIKES: u32 = 10;
 /// One strike is forgiven per this many seconds.
 pub const STRIKE_PERIOD_SECS: u64 = 1;
 
-type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, NoOpMiddleware<<MonotonicClock as Clock>::Instant>>;
+type Middleware = NoOpMiddleware<<MonotonicClock as Clock>::Instant>;
+type Limiter = RateLimiter<NotKeyed, InMemoryState, MonotonicClock, Middleware>;
+type KeyedLimiter = RateLimiter<String, HashMapStateStore<String>, MonotonicClock, Middleware>;
+
+/// Users tracked before the first sweep of idle ones.
+const FIRST_SWEEP: usize = 1024;
+
+/// The quota `limits` asks for, or `None` when `message_rate` is 0 (off).
+fn quota(limits: &Limits) -> Option<Quota> {
+    let rate = NonZeroU32::new(limits.message_rate)?;
+    // Config validation refuses a zero burst while the rate is on; 1 keeps this total anyway.
+    let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
+    Some(Quota::per_second(rate).allow_burst(burst))
+}
 
 /// What to do with one inbound frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,14 +60,12 @@ pub struct RateLimit {
 impl RateLimit {
     /// The limit `limits` asks for, or `None` when `message_rate` is 0 (off).
     pub fn new(limits: &Limits) -> Option<Self> {
-        let rate = NonZeroU32::new(limits.message_rate)?;
-        // Config validation refuses a zero burst while the rate is on; 1 keeps this total anyway.
-        let burst = NonZeroU32::new(limits.message_burst).unwrap_or(NonZeroU32::MIN);
+        let frames = quota(limits)?;
         let strikes = Quota::with_period(std::time::Duration::from_secs(STRIKE_PERIOD_SECS))
             .expect("the strike period is not zero")
             .allow_burst(NonZeroU32::new(STRIKES).expect("STRIKES is not zero"));
         Some(Self {
-            frames: RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), MonotonicClock),
+            frames: RateLimiter::direct_with_clock(frames, MonotonicClock),
             strikes: RateLimiter::direct_with_clock(strikes, MonotonicClock),
         })
     }
@@ -64,6 +79,42 @@ impl RateLimit {
         } else {
             Verdict::Close
         }
+    }
+}
+
+/// Every user's budget for HTTP requests made with their JWT. Backends (the API key) are not limited:
+/// they publish on behalf of everyone.
+pub struct PerUser {
+    limiter: Option<KeyedLimiter>,
+    /// When the map holds this many users, those whose budget is full again are forgotten, and the
+    /// next sweep waits until twice as many remain: memory follows the users active recently.
+    sweep_at: AtomicUsize,
+}
+
+impl PerUser {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            limiter: quota(limits).map(|quota| RateLimiter::hashmap_with_clock(quota, MonotonicClock)),
+            sweep_at: AtomicUsize::new(FIRST_SWEEP),
+        }
+    }
+
+    /// Counts one request of `user`; `Err` holds how long until the next one would be allowed.
+    pub fn check(&self, user: &str) -> Result<(), Duration> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
+        let result =
+            limiter.check_key(&user.to_owned()).map_err(|not_until| not_until.wait_time_from(MonotonicClock.now()));
+        if limiter.len() >= self.sweep_at.load(Ordering::Relaxed) {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            self.sweep_at.store((limiter.len() * 2).max(FIRST_SWEEP), Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Users currently tracked (for tests of the sweep).
+    pub fn tracked(&self) -> usize {
+        self.limiter.as_ref().map_or(0, KeyedLimiter::len)
     }
 }
 
@@ -87,5 +138,28 @@ mod tests {
     #[test]
     fn a_zero_rate_means_no_limit() {
         assert!(RateLimit::new(&limits(0, 0)).is_none());
+        let per_user = PerUser::new(&limits(0, 0));
+        assert!((0..1000).all(|_| per_user.check("u1").is_ok()));
+    }
+
+    #[test]
+    fn each_user_has_a_budget_and_is_told_how_long_to_wait() {
+        let per_user = PerUser::new(&limits(1, 2));
+        assert_eq!(per_user.check("u1"), Ok(()));
+        assert_eq!(per_user.check("u1"), Ok(()));
+        let wait = per_user.check("u1").expect_err("over the burst");
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        assert_eq!(per_user.check("u2"), Ok(()), "another user's budget is untouched");
+    }
+
+    #[test]
+    fn users_whose_budget_refilled_are_forgotten() {
+        let per_user = PerUser::new(&limits(1_000_000, 1));
+        for n in 0..FIRST_SWEEP {
+            per_user.check(&format!("u{n}")).expect("one request each");
+        }
+        // At a million a second, every budget is full again within a microsecond: the sweep that the
+        // 1024th user triggered found nobody worth keeping.
+        assert!(per_user.tracked() < FIRST_SWEEP, "{} users tracked", per_user.tracked());
     }
 }
