@@ -242,6 +242,38 @@ async fn reconnects_after_a_hub_restart() {
     drop(hub);
 }
 
+/// An entry typed while the hub is away is queued and sent once the session is back, even though stdin
+/// ended meanwhile (exit 0); stdin ending while reconnecting with nothing queued exits 4, not 0.
+#[tokio::test]
+async fn the_end_of_input_while_reconnecting_keeps_what_was_queued() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7"]);
+    let mut client = Client::spawn(connect);
+    client.until("connection_established").await;
+    let hub = hub.down().await;
+    // The client reads the hub's 1001 within milliseconds; an entry written before that would go out on
+    // the dying connection, not into the queue this test is about.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    client.send(r#"{"type":"ping","timestamp":"queued"}"#).await;
+    drop(client.child.stdin.take());
+    // Past the first backoff (at most 0.5 s): the client has failed to reconnect at least once.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let hub = hub.up().await;
+    client.until("connection_established").await;
+    assert_eq!(client.until("pong").await["timestamp"], "queued");
+    assert_eq!(client.exit_code().await, 0);
+
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7"]);
+    let mut client = Client::spawn(connect);
+    client.until("connection_established").await;
+    let _hub = hub.down().await;
+    drop(client.child.stdin.take());
+    assert_eq!(client.exit_code().await, 4);
+}
+
 /// `notify pending-user` and `notify order` reach a connected admin dashboard as `new_user` and
 /// `order_update`; `token ws` prints a single-use ws token that opens a session once.
 #[tokio::test]

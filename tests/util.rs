@@ -95,9 +95,19 @@ impl TestHub {
 
     /// Stops this hub and starts a new one on the same port, database and secrets: a restart as
     /// clients see it.
-    pub async fn restart(mut self) -> Self {
+    pub async fn restart(self) -> Self {
+        self.down().await.up().await
+    }
+
+    /// Stops the hub, keeping what [`TestHub::up`] needs to start it again: a hub that is away.
+    pub async fn down(mut self) -> Self {
         self.begin_stop();
         self.stopped().await;
+        self
+    }
+
+    /// Starts a hub stopped by [`TestHub::down`] again on its port, database and secrets.
+    pub async fn up(self) -> Self {
         Self::launch(Arc::clone(&self.dir), self.config.clone(), self.addr).await
     }
 

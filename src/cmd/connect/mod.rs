@@ -34,7 +34,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Refused: the handshake failed (HTTP status), or closed with 4001, 4003 or 4004.
     pub const REFUSED: u8 = 3;
-    /// The connection was lost (1001, 1006, 1011, 4000, 4008, 4029) and reconnecting is off.
+    /// The connection was lost (1001, 1006, 1011, 4000, 4008, 4029) and reconnecting is off, or the
+    /// session ended (end of input, `--wait`) while it was reconnecting.
     pub const LOST: u8 = 4;
 }
 
@@ -388,8 +389,10 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
         }
         attempt = attempt.saturating_add(1);
         session.output.system(&format!("reconnecting in {:.1}s (attempt {attempt})", delay.as_secs_f64()));
-        if session.pause(delay).await {
-            return exit::OK;
+        match session.pause(delay).await {
+            session::Paused::Reconnect => {}
+            session::Paused::Quit => return exit::OK,
+            session::Paused::GaveUp => return exit::LOST,
         }
     }
 }

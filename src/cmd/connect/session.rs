@@ -34,6 +34,17 @@ pub enum Ended {
     Lost { code: Option<u16> },
 }
 
+/// How a wait before reconnecting ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Paused {
+    /// The delay is over, or `/reconnect` cut it short.
+    Reconnect,
+    /// `/quit`, `/close` or Ctrl-C: the user ended the session.
+    Quit,
+    /// The session's own end came (end of input with nothing queued, `--wait`) before a connection did.
+    GaveUp,
+}
+
 /// What a close code asks of the client (PROTOCOL §2).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -179,28 +190,33 @@ impl Session {
         }
     }
 
-    /// Waits `delay` before a reconnect while still taking entries; true when the session should end.
-    pub async fn pause(&mut self, delay: Duration) -> bool {
+    /// Waits `delay` before a reconnect while still taking entries (queued for the next connection).
+    pub async fn pause(&mut self, delay: Duration) -> Paused {
         let until = Instant::now() + delay;
         loop {
+            // Entries queued while disconnected were accepted: reconnect to send them (the end of input
+            // then closes after the greeting). With none, the end of input ends the session here, and
+            // the connection it last had was lost.
+            if self.input.is_none() && self.input_ends_session() && self.pending.is_empty() {
+                self.output.error("end of input while reconnecting: the connection stays lost");
+                return Paused::GaveUp;
+            }
             let deadline = self.deadline;
             tokio::select! {
-                () = tokio::time::sleep_until(until) => return false,
+                () = tokio::time::sleep_until(until) => return Paused::Reconnect,
                 entry = next_entry(&mut self.input) => match entry {
                     Some(entry) => match self.entry(&entry, None).await {
                         Step::Continue => {}
-                        Step::End(Ended::Reconnect) => return false,
-                        Step::End(_) => return true,
+                        Step::End(Ended::Reconnect) => return Paused::Reconnect,
+                        Step::End(_) => return Paused::Quit,
                     },
-                    None => {
-                        self.input = None;
-                        if self.input_ends_session() {
-                            return true;
-                        }
-                    }
+                    None => self.input = None,
                 },
-                () = sleep_until(deadline) => return true,
-                _ = tokio::signal::ctrl_c() => return true,
+                () = sleep_until(deadline) => {
+                    self.output.error("--wait elapsed while reconnecting: the connection stays lost");
+                    return Paused::GaveUp;
+                }
+                _ = tokio::signal::ctrl_c() => return Paused::Quit,
             }
         }
     }
@@ -268,10 +284,14 @@ impl Session {
         Step::Continue
     }
 
+    /// Sends an entry; one the closing connection refuses is kept for the next connection, if any.
     async fn send(&mut self, sink: &mut Sink, text: String) {
         match sink.send(Message::text(text.clone())).await {
             Ok(()) => self.output.outgoing(&text),
-            Err(error) => self.output.error(&format!("send failed: {error}")),
+            Err(error) => {
+                self.output.error(&format!("send failed: {error}; queued for the next connection"));
+                self.pending.push_back(text);
+            }
         }
     }
 
