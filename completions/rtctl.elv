@@ -45,6 +45,8 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --api-key 'Key that backends send in X-API-Key (default: from the config file)'
             cand --allowed-origins 'Browser origins allowed to connect: a comma list or `*` [default: same host only]'
             cand --database-url 'Database URL [default: sqlite://rtctl-data/rtctl.db]'
+            cand --redis-url 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]'
+            cand --redis-prefix 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]'
             cand --max-frame 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]'
             cand --queue 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]'
             cand --heartbeat-interval 'Interval between server WebSocket pings [default: 20s]'

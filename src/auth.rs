@@ -30,7 +30,7 @@ pub const WS_TOKEN_PREFIX: &str = "wst_";
 const RANDOM_BYTES: usize = 32;
 
 /// Who a verified token says the caller is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub user_id: String,
     pub is_staff: bool,
@@ -52,6 +52,9 @@ pub enum AuthError {
     Algorithm,
     #[error("unknown or used ws token")]
     UnknownWsToken,
+    /// The shared token store (Redis) did not answer: not the client's fault (close 1011, HTTP 503).
+    #[error("token store unavailable")]
+    Unavailable,
 }
 
 impl AuthError {
@@ -63,6 +66,7 @@ impl AuthError {
             AuthError::Invalid(_) => "invalid",
             AuthError::Algorithm => "algorithm",
             AuthError::UnknownWsToken => "ws_token",
+            AuthError::Unavailable => "unavailable",
         }
     }
 }
@@ -408,16 +412,25 @@ pub fn mint_with_kid(claims: &Claims, key: &SigningKey, kid: Option<&str>) -> an
     jsonwebtoken::encode(&header, claims, &encoding).context("signing the JWT")
 }
 
-/// Single-use ws tokens (PROTOCOL §1), kept in this node's memory.
+/// Single-use ws tokens (PROTOCOL §1): in this node's memory, or in Redis so that a token minted by one
+/// node opens a connection on any other.
 ///
-/// The API is deliberately `mint`/`redeem`/`ttl` only, so a trait can be extracted when tokens move to
-/// Redis for multi-node. Expiry uses `std::time::Instant` (monotonic, immune to wall-clock jumps); the
-/// `*_at` variants take the current instant so tests can move time without sleeping.
-#[derive(Debug)]
+/// In memory, expiry uses `std::time::Instant` (monotonic, immune to wall-clock jumps); the `*_at`
+/// variants take the current instant so tests can move time without sleeping. In Redis, the key
+/// expires by itself and `GETDEL` makes redemption single-use across nodes.
 pub struct WsTokens {
     ttl: Duration,
     /// A std Mutex: every critical section is a few map operations and is never held across `.await`.
     inner: Mutex<WsTokenMap>,
+    /// The shared store and its key prefix, when the hub runs with Redis.
+    redis: Option<(redis::aio::ConnectionManager, String)>,
+}
+
+impl std::fmt::Debug for WsTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let store = if self.redis.is_some() { "redis" } else { "memory" };
+        f.debug_struct("WsTokens").field("ttl", &self.ttl).field("store", &store).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -443,7 +456,12 @@ impl WsTokenMap {
 
 impl WsTokens {
     pub fn new(ttl: Duration) -> Self {
-        WsTokens { ttl, inner: Mutex::new(WsTokenMap::default()) }
+        WsTokens { ttl, inner: Mutex::new(WsTokenMap::default()), redis: None }
+    }
+
+    /// Tokens kept in Redis under `{prefix}:wst:`, shared by every node on it.
+    pub fn in_redis(ttl: Duration, conn: redis::aio::ConnectionManager, prefix: &str) -> Self {
+        WsTokens { redis: Some((conn, format!("{prefix}:wst:"))), ..Self::new(ttl) }
     }
 
     /// How long a minted token stays redeemable (the API's `expires_in`).
@@ -452,13 +470,40 @@ impl WsTokens {
     }
 
     /// A fresh token carrying `identity`.
-    pub fn mint(&self, identity: Identity) -> String {
-        self.mint_at(identity, Instant::now())
+    pub async fn mint(&self, identity: Identity) -> Result<String, AuthError> {
+        let Some((conn, prefix)) = &self.redis else { return Ok(self.mint_at(identity, Instant::now())) };
+        let token = format!("{WS_TOKEN_PREFIX}{}", random_secret());
+        let value = serde_json::to_string(&identity).expect("an identity serializes");
+        redis::cmd("SET")
+            .arg(format!("{prefix}{token}"))
+            .arg(value)
+            .arg("PX")
+            .arg(self.ttl.as_millis() as u64)
+            .query_async::<()>(&mut conn.clone())
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "cannot store a ws token");
+                AuthError::Unavailable
+            })?;
+        Ok(token)
     }
 
     /// Takes the token out (single use) and returns its identity.
-    pub fn redeem(&self, token: &str) -> Result<Identity, AuthError> {
-        self.redeem_at(token, Instant::now())
+    pub async fn redeem(&self, token: &str) -> Result<Identity, AuthError> {
+        let Some((conn, prefix)) = &self.redis else { return self.redeem_at(token, Instant::now()) };
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
+        let value: Option<String> =
+            redis::cmd("GETDEL").arg(format!("{prefix}{token}")).query_async(&mut conn.clone()).await.map_err(
+                |error| {
+                    tracing::warn!(%error, "cannot redeem a ws token");
+                    AuthError::Unavailable
+                },
+            )?;
+        // Expired keys are gone from Redis: an expired token reads as unknown (both are 4001).
+        let value = value.ok_or(AuthError::UnknownWsToken)?;
+        serde_json::from_str(&value).map_err(|_| AuthError::UnknownWsToken)
     }
 
     fn mint_at(&self, identity: Identity, now: Instant) -> String {
@@ -741,7 +786,7 @@ mod tests {
         assert!(!looks_like_jwt("a.b.c.d"));
         assert!(!looks_like_jwt(".b.c"));
         assert!(!looks_like_jwt("a+/.b.c"));
-        assert!(!looks_like_jwt(&WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint(alice())));
+        assert!(!looks_like_jwt(&WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint_at(alice(), Instant::now())));
     }
 
     /// Each label is stable.
@@ -763,16 +808,16 @@ mod tests {
     }
 
     /// A ws token redeems once to its identity, then is unknown.
-    #[test]
-    fn ws_token_single_use() {
+    #[tokio::test]
+    async fn ws_token_single_use() {
         let tokens = WsTokens::new(Duration::from_secs(60));
         assert_eq!(tokens.ttl(), Duration::from_secs(60));
-        let t = tokens.mint(alice());
+        let t = tokens.mint(alice()).await.unwrap();
         assert!(t.starts_with(WS_TOKEN_PREFIX));
-        assert_eq!(tokens.redeem(&t), Ok(alice()));
-        assert_eq!(tokens.redeem(&t), Err(AuthError::UnknownWsToken));
-        assert_eq!(tokens.redeem("wst_never-minted"), Err(AuthError::UnknownWsToken));
-        assert_eq!(tokens.redeem(""), Err(AuthError::Missing));
+        assert_eq!(tokens.redeem(&t).await, Ok(alice()));
+        assert_eq!(tokens.redeem(&t).await, Err(AuthError::UnknownWsToken));
+        assert_eq!(tokens.redeem("wst_never-minted").await, Err(AuthError::UnknownWsToken));
+        assert_eq!(tokens.redeem("").await, Err(AuthError::Missing));
     }
 
     /// A ws token is refused after its ttl, and expired tokens are purged by later mints.

@@ -108,6 +108,15 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every
+    /// hub node on it [default: none, one node in memory]
+    #[arg(long, env = "RTCTL_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]
+    #[arg(long, env = "RTCTL_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+
     /// Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]
     #[arg(long, env = "RTCTL_MAX_FRAME", value_name = "SIZE")]
     pub max_frame: Option<String>,

@@ -18,6 +18,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
 /// The embedded database, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://rtctl-data/rtctl.db";
+/// Starts every Redis key and channel name unless `redis_prefix` says otherwise.
+pub const DEFAULT_REDIS_PREFIX: &str = "rtctl";
 /// The config file every subcommand reads, relative to the working directory.
 pub const DEFAULT_CONFIG_PATH: &str = "rtctl.toml";
 /// Largest inbound WebSocket frame (PROTOCOL §2, close 1009 above it).
@@ -154,7 +156,18 @@ pub struct HubConfig {
     pub api_key: Secret,
     pub allowed_origins: AllowedOrigins,
     pub database_url: String,
+    /// Where the hub nodes meet; `None`: this node alone, in memory.
+    pub redis: Option<RedisConfig>,
     pub limits: Limits,
+}
+
+/// A Redis shared by the hub nodes: the channel layer, ws tokens and presence.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// May hold a password: never logged.
+    pub url: Secret,
+    /// Starts every key and channel name.
+    pub prefix: String,
 }
 
 impl HubConfig {
@@ -168,6 +181,7 @@ impl HubConfig {
             api_key: Secret::new(crate::auth::random_secret()),
             allowed_origins: AllowedOrigins::SameHost,
             database_url: format!("sqlite://{}", data_dir.join("rtctl.db").display()),
+            redis: None,
             limits: Limits::default(),
         }
     }
@@ -196,6 +210,8 @@ pub struct FileConfig {
     pub api_key: Option<String>,
     pub allowed_origins: Option<String>,
     pub database_url: Option<String>,
+    pub redis_url: Option<String>,
+    pub redis_prefix: Option<String>,
     pub max_frame: Option<String>,
     pub queue: Option<usize>,
     pub heartbeat_interval: Option<String>,
@@ -329,6 +345,21 @@ impl FileConfig {
         if !database_url.starts_with("sqlite:") {
             bail!("invalid database_url: only sqlite://PATH is supported by this version");
         }
+        let redis = match self.redis_url.or(file.redis_url.clone()) {
+            Some(url) => {
+                // The crate's own parser, so that what passes here connects the same way; its message
+                // never holds the URL (which may hold a password).
+                redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| anyhow::anyhow!("invalid redis_url: {e}"))?;
+                let prefix =
+                    self.redis_prefix.or(file.redis_prefix.clone()).unwrap_or_else(|| DEFAULT_REDIS_PREFIX.into());
+                if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+                    bail!("invalid redis_prefix `{prefix}`: must be non-empty, without spaces");
+                }
+                Some(RedisConfig { url: Secret::new(url), prefix })
+            }
+            None => None,
+        };
 
         let defaults = Limits::default();
         let duration = |setting: &str, flag: Option<String>, file: &Option<String>, default: Duration| {
@@ -379,7 +410,7 @@ impl FileConfig {
         if limits.heartbeat_timeout <= limits.heartbeat_interval {
             bail!("invalid heartbeat_timeout: must be longer than heartbeat_interval");
         }
-        Ok(HubConfig { bind, keys, jwt_issuer, jwt_audience, api_key, allowed_origins, database_url, limits })
+        Ok(HubConfig { bind, keys, jwt_issuer, jwt_audience, api_key, allowed_origins, database_url, redis, limits })
     }
 }
 

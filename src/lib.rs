@@ -14,7 +14,7 @@
 //! - [`auth`]: JWT verification and minting, ws tokens.
 //! - [`bench`]: the fan-out load tester behind `rtctl bench`: scenarios, measurement, reports.
 //! - [`hub`]: the server: routes, sessions, endpoints, HTTP API, metrics, presence.
-//! - [`layer`]: the channel layer trait (publish to a group) and its in-memory implementation.
+//! - [`layer`]: the channel layer trait (publish to a group): in memory, or Redis pub/sub across nodes.
 //! - [`store`]: the store trait and its SQLite implementation, with migrations.
 
 pub mod auth;

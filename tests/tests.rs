@@ -9,6 +9,7 @@ mod dashboard;
 mod events;
 mod http;
 mod lifecycle;
+mod multinode;
 mod notifications;
 mod serve;
 mod util;

@@ -99,6 +99,12 @@ impl TestHub {
         self.down().await.up().await
     }
 
+    /// Another node of the same deployment: a second hub on its own port with this one's secrets,
+    /// database and Redis.
+    pub async fn node(&self) -> Self {
+        Self::launch(Arc::clone(&self.dir), self.config.clone(), "127.0.0.1:0".parse().expect("a socket address")).await
+    }
+
     /// Stops the hub, keeping what [`TestHub::up`] needs to start it again: a hub that is away.
     pub async fn down(mut self) -> Self {
         self.begin_stop();

@@ -60,6 +60,8 @@ fn settings(args: ServeArgs) -> FileConfig {
         api_key: args.api_key,
         allowed_origins: args.allowed_origins,
         database_url: args.database_url,
+        redis_url: args.redis_url,
+        redis_prefix: args.redis_prefix,
         max_frame: args.max_frame,
         queue: args.queue,
         heartbeat_interval: args.heartbeat_interval,

@@ -189,7 +189,7 @@ pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
     }
     match bearer(headers) {
         Some(token) if crate::auth::looks_like_jwt(token) => {
-            let identity = hub.authenticate(Some(token)).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            let identity = hub.verify_jwt(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
             hub.http_limit.check(&identity.user_id).map_err(|wait| {
                 hub.metrics.rate_limited_request();
                 ApiError::rate_limited(wait)
@@ -284,7 +284,7 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
 
 async fn ws_token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
     let identity = user(&hub, &headers)?;
-    let token = hub.ws_tokens.mint(identity);
+    let token = hub.ws_tokens.mint(identity).await.map_err(|_| ApiError::unavailable("token store unavailable"))?;
     Ok(axum::Json(json!({"ws_token": token, "expires_in": hub.ws_tokens.ttl().as_secs()})))
 }
 

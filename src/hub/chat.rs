@@ -54,7 +54,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, room_id: String) -> Result<Accepted
     // Join before reading history: a message stored meanwhile may then arrive twice (history and
     // push, same id), but never not at all.
     let membership =
-        Membership::join(&hub.registry, &hub.layer, group::room(&room_id), conn.id, Arc::clone(&conn.outbox));
+        Membership::join(&hub.registry, &hub.layer, group::room(&room_id), conn.id, Arc::clone(&conn.outbox)).await?;
     let history = hub
         .store
         .list_messages(&room_id, MessageQuery { before_id: None, limit: DEFAULT_PAGE })

@@ -42,7 +42,8 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<DashboardSession
     }
     let user_id = conn.identity.user_id.clone();
     let membership =
-        Membership::join(&hub.registry, &hub.layer, group::ADMINS.to_owned(), conn.id, Arc::clone(&conn.outbox));
+        Membership::join(&hub.registry, &hub.layer, group::ADMINS.to_owned(), conn.id, Arc::clone(&conn.outbox))
+            .await?;
     let first = hub.presence.join(scope::ADMINS, &user_id).await;
     let stats = match stats(&hub).await {
         Ok(stats) => stats,

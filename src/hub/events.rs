@@ -25,7 +25,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, org_id: String) -> Result<Accepted<
         return Err(Refusal::new(close::FORBIDDEN, "not a member of this organization"));
     }
     let membership =
-        Membership::join(&hub.registry, &hub.layer, group::org(&org_id), conn.id, Arc::clone(&conn.outbox));
+        Membership::join(&hub.registry, &hub.layer, group::org(&org_id), conn.id, Arc::clone(&conn.outbox)).await?;
     let mut extra = Map::new();
     extra.insert("org_id".to_owned(), Value::String(org_id));
     let greeting = protocol::encode(&ServerMessage::ConnectionEstablished {

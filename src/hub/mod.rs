@@ -41,13 +41,13 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use self::api::ApiError;
 use self::metrics::Metrics;
-use self::presence::{LocalPresence, Presence};
+use self::presence::{LocalPresence, Presence, RedisPresence};
 use self::registry::Registry;
 use self::session::{Accepted, Conn, Refusal, Session};
 use self::upgrade::Upgrade;
 use crate::auth::{AuthError, Identity, Verifier, WsTokens};
 use crate::config::HubConfig;
-use crate::layer::{ConnId, MemoryLayer, Push, SharedLayer};
+use crate::layer::{ConnId, MemoryLayer, Push, RedisLayer, SharedLayer};
 use crate::protocol::close;
 use crate::store::Store;
 
@@ -84,21 +84,40 @@ impl Hub {
             .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(Registry::new(Arc::clone(&metrics)));
-        let layer: SharedLayer = Arc::new(MemoryLayer::new(Arc::clone(&registry)));
         let node = rand::random::<u32>();
+        let node_id = format!("{node:08x}");
+        let shutdown = CancellationToken::new();
+        let ttl = config.limits.ws_token_ttl;
+        let (layer, presence, ws_tokens): (SharedLayer, Arc<dyn Presence>, _) = match &config.redis {
+            None => (
+                Arc::new(MemoryLayer::new(Arc::clone(&registry))),
+                Arc::new(LocalPresence::default()),
+                WsTokens::new(ttl),
+            ),
+            Some(redis) => {
+                let layer = RedisLayer::connect(redis, Arc::clone(&registry), shutdown.clone())
+                    .await
+                    .context("cannot connect to redis_url")?;
+                let presence = RedisPresence::start(layer.commands(), &redis.prefix, &node_id, shutdown.clone())
+                    .await
+                    .context("cannot register this node's presence in Redis")?;
+                let tokens = WsTokens::in_redis(ttl, layer.commands(), &redis.prefix);
+                (Arc::new(layer), presence, tokens)
+            }
+        };
         Ok(Arc::new(Self {
-            ws_tokens: WsTokens::new(config.limits.ws_token_ttl),
+            ws_tokens,
             http_limit: ratelimit::PerUser::new(&config.limits),
             config,
             verifier,
             store,
             layer,
             registry,
-            presence: Arc::new(LocalPresence::default()),
+            presence,
             metrics,
-            node_id: format!("{node:08x}"),
+            node_id,
             started: std::time::Instant::now(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             sessions: TaskTracker::new(),
             conn_base: u64::from(node) << 32,
             next_conn: AtomicU64::new(1),
@@ -119,12 +138,21 @@ impl Hub {
     }
 
     /// Verifies a JWT or redeems a ws token (PROTOCOL §1), counting failures by reason.
-    pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
         let result = match token {
             None | Some("") => Err(AuthError::Missing),
             Some(token) if crate::auth::looks_like_jwt(token) => self.verifier.verify(token),
-            Some(token) => self.ws_tokens.redeem(token),
+            Some(token) => self.ws_tokens.redeem(token).await,
         };
+        self.counted(result)
+    }
+
+    /// Verifies a JWT (the HTTP API takes no ws tokens), counting a failure by reason.
+    pub fn verify_jwt(&self, token: &str) -> Result<Identity, AuthError> {
+        self.counted(self.verifier.verify(token))
+    }
+
+    fn counted(&self, result: Result<Identity, AuthError>) -> Result<Identity, AuthError> {
         if let Err(error) = &result {
             self.metrics.auth_failure(error.reason());
         }
@@ -175,6 +203,7 @@ pub async fn run(
     if tokio::time::timeout(hub.config.limits.shutdown_timeout, drain).await.is_err() {
         warn!(timeout = ?hub.config.limits.shutdown_timeout, "shutdown timed out; dropping remaining connections");
     }
+    hub.presence.close().await;
     info!("hub stopped");
     Ok(())
 }
@@ -241,7 +270,7 @@ where
     F: FnOnce(Arc<Hub>, Conn) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Accepted<S>, Refusal>> + Send,
 {
-    let identity = hub.authenticate(token);
+    let token = token.map(str::to_owned);
     let (response, pending) = upgrade.respond();
     let span = info_span!("ws", endpoint = S::ENDPOINT.label(), user = tracing::field::Empty);
     hub.sessions.clone().spawn(
@@ -254,8 +283,11 @@ where
             let wire = outbox::Wire(Arc::clone(&outbox));
             let socket =
                 WebSocketStream::from_partially_read(wire, read_already, Role::Server, Some(ws_config(&hub))).await;
-            let identity = match identity {
+            let identity = match hub.authenticate(token.as_deref()).await {
                 Ok(identity) => identity,
+                Err(AuthError::Unavailable) => {
+                    return session::refuse(socket, Refusal::new(close::INTERNAL, "token store unavailable")).await;
+                }
                 Err(error) => {
                     return session::refuse(socket, Refusal::new(close::UNAUTHORIZED, error.to_string())).await;
                 }

@@ -41,7 +41,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<NotificationsSes
     let user_id = conn.identity.user_id.clone();
     // Join before reading the count, so a notification stored in between is pushed, not missed.
     let membership =
-        Membership::join(&hub.registry, &hub.layer, group::user(&user_id), conn.id, Arc::clone(&conn.outbox));
+        Membership::join(&hub.registry, &hub.layer, group::user(&user_id), conn.id, Arc::clone(&conn.outbox)).await?;
     let unread = hub.store.unread_count(&user_id).await.map_err(|e| {
         error!(error = %e, "cannot read unread count");
         Refusal::new(close::INTERNAL, "store unavailable")

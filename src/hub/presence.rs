@@ -1,11 +1,12 @@
 //! Who is online: distinct users with at least one open connection, per scope (the whole hub, the admin
 //! dashboard, a chat room).
 //!
-//! Behind a trait because "online" must count across all nodes: a multi-node implementation (Redis)
-//! replaces [`LocalPresence`]; nothing else may count local sockets to answer this question.
+//! Behind a trait because "online" must count across all nodes: with Redis, [`RedisPresence`] replaces
+//! [`LocalPresence`]; nothing else may count local sockets to answer this question.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -33,6 +34,9 @@ pub trait Presence: Send + Sync + 'static {
 
     /// How many distinct users have a connection in `scope`.
     async fn online(&self, scope: &str) -> u64;
+
+    /// The node is stopping and its sessions have ended: take back whatever it still counts.
+    async fn close(&self) {}
 }
 
 /// Presence within one process.
@@ -69,5 +73,202 @@ impl Presence for LocalPresence {
     async fn online(&self, scope: &str) -> u64 {
         let scopes = self.scopes.lock().expect("presence lock poisoned");
         scopes.get(scope).map_or(0, |users| users.len() as u64)
+    }
+}
+
+/// Presence across every node on one Redis: per scope a hash of user → open connections, counted by
+/// all nodes together, so that `online` and the first/last answers are global.
+///
+/// Each node also keeps its own share in a hash of its own, and a liveness key it refreshes; a node
+/// that finds another's liveness key expired (it crashed, nobody closed its sockets) takes that share
+/// back out of the counts. Redis errors are logged and answered as "not first, not last, 0 online":
+/// presence is advisory, a push never waits for it.
+pub struct RedisPresence {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    node: String,
+    /// The scripts below, hashed once (they run by EVALSHA, loaded on first use).
+    join: redis::Script,
+    leave: redis::Script,
+    sweep: redis::Script,
+}
+
+/// How long a node's liveness key outlives its last refresh; a node refreshes it every third of this.
+const NODE_TTL: Duration = Duration::from_secs(30);
+
+/// KEYS: the scope's hash, the node's share; ARGV: user, "scope\0user" (the field of the node's share).
+const JOIN: &str = r"
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+return redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+";
+
+/// Same keys; returns 1 when it was the user's last connection in the scope on every node. A share
+/// already taken back (this node was thought dead) is not taken twice.
+const LEAVE: &str = r"
+local own = redis.call('HINCRBY', KEYS[2], ARGV[2], -1)
+if own <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+if own < 0 then return 0 end
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) return 1 end
+return 0
+";
+
+/// KEYS: the dead node's share, its liveness key, the node set; ARGV: prefix, node. Takes the share
+/// out of every scope's counts, unless the node turned out to be alive.
+const SWEEP: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local sep = string.find(fields[i], '\0', 1, true)
+  local key = ARGV[1] .. ':presence:' .. string.sub(fields[i], 1, sep - 1)
+  local user = string.sub(fields[i], sep + 1)
+  if redis.call('HINCRBY', key, user, -tonumber(fields[i + 1])) <= 0 then redis.call('HDEL', key, user) end
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[2])
+return #fields / 2
+";
+
+impl RedisPresence {
+    /// Registers this node as alive and keeps it so (and sweeps dead nodes) until `shutdown`.
+    pub async fn start(
+        conn: redis::aio::ConnectionManager,
+        prefix: &str,
+        node: &str,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<Arc<Self>, redis::RedisError> {
+        let presence = Arc::new(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            node: node.to_owned(),
+            join: redis::Script::new(JOIN),
+            leave: redis::Script::new(LEAVE),
+            sweep: redis::Script::new(SWEEP),
+        });
+        presence.heartbeat().await?;
+        let task = Arc::clone(&presence);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(NODE_TTL / 3);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(error) = task.heartbeat().await {
+                            tracing::warn!(%error, "presence heartbeat failed");
+                        }
+                    }
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        });
+        Ok(presence)
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("{}:{what}", self.prefix)
+    }
+
+    /// Refreshes this node's liveness and takes back the shares of nodes whose liveness expired.
+    async fn heartbeat(&self) -> Result<(), redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let nodes = self.key("nodes");
+        redis::pipe()
+            .cmd("SET")
+            .arg(self.key(&format!("alive:{}", self.node)))
+            .arg(1)
+            .arg("PX")
+            .arg(NODE_TTL.as_millis() as u64)
+            .ignore()
+            .cmd("SADD")
+            .arg(&nodes)
+            .arg(&self.node)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await?;
+        let members: Vec<String> = redis::cmd("SMEMBERS").arg(&nodes).query_async(&mut conn).await?;
+        for node in members.iter().filter(|n| **n != self.node) {
+            let swept: i64 = self
+                .sweep
+                .key(self.key(&format!("node:{node}")))
+                .key(self.key(&format!("alive:{node}")))
+                .key(&nodes)
+                .arg(&self.prefix)
+                .arg(node)
+                .invoke_async(&mut conn)
+                .await?;
+            if swept >= 0 {
+                tracing::warn!(
+                    node,
+                    connections = swept,
+                    "took back the presence of a node that stopped without closing"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn change(&self, script: &redis::Script, scope: &str, user_id: &str) -> Result<i64, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        script
+            .key(self.key(&format!("presence:{scope}")))
+            .key(self.key(&format!("node:{}", self.node)))
+            .arg(user_id)
+            .arg(format!("{scope}\0{user_id}"))
+            .invoke_async(&mut conn)
+            .await
+    }
+}
+
+#[async_trait]
+impl Presence for RedisPresence {
+    async fn join(&self, scope: &str, user_id: &str) -> bool {
+        match self.change(&self.join, scope, user_id).await {
+            Ok(count) => count == 1,
+            Err(error) => {
+                tracing::warn!(%error, scope, "presence join failed");
+                false
+            }
+        }
+    }
+
+    async fn leave(&self, scope: &str, user_id: &str) -> bool {
+        match self.change(&self.leave, scope, user_id).await {
+            Ok(last) => last == 1,
+            Err(error) => {
+                tracing::warn!(%error, scope, "presence leave failed");
+                false
+            }
+        }
+    }
+
+    async fn close(&self) {
+        let mut conn = self.conn.clone();
+        let alive = self.key(&format!("alive:{}", self.node));
+        // With the liveness key gone, this node's leftover share (sessions cut off by the shutdown
+        // timeout) is swept like a crashed node's, and the node leaves the node set.
+        let swept = async {
+            redis::cmd("DEL").arg(&alive).query_async::<()>(&mut conn).await?;
+            self.sweep
+                .key(self.key(&format!("node:{}", self.node)))
+                .key(&alive)
+                .key(self.key("nodes"))
+                .arg(&self.prefix)
+                .arg(&self.node)
+                .invoke_async::<i64>(&mut conn)
+                .await
+        };
+        if let Err(error) = swept.await {
+            tracing::warn!(%error, "cannot take this node's presence out of Redis");
+        }
+    }
+
+    async fn online(&self, scope: &str) -> u64 {
+        let mut conn = self.conn.clone();
+        match redis::cmd("HLEN").arg(self.key(&format!("presence:{scope}"))).query_async::<u64>(&mut conn).await {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!(%error, scope, "presence count failed");
+                0
+            }
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::metrics::{Endpoint, Metrics};
 use super::outbox::{Outbox, Pushed};
-use crate::layer::{ConnId, Push, SharedLayer};
+use crate::layer::{ConnId, LayerError, Push, SharedLayer};
 
 /// Enough shards that two cores rarely meet on one lock; a power of two for a cheap modulo.
 const SHARDS: usize = 64;
@@ -80,12 +80,15 @@ impl Registry {
         &self.shards[hasher.finish() as usize % SHARDS]
     }
 
-    /// Adds a connection to a group; true when it is the node's first member of it.
-    fn join(&self, group: &str, conn: ConnId, outbox: Arc<Outbox>) -> bool {
+    /// Adds a connection to a group.
+    fn join(&self, group: &str, conn: ConnId, outbox: Arc<Outbox>) {
         let mut shard = self.shard(group).lock().expect("registry lock poisoned");
-        let members = Arc::make_mut(shard.entry(group.to_owned()).or_default());
-        members.push(Member { conn, outbox });
-        members.len() == 1
+        Arc::make_mut(shard.entry(group.to_owned()).or_default()).push(Member { conn, outbox });
+    }
+
+    /// Whether this node has a connection in the group (what a layer subscribes by).
+    pub fn has_members(&self, group: &str) -> bool {
+        self.shard(group).lock().expect("registry lock poisoned").contains_key(group)
     }
 
     /// Removes a connection from a group; true when it was the node's last member of it.
@@ -189,17 +192,19 @@ pub struct Membership {
 }
 
 impl Membership {
-    pub fn join(
+    /// Joins, and returns once the layer delivers the group here; on an error the membership is
+    /// dropped again, so the connection is in no group.
+    pub async fn join(
         registry: &Arc<Registry>,
         layer: &SharedLayer,
         group: String,
         conn: ConnId,
         outbox: Arc<Outbox>,
-    ) -> Self {
-        if registry.join(&group, conn, outbox) {
-            layer.subscribe(&group);
-        }
-        Self { registry: Arc::clone(registry), layer: Arc::clone(layer), group, conn }
+    ) -> Result<Self, LayerError> {
+        registry.join(&group, conn, outbox);
+        let membership = Self { registry: Arc::clone(registry), layer: Arc::clone(layer), group, conn };
+        layer.subscribe(&membership.group).await?;
+        Ok(membership)
     }
 }
 

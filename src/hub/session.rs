@@ -58,6 +58,14 @@ impl Refusal {
     }
 }
 
+/// A group the layer could not subscribe to: 1011, reconnect with backoff (PROTOCOL §2).
+impl From<crate::layer::LayerError> for Refusal {
+    fn from(error: crate::layer::LayerError) -> Self {
+        tracing::warn!(%error, "cannot subscribe a connection");
+        Self::new(crate::protocol::close::INTERNAL, "channel layer unavailable")
+    }
+}
+
 /// One endpoint's side of a connection.
 pub trait Session: Send + Sync + Sized + 'static {
     /// The metrics label of this endpoint.

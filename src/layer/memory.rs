@@ -30,7 +30,9 @@ impl Layer for MemoryLayer {
     }
 
     // Every group is "subscribed" in one process: the registry already holds its members.
-    fn subscribe(&self, _group: &str) {}
+    async fn subscribe(&self, _group: &str) -> Result<(), LayerError> {
+        Ok(())
+    }
 
     fn unsubscribe(&self, _group: &str) {}
 

@@ -2,9 +2,11 @@
 //! group while it has local members (the [`Registry`] tells the layer when that starts and stops).
 //!
 //! Nothing outside this module may assume one process: a publisher always goes through
-//! [`Layer::publish`], never straight to the registry, so a Redis layer can slot in later.
+//! [`Layer::publish`], never straight to the registry: [`MemoryLayer`] delivers in this process,
+//! [`RedisLayer`] through Redis pub/sub to every node.
 
 mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub use memory::MemoryLayer;
+pub use redis::RedisLayer;
 
 /// Globally unique id of one WebSocket connection (random node prefix + counter), so a push can name a
 /// connection to skip even when it crosses nodes.
@@ -77,10 +80,11 @@ pub trait Layer: Send + Sync + 'static {
     /// Delivers `push` to every member of `group` on every node, in publish order per publisher.
     async fn publish(&self, group: &str, push: Push) -> Result<(), LayerError>;
 
-    /// This node has its first local member of `group`: start receiving it.
-    fn subscribe(&self, group: &str);
+    /// A local connection has joined `group` (it is in the registry): returns once this node receives
+    /// the group's pushes, so that nothing published after the connection's greeting can miss it.
+    async fn subscribe(&self, group: &str) -> Result<(), LayerError>;
 
-    /// This node has no more local members of `group`: stop receiving it.
+    /// The last local member of `group` has left: stop receiving it (unless one has joined since).
     fn unsubscribe(&self, group: &str);
 
     /// Does the layer answer?

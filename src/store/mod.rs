@@ -24,6 +24,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {source}")]
     CreateDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot lock {path} for the migrations: {source}")]
+    Lock { path: std::path::PathBuf, source: std::io::Error },
 }
 
 /// A notification to store for one user.

@@ -57,6 +57,9 @@ impl SqliteStore {
                 .await
                 .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
         }
+        // Nodes sharing the file (started together) must not run the migrations at the same time:
+        // SQLite has no advisory lock for sqlx to take, so the second would find half-made tables.
+        let _migrating = if in_memory { None } else { Some(lock_file(options.get_filename()).await?) };
         let mut pool = SqlitePoolOptions::new().max_connections(POOL_SIZE);
         if in_memory {
             // An in-memory database (tests, throwaway runs) lives only while a connection to it is
@@ -72,6 +75,24 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Holds an exclusive lock on `{database}.lock` until dropped: one opener at a time on this machine.
+async fn lock_file(database: &std::path::Path) -> Result<std::fs::File, StoreError> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let locked = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || -> std::io::Result<std::fs::File> {
+            let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            file.lock()?;
+            Ok(file)
+        }
+    })
+    .await
+    .map_err(|e| StoreError::Lock { path: path.clone(), source: std::io::Error::other(e) })?;
+    locked.map_err(|source| StoreError::Lock { path, source })
 }
 
 /// Writes start with `BEGIN IMMEDIATE`: a deferred transaction that reads first and then writes can

@@ -1,0 +1,329 @@
+//! The Redis layer: every push goes through Redis pub/sub, so the members of one group may be spread
+//! over several hub nodes (PROTOCOL §4.1: "several hub nodes"). A node subscribes to a group's channel
+//! while it has local members, as Django Channels' Redis layer does.
+//!
+//! Delivery is at most once, like Redis pub/sub itself: pushes published while a node's subscriber
+//! connection is down do not reach that node's members (the node reconnects and resubscribes; the loss
+//! is logged).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{Layer, LayerError, Push};
+use crate::config::RedisConfig;
+use crate::hub::registry::Registry;
+
+/// How long a command (publish, subscribe) may wait for Redis before the caller gets an error: a
+/// publish answers 503, a connection closes with 1011.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connection attempts, each bounded, before a command fails; the manager then retries on the next one.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CONNECT_RETRIES: usize = 2;
+
+/// Envelope flags: what follows the flag byte before the frame itself.
+const HAS_SKIP: u8 = 1;
+const HAS_TAG: u8 = 2;
+
+/// Fan-out through Redis to every node.
+pub struct RedisLayer {
+    /// Publishes; also the connection ws tokens and presence use (see [`RedisLayer::commands`]).
+    commands: ConnectionManager,
+    shared: Arc<Shared>,
+    changes: mpsc::UnboundedSender<Change>,
+}
+
+/// What the subscription task and the joins share.
+struct Shared {
+    prefix: String,
+    registry: Arc<Registry>,
+    /// Groups this node's subscriber connection is subscribed to. A join that finds its group here
+    /// needs no round trip; the task decides to unsubscribe under this lock after checking the
+    /// registry, so a join never finds a group here that is about to go.
+    subscribed: Mutex<HashSet<String>>,
+}
+
+/// Work for the task that owns the subscriber connection.
+enum Change {
+    /// Make the group's subscription match the registry; `done` answers a join.
+    Group { group: String, done: Option<oneshot::Sender<Result<(), LayerError>>> },
+    /// The subscriber connection dropped: get it back (it resubscribes as it reconnects).
+    Reconnect,
+}
+
+impl RedisLayer {
+    /// Connects twice (commands, and a RESP3 subscriber connection that resubscribes by itself after a
+    /// reconnect) and starts the tasks that keep subscriptions and deliver pushes, until `shutdown`.
+    pub async fn connect(
+        config: &RedisConfig,
+        registry: Arc<Registry>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, LayerError> {
+        let info = config.url.expose().into_connection_info().map_err(|e| LayerError(e.to_string()))?;
+        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(settings)).map_err(redis_error)?;
+        let base = || {
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(COMMAND_TIMEOUT))
+                .set_number_of_retries(CONNECT_RETRIES)
+        };
+        let commands = client.get_connection_manager_with_config(base()).await.map_err(redis_error)?;
+        let (pushes_tx, pushes) = mpsc::unbounded_channel();
+        let subscriber = client
+            .get_connection_manager_with_config(base().set_push_sender(pushes_tx).set_automatic_resubscription())
+            .await
+            .map_err(redis_error)?;
+        let shared = Arc::new(Shared { prefix: config.prefix.clone(), registry, subscribed: Mutex::default() });
+        let (changes, changes_rx) = mpsc::unbounded_channel();
+        tokio::spawn(keep_subscriptions(Arc::clone(&shared), subscriber, changes_rx, shutdown.clone()));
+        tokio::spawn(deliver_pushes(Arc::clone(&shared), pushes, changes.clone(), shutdown));
+        Ok(Self { commands, shared, changes })
+    }
+
+    /// The command connection, shared with the other multi-node parts (it reconnects by itself).
+    pub fn commands(&self) -> ConnectionManager {
+        self.commands.clone()
+    }
+
+    fn channel(&self, group: &str) -> String {
+        self.shared.channel(group)
+    }
+}
+
+impl Shared {
+    fn channel(&self, group: &str) -> String {
+        format!("{}:g:{group}", self.prefix)
+    }
+
+    fn group<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel.strip_prefix(self.prefix.as_str())?.strip_prefix(":g:")
+    }
+}
+
+#[async_trait]
+impl Layer for RedisLayer {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn publish(&self, group: &str, push: Push) -> Result<(), LayerError> {
+        let mut conn = self.commands.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.channel(group))
+            .arg(encode(&push).as_ref())
+            .query_async::<i64>(&mut conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, group: &str) -> Result<(), LayerError> {
+        if self.shared.subscribed.lock().expect("subscription lock poisoned").contains(group) {
+            return Ok(());
+        }
+        let (done, answer) = oneshot::channel();
+        let change = Change::Group { group: group.to_owned(), done: Some(done) };
+        self.changes.send(change).map_err(|_| LayerError("the layer is shutting down".into()))?;
+        match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(LayerError("the layer is shutting down".into())),
+            Err(_) => Err(LayerError(format!("no SUBSCRIBE answer within {COMMAND_TIMEOUT:?}"))),
+        }
+    }
+
+    fn unsubscribe(&self, group: &str) {
+        // Fails only when the task is gone (shutdown): nothing is left to unsubscribe then.
+        let _ = self.changes.send(Change::Group { group: group.to_owned(), done: None });
+    }
+
+    async fn ping(&self) -> Result<(), LayerError> {
+        let mut conn = self.commands.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(redis_error)?;
+        Ok(())
+    }
+}
+
+/// Makes each changed group's subscription match the registry, one change at a time, so that a
+/// SUBSCRIBE and an UNSUBSCRIBE of one group reach Redis in the order the registry changed.
+async fn keep_subscriptions(
+    shared: Arc<Shared>,
+    mut subscriber: ConnectionManager,
+    mut changes: mpsc::UnboundedReceiver<Change>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => match change {
+                Some(change) => change,
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let (group, done) = match change {
+            Change::Group { group, done } => (group, done),
+            Change::Reconnect => {
+                reconnect(&mut subscriber, &shutdown).await;
+                continue;
+            }
+        };
+        let channel = shared.channel(&group);
+        let (wanted, subscribed) = {
+            let mut set = shared.subscribed.lock().expect("subscription lock poisoned");
+            let wanted = shared.registry.has_members(&group);
+            let subscribed = set.contains(&group);
+            // Forget it under the lock: a join from now on waits for this task, which will subscribe
+            // again after this unsubscribe.
+            if !wanted && subscribed {
+                set.remove(&group);
+            }
+            (wanted, subscribed)
+        };
+        let result = match (wanted, subscribed) {
+            (true, false) => match subscriber.subscribe(&channel).await {
+                Ok(()) => {
+                    shared.subscribed.lock().expect("subscription lock poisoned").insert(group.clone());
+                    debug!(channel, "subscribed");
+                    Ok(())
+                }
+                Err(error) => Err(redis_error(error)),
+            },
+            (false, true) => subscriber.unsubscribe(&channel).await.map_err(redis_error),
+            _ => Ok(()),
+        };
+        if let Err(error) = &result {
+            warn!(%error, channel, "cannot change a subscription");
+        }
+        if let Some(done) = done {
+            let _ = done.send(result);
+        }
+    }
+}
+
+/// First wait after the subscriber connection dropped; doubles up to [`RECONNECT_MAX`].
+const RECONNECT_BASE: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// Pings until the subscriber connection answers. The connection manager reconnects only when a
+/// command finds the connection gone, and this connection sends no commands of its own between
+/// subscription changes; reconnecting restores every subscription (automatic resubscription).
+async fn reconnect(subscriber: &mut ConnectionManager, shutdown: &CancellationToken) {
+    let mut delay = RECONNECT_BASE;
+    loop {
+        match redis::cmd("PING").query_async::<String>(subscriber).await {
+            Ok(_) => return info!("redis subscriber connection back, subscriptions restored"),
+            Err(error) => debug!(%error, ?delay, "redis subscriber connection still down"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => delay = (delay * 2).min(RECONNECT_MAX),
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Hands each pushed message to this node's members of its group, in the order Redis sent them.
+async fn deliver_pushes(
+    shared: Arc<Shared>,
+    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    changes: mpsc::UnboundedSender<Change>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let info = tokio::select! {
+            info = pushes.recv() => match info {
+                Some(info) => info,
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
+        };
+        match info.kind {
+            PushKind::Message => {
+                let [Value::BulkString(channel), Value::BulkString(payload)] = info.data.as_slice() else {
+                    warn!(data = ?info.data, "unexpected pub/sub message shape");
+                    continue;
+                };
+                let channel = String::from_utf8_lossy(channel);
+                let (Some(group), Some(push)) = (shared.group(&channel), decode(payload)) else {
+                    warn!(%channel, "undecodable push");
+                    continue;
+                };
+                shared.registry.deliver(group, push).await;
+            }
+            PushKind::Disconnection => {
+                warn!("redis subscriber connection lost: pushes published until it is back do not reach this node");
+                let _ = changes.send(Change::Reconnect);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The push as one pub/sub payload: flags, then the connection to skip and the tag when present, then
+/// the WebSocket frame exactly as it goes on the sockets (so receiving nodes serialize nothing).
+fn encode(push: &Push) -> Bytes {
+    let tag = push.tag.as_deref().unwrap_or_default();
+    let mut out = BytesMut::with_capacity(1 + 8 + 2 + tag.len() + push.wire.len());
+    let flags = if push.skip.is_some() { HAS_SKIP } else { 0 } | if push.tag.is_some() { HAS_TAG } else { 0 };
+    out.put_u8(flags);
+    if let Some(skip) = push.skip {
+        out.put_u64(skip);
+    }
+    if push.tag.is_some() {
+        // Tags are notification types, far below 64 KiB; a longer one is cut, never mis-framed.
+        let len = tag.len().min(usize::from(u16::MAX));
+        out.put_u16(len as u16);
+        out.put_slice(&tag.as_bytes()[..len]);
+    }
+    out.put_slice(&push.wire);
+    out.freeze()
+}
+
+fn decode(mut payload: &[u8]) -> Option<Push> {
+    let take = |payload: &mut &[u8], n: usize| -> Option<Vec<u8>> {
+        let (head, rest) = payload.split_at_checked(n)?;
+        *payload = rest;
+        Some(head.to_vec())
+    };
+    let flags = *take(&mut payload, 1)?.first()?;
+    let skip =
+        if flags & HAS_SKIP != 0 { Some(u64::from_be_bytes(take(&mut payload, 8)?.try_into().ok()?)) } else { None };
+    let tag = if flags & HAS_TAG != 0 {
+        let len = u16::from_be_bytes(take(&mut payload, 2)?.try_into().ok()?);
+        Some(String::from_utf8(take(&mut payload, usize::from(len))?).ok()?.into_boxed_str())
+    } else {
+        None
+    };
+    Some(Push { wire: Bytes::copy_from_slice(payload), tag, skip })
+}
+
+fn redis_error(error: redis::RedisError) -> LayerError {
+    LayerError(format!("redis: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A push crosses Redis unchanged: frame bytes, tag and the connection to skip, in every combination.
+    #[test]
+    fn envelopes_round_trip() {
+        for push in [
+            Push::new("{\"a\":1}".into()),
+            Push::tagged("{\"b\":2}".into(), "order_update"),
+            Push::skipping("{\"typing\":true}".into(), 0xdead_beef_0000_0007),
+        ] {
+            let back = decode(&encode(&push)).expect("decodes");
+            assert_eq!((back.wire, back.tag, back.skip), (push.wire, push.tag, push.skip));
+        }
+        assert!(decode(&[HAS_SKIP, 1, 2]).is_none(), "a cut envelope is refused");
+        assert!(decode(&[]).is_none());
+    }
+}
