@@ -18,6 +18,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
 /// The embedded database, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://rtctl-data/rtctl.db";
+/// How long a hub node's liveness key in Redis outlives its last refresh.
+pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(30);
 /// Starts every Redis key and channel name unless `redis_prefix` says otherwise.
 pub const DEFAULT_REDIS_PREFIX: &str = "rtctl";
 /// The config file every subcommand reads, relative to the working directory.
@@ -168,6 +170,9 @@ pub struct RedisConfig {
     pub url: Secret,
     /// Starts every key and channel name.
     pub prefix: String,
+    /// How long a node's liveness key outlives its last refresh (every third of this): a node that died
+    /// without closing its sockets stops counting in presence that long after.
+    pub node_ttl: Duration,
 }
 
 impl HubConfig {
@@ -356,7 +361,7 @@ impl FileConfig {
                 if prefix.is_empty() || prefix.contains(char::is_whitespace) {
                     bail!("invalid redis_prefix `{prefix}`: must be non-empty, without spaces");
                 }
-                Some(RedisConfig { url: Secret::new(url), prefix })
+                Some(RedisConfig { url: Secret::new(url), prefix, node_ttl: DEFAULT_NODE_TTL })
             }
             None => None,
         };

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use rtctl::config::{HubConfig, RedisConfig, Secret};
+use rtctl::config::{DEFAULT_NODE_TTL, HubConfig, RedisConfig, Secret};
 use serde_json::json;
 
 use crate::util::*;
@@ -18,14 +18,37 @@ fn redis_url() -> String {
 
 /// A deployment's Redis settings: the test Redis, a prefix no other test uses.
 fn redis_config() -> RedisConfig {
-    RedisConfig { url: Secret::new(redis_url()), prefix: format!("rtctl-test-{:016x}", rand::random::<u64>()) }
+    RedisConfig {
+        url: Secret::new(redis_url()),
+        prefix: format!("rtctl-test-{:016x}", rand::random::<u64>()),
+        node_ttl: DEFAULT_NODE_TTL,
+    }
 }
 
-/// Two nodes of one deployment.
-async fn two_nodes() -> (TestHub, TestHub) {
-    let a = TestHub::start_with(|config| config.redis = Some(redis_config())).await;
+/// Two nodes of one deployment, and what deletes its keys from the test Redis afterwards.
+async fn two_nodes() -> (TestHub, TestHub, Cleanup) {
+    two_nodes_with(redis_config()).await
+}
+
+async fn two_nodes_with(redis: RedisConfig) -> (TestHub, TestHub, Cleanup) {
+    let cleanup = Cleanup(redis.prefix.clone());
+    let a = TestHub::start_with(|config| config.redis = Some(redis)).await;
     let b = a.node().await;
-    (a, b)
+    (a, b, cleanup)
+}
+
+/// Deletes every key of a test's prefix when the test ends, however it ends: a hub dropped at the end
+/// of a test never gets to take its presence out of Redis, and the machine's Redis is shared.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(redis_url()).and_then(|client| client.get_connection()) else { return };
+        let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", self.0)).query(&mut conn).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
 }
 
 /// A synchronous connection to the test Redis, to look at what the nodes left there.
@@ -47,7 +70,7 @@ async fn publish_event(hub: &TestHub, seq: u64) {
 #[tokio::test]
 #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
 async fn events_reach_the_members_on_every_node_in_order() {
-    let (a, b) = two_nodes().await;
+    let (a, b, _cleanup) = two_nodes().await;
     let (mut on_a, _) = a.connect("/ws/events/acme/", &a.member_jwt("u1", &["acme"])).await;
     let (mut on_b, _) = b.connect("/ws/events/acme/", &b.member_jwt("u2", &["acme"])).await;
     for seq in 0..20 {
@@ -71,7 +94,7 @@ async fn events_reach_the_members_on_every_node_in_order() {
 #[tokio::test]
 #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
 async fn a_users_notification_reaches_their_connections_on_every_node() {
-    let (a, b) = two_nodes().await;
+    let (a, b, _cleanup) = two_nodes().await;
     let mut on_a = a.notifications("u1").await;
     let mut on_b = b.notifications("u1").await;
     let id = b.notify("u1", "Hello", "info").await;
@@ -89,7 +112,7 @@ async fn a_users_notification_reaches_their_connections_on_every_node() {
 #[tokio::test]
 #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
 async fn chat_pushes_cross_nodes_and_skip_their_sender() {
-    let (a, b) = two_nodes().await;
+    let (a, b, _cleanup) = two_nodes().await;
     let (status, _) = a
         .post_json(
             "/api/v1/chat/rooms",
@@ -120,7 +143,7 @@ async fn chat_pushes_cross_nodes_and_skip_their_sender() {
 #[tokio::test]
 #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
 async fn a_ws_token_minted_on_one_node_opens_one_connection_on_any() {
-    let (a, b) = two_nodes().await;
+    let (a, b, _cleanup) = two_nodes().await;
     let bearer = format!("Bearer {}", a.jwt("u7"));
     let (status, body) = a.get_json("/api/user/ws-token/", &[("authorization", &bearer)]).await;
     assert_eq!(status, 200, "{body}");
@@ -139,7 +162,7 @@ async fn a_ws_token_minted_on_one_node_opens_one_connection_on_any() {
 #[tokio::test]
 #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
 async fn presence_counts_distinct_users_across_nodes() {
-    let (a, b) = two_nodes().await;
+    let (a, b, _cleanup) = two_nodes().await;
     let (mut s1, greeting) = a.connect("/ws/admin/dashboard/", &a.staff_jwt("s1")).await;
     assert_eq!(greeting["stats"]["admins_online"], 1);
     let (s2_on_b, greeting) = b.connect("/ws/admin/dashboard/", &b.staff_jwt("s2")).await;
@@ -169,7 +192,7 @@ async fn presence_counts_distinct_users_across_nodes() {
 #[tokio::test]
 #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
 async fn stopped_nodes_leave_no_presence_behind() {
-    let (a, b) = two_nodes().await;
+    let (a, b, _cleanup) = two_nodes().await;
     let p = prefix(&a).to_owned();
     let _s1 = a.connect("/ws/admin/dashboard/", &a.staff_jwt("s1")).await;
     let _u1 = b.notifications("u1").await;
@@ -185,7 +208,7 @@ async fn stopped_nodes_leave_no_presence_behind() {
 #[tokio::test]
 #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
 async fn a_node_unsubscribes_when_its_last_member_leaves() {
-    let (a, b) = two_nodes().await;
+    let (a, b, _cleanup) = two_nodes().await;
     let channel = format!("{}:g:org:acme", prefix(&a));
     let subscribers = || -> i64 {
         let (_, count): (String, i64) =
@@ -208,23 +231,66 @@ async fn a_node_unsubscribes_when_its_last_member_leaves() {
 }
 
 /// Presence a crashed node left behind (its liveness key expired, nobody closed its sockets) is taken
-/// back by the next node that looks, and the dead node is forgotten.
+/// back by the next node that looks, and the dead node is forgotten; a live node's is left alone.
 #[tokio::test]
 #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
 async fn presence_of_a_crashed_node_is_taken_back() {
     let redis_config = redis_config();
+    let _cleanup = Cleanup(redis_config.prefix.clone());
     let p = redis_config.prefix.clone();
     let _: () = redis::pipe()
         .hset(format!("{p}:presence:hub"), "ghost", 1)
         .hset(format!("{p}:node:dead"), "hub\0ghost", 1)
-        .sadd(format!("{p}:nodes"), "dead")
+        .hset(format!("{p}:presence:hub"), "far", 1)
+        .hset(format!("{p}:node:live"), "hub\0far", 1)
+        .cmd("SET")
+        .arg(format!("{p}:alive:live"))
+        .arg(1)
+        .arg("PX")
+        .arg(60_000)
+        .sadd(format!("{p}:nodes"), &["dead", "live"])
         .query(&mut redis())
-        .expect("seed a dead node");
+        .expect("seed a dead node and a live one");
     let hub = TestHub::start_with(|config| config.redis = Some(redis_config)).await;
     let (_s1, greeting) = hub.connect("/ws/admin/dashboard/", &hub.staff_jwt("s1")).await;
-    assert_eq!(greeting["stats"]["users_online"], 1, "only s1: the ghost is gone");
-    let nodes: Vec<String> = redis::cmd("SMEMBERS").arg(format!("{p}:nodes")).query(&mut redis()).expect("SMEMBERS");
-    assert!(!nodes.contains(&"dead".to_owned()), "{nodes:?}");
+    assert_eq!(greeting["stats"]["users_online"], 2, "s1 and the live node's user: the ghost is gone");
+    let mut nodes: Vec<String> =
+        redis::cmd("SMEMBERS").arg(format!("{p}:nodes")).query(&mut redis()).expect("SMEMBERS");
+    nodes.retain(|node| node == "dead" || node == "live");
+    assert_eq!(nodes, ["live"]);
+}
+
+/// When Redis loses the presence counts (a restart without persistence, or a sweep while a node was
+/// cut off), each node rebuilds its share at its next heartbeat from what it counts itself.
+#[tokio::test]
+#[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
+async fn presence_lost_by_redis_is_rebuilt_by_the_nodes() {
+    let mut redis_config = redis_config();
+    redis_config.node_ttl = Duration::from_millis(1500);
+    let (a, b, _cleanup) = two_nodes_with(redis_config).await;
+    let _u1 = a.notifications("u1").await;
+    let _u1_again = b.notifications("u1").await;
+    let (_s1, _) = b.connect("/ws/admin/dashboard/", &b.staff_jwt("s1")).await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{}:*", prefix(&a))).query(&mut redis()).expect("KEYS");
+    let _: () = redis::cmd("DEL").arg(keys).query(&mut redis()).expect("DEL: Redis forgets");
+
+    let bearer = format!("Bearer {}", a.staff_jwt("s1"));
+    let online = || async {
+        let url = a.http_url("/api/v1/admin-dashboard/dashboard/");
+        let stats = json_response(send(http().get(url).header("authorization", &bearer)).await).await.1;
+        (stats["users_online"].as_u64(), stats["admins_online"].as_u64())
+    };
+    let started = Instant::now();
+    while online().await != (Some(2), Some(1)) {
+        assert!(started.elapsed() < TIMEOUT, "presence not rebuilt: {:?}", online().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Rebuilt once, not once per heartbeat: u1's two connections still count one user.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(online().await, (Some(2), Some(1)));
+    drop(_u1);
+    tokio::time::sleep(QUIET).await;
+    assert_eq!(online().await, (Some(2), Some(1)), "u1 is still connected to b");
 }
 
 /// Redis restarting under a running node: publishing answers 503 while it is away, the node keeps its
@@ -255,7 +321,7 @@ async fn a_node_keeps_its_members_through_a_redis_restart() {
     let mut server = start_redis().await;
     let url = format!("redis://127.0.0.1:{port}");
     let hub = TestHub::start_with(|config| {
-        config.redis = Some(RedisConfig { url: Secret::new(url), prefix: "restart".into() })
+        config.redis = Some(RedisConfig { url: Secret::new(url), prefix: "restart".into(), node_ttl: DEFAULT_NODE_TTL })
     })
     .await;
     let (mut ws, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("u1", &["acme"])).await;
@@ -267,6 +333,10 @@ async fn a_node_keeps_its_members_through_a_redis_restart() {
     assert_eq!(hub.post_api("/api/v1/orgs/acme/events", &body).await.status(), 503);
     let (status, _) = hub.get_json("/readyz", &[]).await;
     assert_eq!(status, 503);
+    // Not greeted deaf: a connection that cannot be subscribed is refused, even to a group the node
+    // had before the outage.
+    let mut during = hub.connect_raw("/ws/events/acme/", &hub.member_jwt("u2", &["acme"])).await;
+    assert_eq!(recv_close(&mut during).await, (1011, "channel layer unavailable".to_owned()));
 
     let _server = start_redis().await;
     // The command connection comes back on the next publish, the subscriber connection on its own:
@@ -302,7 +372,11 @@ async fn a_node_keeps_its_members_through_a_redis_restart() {
 async fn an_unreachable_redis_fails_the_start_without_showing_its_password() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let mut config = HubConfig::ephemeral(dir.path());
-    config.redis = Some(RedisConfig { url: Secret::new("redis://:hunter2@127.0.0.1:1/"), prefix: "rtctl".into() });
+    config.redis = Some(RedisConfig {
+        url: Secret::new("redis://:hunter2@127.0.0.1:1/"),
+        prefix: "rtctl".into(),
+        node_ttl: DEFAULT_NODE_TTL,
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let run = rtctl::hub::run(listener, config, std::future::pending());
     let error = tokio::time::timeout(Duration::from_secs(20), run)

@@ -95,12 +95,15 @@ impl Hub {
                 WsTokens::new(ttl),
             ),
             Some(redis) => {
+                // Cancelled on failure too: the layer's tasks and connections must not outlive a failed start.
+                let stop_on_error = shutdown.clone().drop_guard();
                 let layer = RedisLayer::connect(redis, Arc::clone(&registry), shutdown.clone())
                     .await
                     .context("cannot connect to redis_url")?;
-                let presence = RedisPresence::start(layer.commands(), &redis.prefix, &node_id, shutdown.clone())
+                let presence = RedisPresence::start(layer.commands(), redis, &node_id, shutdown.clone())
                     .await
                     .context("cannot register this node's presence in Redis")?;
+                stop_on_error.disarm();
                 let tokens = WsTokens::in_redis(ttl, layer.commands(), &redis.prefix);
                 (Arc::new(layer), presence, tokens)
             }

@@ -5,6 +5,7 @@
 //! [`LocalPresence`]; nothing else may count local sockets to answer this question.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,14 +88,22 @@ pub struct RedisPresence {
     conn: redis::aio::ConnectionManager,
     prefix: String,
     node: String,
+    node_ttl: Duration,
+    /// What this node counts ("scope\0user" → open connections): the truth its share in Redis is
+    /// rebuilt from when Redis lost it (a restart, or a sweep while this node was cut off) or when a
+    /// join or leave failed to reach Redis.
+    tally: Mutex<HashMap<String, u32>>,
+    /// A join or leave did not reach Redis: the next heartbeat rebuilds the share.
+    dirty: std::sync::atomic::AtomicBool,
+    /// Joins and leaves share it; a rebuild takes it alone, so that none lands between the tally it
+    /// reads and the share it writes.
+    gate: tokio::sync::RwLock<()>,
     /// The scripts below, hashed once (they run by EVALSHA, loaded on first use).
     join: redis::Script,
     leave: redis::Script,
     sweep: redis::Script,
+    restore: redis::Script,
 }
-
-/// How long a node's liveness key outlives its last refresh; a node refreshes it every third of this.
-const NODE_TTL: Duration = Duration::from_secs(30);
 
 /// KEYS: the scope's hash, the node's share; ARGV: user, "scope\0user" (the field of the node's share).
 const JOIN: &str = r"
@@ -111,6 +120,39 @@ if own < 0 then return 0 end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
 if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) return 1 end
 return 0
+";
+
+/// KEYS: this node's share; ARGV: prefix, then "scope\0user", count pairs (what the node counts). Makes
+/// the share say that, and moves every scope's counts by the difference.
+const RESTORE: &str = r"
+local have = {}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do have[fields[i]] = tonumber(fields[i + 1]) end
+local want = {}
+for i = 2, #ARGV, 2 do want[ARGV[i]] = tonumber(ARGV[i + 1]) end
+local function adjust(field, delta)
+  local sep = string.find(field, '\0', 1, true)
+  local key = ARGV[1] .. ':presence:' .. string.sub(field, 1, sep - 1)
+  local user = string.sub(field, sep + 1)
+  if redis.call('HINCRBY', key, user, delta) <= 0 then redis.call('HDEL', key, user) end
+end
+local changed = 0
+for field, n in pairs(want) do
+  local h = have[field] or 0
+  if n ~= h then
+    adjust(field, n - h)
+    redis.call('HSET', KEYS[1], field, n)
+    changed = changed + 1
+  end
+end
+for field, h in pairs(have) do
+  if want[field] == nil then
+    adjust(field, -h)
+    redis.call('HDEL', KEYS[1], field)
+    changed = changed + 1
+  end
+end
+return changed
 ";
 
 /// KEYS: the dead node's share, its liveness key, the node set; ARGV: prefix, node. Takes the share
@@ -133,22 +175,27 @@ impl RedisPresence {
     /// Registers this node as alive and keeps it so (and sweeps dead nodes) until `shutdown`.
     pub async fn start(
         conn: redis::aio::ConnectionManager,
-        prefix: &str,
+        config: &crate::config::RedisConfig,
         node: &str,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let presence = Arc::new(Self {
             conn,
-            prefix: prefix.to_owned(),
+            prefix: config.prefix.clone(),
             node: node.to_owned(),
+            node_ttl: config.node_ttl,
+            tally: Mutex::default(),
+            dirty: std::sync::atomic::AtomicBool::new(false),
+            gate: tokio::sync::RwLock::new(()),
             join: redis::Script::new(JOIN),
             leave: redis::Script::new(LEAVE),
             sweep: redis::Script::new(SWEEP),
+            restore: redis::Script::new(RESTORE),
         });
         presence.heartbeat().await?;
         let task = Arc::clone(&presence);
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(NODE_TTL / 3);
+            let mut tick = tokio::time::interval(task.node_ttl / 3);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
@@ -167,23 +214,27 @@ impl RedisPresence {
         format!("{}:{what}", self.prefix)
     }
 
-    /// Refreshes this node's liveness and takes back the shares of nodes whose liveness expired.
+    /// Refreshes this node's liveness, rebuilds its share when Redis lost it (the liveness key was
+    /// gone) or a change did not reach Redis, and takes back the shares of nodes whose liveness expired.
     async fn heartbeat(&self) -> Result<(), redis::RedisError> {
         let mut conn = self.conn.clone();
         let nodes = self.key("nodes");
-        redis::pipe()
+        let (was_alive,): (Option<String>,) = redis::pipe()
             .cmd("SET")
             .arg(self.key(&format!("alive:{}", self.node)))
             .arg(1)
             .arg("PX")
-            .arg(NODE_TTL.as_millis() as u64)
-            .ignore()
+            .arg(self.node_ttl.as_millis() as u64)
+            .arg("GET")
             .cmd("SADD")
             .arg(&nodes)
             .arg(&self.node)
             .ignore()
-            .query_async::<()>(&mut conn)
+            .query_async(&mut conn)
             .await?;
+        if was_alive.is_none() || self.dirty.load(Ordering::Relaxed) {
+            self.rebuild(&mut conn).await?;
+        }
         let members: Vec<String> = redis::cmd("SMEMBERS").arg(&nodes).query_async(&mut conn).await?;
         for node in members.iter().filter(|n| **n != self.node) {
             let swept: i64 = self
@@ -206,6 +257,35 @@ impl RedisPresence {
         Ok(())
     }
 
+    /// Makes this node's share (and with it every scope's counts) match what the node counts.
+    async fn rebuild(&self, conn: &mut redis::aio::ConnectionManager) -> Result<(), redis::RedisError> {
+        let _alone = self.gate.write().await;
+        self.dirty.store(false, Ordering::Relaxed);
+        let tally: Vec<(String, u32)> =
+            self.tally.lock().expect("presence lock poisoned").iter().map(|(k, n)| (k.clone(), *n)).collect();
+        let mut invocation = self.restore.key(self.key(&format!("node:{}", self.node)));
+        invocation.arg(&self.prefix);
+        for (field, count) in &tally {
+            invocation.arg(field).arg(count);
+        }
+        let changed: i64 =
+            invocation.invoke_async(conn).await.inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))?;
+        if changed > 0 {
+            tracing::warn!(changed, "rebuilt this node's presence in Redis (Redis lost it, or a change failed)");
+        }
+        Ok(())
+    }
+
+    /// Counts a join (+1) or a leave (-1) in the tally.
+    fn count(&self, field: &str, delta: i32) {
+        let mut tally = self.tally.lock().expect("presence lock poisoned");
+        let count = tally.entry(field.to_owned()).or_default();
+        *count = count.saturating_add_signed(delta);
+        if *count == 0 {
+            tally.remove(field);
+        }
+    }
+
     async fn change(&self, script: &redis::Script, scope: &str, user_id: &str) -> Result<i64, redis::RedisError> {
         let mut conn = self.conn.clone();
         script
@@ -221,20 +301,26 @@ impl RedisPresence {
 #[async_trait]
 impl Presence for RedisPresence {
     async fn join(&self, scope: &str, user_id: &str) -> bool {
+        let _shared = self.gate.read().await;
+        self.count(&format!("{scope}\0{user_id}"), 1);
         match self.change(&self.join, scope, user_id).await {
             Ok(count) => count == 1,
             Err(error) => {
-                tracing::warn!(%error, scope, "presence join failed");
+                tracing::warn!(%error, scope, "presence join failed; counted at the next heartbeat");
+                self.dirty.store(true, Ordering::Relaxed);
                 false
             }
         }
     }
 
     async fn leave(&self, scope: &str, user_id: &str) -> bool {
+        let _shared = self.gate.read().await;
+        self.count(&format!("{scope}\0{user_id}"), -1);
         match self.change(&self.leave, scope, user_id).await {
             Ok(last) => last == 1,
             Err(error) => {
-                tracing::warn!(%error, scope, "presence leave failed");
+                tracing::warn!(%error, scope, "presence leave failed; counted at the next heartbeat");
+                self.dirty.store(true, Ordering::Relaxed);
                 false
             }
         }

@@ -86,6 +86,15 @@ impl Registry {
         Arc::make_mut(shard.entry(group.to_owned()).or_default()).push(Member { conn, outbox });
     }
 
+    /// Every group with a connection on this node (what a layer subscribes to after a reconnect).
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups = Vec::new();
+        for shard in &self.shards {
+            groups.extend(shard.lock().expect("registry lock poisoned").keys().cloned());
+        }
+        groups
+    }
+
     /// Whether this node has a connection in the group (what a layer subscribes by).
     pub fn has_members(&self, group: &str) -> bool {
         self.shard(group).lock().expect("registry lock poisoned").contains_key(group)

@@ -67,7 +67,7 @@ fn text_frame(payload: &[u8]) -> Bytes {
 }
 
 /// A failure to publish; the API answers 503.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("channel layer unavailable: {0}")]
 pub struct LayerError(pub String);
 

@@ -7,6 +7,7 @@
 //! is logged).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,16 +48,21 @@ struct Shared {
     registry: Arc<Registry>,
     /// Groups this node's subscriber connection is subscribed to. A join that finds its group here
     /// needs no round trip; the task decides to unsubscribe under this lock after checking the
-    /// registry, so a join never finds a group here that is about to go.
+    /// registry, so a join never finds a group here that is about to go. Emptied when the connection
+    /// drops, so that joins wait for it to be back instead of being greeted deaf.
     subscribed: Mutex<HashSet<String>>,
+    /// Whether the subscriber connection is up, for `/readyz`.
+    up: AtomicBool,
 }
 
 /// Work for the task that owns the subscriber connection.
 enum Change {
     /// Make the group's subscription match the registry; `done` answers a join.
     Group { group: String, done: Option<oneshot::Sender<Result<(), LayerError>>> },
-    /// The subscriber connection dropped: get it back (it resubscribes as it reconnects).
+    /// The subscriber connection dropped: get it back and subscribe again.
     Reconnect,
+    /// Nothing else to do for [`KEEPALIVE`]: check that the connection still answers.
+    Ping,
 }
 
 impl RedisLayer {
@@ -77,12 +83,18 @@ impl RedisLayer {
                 .set_number_of_retries(CONNECT_RETRIES)
         };
         let commands = client.get_connection_manager_with_config(base()).await.map_err(redis_error)?;
+        check_version(&mut commands.clone()).await?;
         let (pushes_tx, pushes) = mpsc::unbounded_channel();
         let subscriber = client
             .get_connection_manager_with_config(base().set_push_sender(pushes_tx).set_automatic_resubscription())
             .await
             .map_err(redis_error)?;
-        let shared = Arc::new(Shared { prefix: config.prefix.clone(), registry, subscribed: Mutex::default() });
+        let shared = Arc::new(Shared {
+            prefix: config.prefix.clone(),
+            registry,
+            subscribed: Mutex::default(),
+            up: AtomicBool::new(true),
+        });
         let (changes, changes_rx) = mpsc::unbounded_channel();
         tokio::spawn(keep_subscriptions(Arc::clone(&shared), subscriber, changes_rx, shutdown.clone()));
         tokio::spawn(deliver_pushes(Arc::clone(&shared), pushes, changes.clone(), shutdown));
@@ -100,6 +112,12 @@ impl RedisLayer {
 }
 
 impl Shared {
+    /// The subscriber connection is gone: no group counts as subscribed until it is back.
+    fn lost(&self) {
+        self.up.store(false, Ordering::Relaxed);
+        self.subscribed.lock().expect("subscription lock poisoned").clear();
+    }
+
     fn channel(&self, group: &str) -> String {
         format!("{}:g:{group}", self.prefix)
     }
@@ -146,85 +164,140 @@ impl Layer for RedisLayer {
     }
 
     async fn ping(&self) -> Result<(), LayerError> {
+        if !self.shared.up.load(Ordering::Relaxed) {
+            return Err(LayerError("redis subscriber connection down".into()));
+        }
         let mut conn = self.commands.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(redis_error)?;
         Ok(())
     }
 }
 
-/// Makes each changed group's subscription match the registry, one change at a time, so that a
-/// SUBSCRIBE and an UNSUBSCRIBE of one group reach Redis in the order the registry changed.
+/// Makes the changed groups' subscriptions match the registry, a batch at a time (a reconnect storm
+/// of notification users, one group each, is one SUBSCRIBE per batch, not one round trip per user),
+/// and keeps the subscriber connection alive: it sends nothing of its own between changes, so without
+/// a ping a connection dropped silently (a NAT, a proxy) would leave the node deaf.
 async fn keep_subscriptions(
     shared: Arc<Shared>,
     mut subscriber: ConnectionManager,
     mut changes: mpsc::UnboundedReceiver<Change>,
     shutdown: CancellationToken,
 ) {
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let change = tokio::select! {
+        let first = tokio::select! {
             change = changes.recv() => match change {
                 Some(change) => change,
                 None => return,
             },
+            _ = keepalive.tick() => Change::Ping,
             () = shutdown.cancelled() => return,
         };
-        let (group, done) = match change {
-            Change::Group { group, done } => (group, done),
-            Change::Reconnect => {
-                reconnect(&mut subscriber, &shutdown).await;
-                continue;
-            }
-        };
-        let channel = shared.channel(&group);
-        let (wanted, subscribed) = {
-            let mut set = shared.subscribed.lock().expect("subscription lock poisoned");
-            let wanted = shared.registry.has_members(&group);
-            let subscribed = set.contains(&group);
-            // Forget it under the lock: a join from now on waits for this task, which will subscribe
-            // again after this unsubscribe.
-            if !wanted && subscribed {
-                set.remove(&group);
-            }
-            (wanted, subscribed)
-        };
-        let result = match (wanted, subscribed) {
-            (true, false) => match subscriber.subscribe(&channel).await {
-                Ok(()) => {
-                    shared.subscribed.lock().expect("subscription lock poisoned").insert(group.clone());
-                    debug!(channel, "subscribed");
-                    Ok(())
-                }
-                Err(error) => Err(redis_error(error)),
-            },
-            (false, true) => subscriber.unsubscribe(&channel).await.map_err(redis_error),
-            _ => Ok(()),
-        };
-        if let Err(error) = &result {
-            warn!(%error, channel, "cannot change a subscription");
+        let mut batch = vec![first];
+        while batch.len() < BATCH
+            && let Ok(change) = changes.try_recv()
+        {
+            batch.push(change);
         }
-        if let Some(done) = done {
-            let _ = done.send(result);
+        let (mut groups, mut answers, mut reconnecting, mut ping) = (Vec::new(), Vec::new(), false, false);
+        for change in batch {
+            match change {
+                Change::Group { group, done } => {
+                    groups.push(group);
+                    answers.extend(done);
+                }
+                Change::Reconnect => reconnecting = true,
+                Change::Ping => ping = true,
+            }
+        }
+        if ping
+            && !reconnecting
+            && let Err(error) = redis::cmd("PING").query_async::<String>(&mut subscriber).await
+        {
+            warn!(%error, "redis subscriber connection does not answer");
+            shared.lost();
+            reconnecting = true;
+        }
+        if reconnecting && !reconnect(&shared, &mut subscriber, &shutdown).await {
+            return;
+        }
+        let result = apply(&shared, &mut subscriber, groups).await;
+        if let Err(error) = &result {
+            warn!(%error, "cannot change subscriptions");
+        }
+        for answer in answers {
+            let _ = answer.send(result.clone());
         }
     }
+}
+
+/// Subscribes to the groups that have members here and are not subscribed, unsubscribes from those
+/// that are subscribed and have none; the decision for each group is taken under the lock joins read.
+async fn apply(shared: &Shared, subscriber: &mut ConnectionManager, mut groups: Vec<String>) -> Result<(), LayerError> {
+    groups.sort_unstable();
+    groups.dedup();
+    let (subscribe, unsubscribe) = {
+        let mut set = shared.subscribed.lock().expect("subscription lock poisoned");
+        let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
+        for group in groups {
+            let wanted = shared.registry.has_members(&group);
+            if wanted && !set.contains(&group) {
+                subscribe.push(group);
+            } else if !wanted && set.remove(&group) {
+                // Forgotten under the lock: a join from now on waits for this task, which subscribes
+                // again after this unsubscribe.
+                unsubscribe.push(group);
+            }
+        }
+        (subscribe, unsubscribe)
+    };
+    if !unsubscribe.is_empty() {
+        let channels: Vec<String> = unsubscribe.iter().map(|g| shared.channel(g)).collect();
+        // A failed UNSUBSCRIBE costs pushes this node drops (no members), never a lost one.
+        if let Err(error) = subscriber.unsubscribe(&channels).await {
+            warn!(%error, groups = unsubscribe.len(), "cannot unsubscribe");
+        }
+    }
+    if !subscribe.is_empty() {
+        let channels: Vec<String> = subscribe.iter().map(|g| shared.channel(g)).collect();
+        subscriber.subscribe(&channels).await.map_err(redis_error)?;
+        debug!(groups = subscribe.len(), "subscribed");
+        shared.subscribed.lock().expect("subscription lock poisoned").extend(subscribe);
+    }
+    Ok(())
 }
 
 /// First wait after the subscriber connection dropped; doubles up to [`RECONNECT_MAX`].
 const RECONNECT_BASE: Duration = Duration::from_millis(100);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
+/// Subscription changes sent to Redis in one command at most.
+const BATCH: usize = 1024;
+/// How often the subscriber connection is pinged while nothing else goes over it.
+const KEEPALIVE: Duration = Duration::from_secs(10);
 
-/// Pings until the subscriber connection answers. The connection manager reconnects only when a
-/// command finds the connection gone, and this connection sends no commands of its own between
-/// subscription changes; reconnecting restores every subscription (automatic resubscription).
-async fn reconnect(subscriber: &mut ConnectionManager, shutdown: &CancellationToken) {
+/// Gets the subscriber connection back (the connection manager reconnects only when a command finds
+/// it gone) and subscribes again to every group with members here: the manager resubscribes what it
+/// tracked, but ignores errors doing so. False when the hub shut down meanwhile.
+async fn reconnect(shared: &Shared, subscriber: &mut ConnectionManager, shutdown: &CancellationToken) -> bool {
+    shared.lost();
     let mut delay = RECONNECT_BASE;
     loop {
-        match redis::cmd("PING").query_async::<String>(subscriber).await {
-            Ok(_) => return info!("redis subscriber connection back, subscriptions restored"),
+        let restored = match redis::cmd("PING").query_async::<String>(subscriber).await {
+            Ok(_) => apply(shared, subscriber, shared.registry.groups()).await,
+            Err(error) => Err(redis_error(error)),
+        };
+        match restored {
+            Ok(()) => {
+                shared.up.store(true, Ordering::Relaxed);
+                info!("redis subscriber connection back, subscriptions restored");
+                return true;
+            }
             Err(error) => debug!(%error, ?delay, "redis subscriber connection still down"),
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => delay = (delay * 2).min(RECONNECT_MAX),
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => return false,
         }
     }
 }
@@ -259,6 +332,7 @@ async fn deliver_pushes(
             }
             PushKind::Disconnection => {
                 warn!("redis subscriber connection lost: pushes published until it is back do not reach this node");
+                shared.lost();
                 let _ = changes.send(Change::Reconnect);
             }
             _ => {}
@@ -302,6 +376,23 @@ fn decode(mut payload: &[u8]) -> Option<Push> {
         None
     };
     Some(Push { wire: Bytes::copy_from_slice(payload), tag, skip })
+}
+
+/// The oldest Redis with what the hub uses: RESP3 pushes (6.0) and `GETDEL` for ws tokens (6.2).
+const MIN_VERSION: (u32, u32) = (6, 2);
+
+async fn check_version(conn: &mut ConnectionManager) -> Result<(), LayerError> {
+    let info: String = redis::cmd("INFO").arg("server").query_async(conn).await.map_err(redis_error)?;
+    let version = info.lines().find_map(|line| line.strip_prefix("redis_version:")).unwrap_or("unknown").trim();
+    let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found < MIN_VERSION {
+        return Err(LayerError(format!(
+            "Redis {version} is too old: {}.{} or later is needed",
+            MIN_VERSION.0, MIN_VERSION.1
+        )));
+    }
+    Ok(())
 }
 
 fn redis_error(error: redis::RedisError) -> LayerError {
