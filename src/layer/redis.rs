@@ -302,13 +302,32 @@ async fn reconnect(shared: &Shared, subscriber: &mut ConnectionManager, shutdown
     }
 }
 
-/// Hands each pushed message to this node's members of its group, in the order Redis sent them.
+/// Delivery lanes per core. A group always takes the same lane, so its pushes keep Redis's order,
+/// while a broadcast to ten thousand members (tens of milliseconds of writes) holds up only the groups
+/// that share its lane, as publishes to different groups run side by side with the memory layer.
+const LANES_PER_CORE: usize = 2;
+
+/// Hands each pushed message to a delivery lane by its group, in the order Redis sent them.
 async fn deliver_pushes(
     shared: Arc<Shared>,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     changes: mpsc::UnboundedSender<Change>,
     shutdown: CancellationToken,
 ) {
+    let cores = tokio::runtime::Handle::current().metrics().num_workers().max(1);
+    let lanes: Vec<_> = (0..LANES_PER_CORE * cores)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(String, Push)>();
+            let registry = Arc::clone(&shared.registry);
+            tokio::spawn(async move {
+                while let Some((group, push)) = rx.recv().await {
+                    registry.deliver(&group, push).await;
+                }
+            });
+            tx
+        })
+        .collect();
+    // The lanes end when their senders drop, when this task returns.
     loop {
         let info = tokio::select! {
             info = pushes.recv() => match info {
@@ -328,7 +347,10 @@ async fn deliver_pushes(
                     warn!(%channel, "undecodable push");
                     continue;
                 };
-                shared.registry.deliver(group, push).await;
+                let mut hasher = std::hash::DefaultHasher::new();
+                std::hash::Hash::hash(group, &mut hasher);
+                let lane = &lanes[std::hash::Hasher::finish(&hasher) as usize % lanes.len()];
+                let _ = lane.send((group.to_owned(), push));
             }
             PushKind::Disconnection => {
                 warn!("redis subscriber connection lost: pushes published until it is back do not reach this node");
