@@ -357,6 +357,7 @@ async fn a_node_keeps_its_members_through_a_redis_restart() {
         seq += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert!(hub.metrics().await.contains("\nrtctl_layer_connection_losses_total 1\n"), "one outage, counted once");
     // A publish from just before may still be on its way: skip to a marker, then expect every push.
     publish_event(&hub, 1000).await;
     while recv(&mut ws).await["data"]["seq"] != 1000 {}

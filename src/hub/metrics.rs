@@ -58,6 +58,7 @@ pub struct Metrics {
     rate_limit_closes: Counter,
     rate_limited_requests: Counter,
     auth_failures: Family<ReasonLabel, Counter>,
+    layer_losses: Counter,
 }
 
 impl Default for Metrics {
@@ -78,6 +79,7 @@ impl Metrics {
         let rate_limit_closes = Counter::default();
         let rate_limited_requests = Counter::default();
         let auth_failures = Family::<ReasonLabel, Counter>::default();
+        let layer_losses = Counter::default();
         registry.register("connections", "Open WebSocket connections", connections.clone());
         registry.register("frames_in", "WebSocket text frames received from clients", frames_in.clone());
         registry.register("frames_out", "WebSocket text frames sent to clients", frames_out.clone());
@@ -87,6 +89,11 @@ impl Metrics {
         registry.register("rate_limit_closes", "Connections closed with 4029", rate_limit_closes.clone());
         registry.register("rate_limited_requests", "HTTP requests refused with 429", rate_limited_requests.clone());
         registry.register("auth_failures", "Refused tokens and origins", auth_failures.clone());
+        registry.register(
+            "layer_connection_losses",
+            "Times the Redis layer's subscriber connection was lost (pushes published meanwhile missed this node)",
+            layer_losses.clone(),
+        );
         let per_endpoint = |family: &Family<EndpointLabel, Counter>| {
             Endpoint::ALL.map(|e| family.get_or_create(&EndpointLabel { endpoint: e.label() }).clone())
         };
@@ -101,6 +108,7 @@ impl Metrics {
             rate_limit_closes,
             rate_limited_requests,
             auth_failures,
+            layer_losses,
             registry,
         }
     }
@@ -124,6 +132,11 @@ impl Metrics {
     /// A message published to the layer; `kind` is `notification`, `event`, `unread_count`, ...
     pub fn published(&self, kind: &'static str) {
         self.publishes.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// The Redis layer's subscriber connection went down.
+    pub fn layer_connection_lost(&self) {
+        self.layer_losses.inc();
     }
 
     pub fn slow_consumer(&self) {

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 
 use super::{Layer, LayerError, Push};
 use crate::config::RedisConfig;
+use crate::hub::metrics::Metrics;
 use crate::hub::registry::Registry;
 
 /// How long a command (publish, subscribe) may wait for Redis before the caller gets an error: a
@@ -53,6 +54,7 @@ struct Shared {
     subscribed: Mutex<HashSet<String>>,
     /// Whether the subscriber connection is up, for `/readyz`.
     up: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 /// Work for the task that owns the subscriber connection.
@@ -71,6 +73,7 @@ impl RedisLayer {
     pub async fn connect(
         config: &RedisConfig,
         registry: Arc<Registry>,
+        metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, LayerError> {
         let info = config.url.expose().into_connection_info().map_err(|e| LayerError(e.to_string()))?;
@@ -94,6 +97,7 @@ impl RedisLayer {
             registry,
             subscribed: Mutex::default(),
             up: AtomicBool::new(true),
+            metrics,
         });
         let (changes, changes_rx) = mpsc::unbounded_channel();
         tokio::spawn(keep_subscriptions(Arc::clone(&shared), subscriber, changes_rx, shutdown.clone()));
@@ -114,7 +118,10 @@ impl RedisLayer {
 impl Shared {
     /// The subscriber connection is gone: no group counts as subscribed until it is back.
     fn lost(&self) {
-        self.up.store(false, Ordering::Relaxed);
+        // Counted once per outage, however many ways it was noticed.
+        if self.up.swap(false, Ordering::Relaxed) {
+            self.metrics.layer_connection_lost();
+        }
         self.subscribed.lock().expect("subscription lock poisoned").clear();
     }
 
