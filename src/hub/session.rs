@@ -58,9 +58,13 @@ impl Refusal {
     }
 }
 
-/// A group the layer could not subscribe to: 1011, reconnect with backoff (PROTOCOL §2).
+/// A group the layer could not subscribe to: 1011, reconnect with backoff (PROTOCOL §2); 1001 when the
+/// hub is shutting down, as every other connection gets.
 impl From<crate::layer::LayerError> for Refusal {
     fn from(error: crate::layer::LayerError) -> Self {
+        if let crate::layer::LayerError::ShuttingDown = error {
+            return Self::new(crate::protocol::close::GOING_AWAY, "hub shutting down");
+        }
         tracing::warn!(%error, "cannot subscribe a connection");
         Self::new(crate::protocol::close::INTERNAL, "channel layer unavailable")
     }
@@ -296,4 +300,20 @@ async fn close_socket(socket: &mut WebSocket, code: u16, reason: String) {
         Ok::<(), tungstenite::Error>(())
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, answer).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layer::LayerError;
+
+    /// A join the layer refused closes with 1011 (retry with backoff), one cut short by the shutdown with
+    /// 1001, as every other connection then gets.
+    #[test]
+    fn layer_refusals_close_with_the_right_code() {
+        let refused = Refusal::from(LayerError::Unavailable("redis: connection refused".into()));
+        assert_eq!((refused.code, refused.reason.as_str()), (1011, "channel layer unavailable"));
+        let stopping = Refusal::from(LayerError::ShuttingDown);
+        assert_eq!((stopping.code, stopping.reason.as_str()), (1001, "hub shutting down"));
+    }
 }

@@ -66,10 +66,16 @@ fn text_frame(payload: &[u8]) -> Bytes {
     frame.freeze()
 }
 
-/// A failure to publish; the API answers 503.
+/// A failure to publish (the API answers 503) or to subscribe a connection (it closes).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("channel layer unavailable: {0}")]
-pub struct LayerError(pub String);
+pub enum LayerError {
+    /// The layer's backend did not answer, or answered with an error (the reason says which).
+    #[error("channel layer unavailable: {0}")]
+    Unavailable(String),
+    /// The hub is shutting down: the layer takes no more subscriptions.
+    #[error("the hub is shutting down")]
+    ShuttingDown,
+}
 
 /// Where the local registry of a node gets its pushes from, and where publishers send them.
 #[async_trait]

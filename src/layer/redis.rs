@@ -76,7 +76,7 @@ impl RedisLayer {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, LayerError> {
-        let info = config.url.expose().into_connection_info().map_err(|e| LayerError(e.to_string()))?;
+        let info = config.url.expose().into_connection_info().map_err(|e| LayerError::Unavailable(e.to_string()))?;
         let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings)).map_err(redis_error)?;
         let base = || {
@@ -157,11 +157,11 @@ impl Layer for RedisLayer {
         }
         let (done, answer) = oneshot::channel();
         let change = Change::Group { group: group.to_owned(), done: Some(done) };
-        self.changes.send(change).map_err(|_| LayerError("the layer is shutting down".into()))?;
+        self.changes.send(change).map_err(|_| LayerError::ShuttingDown)?;
         match tokio::time::timeout(COMMAND_TIMEOUT, answer).await {
             Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(LayerError("the layer is shutting down".into())),
-            Err(_) => Err(LayerError(format!("no SUBSCRIBE answer within {COMMAND_TIMEOUT:?}"))),
+            Ok(Err(_)) => Err(LayerError::ShuttingDown),
+            Err(_) => Err(LayerError::Unavailable(format!("no SUBSCRIBE answer within {COMMAND_TIMEOUT:?}"))),
         }
     }
 
@@ -172,7 +172,7 @@ impl Layer for RedisLayer {
 
     async fn ping(&self) -> Result<(), LayerError> {
         if !self.shared.up.load(Ordering::Relaxed) {
-            return Err(LayerError("redis subscriber connection down".into()));
+            return Err(LayerError::Unavailable("redis subscriber connection down".into()));
         }
         let mut conn = self.commands.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(redis_error)?;
@@ -416,7 +416,7 @@ async fn check_version(conn: &mut ConnectionManager) -> Result<(), LayerError> {
     let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found < MIN_VERSION {
-        return Err(LayerError(format!(
+        return Err(LayerError::Unavailable(format!(
             "Redis {version} is too old: {}.{} or later is needed",
             MIN_VERSION.0, MIN_VERSION.1
         )));
@@ -425,7 +425,7 @@ async fn check_version(conn: &mut ConnectionManager) -> Result<(), LayerError> {
 }
 
 fn redis_error(error: redis::RedisError) -> LayerError {
-    LayerError(format!("redis: {error}"))
+    LayerError::Unavailable(format!("redis: {error}"))
 }
 
 #[cfg(test)]
