@@ -325,10 +325,14 @@ async fn a_node_keeps_its_members_through_a_redis_restart() {
     })
     .await;
     let (mut ws, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("u1", &["acme"])).await;
+    let (beta, _) = hub.connect("/ws/events/beta/", &hub.member_jwt("u3", &["beta"])).await;
     publish_event(&hub, 0).await;
     assert_eq!(recv(&mut ws).await["data"]["seq"], 0);
 
     server.kill().await.expect("stop redis-server");
+    // Beta's only member leaves while Redis is away: once it is back, the node must not be left
+    // subscribed to beta (the connection manager restores what it had).
+    drop(beta);
     let body = json!({"event_type": "tick", "data": {"seq": 1}});
     assert_eq!(hub.post_api("/api/v1/orgs/acme/events", &body).await.status(), 503);
     let (status, _) = hub.get_json("/readyz", &[]).await;
@@ -358,6 +362,19 @@ async fn a_node_keeps_its_members_through_a_redis_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(hub.metrics().await.contains("\nrtctl_layer_connection_losses_total 1\n"), "one outage, counted once");
+    let beta_subscribers = || -> i64 {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+            .and_then(|client| client.get_connection())
+            .expect("connect to the restarted Redis");
+        let (_, count): (String, i64) =
+            redis::cmd("PUBSUB").arg("NUMSUB").arg("restart:g:org:beta").query(&mut conn).expect("PUBSUB NUMSUB");
+        count
+    };
+    let started = Instant::now();
+    while beta_subscribers() != 0 {
+        assert!(started.elapsed() < TIMEOUT, "still subscribed to a group whose members all left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A publish from just before may still be on its way: skip to a marker, then expect every push.
     publish_event(&hub, 1000).await;
     while recv(&mut ws).await["data"]["seq"] != 1000 {}

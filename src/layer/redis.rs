@@ -240,7 +240,7 @@ async fn keep_subscriptions(
 }
 
 /// Subscribes to the groups that have members here and are not subscribed, unsubscribes from those
-/// that are subscribed and have none; the decision for each group is taken under the lock joins read.
+/// that have none; the decision for each group is taken under the lock joins read.
 async fn apply(shared: &Shared, subscriber: &mut ConnectionManager, mut groups: Vec<String>) -> Result<(), LayerError> {
     groups.sort_unstable();
     groups.dedup();
@@ -251,9 +251,13 @@ async fn apply(shared: &Shared, subscriber: &mut ConnectionManager, mut groups: 
             let wanted = shared.registry.has_members(&group);
             if wanted && !set.contains(&group) {
                 subscribe.push(group);
-            } else if !wanted && set.remove(&group) {
+            } else if !wanted {
                 // Forgotten under the lock: a join from now on waits for this task, which subscribes
-                // again after this unsubscribe.
+                // again after this unsubscribe. Unsubscribed even when not in the set: a SUBSCRIBE that
+                // timed out may have been applied, and after an outage the connection manager restores
+                // subscriptions the set no longer lists (UNSUBSCRIBE of a channel not subscribed is a
+                // no-op for Redis).
+                set.remove(&group);
                 unsubscribe.push(group);
             }
         }
