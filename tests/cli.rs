@@ -368,15 +368,18 @@ async fn a_piped_flood_closed_with_4029_exits_4() {
     connect.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = connect.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let pings: String = (1..=15).map(|n| format!("{{\"type\":\"ping\",\"timestamp\":{n}}}\n")).collect();
+    // Far more than the 1 + 11 frames the limit needs, so that a loaded machine (a second passing
+    // refills the budget and forgives a refusal) still ends in 4029.
+    let pings: String = (1..=40).map(|n| format!("{{\"type\":\"ping\",\"timestamp\":{n}}}\n")).collect();
     stdin.write_all(pings.as_bytes()).await.unwrap();
     drop(stdin);
     let out = tokio::time::timeout(STEP, child.wait_with_output()).await.expect("rtctl finished in time").unwrap();
     let (stdout, stderr) = (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
     assert_eq!(out.status.code(), Some(4), "{stdout}\n{stderr}");
     assert!(stderr.contains("closed by the hub: 4029 \"rate limit exceeded repeatedly\""), "{stderr}");
+    // Ten when the frames arrive within a second (lifecycle tests pin the exact sequence in-process).
     let refusals = stdout.lines().filter(|line| line.contains("\"rate_limited\"")).count();
-    assert_eq!(refusals, 10, "{stdout}");
+    assert!(refusals >= 10, "{refusals} refusals: {stdout}");
 }
 
 /// `status` shows health, readiness and stats; an unreachable hub is one line and exit 1.
@@ -391,7 +394,7 @@ async fn status_table_json_and_unreachable() {
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["healthz"]["status"], "ok");
     assert_eq!(report["readyz"]["status"], "ok");
-    assert_eq!(report["stats"]["store"], "sqlite");
+    assert_eq!(report["stats"]["store"], crate::util::store_name());
 
     let mut status = rtctl(&hub, dir.path());
     status.arg("status");
