@@ -48,7 +48,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('--jwt-audience', '--jwt-audience', [CompletionResultType]::ParameterName, 'Required `aud` claim')
             [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'Key that backends send in X-API-Key (default: from the config file)')
             [CompletionResult]::new('--allowed-origins', '--allowed-origins', [CompletionResultType]::ParameterName, 'Browser origins allowed to connect: a comma list or `*` [default: same host only]')
-            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL [default: sqlite://rtctl-data/rtctl.db]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH, or postgres://USER[:PASSWORD]@HOST[:PORT]/DB for nodes on several machines [default: sqlite://rtctl-data/rtctl.db]')
             [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]')
             [CompletionResult]::new('--redis-prefix', '--redis-prefix', [CompletionResultType]::ParameterName, 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]')
             [CompletionResult]::new('--max-frame', '--max-frame', [CompletionResultType]::ParameterName, 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]')

@@ -27,7 +27,19 @@ if [ -z "${RTCTL_TEST_REDIS_URL:-}" ]; then
     exit 1
   fi
 fi
-echo "== cargo test (multi-node tests on $RTCTL_TEST_REDIS_URL)"
+echo "== cargo test (SQLite store; multi-node tests on $RTCTL_TEST_REDIS_URL)"
+cargo test -- --include-ignored
+
+# The same tests once more with every store in PostgreSQL (a schema per test, dropped afterwards): the
+# machine's server on 5432 unless RTCTL_TEST_DATABASE_URL names another.
+if [ -z "${RTCTL_TEST_DATABASE_URL:-}" ]; then
+  if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+    echo "no PostgreSQL on 127.0.0.1:5432: set RTCTL_TEST_DATABASE_URL to run the PostgreSQL pass" >&2
+    exit 1
+  fi
+  export RTCTL_TEST_DATABASE_URL="postgres://${USER:-$(id -un)}@127.0.0.1:5432/test"
+fi
+echo "== cargo test (PostgreSQL store)"
 cargo test -- --include-ignored
 
 # A small fan-out bench with loose thresholds: a broken fan-out path (loss, stalls) fails CI. Speed is

@@ -104,7 +104,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_ALLOWED_ORIGINS")]
     pub allowed_origins: Option<String>,
 
-    /// Database URL [default: sqlite://rtctl-data/rtctl.db]
+    /// Database URL: sqlite://PATH, or postgres://USER[:PASSWORD]@HOST[:PORT]/DB for nodes on several
+    /// machines [default: sqlite://rtctl-data/rtctl.db]
     #[arg(long, env = "RTCTL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 

@@ -347,8 +347,8 @@ impl FileConfig {
         };
         let database_url =
             self.database_url.or(file.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        if !database_url.starts_with("sqlite:") {
-            bail!("invalid database_url: only sqlite://PATH is supported by this version");
+        if !database_url.starts_with("sqlite:") && !crate::store::is_postgres(&database_url) {
+            bail!("invalid database_url: expected sqlite://PATH or postgres://USER@HOST/DB");
         }
         let redis = match self.redis_url.or(file.redis_url.clone()) {
             Some(url) => {

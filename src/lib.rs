@@ -15,7 +15,7 @@
 //! - [`bench`]: the fan-out load tester behind `rtctl bench`: scenarios, measurement, reports.
 //! - [`hub`]: the server: routes, sessions, endpoints, HTTP API, metrics, presence.
 //! - [`layer`]: the channel layer trait (publish to a group): in memory, or Redis pub/sub across nodes.
-//! - [`store`]: the store trait and its SQLite implementation, with migrations.
+//! - [`store`]: the store trait and its SQLite and PostgreSQL implementations, with migrations.
 
 pub mod auth;
 pub mod bench;

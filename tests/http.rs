@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::util::{TestHub, api_error, assert_timestamp, http, json_response, recv, request, send};
+use crate::util::{TestHub, api_error, assert_timestamp, http, json_response, recv, request, send, store_name};
 
 /// `GET /healthz` is 200 `{"status":"ok"}` for anyone.
 #[tokio::test]
@@ -19,7 +19,7 @@ async fn readyz_names_the_layer_and_the_store() {
         hub.get_json("/readyz", &[]).await,
         (
             200,
-            json!({"status": "ok", "layer": {"name": "memory", "status": "ok"}, "store": {"name": "sqlite", "status": "ok"}})
+            json!({"status": "ok", "layer": {"name": "memory", "status": "ok"}, "store": {"name": store_name(), "status": "ok"}})
         )
     );
 }
@@ -161,7 +161,7 @@ async fn stats_report_connections_and_distinct_users_online() {
             "slow_consumers_dropped": 0,
             "rate_limit_closes": 0,
             "layer": "memory",
-            "store": "sqlite",
+            "store": store_name(),
             "memory_rss_bytes": rss,
         })
     );

@@ -27,11 +27,12 @@ pub const QUIET: Duration = Duration::from_millis(300);
 /// A WebSocket client connection.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A hub running in this test's runtime on an ephemeral port, with its database in a temp dir.
+/// A hub running in this test's runtime on an ephemeral port, with its database in a temp dir (or, with
+/// `RTCTL_TEST_DATABASE_URL`, in a PostgreSQL schema of its own).
 pub struct TestHub {
     pub addr: SocketAddr,
     pub config: HubConfig,
-    dir: Arc<TempDir>,
+    dir: Arc<Storage>,
     shutdown: Option<oneshot::Sender<()>>,
     run: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -44,13 +45,27 @@ impl TestHub {
 
     /// A hub whose config `tweak` adjusts first (limits, origins).
     pub async fn start_with(tweak: impl FnOnce(&mut HubConfig)) -> Self {
-        let dir = Arc::new(tempfile::tempdir().expect("create a temp dir"));
+        let dir = tempfile::tempdir().expect("create a temp dir");
         let mut config = HubConfig::ephemeral(dir.path());
+        let schema = match postgres_url() {
+            Some(base) => {
+                let schema = PgSchema::create(&base).await;
+                let separator = if base.contains('?') { '&' } else { '?' };
+                config.database_url = format!("{base}{separator}options[search_path]={}", schema.name);
+                Some(schema)
+            }
+            None => None,
+        };
         tweak(&mut config);
-        Self::launch(dir, config, "127.0.0.1:0".parse().expect("a socket address")).await
+        Self::launch(
+            Arc::new(Storage { _dir: dir, _schema: schema }),
+            config,
+            "127.0.0.1:0".parse().expect("a socket address"),
+        )
+        .await
     }
 
-    async fn launch(dir: Arc<TempDir>, config: HubConfig, addr: SocketAddr) -> Self {
+    async fn launch(dir: Arc<Storage>, config: HubConfig, addr: SocketAddr) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind the hub's address");
         let addr = listener.local_addr().expect("listener address");
         let (tx, rx) = oneshot::channel::<()>();
@@ -226,6 +241,60 @@ impl Drop for TestHub {
     fn drop(&mut self) {
         // A test that failed midway must not leave its hub serving for the rest of the binary.
         self.begin_stop();
+    }
+}
+
+/// The PostgreSQL database the hubs of this run store in, instead of SQLite files: the integration tests
+/// run against either store (`scripts/ci.sh` runs them against both).
+pub fn postgres_url() -> Option<String> {
+    std::env::var("RTCTL_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// The store name `/readyz` and the stats report for this run's hubs.
+pub fn store_name() -> &'static str {
+    if postgres_url().is_some() { "postgres" } else { "sqlite" }
+}
+
+/// Where a test hub (and the other nodes started from it) keeps its data, removed with the last of them.
+struct Storage {
+    _dir: TempDir,
+    _schema: Option<PgSchema>,
+}
+
+/// A PostgreSQL schema for one test's hubs, dropped afterwards.
+struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    async fn create(base: &str) -> Self {
+        use sqlx::Connection;
+        let name = format!("rtctl_test_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(base).await.expect("connect to RTCTL_TEST_DATABASE_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create a test schema");
+        Self { base: base.to_owned(), name }
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // The test's runtime may be gone or about to be: drop it from a runtime of our own. A hub
+        // stopped mid-transaction may still hold a lock; give up after a moment rather than hang.
+        let (base, name) = (self.base.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
+                sqlx::query("SET lock_timeout = '2s'").execute(&mut conn).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE"))).execute(&mut conn).await.ok()
+            })
+        });
+        let _ = dropped.join();
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Every write that the protocol promises to keep (PROTOCOL §6) goes through here before it is pushed.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use serde_json::Value;
 
 use crate::protocol::{Notification, NotificationPage};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A store failure. Callers answer it with an internal error; nothing is pushed for a failed write.
@@ -20,7 +22,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database url `{0}`: expected sqlite://PATH")]
+    #[error("unsupported database url scheme `{0}`: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {source}")]
     CreateDir { path: std::path::PathBuf, source: std::io::Error },
@@ -330,11 +332,140 @@ pub trait Store: Send + Sync + 'static {
     async fn set_read_position(&self, room_id: &str, user_id: &str, message_id: i64) -> Result<ReadUpdate, StoreError>;
 }
 
+/// The row decoders of a backend (`notification(&Row)`, `pending_user`, `approval`, `activity`,
+/// `chat_message`): the columns are the same in both schemas, only the row type differs, and sqlx's
+/// generic `Row` bounds would be longer than the decoders themselves.
+macro_rules! row_mappers {
+    ($row:ty) => {
+        fn notification(row: &$row) -> Result<Notification, sqlx::Error> {
+            Ok(Notification {
+                id: row.try_get("id")?,
+                title: row.try_get("title")?,
+                message: row.try_get("message")?,
+                kind: row.try_get("type")?,
+                read: row.try_get("read")?,
+                created_at: format_timestamp(row.try_get("created_at")?),
+                data: json_object(row.try_get("data")?),
+                link: row.try_get("link")?,
+            })
+        }
+
+        fn pending_user(row: &$row) -> Result<PendingUser, sqlx::Error> {
+            Ok(PendingUser {
+                user_id: row.try_get("user_id")?,
+                email: row.try_get("email")?,
+                name: row.try_get("name")?,
+                registered_at: format_timestamp(row.try_get("registered_at")?),
+                status: approval_status(row.try_get("status")?)?,
+            })
+        }
+
+        fn approval(row: &$row) -> Result<Approval, sqlx::Error> {
+            let status = match approval_status(row.try_get("status")?)? {
+                ApprovalStatus::Approved => Verdict::Approved,
+                ApprovalStatus::Rejected => Verdict::Rejected,
+                ApprovalStatus::Pending => {
+                    return Err(sqlx::Error::Decode("a decision cannot be pending".into()));
+                }
+            };
+            Ok(Approval {
+                user_id: row.try_get("user_id")?,
+                status,
+                reason: row.try_get("reason")?,
+                decided_by: row.try_get("decided_by")?,
+                decided_at: format_timestamp(row.try_get("decided_at")?),
+            })
+        }
+
+        fn activity(row: &$row) -> Result<Activity, sqlx::Error> {
+            let kind = match row.try_get::<&str, _>("kind")? {
+                "new_user" => ActivityKind::NewUser,
+                "approval" => ActivityKind::Approval,
+                "order_update" => ActivityKind::OrderUpdate,
+                other => {
+                    return Err(sqlx::Error::Decode(format!("unknown activity kind `{other}`").into()));
+                }
+            };
+            Ok(Activity {
+                id: row.try_get("id")?,
+                kind,
+                data: json_object(row.try_get("data")?),
+                created_at: format_timestamp(row.try_get("created_at")?),
+            })
+        }
+
+        fn chat_message(row: &$row) -> Result<ChatMessage, sqlx::Error> {
+            Ok(ChatMessage {
+                id: row.try_get("id")?,
+                room_id: row.try_get("room_id")?,
+                sender_id: row.try_get("sender_id")?,
+                content: row.try_get("content")?,
+                attachment_url: row.try_get("attachment_url")?,
+                created_at: format_timestamp(row.try_get("created_at")?),
+            })
+        }
+    };
+}
+pub(crate) use row_mappers;
+
+// Column encodings both backends share.
+
+/// Decodes a stored JSON object; anything else (which the store never writes) comes out as `{}`.
+pub(crate) fn json_object(text: &str) -> Value {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(object)) => Value::Object(object),
+        _ => Value::Object(serde_json::Map::new()),
+    }
+}
+
+/// The text stored for a `data` field: the object itself, or `{}` for anything that is not one.
+pub(crate) fn object_text(data: &Value) -> String {
+    match data {
+        Value::Object(_) => data.to_string(),
+        _ => "{}".to_owned(),
+    }
+}
+
+pub(crate) fn approval_status(text: &str) -> Result<ApprovalStatus, sqlx::Error> {
+    match text {
+        "pending" => Ok(ApprovalStatus::Pending),
+        "approved" => Ok(ApprovalStatus::Approved),
+        "rejected" => Ok(ApprovalStatus::Rejected),
+        other => Err(sqlx::Error::Decode(format!("unknown approval status `{other}`").into())),
+    }
+}
+
+pub(crate) fn verdict_text(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Approved => "approved",
+        Verdict::Rejected => "rejected",
+    }
+}
+
+pub(crate) fn activity_kind_text(kind: ActivityKind) -> &'static str {
+    match kind {
+        ActivityKind::NewUser => "new_user",
+        ActivityKind::Approval => "approval",
+        ActivityKind::OrderUpdate => "order_update",
+    }
+}
+
 /// Opens the store a database URL names, running its migrations.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(SqliteStore::open(url).await?))
+    } else if is_postgres(url) {
+        Ok(std::sync::Arc::new(PostgresStore::open(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_owned()))
+        // Only the scheme: the rest may hold a password.
+        Err(StoreError::UnsupportedUrl(url.split("://").next().unwrap_or_default().to_owned()))
     }
 }
+
+/// Whether a database URL names PostgreSQL.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+#[cfg(test)]
+mod tests;

@@ -4,7 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -14,12 +14,13 @@ use sqlx::sqlite::{
 use super::{
     Activity, ActivityKind, Approval, ApprovalStatus, ChatMessage, Created, Decision, DecisionCounts, Deleted,
     MarkRead, MessagePage, MessageQuery, NewChatMessage, NewNotification, NewPendingUser, NewRoom, NotificationQuery,
-    PendingUser, ReadPosition, ReadUpdate, Room, RoomSummary, Store, StoreError, Verdict,
+    PendingUser, ReadPosition, ReadUpdate, Room, RoomSummary, Store, StoreError, Verdict, activity_kind_text,
+    approval_status, json_object, object_text, verdict_text,
 };
 use crate::protocol::{Notification, NotificationPage, format_timestamp, now_millis};
 
 /// The schema, compiled into the binary so that `rtctl serve` needs no files besides its database.
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// SQLite lets one writer in at a time whatever the pool size, while WAL lets readers run beside it.
 /// Eight connections keep the hub's reads (history, lists, counts) from queueing behind a write,
@@ -33,7 +34,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The hub's state in a SQLite database file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 impl SqliteStore {
@@ -104,113 +105,7 @@ fn limit(limit: u32) -> i64 {
     i64::from(limit)
 }
 
-/// Decodes a stored JSON object; anything else (which the store never writes) comes out as `{}`.
-fn json_object(text: &str) -> Value {
-    match serde_json::from_str(text) {
-        Ok(Value::Object(object)) => Value::Object(object),
-        _ => Value::Object(Map::new()),
-    }
-}
-
-/// The text stored for a `data` field: the object itself, or `{}` for anything that is not one.
-fn object_text(data: &Value) -> String {
-    match data {
-        Value::Object(_) => data.to_string(),
-        _ => "{}".to_owned(),
-    }
-}
-
-fn notification(row: &SqliteRow) -> Result<Notification, sqlx::Error> {
-    Ok(Notification {
-        id: row.try_get("id")?,
-        title: row.try_get("title")?,
-        message: row.try_get("message")?,
-        kind: row.try_get("type")?,
-        read: row.try_get("read")?,
-        created_at: format_timestamp(row.try_get("created_at")?),
-        data: json_object(row.try_get("data")?),
-        link: row.try_get("link")?,
-    })
-}
-
-fn approval_status(text: &str) -> Result<ApprovalStatus, sqlx::Error> {
-    match text {
-        "pending" => Ok(ApprovalStatus::Pending),
-        "approved" => Ok(ApprovalStatus::Approved),
-        "rejected" => Ok(ApprovalStatus::Rejected),
-        other => Err(sqlx::Error::Decode(format!("unknown approval status `{other}`").into())),
-    }
-}
-
-fn verdict_text(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Approved => "approved",
-        Verdict::Rejected => "rejected",
-    }
-}
-
-fn pending_user(row: &SqliteRow) -> Result<PendingUser, sqlx::Error> {
-    Ok(PendingUser {
-        user_id: row.try_get("user_id")?,
-        email: row.try_get("email")?,
-        name: row.try_get("name")?,
-        registered_at: format_timestamp(row.try_get("registered_at")?),
-        status: approval_status(row.try_get("status")?)?,
-    })
-}
-
-fn approval(row: &SqliteRow) -> Result<Approval, sqlx::Error> {
-    let status = match approval_status(row.try_get("status")?)? {
-        ApprovalStatus::Approved => Verdict::Approved,
-        ApprovalStatus::Rejected => Verdict::Rejected,
-        ApprovalStatus::Pending => {
-            return Err(sqlx::Error::Decode("a decision cannot be pending".into()));
-        }
-    };
-    Ok(Approval {
-        user_id: row.try_get("user_id")?,
-        status,
-        reason: row.try_get("reason")?,
-        decided_by: row.try_get("decided_by")?,
-        decided_at: format_timestamp(row.try_get("decided_at")?),
-    })
-}
-
-fn activity_kind_text(kind: ActivityKind) -> &'static str {
-    match kind {
-        ActivityKind::NewUser => "new_user",
-        ActivityKind::Approval => "approval",
-        ActivityKind::OrderUpdate => "order_update",
-    }
-}
-
-fn activity(row: &SqliteRow) -> Result<Activity, sqlx::Error> {
-    let kind = match row.try_get::<&str, _>("kind")? {
-        "new_user" => ActivityKind::NewUser,
-        "approval" => ActivityKind::Approval,
-        "order_update" => ActivityKind::OrderUpdate,
-        other => {
-            return Err(sqlx::Error::Decode(format!("unknown activity kind `{other}`").into()));
-        }
-    };
-    Ok(Activity {
-        id: row.try_get("id")?,
-        kind,
-        data: json_object(row.try_get("data")?),
-        created_at: format_timestamp(row.try_get("created_at")?),
-    })
-}
-
-fn chat_message(row: &SqliteRow) -> Result<ChatMessage, sqlx::Error> {
-    Ok(ChatMessage {
-        id: row.try_get("id")?,
-        room_id: row.try_get("room_id")?,
-        sender_id: row.try_get("sender_id")?,
-        content: row.try_get("content")?,
-        attachment_url: row.try_get("attachment_url")?,
-        created_at: format_timestamp(row.try_get("created_at")?),
-    })
-}
+super::row_mappers!(SqliteRow);
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -512,6 +407,8 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let Some((name, created_at)) = row else {
+            // Ended now, not when the connection is next used.
+            tx.commit().await?;
             return Ok(None);
         };
         let members = sqlx::query_scalar("SELECT user_id FROM chat_members WHERE room_id = ? ORDER BY rowid")
@@ -672,6 +569,3 @@ impl Store for SqliteStore {
         Ok(if moved { ReadUpdate::Moved(position) } else { ReadUpdate::Unchanged(position) })
     }
 }
-
-#[cfg(test)]
-mod tests;

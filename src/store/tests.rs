@@ -1,14 +1,65 @@
-//! Tests of the SQLite store against temporary database files.
+//! Tests of the stores: what every store must do, against a temporary SQLite file, or with
+//! `RTCTL_TEST_DATABASE_URL` against a PostgreSQL schema of its own (`scripts/ci.sh` runs both); then
+//! what only the SQLite store does (pragmas, reopening a file, in-memory databases).
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use serde_json::json;
 use tempfile::TempDir;
 
+use super::sqlite::MIGRATOR;
 use super::*;
 
 fn url(dir: &TempDir) -> String {
     format!("sqlite://{}", dir.path().join("nested/dir/rtctl.db").display())
+}
+
+/// What a test's store lives in, removed when the test ends.
+#[allow(dead_code)] // Held for their Drop.
+enum TempStore {
+    Dir(TempDir),
+    Schema(PgSchema),
+}
+
+/// A PostgreSQL schema for one test, dropped afterwards.
+struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        // From a runtime of its own: the test's may be gone by now.
+        let (base, name) = (self.base.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
+                sqlx::query("SET lock_timeout = '2s'").execute(&mut conn).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE"))).execute(&mut conn).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// The store every behaviour test runs against: PostgreSQL in a fresh schema when
+/// `RTCTL_TEST_DATABASE_URL` names a server, else SQLite in a temp dir.
+async fn any_store() -> (TempStore, Arc<dyn Store>) {
+    let Some(base) = std::env::var("RTCTL_TEST_DATABASE_URL").ok().filter(|url| !url.is_empty()) else {
+        let (dir, store) = temp_store().await;
+        return (TempStore::Dir(dir), Arc::new(store));
+    };
+    use sqlx::Connection;
+    let name = format!("rtctl_unit_{:016x}", rand::random::<u64>());
+    let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to RTCTL_TEST_DATABASE_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut conn).await.expect("a schema");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let store =
+        PostgresStore::open(&format!("{base}{separator}options[search_path]={name}")).await.expect("open store");
+    (TempStore::Schema(PgSchema { base, name }), Arc::new(store))
 }
 
 async fn temp_store() -> (TempDir, SqliteStore) {
@@ -32,7 +83,7 @@ fn query(limit: u32, before_id: Option<i64>, unread_only: bool) -> NotificationQ
     NotificationQuery { limit, before_id, unread_only }
 }
 
-async fn room(store: &SqliteStore, room_id: &str, members: &[&str]) -> Room {
+async fn room(store: &Arc<dyn Store>, room_id: &str, members: &[&str]) -> Room {
     let new = NewRoom {
         room_id: room_id.to_owned(),
         name: format!("Room {room_id}"),
@@ -44,7 +95,7 @@ async fn room(store: &SqliteStore, room_id: &str, members: &[&str]) -> Room {
     }
 }
 
-async fn say(store: &SqliteStore, room_id: &str, sender_id: &str, content: &str) -> ChatMessage {
+async fn say(store: &Arc<dyn Store>, room_id: &str, sender_id: &str, content: &str) -> ChatMessage {
     let new = NewChatMessage {
         room_id: room_id.to_owned(),
         sender_id: sender_id.to_owned(),
@@ -54,7 +105,7 @@ async fn say(store: &SqliteStore, room_id: &str, sender_id: &str, content: &str)
     store.insert_message(&new).await.unwrap().expect("room exists")
 }
 
-async fn register(store: &SqliteStore, user_id: &str) -> Created<PendingUser> {
+async fn register(store: &Arc<dyn Store>, user_id: &str) -> Created<PendingUser> {
     let new = NewPendingUser { user_id: user_id.to_owned(), email: Some(format!("{user_id}@x.test")), name: None };
     store.register_pending_user(&new).await.unwrap()
 }
@@ -89,7 +140,8 @@ async fn migrations_run_once_on_a_fresh_file() {
 /// Everything acknowledged is still there after the store is closed and the file reopened (PROTOCOL §6).
 #[tokio::test]
 async fn data_survives_a_restart() {
-    let (dir, store) = temp_store().await;
+    let (dir, sqlite) = temp_store().await;
+    let store: Arc<dyn Store> = Arc::new(sqlite.clone());
     let stored = store.insert_notifications(&[note("u1", "a")]).await.unwrap();
     room(&store, "general", &["u1", "u2"]).await;
     let message = say(&store, "general", "u1", "hello").await;
@@ -98,7 +150,7 @@ async fn data_survives_a_restart() {
     register(&store, "p2").await;
     store.decide("p1", Verdict::Approved, None, "admin").await.unwrap();
     store.append_activity(ActivityKind::OrderUpdate, &json!({"order_id": "o1"})).await.unwrap();
-    store.close().await;
+    sqlite.close().await;
 
     let store = SqliteStore::open(&url(&dir)).await.unwrap();
     let page = store.list_notifications("u1", query(50, None, false)).await.unwrap();
@@ -116,7 +168,7 @@ async fn data_survives_a_restart() {
 /// Inserted notifications come back with increasing ids, unread, `data` an object and `link` kept.
 #[tokio::test]
 async fn notifications_are_stored_and_listed_newest_first() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     let mut with_link = note("u1", "b");
     with_link.link = Some("/orders/7".to_owned());
     with_link.data = json!(null);
@@ -140,7 +192,7 @@ async fn notifications_are_stored_and_listed_newest_first() {
 /// totals always count all of the user's notifications.
 #[tokio::test]
 async fn notification_pages_return_each_exactly_once() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     let new: Vec<_> = (0..25).map(|i| note("u1", &format!("n{i}"))).collect();
     let stored = store.insert_notifications(&new).await.unwrap();
     for n in stored.iter().step_by(2) {
@@ -171,7 +223,7 @@ async fn notification_pages_return_each_exactly_once() {
 /// mark_read, mark_all_read and delete report exactly what changed, and another user's id is not found.
 #[tokio::test]
 async fn marking_and_deleting_are_per_user() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     let stored = store
         .insert_notifications(&[note("u1", "a"), note("u1", "b"), note("u1", "c"), note("u2", "d")])
         .await
@@ -201,7 +253,7 @@ async fn marking_and_deleting_are_per_user() {
 /// Ids are never reused, even after the newest notification is deleted.
 #[tokio::test]
 async fn deleted_ids_are_not_reused() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     let first = store.insert_notifications(&[note("u1", "a")]).await.unwrap()[0].id;
     store.delete_notification("u1", first).await.unwrap();
     let second = store.insert_notifications(&[note("u1", "b")]).await.unwrap()[0].id;
@@ -212,7 +264,7 @@ async fn deleted_ids_are_not_reused() {
 /// oldest first.
 #[tokio::test]
 async fn pending_users_register_once_until_decided() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     let Created::Created(p1) = register(&store, "p1").await else { panic!("p1 registers") };
     assert_eq!((p1.user_id.as_str(), p1.email.as_deref(), p1.name.as_deref()), ("p1", Some("p1@x.test"), None));
     assert_eq!(p1.status, ApprovalStatus::Pending);
@@ -236,7 +288,7 @@ async fn pending_users_register_once_until_decided() {
 /// newest first and counted since an instant.
 #[tokio::test]
 async fn decisions_are_taken_once_and_recorded() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     let start = crate::protocol::now_millis();
     register(&store, "p1").await;
     register(&store, "p2").await;
@@ -264,7 +316,7 @@ async fn decisions_are_taken_once_and_recorded() {
 /// and one decision is recorded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_decisions_have_one_winner() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     for i in 0..20 {
         let user = format!("c{i}");
         register(&store, &user).await;
@@ -284,7 +336,7 @@ async fn concurrent_decisions_have_one_winner() {
 /// The activity feed keeps its entries' kinds and payloads, newest first.
 #[tokio::test]
 async fn activity_feed_is_newest_first() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     let a = store.append_activity(ActivityKind::NewUser, &json!({"user_id": "p1"})).await.unwrap();
     let b = store.append_activity(ActivityKind::Approval, &json!({"user_id": "p1", "status": "approved"})).await;
     let c = store.append_activity(ActivityKind::OrderUpdate, &json!([1])).await.unwrap();
@@ -298,7 +350,7 @@ async fn activity_feed_is_newest_first() {
 /// exact; an id outside the protocol's alphabet is refused by the schema.
 #[tokio::test]
 async fn rooms_are_created_once() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     let created = room(&store, "team.eu-1_x", &["u2", "u1", "u2"]).await;
     assert_eq!(created.members, ["u2", "u1"]);
     let again = NewRoom { room_id: "team.eu-1_x".to_owned(), name: "other".to_owned(), members: vec![] };
@@ -318,7 +370,7 @@ async fn rooms_are_created_once() {
 /// once, each page oldest first, with has_more false only on the last.
 #[tokio::test]
 async fn message_pages_return_each_exactly_once() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     room(&store, "r1", &["u1"]).await;
     room(&store, "r2", &["u1"]).await;
     let mut sent = Vec::new();
@@ -351,7 +403,7 @@ async fn message_pages_return_each_exactly_once() {
 /// A message is stored with its attachment; a message to a room that does not exist is not.
 #[tokio::test]
 async fn messages_need_an_existing_room() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     room(&store, "r1", &["u1"]).await;
     let new = NewChatMessage {
         room_id: "r1".to_owned(),
@@ -369,7 +421,7 @@ async fn messages_need_an_existing_room() {
 /// The read position only moves forward; a message of another room or an unknown id is NotFound.
 #[tokio::test]
 async fn read_position_never_moves_backwards() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     room(&store, "r1", &["u1", "u2"]).await;
     room(&store, "r2", &["u1"]).await;
     let m1 = say(&store, "r1", "u1", "one").await.id;
@@ -397,7 +449,7 @@ async fn read_position_never_moves_backwards() {
 /// number of messages others sent after the user's read position.
 #[tokio::test]
 async fn room_list_has_last_message_and_unread_count() {
-    let (_dir, store) = temp_store().await;
+    let (_temp, store) = any_store().await;
     room(&store, "quiet", &["u1"]).await;
     room(&store, "busy", &["u1", "u2"]).await;
     room(&store, "private", &["u3"]).await;

@@ -1,0 +1,513 @@
+//! The PostgreSQL store, for hub nodes on several machines: the same tables and semantics as the SQLite
+//! store (`migrations/postgres/`), with row locks where SQLite takes its single write lock.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+
+use super::{
+    Activity, ActivityKind, Approval, ApprovalStatus, ChatMessage, Created, Decision, DecisionCounts, Deleted,
+    MarkRead, MessagePage, MessageQuery, NewChatMessage, NewNotification, NewPendingUser, NewRoom, NotificationQuery,
+    PendingUser, ReadPosition, ReadUpdate, Room, RoomSummary, Store, StoreError, Verdict, activity_kind_text,
+    approval_status, json_object, object_text, verdict_text,
+};
+use crate::protocol::{Notification, NotificationPage, format_timestamp, now_millis};
+
+/// The schema, compiled into the binary. sqlx takes an advisory lock while migrating, so nodes that
+/// start together migrate one at a time.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections per node: a node's queries are short, and a server's connection budget is shared by
+/// every node (100 by default).
+const POOL_SIZE: u32 = 16;
+
+/// How long a query waits for a free connection before the request fails (503 / an error reply).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The hub's state in a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) and runs the migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool =
+            PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+fn limit(limit: u32) -> i64 {
+    i64::from(limit)
+}
+
+super::row_mappers!(PgRow);
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn insert_notifications(&self, new: &[NewNotification]) -> Result<Vec<Notification>, StoreError> {
+        let created_at = now_millis();
+        let mut tx = self.pool.begin().await?;
+        let mut stored = Vec::with_capacity(new.len());
+        for n in new {
+            let data = object_text(&n.data);
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO notifications (user_id, title, message, type, created_at, data, link)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(&n.user_id)
+            .bind(&n.title)
+            .bind(&n.message)
+            .bind(&n.kind)
+            .bind(created_at)
+            .bind(&data)
+            .bind(&n.link)
+            .fetch_one(&mut *tx)
+            .await?;
+            stored.push(Notification {
+                id,
+                title: n.title.clone(),
+                message: n.message.clone(),
+                kind: n.kind.clone(),
+                read: false,
+                created_at: format_timestamp(created_at),
+                data: json_object(&data),
+                link: n.link.clone(),
+            });
+        }
+        tx.commit().await?;
+        Ok(stored)
+    }
+
+    async fn list_notifications(
+        &self,
+        user_id: &str,
+        query: NotificationQuery,
+    ) -> Result<NotificationPage, StoreError> {
+        let sql = if query.unread_only {
+            "SELECT id, title, message, type, read, created_at, data, link FROM notifications
+             WHERE user_id = $1 AND id < $2 AND NOT read ORDER BY id DESC LIMIT $3"
+        } else {
+            "SELECT id, title, message, type, read, created_at, data, link FROM notifications
+             WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        };
+        // REPEATABLE READ: one snapshot for the page and the totals, as SQLite's WAL read gives.
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let rows = sqlx::query(sql)
+            .bind(user_id)
+            .bind(query.before_id.unwrap_or(i64::MAX))
+            .bind(limit(query.limit))
+            .fetch_all(&mut *tx)
+            .await?;
+        let notifications = rows.iter().map(notification).collect::<Result<Vec<_>, _>>()?;
+        let (total, unread_count): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COUNT(*) FILTER (WHERE NOT read) FROM notifications WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(NotificationPage { notifications, total, unread_count })
+    }
+
+    async fn unread_count(&self, user_id: &str) -> Result<i64, StoreError> {
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND NOT read")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
+    async fn mark_read(&self, user_id: &str, id: i64) -> Result<MarkRead, StoreError> {
+        let changed = sqlx::query("UPDATE notifications SET read = TRUE WHERE id = $1 AND user_id = $2 AND NOT read")
+            .bind(id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        if changed > 0 {
+            return Ok(MarkRead::Marked);
+        }
+        // Notifications are never marked unread again, so a row found now was read before.
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM notifications WHERE id = $1 AND user_id = $2)")
+                .bind(id)
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(if exists { MarkRead::AlreadyRead } else { MarkRead::NotFound })
+    }
+
+    async fn mark_all_read(&self, user_id: &str) -> Result<u64, StoreError> {
+        let changed = sqlx::query("UPDATE notifications SET read = TRUE WHERE user_id = $1 AND NOT read")
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed)
+    }
+
+    async fn delete_notification(&self, user_id: &str, id: i64) -> Result<Deleted, StoreError> {
+        let read: Option<bool> =
+            sqlx::query_scalar("DELETE FROM notifications WHERE id = $1 AND user_id = $2 RETURNING read")
+                .bind(id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match read {
+            Some(read) => Deleted::Deleted { was_unread: !read },
+            None => Deleted::NotFound,
+        })
+    }
+
+    async fn register_pending_user(&self, new: &NewPendingUser) -> Result<Created<PendingUser>, StoreError> {
+        // One statement: the upsert only overwrites a decided user, so two concurrent registrations
+        // of the same id cannot both succeed (the second waits for the first's row lock).
+        let row = sqlx::query(
+            "INSERT INTO pending_users (user_id, email, name, registered_at, status)
+             VALUES ($1, $2, $3, $4, 'pending')
+             ON CONFLICT (user_id) DO UPDATE SET
+                 email = excluded.email, name = excluded.name,
+                 registered_at = excluded.registered_at, status = 'pending'
+             WHERE pending_users.status <> 'pending'
+             RETURNING user_id, email, name, registered_at, status",
+        )
+        .bind(&new.user_id)
+        .bind(&new.email)
+        .bind(&new.name)
+        .bind(now_millis())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Created::Created(pending_user(&row)?),
+            None => Created::Conflict,
+        })
+    }
+
+    async fn decide(
+        &self,
+        user_id: &str,
+        verdict: Verdict,
+        reason: Option<&str>,
+        decided_by: &str,
+    ) -> Result<Decision, StoreError> {
+        let status = verdict_text(verdict);
+        let decided_at = now_millis();
+        // The UPDATE locks the row; a concurrent decision waits, then re-reads the row and no longer
+        // finds it pending (READ COMMITTED), so exactly one records a decision.
+        let mut tx = self.pool.begin().await?;
+        let changed = sqlx::query("UPDATE pending_users SET status = $1 WHERE user_id = $2 AND status = 'pending'")
+            .bind(status)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if changed == 0 {
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pending_users WHERE user_id = $1)")
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.rollback().await?;
+            return Ok(if exists { Decision::AlreadyDecided } else { Decision::NotFound });
+        }
+        sqlx::query(
+            "INSERT INTO approvals (user_id, status, reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(user_id)
+        .bind(status)
+        .bind(reason)
+        .bind(decided_by)
+        .bind(decided_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Decision::Decided(Approval {
+            user_id: user_id.to_owned(),
+            status: verdict,
+            reason: reason.map(str::to_owned),
+            decided_by: decided_by.to_owned(),
+            decided_at: format_timestamp(decided_at),
+        }))
+    }
+
+    async fn pending_users(&self, limit: u32) -> Result<Vec<PendingUser>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, email, name, registered_at, status FROM pending_users
+             WHERE status = 'pending' ORDER BY registered_at, seq LIMIT $1",
+        )
+        .bind(self::limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(pending_user).collect::<Result<_, _>>()?)
+    }
+
+    async fn pending_count(&self) -> Result<i64, StoreError> {
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM pending_users WHERE status = 'pending'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count)
+    }
+
+    async fn recent_approvals(&self, limit: u32) -> Result<Vec<Approval>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT user_id, status, reason, decided_by, decided_at FROM approvals ORDER BY id DESC LIMIT $1",
+        )
+        .bind(self::limit(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(approval).collect::<Result<_, _>>()?)
+    }
+
+    async fn decision_counts_since(&self, since_millis: i64) -> Result<DecisionCounts, StoreError> {
+        let (approved, rejected): (i64, i64) = sqlx::query_as(
+            "SELECT COUNT(*) FILTER (WHERE status = 'approved'), COUNT(*) FILTER (WHERE status = 'rejected')
+             FROM approvals WHERE decided_at >= $1",
+        )
+        .bind(since_millis)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(DecisionCounts { approved, rejected })
+    }
+
+    async fn append_activity(&self, kind: ActivityKind, data: &Value) -> Result<Activity, StoreError> {
+        let created_at = now_millis();
+        let data = object_text(data);
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO admin_activity (kind, data, created_at) VALUES ($1, $2, $3) RETURNING id")
+                .bind(activity_kind_text(kind))
+                .bind(&data)
+                .bind(created_at)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Activity { id, kind, data: json_object(&data), created_at: format_timestamp(created_at) })
+    }
+
+    async fn list_activity(&self, limit: u32) -> Result<Vec<Activity>, StoreError> {
+        let rows = sqlx::query("SELECT id, kind, data, created_at FROM admin_activity ORDER BY id DESC LIMIT $1")
+            .bind(self::limit(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(activity).collect::<Result<_, _>>()?)
+    }
+
+    async fn create_room(&self, new: &NewRoom) -> Result<Created<Room>, StoreError> {
+        let created_at = now_millis();
+        let mut members: Vec<String> = Vec::with_capacity(new.members.len());
+        for member in &new.members {
+            if !members.contains(member) {
+                members.push(member.clone());
+            }
+        }
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO chat_rooms (room_id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (room_id) DO NOTHING",
+        )
+        .bind(&new.room_id)
+        .bind(&new.name)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(Created::Conflict);
+        }
+        for member in &members {
+            sqlx::query("INSERT INTO chat_members (room_id, user_id) VALUES ($1, $2)")
+                .bind(&new.room_id)
+                .bind(member)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Created::Created(Room {
+            room_id: new.room_id.clone(),
+            name: new.name.clone(),
+            members,
+            created_at: format_timestamp(created_at),
+        }))
+    }
+
+    async fn get_room(&self, room_id: &str) -> Result<Option<Room>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let row: Option<(String, i64)> = sqlx::query_as("SELECT name, created_at FROM chat_rooms WHERE room_id = $1")
+            .bind(room_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((name, created_at)) = row else {
+            // Ended now, not when the connection is next used: a dropped transaction holds its
+            // locks until then, and DDL (a migration) would wait behind them.
+            tx.commit().await?;
+            return Ok(None);
+        };
+        let members = sqlx::query_scalar("SELECT user_id FROM chat_members WHERE room_id = $1 ORDER BY seq")
+            .bind(room_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(Room { room_id: room_id.to_owned(), name, members, created_at: format_timestamp(created_at) }))
+    }
+
+    async fn is_member(&self, room_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let member =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chat_members WHERE room_id = $1 AND user_id = $2)")
+                .bind(room_id)
+                .bind(user_id)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(member)
+    }
+
+    async fn rooms_for_user(&self, user_id: &str, is_staff: bool) -> Result<Vec<RoomSummary>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let rows = sqlx::query(
+            "SELECT r.room_id AS r_room_id, r.name AS r_name, r.created_at AS r_created_at,
+                    (SELECT COUNT(*) FROM chat_messages u
+                      WHERE u.room_id = r.room_id AND u.sender_id <> $1
+                        AND u.id > COALESCE((SELECT p.message_id FROM chat_read_positions p
+                                              WHERE p.room_id = r.room_id AND p.user_id = $1), 0)) AS unread,
+                    m.id, m.room_id, m.sender_id, m.content, m.attachment_url, m.created_at
+             FROM chat_rooms r
+             LEFT JOIN chat_messages m
+                    ON m.id = (SELECT MAX(l.id) FROM chat_messages l WHERE l.room_id = r.room_id)
+             WHERE $2 OR EXISTS (SELECT 1 FROM chat_members c WHERE c.room_id = r.room_id AND c.user_id = $1)
+             ORDER BY COALESCE(m.created_at, r.created_at) DESC, r.room_id",
+        )
+        .bind(user_id)
+        .bind(is_staff)
+        .fetch_all(&mut *tx)
+        .await?;
+        let members: Vec<(String, String)> = sqlx::query_as(
+            "SELECT c.room_id, c.user_id FROM chat_members c
+             WHERE $2 OR c.room_id IN (SELECT room_id FROM chat_members WHERE user_id = $1)
+             ORDER BY c.seq",
+        )
+        .bind(user_id)
+        .bind(is_staff)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let mut rooms = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let room_id: String = row.try_get("r_room_id")?;
+            let last_message = match row.try_get::<Option<i64>, _>("id")? {
+                Some(_) => Some(chat_message(row)?),
+                None => None,
+            };
+            let members = members.iter().filter(|(room, _)| *room == room_id).map(|(_, user)| user.clone()).collect();
+            rooms.push(RoomSummary {
+                room: Room {
+                    room_id,
+                    name: row.try_get("r_name")?,
+                    members,
+                    created_at: format_timestamp(row.try_get("r_created_at")?),
+                },
+                last_message,
+                unread_count: row.try_get("unread")?,
+            });
+        }
+        Ok(rooms)
+    }
+
+    async fn insert_message(&self, new: &NewChatMessage) -> Result<Option<ChatMessage>, StoreError> {
+        let created_at = now_millis();
+        // A missing room inserts nothing instead of failing on the foreign key.
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO chat_messages (room_id, sender_id, content, attachment_url, created_at)
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM chat_rooms WHERE room_id = $1)
+             RETURNING id",
+        )
+        .bind(&new.room_id)
+        .bind(&new.sender_id)
+        .bind(&new.content)
+        .bind(&new.attachment_url)
+        .bind(created_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(id.map(|id| ChatMessage {
+            id,
+            room_id: new.room_id.clone(),
+            sender_id: new.sender_id.clone(),
+            content: new.content.clone(),
+            attachment_url: new.attachment_url.clone(),
+            created_at: format_timestamp(created_at),
+        }))
+    }
+
+    async fn list_messages(&self, room_id: &str, query: MessageQuery) -> Result<MessagePage, StoreError> {
+        // One row more than asked says whether an older page exists.
+        let rows = sqlx::query(
+            "SELECT id, room_id, sender_id, content, attachment_url, created_at FROM chat_messages
+             WHERE room_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(room_id)
+        .bind(query.before_id.unwrap_or(i64::MAX))
+        .bind(limit(query.limit) + 1)
+        .fetch_all(&self.pool)
+        .await?;
+        let wanted = usize::try_from(query.limit).unwrap_or(usize::MAX);
+        let has_more = rows.len() > wanted;
+        let mut messages = rows.iter().take(wanted).map(chat_message).collect::<Result<Vec<_>, _>>()?;
+        messages.reverse();
+        Ok(MessagePage { messages, has_more })
+    }
+
+    async fn set_read_position(&self, room_id: &str, user_id: &str, message_id: i64) -> Result<ReadUpdate, StoreError> {
+        let read_at = now_millis();
+        let mut tx = self.pool.begin().await?;
+        // Inserts or moves the position only when the message is in this room and past the stored
+        // position; the upsert locks the row, so concurrent receipts apply one after the other.
+        let moved = sqlx::query(
+            "INSERT INTO chat_read_positions (room_id, user_id, message_id, read_at)
+             SELECT room_id, $2, id, $4 FROM chat_messages WHERE id = $3 AND room_id = $1
+             ON CONFLICT (room_id, user_id) DO UPDATE
+                 SET message_id = excluded.message_id, read_at = excluded.read_at
+                 WHERE excluded.message_id > chat_read_positions.message_id",
+        )
+        .bind(room_id)
+        .bind(user_id)
+        .bind(message_id)
+        .bind(read_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !moved {
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM chat_messages WHERE id = $1 AND room_id = $2)")
+                    .bind(message_id)
+                    .bind(room_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if !exists {
+                tx.rollback().await?;
+                return Ok(ReadUpdate::NotFound);
+            }
+        }
+        let (message_id, read_at): (i64, i64) =
+            sqlx::query_as("SELECT message_id, read_at FROM chat_read_positions WHERE room_id = $1 AND user_id = $2")
+                .bind(room_id)
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let position = ReadPosition { message_id, read_at: format_timestamp(read_at) };
+        Ok(if moved { ReadUpdate::Moved(position) } else { ReadUpdate::Unchanged(position) })
+    }
+}
