@@ -28,7 +28,7 @@ if [ -z "${RTCTL_TEST_REDIS_URL:-}" ]; then
   fi
 fi
 echo "== cargo test (SQLite store; multi-node tests on $RTCTL_TEST_REDIS_URL)"
-cargo test -- --include-ignored
+env -u RTCTL_TEST_DATABASE_URL cargo test -- --include-ignored
 
 # The same tests once more with every store in PostgreSQL (a schema per test, dropped afterwards): the
 # machine's server on 5432 unless RTCTL_TEST_DATABASE_URL names another.
@@ -37,7 +37,8 @@ if [ -z "${RTCTL_TEST_DATABASE_URL:-}" ]; then
     echo "no PostgreSQL on 127.0.0.1:5432: set RTCTL_TEST_DATABASE_URL to run the PostgreSQL pass" >&2
     exit 1
   fi
-  export RTCTL_TEST_DATABASE_URL="postgres://${USER:-$(id -un)}@127.0.0.1:5432/test"
+  # The role is named explicitly: sqlx's default user name is not always the OS user's.
+  export RTCTL_TEST_DATABASE_URL="postgres://${PGUSER:-$(id -un)}@127.0.0.1:5432/test"
 fi
 echo "== cargo test (PostgreSQL store)"
 cargo test -- --include-ignored

@@ -76,7 +76,7 @@ fn invalid(why: impl Into<String>) -> AuthError {
 }
 
 /// Where the hub's JWT verification keys come from.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum KeySource {
     /// HS256 shared secret.
     Secret(String),
@@ -84,6 +84,17 @@ pub enum KeySource {
     PublicKeyPem(String),
     /// JWKS document (JSON text); the key is chosen by the token's `kid`.
     Jwks(String),
+}
+
+/// Names the kind of key, never the secret (public keys are left out too: they are long, not secret).
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeySource::Secret(_) => "Secret(***)",
+            KeySource::PublicKeyPem(_) => "PublicKeyPem(..)",
+            KeySource::Jwks(_) => "Jwks(..)",
+        })
+    }
 }
 
 /// One verification key, pinned to the single algorithm it may verify: a token never picks the

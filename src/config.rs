@@ -147,8 +147,8 @@ impl Default for Limits {
     }
 }
 
-/// Everything `hub::run` needs, validated.
-#[derive(Debug, Clone)]
+/// Everything `hub::run` needs, validated. Its `Debug` hides every secret, the database password too.
+#[derive(Clone)]
 pub struct HubConfig {
     /// Where `rtctl serve` binds (tests bind their own listener and ignore it).
     pub bind: SocketAddr,
@@ -161,6 +161,32 @@ pub struct HubConfig {
     /// Where the hub nodes meet; `None`: this node alone, in memory.
     pub redis: Option<RedisConfig>,
     pub limits: Limits,
+}
+
+impl fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("bind", &self.bind)
+            .field("keys", &self.keys)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("api_key", &self.api_key)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis", &self.redis)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// A database URL for messages: no password (`user:***@`) and no query string (sqlx also takes
+/// `?password=`).
+pub fn redact_url(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or_default();
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        _ => url.to_owned(),
+    }
 }
 
 /// A Redis shared by the hub nodes: the channel layer, ws tokens and presence.
@@ -476,6 +502,26 @@ impl ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hub config's Debug output names no secret: not the JWT secret, the API key, the database
+    /// password (in the user part or the query) or the Redis password.
+    #[test]
+    fn debug_output_hides_every_secret() {
+        let mut config = HubConfig::ephemeral(std::path::Path::new("/tmp"));
+        config.keys = KeySource::Secret("jwt-secret-value-123".into());
+        config.api_key = Secret::new("api-key-value-456");
+        config.database_url = "postgres://hub:db-pass-789@db.example/rtctl?password=query-pass-0".into();
+        config.redis = Some(RedisConfig {
+            url: Secret::new("redis://:redis-pass-1@cache.example"),
+            prefix: "rtctl".into(),
+            node_ttl: DEFAULT_NODE_TTL,
+        });
+        let text = format!("{config:?}");
+        for secret in ["jwt-secret-value-123", "api-key-value-456", "db-pass-789", "query-pass-0", "redis-pass-1"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("postgres://***@db.example/rtctl"), "{text}");
+    }
 
     #[test]
     fn origins_same_host_by_default_and_lists_exactly() {

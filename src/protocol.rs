@@ -177,6 +177,12 @@ pub fn de_opt_user_id<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Opti
 }
 
 /// Is `id` a valid room or org id (`[A-Za-z0-9_.-]{1,64}`)?
+/// Refuses a text field holding a NUL character: PostgreSQL's TEXT cannot store one, so both stores
+/// refuse it up front (400 or an error reply) instead of one of them failing with a 500.
+pub fn no_nul(field: &str, value: &str) -> Result<(), String> {
+    if value.contains('\0') { Err(format!("{field} must not contain NUL characters")) } else { Ok(()) }
+}
+
 pub fn is_valid_scope_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }

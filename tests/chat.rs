@@ -444,6 +444,7 @@ async fn invalid_messages_are_refused_and_nothing_is_stored() {
         (json!({"message": "ok", "client_id": "c".repeat(129)}), "client_id must be at most 128 characters".to_owned()),
         (json!({}), "missing field `message`".to_owned()),
         (json!({"message": 5}), "invalid type: integer `5`, expected a string".to_owned()),
+        (json!({"message": "a\u{0}b"}), "message must not contain NUL characters".to_owned()),
     ];
     let token = hub.jwt("u1");
     for (fields, error) in &cases {

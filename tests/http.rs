@@ -230,6 +230,11 @@ async fn bad_request_bodies_get_the_right_status_and_code() {
         post_raw(&hub, r#"{"user_id":"u1","title":"t","message":"m","data":[1]}"#, json).await,
         (400, api_error("invalid_request", "data must be a JSON object"))
     );
+    // PostgreSQL cannot store a NUL character: refused up front, on either store, not a 500.
+    assert_eq!(
+        post_raw(&hub, r#"{"user_id":"u1","title":"a\u0000b","message":"m"}"#, json).await,
+        (400, api_error("invalid_request", "title must not contain NUL characters"))
+    );
 
     let huge = json!({"user_id": "u1", "title": "t", "message": "x".repeat(1024 * 1024 + 1)}).to_string();
     assert_eq!(

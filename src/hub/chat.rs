@@ -203,6 +203,8 @@ async fn post_to_room(
     if !(1..=MAX_MESSAGE).contains(&length) {
         return Err(ApiError::bad_request(format!("message must be 1..{MAX_MESSAGE} characters after trimming")));
     }
+    protocol::no_nul("message", content).map_err(ApiError::bad_request)?;
+    protocol::no_nul("attachment_url", attachment_url.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
     if client_id.is_some_and(|c| c.len() > MAX_CLIENT_ID) {
         return Err(ApiError::bad_request(format!("client_id must be at most {MAX_CLIENT_ID} characters")));
     }
@@ -255,6 +257,7 @@ async fn create_room(
     if name.trim().is_empty() || name.chars().count() > MAX_ROOM_NAME {
         return Err(ApiError::bad_request(format!("name must be 1..{MAX_ROOM_NAME} characters")));
     }
+    protocol::no_nul("name", &name).map_err(ApiError::bad_request)?;
     if body.members.len() > MAX_MEMBERS {
         return Err(ApiError::bad_request(format!("a room may be created with at most {MAX_MEMBERS} members")));
     }

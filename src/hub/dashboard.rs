@@ -149,6 +149,7 @@ async fn decide(
     decided_by: &str,
     skip: Option<ConnId>,
 ) -> Result<Approval, ApiError> {
+    protocol::no_nul("reason", reason.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
     if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON) {
         return Err(ApiError::bad_request(format!("reason must be at most {MAX_REASON} characters")));
     }
@@ -215,6 +216,8 @@ async fn register(
     ApiJson(body): ApiJson<Register>,
 ) -> Result<Response, ApiError> {
     api::backend(&hub, &headers)?;
+    protocol::no_nul("email", body.email.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
+    protocol::no_nul("name", body.name.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
     if body.email.as_ref().is_some_and(|e| e.len() > MAX_EMAIL) {
         return Err(ApiError::bad_request(format!("email must be at most {MAX_EMAIL} characters")));
     }

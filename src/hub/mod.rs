@@ -81,7 +81,7 @@ impl Hub {
             .context("invalid JWT key configuration")?;
         let store = crate::store::open(&config.database_url)
             .await
-            .with_context(|| format!("cannot open database {}", redact_url(&config.database_url)))?;
+            .with_context(|| format!("cannot open database {}", crate::config::redact_url(&config.database_url)))?;
         let metrics = Arc::new(Metrics::new());
         let registry = Arc::new(Registry::new(Arc::clone(&metrics)));
         let node = rand::random::<u32>();
@@ -364,12 +364,4 @@ async fn ws_dashboard(State(hub): State<Arc<Hub>>, request: WsRequest) -> Respon
 
 async fn ws_chat(State(hub): State<Arc<Hub>>, Path(room_id): Path<String>, request: WsRequest) -> Response {
     request.accept(hub, move |hub, conn| chat::open(hub, conn, room_id))
-}
-
-/// A database URL without its password, for messages.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
-        _ => url.to_owned(),
-    }
 }

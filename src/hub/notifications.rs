@@ -198,6 +198,10 @@ pub fn validate(user_id: String, fields: &NewNotificationFields) -> Result<NewNo
     if fields.link.as_ref().is_some_and(|link| link.len() > MAX_LINK) {
         return Err(format!("link must be at most {MAX_LINK} characters"));
     }
+    protocol::no_nul("title", title)?;
+    protocol::no_nul("message", &fields.message)?;
+    protocol::no_nul("type", &kind)?;
+    protocol::no_nul("link", fields.link.as_deref().unwrap_or_default())?;
     Ok(NewNotification {
         user_id,
         title: title.to_owned(),

@@ -208,23 +208,27 @@ impl Store for PostgresStore {
     ) -> Result<Decision, StoreError> {
         let status = verdict_text(verdict);
         let decided_at = now_millis();
-        // The UPDATE locks the row; a concurrent decision waits, then re-reads the row and no longer
-        // finds it pending (READ COMMITTED), so exactly one records a decision.
+        // The row is locked and read first: a concurrent decision waits, then reads the first one's
+        // status, so exactly one records a decision; and the answer comes from the row this
+        // transaction saw, not from a second look that a registration committing in between could change.
         let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query("UPDATE pending_users SET status = $1 WHERE user_id = $2 AND status = 'pending'")
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT status FROM pending_users WHERE user_id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match current.as_deref() {
+            Some("pending") => {}
+            found => {
+                tx.rollback().await?;
+                return Ok(if found.is_some() { Decision::AlreadyDecided } else { Decision::NotFound });
+            }
+        }
+        sqlx::query("UPDATE pending_users SET status = $1 WHERE user_id = $2")
             .bind(status)
             .bind(user_id)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if changed == 0 {
-            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pending_users WHERE user_id = $1)")
-                .bind(user_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.rollback().await?;
-            return Ok(if exists { Decision::AlreadyDecided } else { Decision::NotFound });
-        }
+            .await?;
         sqlx::query(
             "INSERT INTO approvals (user_id, status, reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -386,7 +390,7 @@ impl Store for PostgresStore {
              LEFT JOIN chat_messages m
                     ON m.id = (SELECT MAX(l.id) FROM chat_messages l WHERE l.room_id = r.room_id)
              WHERE $2 OR EXISTS (SELECT 1 FROM chat_members c WHERE c.room_id = r.room_id AND c.user_id = $1)
-             ORDER BY COALESCE(m.created_at, r.created_at) DESC, r.room_id",
+             ORDER BY COALESCE(m.created_at, r.created_at) DESC, r.room_id COLLATE \"C\"",
         )
         .bind(user_id)
         .bind(is_staff)
@@ -427,19 +431,32 @@ impl Store for PostgresStore {
 
     async fn insert_message(&self, new: &NewChatMessage) -> Result<Option<ChatMessage>, StoreError> {
         let created_at = now_millis();
-        // A missing room inserts nothing instead of failing on the foreign key.
-        let id: Option<i64> = sqlx::query_scalar(
+        // Ids are drawn before commit here (under SQLite's one write lock they are not): without the
+        // room's lock, a message could commit after one with a higher id, which a reader may have
+        // marked read already, and the lower one would never count as unread. A missing room (no row
+        // to lock) inserts nothing instead of failing on the foreign key.
+        let mut tx = self.pool.begin().await?;
+        let room: Option<i32> = sqlx::query_scalar("SELECT 1 FROM chat_rooms WHERE room_id = $1 FOR NO KEY UPDATE")
+            .bind(&new.room_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if room.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO chat_messages (room_id, sender_id, content, attachment_url, created_at)
-             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM chat_rooms WHERE room_id = $1)
-             RETURNING id",
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(&new.room_id)
         .bind(&new.sender_id)
         .bind(&new.content)
         .bind(&new.attachment_url)
         .bind(created_at)
-        .fetch_optional(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        tx.commit().await?;
+        let id = Some(id);
         Ok(id.map(|id| ChatMessage {
             id,
             room_id: new.room_id.clone(),

@@ -32,7 +32,7 @@ impl Drop for PgSchema {
     fn drop(&mut self) {
         // From a runtime of its own: the test's may be gone by now.
         let (base, name) = (self.base.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
+        let dropped = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 use sqlx::Connection;
@@ -42,6 +42,9 @@ impl Drop for PgSchema {
             })
         })
         .join();
+        if !matches!(dropped, Ok(Some(_))) {
+            eprintln!("could not drop test schema {}: drop it by hand", self.name);
+        }
     }
 }
 
@@ -57,9 +60,11 @@ async fn any_store() -> (TempStore, Arc<dyn Store>) {
     let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to RTCTL_TEST_DATABASE_URL");
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut conn).await.expect("a schema");
     let separator = if base.contains('?') { '&' } else { '?' };
-    let store =
-        PostgresStore::open(&format!("{base}{separator}options[search_path]={name}")).await.expect("open store");
-    (TempStore::Schema(PgSchema { base, name }), Arc::new(store))
+    let url = format!("{base}{separator}options[search_path]={name}");
+    // Guarded before opening: a failed open still drops the schema.
+    let guard = TempStore::Schema(PgSchema { base, name });
+    let store = PostgresStore::open(&url).await.expect("open store");
+    (guard, Arc::new(store))
 }
 
 async fn temp_store() -> (TempDir, SqliteStore) {
