@@ -266,6 +266,16 @@ impl FileConfig {
         Ok(Some(config))
     }
 
+    /// Creates the file, or reads it when another node starting in the same directory created it
+    /// between our look and our write (it is written whole, see `write_private`): every node of a
+    /// deployment must use the same secrets. True when this call created it.
+    pub fn create_or_adopt(path: &Path) -> anyhow::Result<(Self, bool)> {
+        match Self::create(path) {
+            Ok(config) => Ok((config, true)),
+            Err(error) => Ok((Self::load(path)?.ok_or(error)?, false)),
+        }
+    }
+
     /// Creates the file with a fresh JWT secret and API key, readable by its owner only.
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         let config = Self {
@@ -284,17 +294,17 @@ impl FileConfig {
     }
 }
 
-#[cfg(unix)]
+/// Writes a new file readable by its owner only (tempfile creates 0600), whole or not at all: it is
+/// written under a temporary name and linked into place only if `path` does not exist, so a second
+/// `rtctl serve` starting beside the first never reads it half-written, and never overwrites it.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(text.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    std::fs::write(path, text)
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
+    file.write_all(text.as_bytes())?;
+    file.as_file().sync_all()?;
+    file.persist_noclobber(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Parses a duration such as `20s`, `1m30s`, `1h`, naming the setting when it is wrong.
@@ -502,6 +512,29 @@ impl ClientConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config file another node created first is adopted whole, never overwritten; a new one is
+    /// created private.
+    #[test]
+    fn a_config_file_created_meanwhile_is_adopted_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rtctl.toml");
+        let (first, created) = FileConfig::create_or_adopt(&path).unwrap();
+        assert!(created);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let before = std::fs::read_to_string(&path).unwrap();
+        // As a second node that looked before the first had written: its create fails, it adopts.
+        let (second, created) = FileConfig::create_or_adopt(&path).unwrap();
+        assert!(!created);
+        assert_eq!((second.jwt_secret, second.api_key), (first.jwt_secret, first.api_key));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "the first node's file is untouched");
+        let entries = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(entries, 1, "no temporary file left");
+    }
 
     /// A hub config's Debug output names no secret: not the JWT secret, the API key, the database
     /// password (in the user part or the query) or the Redis password.

@@ -102,6 +102,54 @@ fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
     assert!(dir.path().join("rtctl-data/rtctl.db").exists(), "the default database was not created");
 }
 
+/// Nodes started together in a fresh directory all come up: one creates `rtctl.toml` (written whole,
+/// then linked into place), the others read it, and the SQLite migrations run one at a time.
+#[test]
+fn nodes_started_together_share_one_new_config_file() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut nodes: Vec<KillOnDrop> = (0..4)
+        .map(|_| {
+            KillOnDrop(Some(
+                rtctl(dir.path())
+                    .args(["serve", "--bind", "127.0.0.1:0"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start rtctl serve"),
+            ))
+        })
+        .collect();
+    for node in &mut nodes {
+        let stderr = node.0.as_mut().and_then(|c| c.stderr.take()).expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut log = Vec::new();
+        while !log.last().is_some_and(|line: &String| line.contains("hub listening")) {
+            match lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) => log.push(line),
+                Err(_) => panic!("a node did not start; its log:\n{}", log.join("\n")),
+            }
+        }
+    }
+    let text = std::fs::read_to_string(dir.path().join("rtctl.toml")).expect("rtctl.toml");
+    let file: toml::Table = toml::from_str(&text).expect("rtctl.toml is whole TOML");
+    assert!(file.contains_key("jwt_secret") && file.contains_key("api_key"), "{text}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list the dir")
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
 /// `rtctl serve --help` never shows the JWT secret, API key or database URL taken from the environment.
 #[test]
 fn help_does_not_show_secrets_from_the_environment() {

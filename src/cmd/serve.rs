@@ -14,8 +14,10 @@ pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
     let file = match FileConfig::load(config_path)? {
         Some(file) => file,
         None => {
-            let file = FileConfig::create(config_path)?;
-            info!(path = %config_path.display(), "created config file with a new JWT secret and API key (mode 0600)");
+            let (file, created) = FileConfig::create_or_adopt(config_path)?;
+            if created {
+                info!(path = %config_path.display(), "created config file with a new JWT secret and API key (mode 0600)");
+            }
             file
         }
     };
