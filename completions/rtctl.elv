@@ -45,6 +45,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --api-key 'Key that backends send in X-API-Key (default: from the config file)'
             cand --allowed-origins 'Browser origins allowed to connect: a comma list or `*` [default: same host only]'
             cand --database-url 'Database URL: sqlite://PATH, or postgres://USER[:PASSWORD]@HOST[:PORT]/DB for nodes on several machines [default: sqlite://rtctl-data/rtctl.db]'
+            cand --database-pool 'Most connections this node opens to the database (PostgreSQL''s are shared by every node) [default: 8 for SQLite, 16 for PostgreSQL]'
             cand --redis-url 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]'
             cand --redis-prefix 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]'
             cand --max-frame 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]'

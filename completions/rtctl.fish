@@ -46,6 +46,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-audience -d 'R
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l api-key -d 'Key that backends send in X-API-Key (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l allowed-origins -d 'Browser origins allowed to connect: a comma list or `*` [default: same host only]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l database-url -d 'Database URL: sqlite://PATH, or postgres://USER[:PASSWORD]@HOST[:PORT]/DB for nodes on several machines [default: sqlite://rtctl-data/rtctl.db]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l database-pool -d 'Most connections this node opens to the database (PostgreSQL\'s are shared by every node) [default: 8 for SQLite, 16 for PostgreSQL]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l redis-url -d 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l redis-prefix -d 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-frame -d 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]' -r

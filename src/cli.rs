@@ -109,6 +109,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
+    /// Most connections this node opens to the database (PostgreSQL's are shared by every node)
+    /// [default: 8 for SQLite, 16 for PostgreSQL]
+    #[arg(long, env = "RTCTL_DATABASE_POOL", value_name = "CONNECTIONS")]
+    pub database_pool: Option<u32>,
+
     /// Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every
     /// hub node on it [default: none, one node in memory]
     #[arg(long, env = "RTCTL_REDIS_URL", hide_env_values = true)]

@@ -18,6 +18,8 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8000";
 /// The embedded database, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://rtctl-data/rtctl.db";
+/// The largest `database_pool` accepted: far beyond what one node can use, well below a server's limit.
+pub const MAX_DATABASE_POOL: u32 = 1000;
 /// How long a hub node's liveness key in Redis outlives its last refresh.
 pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(30);
 /// Starts every Redis key and channel name unless `redis_prefix` says otherwise.
@@ -158,6 +160,9 @@ pub struct HubConfig {
     pub api_key: Secret,
     pub allowed_origins: AllowedOrigins,
     pub database_url: String,
+    /// Most connections this node opens to the database; `None`: the store's default (SQLite 8,
+    /// PostgreSQL 16).
+    pub database_pool: Option<u32>,
     /// Where the hub nodes meet; `None`: this node alone, in memory.
     pub redis: Option<RedisConfig>,
     pub limits: Limits,
@@ -173,6 +178,7 @@ impl fmt::Debug for HubConfig {
             .field("api_key", &self.api_key)
             .field("allowed_origins", &self.allowed_origins)
             .field("database_url", &redact_url(&self.database_url))
+            .field("database_pool", &self.database_pool)
             .field("redis", &self.redis)
             .field("limits", &self.limits)
             .finish()
@@ -212,6 +218,7 @@ impl HubConfig {
             api_key: Secret::new(crate::auth::random_secret()),
             allowed_origins: AllowedOrigins::SameHost,
             database_url: format!("sqlite://{}", data_dir.join("rtctl.db").display()),
+            database_pool: None,
             redis: None,
             limits: Limits::default(),
         }
@@ -241,6 +248,7 @@ pub struct FileConfig {
     pub api_key: Option<String>,
     pub allowed_origins: Option<String>,
     pub database_url: Option<String>,
+    pub database_pool: Option<u32>,
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
     pub max_frame: Option<String>,
@@ -386,6 +394,10 @@ impl FileConfig {
         if !database_url.starts_with("sqlite:") && !crate::store::is_postgres(&database_url) {
             bail!("invalid database_url: expected sqlite://PATH or postgres://USER@HOST/DB");
         }
+        let database_pool = self.database_pool.or(file.database_pool);
+        if database_pool.is_some_and(|pool| !(1..=MAX_DATABASE_POOL).contains(&pool)) {
+            bail!("invalid database_pool: must be between 1 and {MAX_DATABASE_POOL}");
+        }
         let redis = match self.redis_url.or(file.redis_url.clone()) {
             Some(url) => {
                 // The crate's own parser, so that what passes here connects the same way; its message
@@ -451,7 +463,18 @@ impl FileConfig {
         if limits.heartbeat_timeout <= limits.heartbeat_interval {
             bail!("invalid heartbeat_timeout: must be longer than heartbeat_interval");
         }
-        Ok(HubConfig { bind, keys, jwt_issuer, jwt_audience, api_key, allowed_origins, database_url, redis, limits })
+        Ok(HubConfig {
+            bind,
+            keys,
+            jwt_issuer,
+            jwt_audience,
+            api_key,
+            allowed_origins,
+            database_url,
+            database_pool,
+            redis,
+            limits,
+        })
     }
 }
 
@@ -611,5 +634,26 @@ mod tests {
         let flags = FileConfig { message_burst: Some(0), ..FileConfig::default() };
         let err = flags.resolve(&file).unwrap_err().to_string();
         assert_eq!(err, "invalid message_burst: must be at least 1 while message_rate is on");
+    }
+
+    /// `database_pool` is unset by default (each store picks its own), taken from the file or a flag,
+    /// and refused outside 1..=1000 by name.
+    #[test]
+    fn database_pool_defaults_merges_and_refuses_out_of_range() {
+        let file = FileConfig {
+            jwt_secret: Some("file-secret-0123456789".into()),
+            api_key: Some("file-key-0123456789".into()),
+            ..FileConfig::default()
+        };
+        assert_eq!(FileConfig::default().resolve(&file).unwrap().database_pool, None);
+        let with_pool = FileConfig { database_pool: Some(4), ..file.clone() };
+        assert_eq!(FileConfig::default().resolve(&with_pool).unwrap().database_pool, Some(4));
+        let flags = FileConfig { database_pool: Some(32), ..FileConfig::default() };
+        assert_eq!(flags.resolve(&with_pool).unwrap().database_pool, Some(32), "the flag wins");
+        for bad in [0, 1001] {
+            let flags = FileConfig { database_pool: Some(bad), ..FileConfig::default() };
+            let err = flags.resolve(&file).unwrap_err().to_string();
+            assert_eq!(err, "invalid database_pool: must be between 1 and 1000");
+        }
     }
 }

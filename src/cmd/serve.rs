@@ -62,6 +62,7 @@ fn settings(args: ServeArgs) -> FileConfig {
         api_key: args.api_key,
         allowed_origins: args.allowed_origins,
         database_url: args.database_url,
+        database_pool: args.database_pool,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
         max_frame: args.max_frame,

@@ -79,7 +79,7 @@ impl Hub {
     pub async fn start(config: HubConfig) -> anyhow::Result<Arc<Self>> {
         let verifier = Verifier::new(&config.keys, config.jwt_issuer.clone(), config.jwt_audience.clone())
             .context("invalid JWT key configuration")?;
-        let store = crate::store::open(&config.database_url)
+        let store = crate::store::open(&config.database_url, config.database_pool)
             .await
             .with_context(|| format!("cannot open database {}", crate::config::redact_url(&config.database_url)))?;
         let metrics = Arc::new(Metrics::new());

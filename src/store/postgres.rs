@@ -21,9 +21,9 @@ use crate::protocol::{Notification, NotificationPage, format_timestamp, now_mill
 /// start together migrate one at a time.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// Connections per node: a node's queries are short, and a server's connection budget is shared by
-/// every node (100 by default).
-const POOL_SIZE: u32 = 16;
+/// Connections per node unless `database_pool` says otherwise: a node's queries are short, and a
+/// server's connection budget (100 by default) is shared by every node.
+pub const POOL_SIZE: u32 = 16;
 
 /// How long a query waits for a free connection before the request fails (503 / an error reply).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,8 +37,12 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`) and runs the migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let pool =
-            PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
+        Self::open_with(url, POOL_SIZE).await
+    }
+
+    /// As [`PostgresStore::open`], with `pool` connections at most.
+    pub async fn open_with(url: &str, pool: u32) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new().max_connections(pool).acquire_timeout(ACQUIRE_TIMEOUT).connect(url).await?;
         MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }

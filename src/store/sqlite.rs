@@ -25,7 +25,7 @@ pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 /// SQLite lets one writer in at a time whatever the pool size, while WAL lets readers run beside it.
 /// Eight connections keep the hub's reads (history, lists, counts) from queueing behind a write,
 /// and stay far below the file-descriptor and memory budget of a small node.
-const POOL_SIZE: u32 = 8;
+pub const POOL_SIZE: u32 = 8;
 
 /// How long a write waits for the write lock before failing with "database is locked". Writes are
 /// single short statements or small transactions, so waiting this long means the disk is stuck.
@@ -41,6 +41,11 @@ impl SqliteStore {
     /// Opens (creating it and its directory if missing) the database at `url` (`sqlite://PATH`) and
     /// runs the migrations that it has not seen yet.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, POOL_SIZE).await
+    }
+
+    /// As [`SqliteStore::open`], with `pool` connections at most (an in-memory database keeps one).
+    pub async fn open_with(url: &str, pool_size: u32) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -61,7 +66,7 @@ impl SqliteStore {
         // Nodes sharing the file (started together) must not run the migrations at the same time:
         // SQLite has no advisory lock for sqlx to take, so the second would find half-made tables.
         let _migrating = if in_memory { None } else { Some(lock_file(options.get_filename()).await?) };
-        let mut pool = SqlitePoolOptions::new().max_connections(POOL_SIZE);
+        let mut pool = SqlitePoolOptions::new().max_connections(pool_size);
         if in_memory {
             // An in-memory database (tests, throwaway runs) lives only while a connection to it is
             // open: keep exactly one, forever.

@@ -488,6 +488,16 @@ async fn room_list_has_last_message_and_unread_count() {
     assert_eq!(wire["unread_count"], 0);
 }
 
+/// `database_pool` reaches the pool: a store opened with 3 connections has 3 at most.
+#[tokio::test]
+async fn the_pool_size_is_the_one_asked_for() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open_with(&url(&dir), 3).await.expect("open store");
+    assert_eq!(store.pool.options().get_max_connections(), 3);
+    let default = SqliteStore::open(&url(&dir)).await.expect("reopen");
+    assert_eq!(default.pool.options().get_max_connections(), super::sqlite::POOL_SIZE);
+}
+
 /// An in-memory URL works too: its single connection keeps the one database alive.
 #[tokio::test]
 async fn in_memory_database_keeps_its_data() {
