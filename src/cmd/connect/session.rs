@@ -161,7 +161,9 @@ impl Session {
                     }
                     None => break,
                 },
-                entry = next_entry(&mut self.input) => match entry {
+                // Once the hub's close frame is in, only the frames are read, to the end of the stream:
+                // our own close (end of input, --wait, Ctrl-C) would report our code, not the hub's.
+                entry = next_entry(&mut self.input), if closed.is_none() => match entry {
                     Some(entry) => {
                         if let Step::End(ended) = self.entry(&entry, Some((&mut sink, &mut frames))).await {
                             return ended;
@@ -174,8 +176,12 @@ impl Session {
                         }
                     }
                 },
-                () = sleep_until(deadline) => return self.close(&mut sink, &mut frames, close::NORMAL, "").await,
-                _ = tokio::signal::ctrl_c() => return self.close(&mut sink, &mut frames, close::NORMAL, "").await,
+                () = sleep_until(deadline), if closed.is_none() => {
+                    return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
+                }
+                _ = tokio::signal::ctrl_c(), if closed.is_none() => {
+                    return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
+                }
             }
         }
         match closed {
