@@ -32,30 +32,40 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The first `rtctl serve` in a directory creates `rtctl.toml` with mode 0600 holding a fresh
-/// `jwt_secret` and `api_key`, logs "hub listening", and exits 0 on SIGTERM.
-#[test]
-fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let mut child = KillOnDrop(Some(
-        rtctl(dir.path())
+/// `rtctl serve` on a free port in `dir`, its stderr piped.
+fn spawn_serve(dir: &std::path::Path) -> KillOnDrop {
+    KillOnDrop(Some(
+        rtctl(dir)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start rtctl serve"),
-    ));
+    ))
+}
+
+/// The child's stderr, line by line, from a thread that ends with it.
+fn stderr_lines(child: &mut KillOnDrop) -> (mpsc::Receiver<String>, std::thread::JoinHandle<()>) {
     let stderr = child.0.as_mut().and_then(|c| c.stderr.take()).expect("piped stderr");
-    let (lines_tx, lines) = mpsc::channel();
+    let (tx, lines) = mpsc::channel();
     let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
                 break;
             }
         }
     });
+    (lines, reader)
+}
+
+/// The first `rtctl serve` in a directory creates `rtctl.toml` with mode 0600 holding a fresh
+/// `jwt_secret` and `api_key`, logs "hub listening", and exits 0 on SIGTERM.
+#[test]
+fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut child = spawn_serve(dir.path());
+    let (lines, reader) = stderr_lines(&mut child);
     let mut log = Vec::new();
     loop {
         match lines.recv_timeout(Duration::from_secs(20)) {
@@ -107,29 +117,9 @@ fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
 #[test]
 fn nodes_started_together_share_one_new_config_file() {
     let dir = tempfile::tempdir().expect("a temp dir");
-    let mut nodes: Vec<KillOnDrop> = (0..4)
-        .map(|_| {
-            KillOnDrop(Some(
-                rtctl(dir.path())
-                    .args(["serve", "--bind", "127.0.0.1:0"])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("start rtctl serve"),
-            ))
-        })
-        .collect();
+    let mut nodes: Vec<KillOnDrop> = (0..4).map(|_| spawn_serve(dir.path())).collect();
     for node in &mut nodes {
-        let stderr = node.0.as_mut().and_then(|c| c.stderr.take()).expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let (lines, _reader) = stderr_lines(node);
         let mut log = Vec::new();
         while !log.last().is_some_and(|line: &String| line.contains("hub listening")) {
             match lines.recv_timeout(Duration::from_secs(20)) {

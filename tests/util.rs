@@ -32,7 +32,7 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 pub struct TestHub {
     pub addr: SocketAddr,
     pub config: HubConfig,
-    dir: Arc<Storage>,
+    storage: Arc<Storage>,
     shutdown: Option<oneshot::Sender<()>>,
     run: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -65,7 +65,7 @@ impl TestHub {
         .await
     }
 
-    async fn launch(dir: Arc<Storage>, config: HubConfig, addr: SocketAddr) -> Self {
+    async fn launch(storage: Arc<Storage>, config: HubConfig, addr: SocketAddr) -> Self {
         let listener = TcpListener::bind(addr).await.expect("bind the hub's address");
         let addr = listener.local_addr().expect("listener address");
         let (tx, rx) = oneshot::channel::<()>();
@@ -73,7 +73,7 @@ impl TestHub {
             let _ = rx.await;
         };
         let run = tokio::spawn(rtctl::hub::run(listener, config.clone(), shutdown));
-        Self { addr, config, dir, shutdown: Some(tx), run: Some(run) }
+        Self { addr, config, storage, shutdown: Some(tx), run: Some(run) }
     }
 
     /// A hub whose inbound rate limit is `rate` frames a second with `burst` of slack (0, 0: off).
@@ -117,7 +117,8 @@ impl TestHub {
     /// Another node of the same deployment: a second hub on its own port with this one's secrets,
     /// database and Redis.
     pub async fn node(&self) -> Self {
-        Self::launch(Arc::clone(&self.dir), self.config.clone(), "127.0.0.1:0".parse().expect("a socket address")).await
+        Self::launch(Arc::clone(&self.storage), self.config.clone(), "127.0.0.1:0".parse().expect("a socket address"))
+            .await
     }
 
     /// Stops the hub, keeping what [`TestHub::up`] needs to start it again: a hub that is away.
@@ -129,7 +130,7 @@ impl TestHub {
 
     /// Starts a hub stopped by [`TestHub::down`] again on its port, database and secrets.
     pub async fn up(self) -> Self {
-        Self::launch(Arc::clone(&self.dir), self.config.clone(), self.addr).await
+        Self::launch(Arc::clone(&self.storage), self.config.clone(), self.addr).await
     }
 
     pub fn http_url(&self, path: &str) -> String {

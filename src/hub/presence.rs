@@ -47,6 +47,17 @@ pub struct LocalPresence {
     scopes: Mutex<HashMap<String, HashMap<String, u32>>>,
 }
 
+impl LocalPresence {
+    /// Every (scope, user, open connections) counted.
+    fn counts(&self) -> Vec<(String, String, u32)> {
+        let scopes = self.scopes.lock().expect("presence lock poisoned");
+        scopes
+            .iter()
+            .flat_map(|(scope, users)| users.iter().map(move |(user, n)| (scope.clone(), user.clone(), *n)))
+            .collect()
+    }
+}
+
 #[async_trait]
 impl Presence for LocalPresence {
     async fn join(&self, scope: &str, user_id: &str) -> bool {
@@ -89,10 +100,9 @@ pub struct RedisPresence {
     prefix: String,
     node: String,
     node_ttl: Duration,
-    /// What this node counts ("scope\0user" → open connections): the truth its share in Redis is
-    /// rebuilt from when Redis lost it (a restart, or a sweep while this node was cut off) or when a
-    /// join or leave failed to reach Redis.
-    tally: Mutex<HashMap<String, u32>>,
+    /// What this node counts: the truth its share in Redis is rebuilt from when Redis lost it (a
+    /// restart, or a sweep while this node was cut off) or when a join or leave failed to reach Redis.
+    tally: LocalPresence,
     /// A join or leave did not reach Redis: the next heartbeat rebuilds the share.
     dirty: std::sync::atomic::AtomicBool,
     /// Joins and leaves share it; a rebuild takes it alone, so that none lands between the tally it
@@ -184,7 +194,7 @@ impl RedisPresence {
             prefix: config.prefix.clone(),
             node: node.to_owned(),
             node_ttl: config.node_ttl,
-            tally: Mutex::default(),
+            tally: LocalPresence::default(),
             dirty: std::sync::atomic::AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
             join: redis::Script::new(JOIN),
@@ -261,12 +271,10 @@ impl RedisPresence {
     async fn rebuild(&self, conn: &mut redis::aio::ConnectionManager) -> Result<(), redis::RedisError> {
         let _alone = self.gate.write().await;
         self.dirty.store(false, Ordering::Relaxed);
-        let tally: Vec<(String, u32)> =
-            self.tally.lock().expect("presence lock poisoned").iter().map(|(k, n)| (k.clone(), *n)).collect();
         let mut invocation = self.restore.key(self.key(&format!("node:{}", self.node)));
         invocation.arg(&self.prefix);
-        for (field, count) in &tally {
-            invocation.arg(field).arg(count);
+        for (scope, user, count) in self.tally.counts() {
+            invocation.arg(share_field(&scope, &user)).arg(count);
         }
         let changed: i64 =
             invocation.invoke_async(conn).await.inspect_err(|_| self.dirty.store(true, Ordering::Relaxed))?;
@@ -276,23 +284,13 @@ impl RedisPresence {
         Ok(())
     }
 
-    /// Counts a join (+1) or a leave (-1) in the tally.
-    fn count(&self, field: &str, delta: i32) {
-        let mut tally = self.tally.lock().expect("presence lock poisoned");
-        let count = tally.entry(field.to_owned()).or_default();
-        *count = count.saturating_add_signed(delta);
-        if *count == 0 {
-            tally.remove(field);
-        }
-    }
-
     async fn change(&self, script: &redis::Script, scope: &str, user_id: &str) -> Result<i64, redis::RedisError> {
         let mut conn = self.conn.clone();
         script
             .key(self.key(&format!("presence:{scope}")))
             .key(self.key(&format!("node:{}", self.node)))
             .arg(user_id)
-            .arg(format!("{scope}\0{user_id}"))
+            .arg(share_field(scope, user_id))
             .invoke_async(&mut conn)
             .await
     }
@@ -302,7 +300,7 @@ impl RedisPresence {
 impl Presence for RedisPresence {
     async fn join(&self, scope: &str, user_id: &str) -> bool {
         let _shared = self.gate.read().await;
-        self.count(&format!("{scope}\0{user_id}"), 1);
+        self.tally.join(scope, user_id).await;
         match self.change(&self.join, scope, user_id).await {
             Ok(count) => count == 1,
             Err(error) => {
@@ -315,7 +313,7 @@ impl Presence for RedisPresence {
 
     async fn leave(&self, scope: &str, user_id: &str) -> bool {
         let _shared = self.gate.read().await;
-        self.count(&format!("{scope}\0{user_id}"), -1);
+        self.tally.leave(scope, user_id).await;
         match self.change(&self.leave, scope, user_id).await {
             Ok(last) => last == 1,
             Err(error) => {
@@ -357,4 +355,10 @@ impl Presence for RedisPresence {
             }
         }
     }
+}
+
+/// A field of a node's share: scope and user, split at the first NUL by the scripts (scopes never hold
+/// one).
+fn share_field(scope: &str, user_id: &str) -> String {
+    format!("{scope}\0{user_id}")
 }

@@ -109,10 +109,6 @@ impl RedisLayer {
     pub fn commands(&self) -> ConnectionManager {
         self.commands.clone()
     }
-
-    fn channel(&self, group: &str) -> String {
-        self.shared.channel(group)
-    }
 }
 
 impl Shared {
@@ -143,7 +139,7 @@ impl Layer for RedisLayer {
     async fn publish(&self, group: &str, push: Push) -> Result<(), LayerError> {
         let mut conn = self.commands.clone();
         redis::cmd("PUBLISH")
-            .arg(self.channel(group))
+            .arg(self.shared.channel(group))
             .arg(encode(&push).as_ref())
             .query_async::<i64>(&mut conn)
             .await
@@ -349,11 +345,12 @@ async fn deliver_pushes(
         };
         match info.kind {
             PushKind::Message => {
-                let [Value::BulkString(channel), Value::BulkString(payload)] = info.data.as_slice() else {
-                    warn!(data = ?info.data, "unexpected pub/sub message shape");
+                let Ok([Value::BulkString(channel), Value::BulkString(payload)]) = <[Value; 2]>::try_from(info.data)
+                else {
+                    warn!("unexpected pub/sub message shape");
                     continue;
                 };
-                let channel = String::from_utf8_lossy(channel);
+                let channel = String::from_utf8_lossy(&channel);
                 let (Some(group), Some(push)) = (shared.group(&channel), decode(payload)) else {
                     warn!(%channel, "undecodable push");
                     continue;
@@ -393,22 +390,24 @@ fn encode(push: &Push) -> Bytes {
     out.freeze()
 }
 
-fn decode(mut payload: &[u8]) -> Option<Push> {
-    let take = |payload: &mut &[u8], n: usize| -> Option<Vec<u8>> {
-        let (head, rest) = payload.split_at_checked(n)?;
-        *payload = rest;
-        Some(head.to_vec())
+/// Reads an envelope back; the frame keeps the payload's buffer (no copy).
+fn decode(payload: Vec<u8>) -> Option<Push> {
+    let mut rest = payload.as_slice();
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        rest = tail;
+        Some(head)
     };
-    let flags = *take(&mut payload, 1)?.first()?;
-    let skip =
-        if flags & HAS_SKIP != 0 { Some(u64::from_be_bytes(take(&mut payload, 8)?.try_into().ok()?)) } else { None };
+    let flags = take(1)?[0];
+    let skip = if flags & HAS_SKIP != 0 { Some(u64::from_be_bytes(take(8)?.try_into().ok()?)) } else { None };
     let tag = if flags & HAS_TAG != 0 {
-        let len = u16::from_be_bytes(take(&mut payload, 2)?.try_into().ok()?);
-        Some(String::from_utf8(take(&mut payload, usize::from(len))?).ok()?.into_boxed_str())
+        let len = u16::from_be_bytes(take(2)?.try_into().ok()?);
+        Some(std::str::from_utf8(take(usize::from(len))?).ok()?.into())
     } else {
         None
     };
-    Some(Push { wire: Bytes::copy_from_slice(payload), tag, skip })
+    let header = payload.len() - rest.len();
+    Some(Push { wire: Bytes::from(payload).slice(header..), tag, skip })
 }
 
 /// The oldest Redis with what the hub uses: RESP3 pushes (6.0) and `GETDEL` for ws tokens (6.2).
@@ -444,10 +443,10 @@ mod tests {
             Push::tagged("{\"b\":2}".into(), "order_update"),
             Push::skipping("{\"typing\":true}".into(), 0xdead_beef_0000_0007),
         ] {
-            let back = decode(&encode(&push)).expect("decodes");
+            let back = decode(encode(&push).to_vec()).expect("decodes");
             assert_eq!((back.wire, back.tag, back.skip), (push.wire, push.tag, push.skip));
         }
-        assert!(decode(&[HAS_SKIP, 1, 2]).is_none(), "a cut envelope is refused");
-        assert!(decode(&[]).is_none());
+        assert!(decode(vec![HAS_SKIP, 1, 2]).is_none(), "a cut envelope is refused");
+        assert!(decode(Vec::new()).is_none());
     }
 }
