@@ -29,6 +29,8 @@ enum Fault {
     /// Leaves the request for event `n` unanswered until event `n + 1` arrives, then publishes `n + 1`
     /// first: two requests in flight at once, which a hub may take in either order.
     SwapInFlight(u64),
+    /// Closes every subscription with 4003 after its `n`th event.
+    CloseAfter(u64),
 }
 
 struct Fake {
@@ -40,10 +42,17 @@ struct Fake {
     /// Chat frames as (room, frame); each chat socket keeps those of its room.
     rooms: broadcast::Sender<(String, String)>,
     chat_ids: AtomicU64,
+    /// The close code of each close frame a subscriber sent (its own close, or the echo of ours).
+    closes: std::sync::Mutex<Vec<u16>>,
 }
 
 /// Starts the fake hub on a free port; returns its base URL.
 async fn fake_hub(fault: Fault) -> String {
+    fake_hub_and_state(fault).await.0
+}
+
+/// Starts the fake hub on a free port; returns its base URL and its state, to look at afterwards.
+async fn fake_hub_and_state(fault: Fault) -> (String, Arc<Fake>) {
     let fake = Arc::new(Fake {
         fault,
         events: AtomicU64::new(0),
@@ -52,6 +61,7 @@ async fn fake_hub(fault: Fault) -> String {
         groups: broadcast::channel(4096).0,
         rooms: broadcast::channel(4096).0,
         chat_ids: AtomicU64::new(0),
+        closes: std::sync::Mutex::new(Vec::new()),
     });
     let app = Router::new()
         .route("/ws/events/{org}/", get(subscribe))
@@ -59,11 +69,11 @@ async fn fake_hub(fault: Fault) -> String {
         .route("/ws/chat/{room}/", get(chat))
         .route("/api/v1/chat/rooms", post(|| async { StatusCode::CREATED }))
         .route("/api/v1/stats", get(|| async { Json(serde_json::json!({ "memory_rss_bytes": 50_000_000 })) }))
-        .with_state(fake);
+        .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
+    (url, fake)
 }
 
 async fn subscribe(
@@ -71,17 +81,41 @@ async fn subscribe(
     Path(org): Path<String>,
     State(fake): State<Arc<Fake>>,
 ) -> axum::response::Response {
-    ws.on_upgrade(move |socket| forward(socket, org, fake.groups.subscribe()))
+    let events = fake.groups.subscribe();
+    ws.on_upgrade(move |socket| forward(socket, org, events, fake))
 }
 
-async fn forward(mut socket: WebSocket, org: String, mut events: broadcast::Receiver<String>) {
+/// Sends the group's events until the subscriber closes (its close code is kept), or, with
+/// `Fault::CloseAfter`, closes it and keeps the code of its echo.
+async fn forward(mut socket: WebSocket, org: String, mut events: broadcast::Receiver<String>, fake: Arc<Fake>) {
     let hello = serde_json::json!({"type": "connection_established", "message": "hi", "user_id": "u", "org_id": org});
     if socket.send(Message::Text(hello.to_string().into())).await.is_err() {
         return;
     }
-    while let Ok(frame) = events.recv().await {
-        if socket.send(Message::Text(frame.into())).await.is_err() {
-            return;
+    let mut sent = 0;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let Ok(frame) = event else { return };
+                if socket.send(Message::Text(frame.into())).await.is_err() {
+                    return;
+                }
+                sent += 1;
+                if let Fault::CloseAfter(n) = fake.fault
+                    && sent == n
+                {
+                    let close = axum::extract::ws::CloseFrame { code: 4003, reason: "forbidden".into() };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(frame))) => {
+                    fake.closes.lock().unwrap().push(frame.map_or(1005, |frame| frame.code));
+                    return;
+                }
+                Some(Ok(_)) => {}
+                _ => return,
+            },
         }
     }
 }
@@ -219,6 +253,28 @@ async fn reports_dropped_messages_as_loss() {
     assert_eq!((s.deliveries.expected, s.deliveries.received, s.deliveries.lost), (100, 90, 10));
     assert_eq!((s.deliveries.duplicates, s.deliveries.out_of_order), (0, 0));
     assert_eq!(s.latency_ms.count, 90);
+}
+
+/// At the end of a run every subscriber closes with 1000, as a client should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_close_normally_at_the_end() {
+    let (url, fake) = fake_hub_and_state(Fault::None).await;
+    let s = bench_in_process(&url, "100").await;
+    assert_eq!((s.deliveries.received, s.deliveries.lost), (100, 0));
+    assert_eq!(s.connections.closed_early, 0);
+    assert_eq!(*fake.closes.lock().unwrap(), [1000; 5]);
+}
+
+/// A hub that closes its subscribers mid-run: each close is an error by its code, the subscriber echoes
+/// it, and what the hub sent no more is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_closed_by_the_hub_report_the_code_and_echo_it() {
+    let (url, fake) = fake_hub_and_state(Fault::CloseAfter(5)).await;
+    let s = bench_in_process(&url, "100").await;
+    assert_eq!((s.deliveries.expected, s.deliveries.received, s.deliveries.lost), (100, 25, 75));
+    assert_eq!(s.connections.closed_early, 5);
+    assert_eq!(s.errors.get("close_4003"), Some(&5), "{:?}", s.errors);
+    assert_eq!(*fake.closes.lock().unwrap(), [4003; 5]);
 }
 
 /// A message delivered twice counts once as received and once per subscriber as a duplicate.

@@ -14,6 +14,7 @@
 //! - `limits`: open-file limit, ephemeral ports, source addresses, machine limits versus hub failures
 //! - `workers`: one single-threaded runtime per core for the subscriber tasks
 //! - `subscriber`: one socket task: connect, timestamp frames, account for sequence numbers
+//! - `reader`: one epoll per worker that reads every plain socket which only listens, once connected
 //! - `ws`: the subscribers' WebSocket client: tungstenite's handshake, then frames parsed in place
 //! - `publisher`: the open-loop sender (HTTP POST, or chat frames over the members' sockets)
 //! - `stats`: sharded HDR histograms and timelines, sequence tracking, broadcast completion
@@ -27,6 +28,7 @@ mod cpu;
 mod html;
 pub mod limits;
 mod publisher;
+mod reader;
 mod report;
 mod run;
 mod scenario;

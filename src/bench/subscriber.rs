@@ -1,5 +1,7 @@
 //! One subscriber: connect and authenticate, then read frames, timestamp each as it arrives, and account
 //! for the bench messages among them. Chat subscribers also send the messages the publisher hands them.
+//! Once connected, a plain socket that only listens is handed to its worker's reader (`reader`); the
+//! others are read here, by their own task.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::now_ns;
 use super::limits;
+use super::reader;
 use super::scenario::{BENCH_ORG, Marker, Plan, Scenario};
 use super::stats::{Completion, Seen, Sends, SeqTracker, Shards};
 use super::target::Target;
@@ -20,7 +23,7 @@ use super::token::Mint;
 use super::ws::{self, Frame, Frames};
 
 /// How long a subscriber waits for its close handshake when the run ends.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A message's state as seen by the publisher.
 pub const PENDING: u8 = 0;
@@ -99,8 +102,22 @@ pub async fn run(
     drop(permit);
     outcome.established = true;
     let _ = connected.send((key, Some(now_ns() - started)));
-    read_loop(&shared, key, group, socket, outbound, &mut outcome).await;
-    outcome
+    match (socket.stream, outbound) {
+        // Sockets that only listen, and the bulk of every run, are read by their worker's reader.
+        (ws::Stream::Plain(tcp), None) => match tcp.into_std() {
+            Ok(tcp) => reader::listen(&shared, key, group, tcp, socket.frames, outcome).await,
+            Err(e) => {
+                shared.shards.error(key, limits::io_kind(&e));
+                outcome.closed_early = true;
+                outcome
+            }
+        },
+        (stream, outbound) => {
+            let socket = Socket { stream, frames: socket.frames };
+            read_loop(&shared, key, group, socket, outbound, &mut outcome).await;
+            outcome
+        }
+    }
 }
 
 /// Connects, upgrades and waits for `connection_established`; a failure comes back as an error kind.
@@ -160,32 +177,23 @@ async fn read_loop(
                     Ok(n) => socket.frames.filled(n),
                     Err(e) => return failed(limits::io_kind(&e), outcome),
                 }
-                loop {
-                    match socket.frames.next() {
-                        Ok(None) => break,
-                        Ok(Some(Frame::Message(text))) => {
-                            if let Some(marker) = Marker::scan(text) {
-                                account(shared, key, group, marker, recv_ns, outcome);
-                            } else if let Some(code) = error_code(text) {
-                                // A refused chat message never arrives: say why beside the loss.
-                                shared.shards.error(key, &format!("hub_error_{code}"));
-                            }
-                        }
-                        Ok(Some(Frame::Ping(payload))) => {
-                            if let Err(e) = ws::send(&mut socket.stream, ws::PONG, payload).await {
-                                return failed(limits::io_kind(&e), outcome);
-                            }
-                        }
-                        Ok(Some(Frame::Pong)) => {}
-                        Ok(Some(Frame::Close(code))) => {
-                            failed(&close_kind(code), outcome);
-                            // Echo the close, as a client should; the hub is going away either way.
-                            let echo = code.map(|code| code.to_be_bytes().to_vec()).unwrap_or_default();
-                            let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws::send(&mut socket.stream, ws::CLOSE, &echo)).await;
-                            return;
-                        }
-                        Err(kind) => return failed(kind, outcome),
+                let mut pongs = Vec::new();
+                let ended = take_frames(shared, key, group, &mut socket.frames, recv_ns, outcome, &mut pongs);
+                for payload in pongs {
+                    if let Err(e) = ws::send(&mut socket.stream, ws::PONG, &payload).await {
+                        return failed(limits::io_kind(&e), outcome);
                     }
+                }
+                match ended {
+                    Ok(()) => {}
+                    Err(End::Closed(code)) => {
+                        failed(&close_kind(code), outcome);
+                        // Echo the close, as a client should; the hub is going away either way.
+                        let echo = close_payload(code);
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, ws::send(&mut socket.stream, ws::CLOSE, &echo)).await;
+                        return;
+                    }
+                    Err(End::Broken(kind)) => return failed(kind, outcome),
                 }
             }
             Some(text) = recv(&mut outbound) => {
@@ -199,6 +207,49 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// How the hub ended a subscription while its frames were read.
+pub enum End {
+    /// A close frame, with its code if it had one.
+    Closed(Option<u16>),
+    /// A protocol violation, as an error kind.
+    Broken(&'static str),
+}
+
+/// Handles every whole frame in `frames`, read at `recv_ns`: bench messages are booked, error frames
+/// counted, and pings collected in `pongs` for the caller to answer; a close or a violation ends the
+/// subscription.
+pub fn take_frames(
+    shared: &Shared,
+    key: u64,
+    group: u64,
+    frames: &mut Frames,
+    recv_ns: u64,
+    outcome: &mut Outcome,
+    pongs: &mut Vec<Vec<u8>>,
+) -> Result<(), End> {
+    loop {
+        match frames.next().map_err(End::Broken)? {
+            None => return Ok(()),
+            Some(Frame::Message(text)) => {
+                if let Some(marker) = Marker::scan(text) {
+                    account(shared, key, group, marker, recv_ns, outcome);
+                } else if let Some(code) = error_code(text) {
+                    // A refused chat message never arrives: say why beside the loss.
+                    shared.shards.error(key, &format!("hub_error_{code}"));
+                }
+            }
+            Some(Frame::Ping(payload)) => pongs.push(payload.to_vec()),
+            Some(Frame::Pong) => {}
+            Some(Frame::Close(code)) => return Err(End::Closed(code)),
+        }
+    }
+}
+
+/// The payload of a close frame echoing `code`.
+pub fn close_payload(code: Option<u16>) -> Vec<u8> {
+    code.map(|code| code.to_be_bytes().to_vec()).unwrap_or_default()
 }
 
 /// The close handshake at the end of a run: a normal close, then frames until the hub's close or the end.
@@ -269,7 +320,7 @@ fn error_code(frame: &[u8]) -> Option<String> {
 }
 
 /// `close_<code>`, the error kind of a close frame from the hub (1005: it carried no code).
-fn close_kind(code: Option<u16>) -> String {
+pub fn close_kind(code: Option<u16>) -> String {
     format!("close_{}", code.unwrap_or(1005))
 }
 

@@ -281,6 +281,12 @@ fn parse_header(bytes: &[u8]) -> Result<Option<(usize, usize)>, Violation> {
 
 /// Writes one client frame (masked, as RFC 6455 requires of clients) and flushes it.
 pub async fn send<S: AsyncWrite + Unpin>(stream: &mut S, opcode: u8, payload: &[u8]) -> io::Result<()> {
+    stream.write_all(&encode(opcode, payload)).await?;
+    stream.flush().await
+}
+
+/// One client frame, masked as RFC 6455 requires of clients.
+pub fn encode(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(payload.len() + 14);
     frame.push(0x80 | opcode);
     match payload.len() {
@@ -297,8 +303,7 @@ pub async fn send<S: AsyncWrite + Unpin>(stream: &mut S, opcode: u8, payload: &[
     let mask: [u8; 4] = rand::random();
     frame.extend_from_slice(&mask);
     frame.extend(payload.iter().zip(mask.iter().cycle()).map(|(byte, key)| byte ^ key));
-    stream.write_all(&frame).await?;
-    stream.flush().await
+    frame
 }
 
 #[cfg(test)]

@@ -1,0 +1,328 @@
+//! The steady state of subscribers that only listen over plain TCP: every such socket of a worker
+//! thread sits on one epoll instance, drained by one task, instead of each socket waking a task of
+//! its own.
+//!
+//! The bench shares the machine with the hub it measures, so what it spends per delivery is taken from
+//! the hub. With a task per socket, a delivery woke the task (an atomic on its header), ran a future of
+//! several kilobytes through `select!` and re-armed tokio's readiness for that socket: with 10,000
+//! sockets each of those touched memory no cache held, and the bench's user CPU was a fifth of the
+//! machine at 100,000 deliveries/s. Here a delivery is an epoll event, a `recv` and the frame scan.
+//!
+//! Subscribers that send (chat) or speak TLS keep their own task (`subscriber::read_loop`); both
+//! paths book frames through `subscriber::take_frames`.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::clock::now_ns;
+use super::limits;
+use super::subscriber::{self, CLOSE_TIMEOUT, End, Outcome, Shared};
+use super::ws::{self, Frame, Frames};
+
+/// Readiness events taken from the epoll instance per wake-up.
+const EVENTS: usize = 1024;
+
+thread_local! {
+    /// This worker thread's reader, started by its first listener so that it runs on the thread's own
+    /// runtime (a worker's runtime is single-threaded).
+    static READER: RefCell<Option<mpsc::UnboundedSender<Listener>>> = const { RefCell::new(None) };
+}
+
+/// One subscription handed to the reader.
+struct Listener {
+    stream: TcpStream,
+    frames: Frames,
+    key: u64,
+    group: u64,
+    outcome: Outcome,
+    /// The close handshake has begun: frames are read only for the hub's close.
+    closing: bool,
+    done: oneshot::Sender<Outcome>,
+}
+
+/// Reads subscriber `key`'s socket on this worker's reader until the run stops or the hub closes it;
+/// `frames` holds what arrived with the greeting. Must run on a bench worker thread.
+pub async fn listen(
+    shared: &Arc<Shared>,
+    key: u64,
+    group: u64,
+    stream: std::net::TcpStream,
+    frames: Frames,
+    mut outcome: Outcome,
+) -> Outcome {
+    let reader = READER.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if let Some(reader) = slot.as_ref().filter(|reader| !reader.is_closed()) {
+            return Ok(reader.clone());
+        }
+        let reader = start(shared.clone())?;
+        *slot = Some(reader.clone());
+        Ok::<_, io::Error>(reader)
+    });
+    let reader = match reader {
+        Ok(reader) => reader,
+        Err(e) => {
+            shared.shards.error(key, limits::io_kind(&e));
+            outcome.closed_early = true;
+            return outcome;
+        }
+    };
+    let (done, finished) = oneshot::channel();
+    let stream = TcpStream::from_std(stream);
+    let listener = Listener { stream, frames, key, group, outcome, closing: false, done };
+    match reader.send(listener) {
+        Ok(()) => finished.await.expect("the reader answers every subscription it takes"),
+        // The reader ended just now, after the run stopped: this socket closes unread.
+        Err(mpsc::error::SendError(listener)) => listener.outcome,
+    }
+}
+
+/// Starts a reader on the current (worker) runtime.
+fn start(shared: Arc<Shared>) -> io::Result<mpsc::UnboundedSender<Listener>> {
+    // SAFETY: the `Poll` owns its epoll descriptor until it is dropped, which is after the `AsyncFd`
+    // (it is inside it), and nothing here replaces the `Poll`: its descriptor stays the same one.
+    let poll = unsafe { AsyncFd::register_with_interest(Poll::new()?, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let (sender, arrivals) = mpsc::unbounded_channel();
+    tokio::spawn(Reader { shared, poll, listeners: Vec::new(), free: Vec::new(), open: 0 }.run(arrivals));
+    Ok(sender)
+}
+
+/// The sockets of one worker and the epoll instance they are registered with.
+struct Reader {
+    shared: Arc<Shared>,
+    poll: AsyncFd<Poll>,
+    /// Indexed by token; `None` for a slot listed in `free`.
+    listeners: Vec<Option<Listener>>,
+    free: Vec<usize>,
+    open: usize,
+}
+
+impl Reader {
+    async fn run(mut self, mut arrivals: mpsc::UnboundedReceiver<Listener>) {
+        let mut events = Events::with_capacity(EVENTS);
+        let stop = self.shared.stop.clone();
+        let stopped = stop.cancelled();
+        tokio::pin!(stopped);
+        // Set once the run stops: the close handshakes must be over by then.
+        let mut deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                arrival = arrivals.recv() => match arrival {
+                    Some(listener) => self.add(listener, deadline.is_some()),
+                    None => break,
+                },
+                ready = self.poll.readable_mut() => {
+                    let mut guard = match ready {
+                        Ok(guard) => guard,
+                        Err(e) => {
+                            self.fail_all(limits::io_kind(&e));
+                            break;
+                        }
+                    };
+                    if let Err(e) = guard.get_inner_mut().poll(&mut events, Some(std::time::Duration::ZERO)) {
+                        drop(guard);
+                        self.fail_all(limits::io_kind(&e));
+                        break;
+                    }
+                    if events.is_empty() {
+                        // Drained: the next event on any socket makes the epoll descriptor readable again.
+                        guard.clear_ready();
+                    }
+                    drop(guard);
+                    // Without clearing, the loop comes back here after other tasks of the worker had
+                    // their turn (tokio's budget), so a flood cannot starve them.
+                    for event in &events {
+                        self.read(event.token().0);
+                    }
+                },
+                () = &mut stopped, if deadline.is_none() => {
+                    deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                    for token in 0..self.listeners.len() {
+                        self.begin_close(token);
+                    }
+                },
+                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    // Hubs that never answered the close are left as they are.
+                    for token in 0..self.listeners.len() {
+                        self.finish(token);
+                    }
+                },
+            }
+            if deadline.is_some() && self.open == 0 {
+                break;
+            }
+        }
+        // A listener sent while this loop ended is handed back as it is; later ones find the channel
+        // closed and start a new reader.
+        arrivals.close();
+        while let Ok(listener) = arrivals.try_recv() {
+            let _ = listener.done.send(listener.outcome);
+        }
+    }
+
+    /// Registers a new listener and handles what it already holds.
+    fn add(&mut self, listener: Listener, stopping: bool) {
+        let token = self.free.pop().unwrap_or_else(|| {
+            self.listeners.push(None);
+            self.listeners.len() - 1
+        });
+        self.listeners[token] = Some(listener);
+        self.open += 1;
+        let listener = self.listeners[token].as_mut().expect("just placed");
+        if let Err(e) = self.poll.get_ref().registry().register(&mut listener.stream, Token(token), Interest::READABLE)
+        {
+            self.shared.shards.error(listener.key, limits::io_kind(&e));
+            listener.outcome.closed_early = true;
+            return self.finish(token);
+        }
+        // Frames that came with the greeting, then anything that arrived before the registration.
+        if self.take(token, now_ns()) {
+            if stopping {
+                self.begin_close(token);
+            }
+            self.read(token);
+        }
+    }
+
+    /// Reads `token`'s socket until it has nothing more, handling each read's frames.
+    fn read(&mut self, token: usize) {
+        loop {
+            let Some(listener) = self.listeners.get_mut(token).and_then(Option::as_mut) else {
+                // An event for a socket finished earlier in the same batch.
+                return;
+            };
+            let spare = listener.frames.spare();
+            let room = spare.len();
+            let read = (&listener.stream).read(spare);
+            // Timestamp first: everything after this line counts as the bench's cost, not the hub's.
+            let recv_ns = now_ns();
+            match read {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                // After our close, the end of the stream (or a reset) is the hub's answer too.
+                Ok(0) | Err(_) if listener.closing => return self.finish(token),
+                Ok(0) => return self.end(token, End::Broken("eof")),
+                Err(e) => return self.end(token, End::Broken(limits::io_kind(&e))),
+                Ok(n) => {
+                    listener.frames.filled(n);
+                    if !self.take(token, recv_ns) || n < room {
+                        // A short read emptied the socket: epoll reports the next bytes afresh.
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles the whole frames `token` holds; false when they ended its subscription.
+    fn take(&mut self, token: usize, recv_ns: u64) -> bool {
+        let listener = self.listeners[token].as_mut().expect("a live token");
+        if listener.closing {
+            // After our close only the hub's answer matters, as in `subscriber::close`.
+            loop {
+                match listener.frames.next() {
+                    Ok(None) => return true,
+                    Ok(Some(Frame::Close(_))) | Err(_) => {
+                        self.finish(token);
+                        return false;
+                    }
+                    Ok(Some(_)) => {}
+                }
+            }
+        }
+        let mut pongs = Vec::new();
+        let (key, group) = (listener.key, listener.group);
+        let ended = subscriber::take_frames(
+            &self.shared,
+            key,
+            group,
+            &mut listener.frames,
+            recv_ns,
+            &mut listener.outcome,
+            &mut pongs,
+        );
+        for payload in pongs {
+            if let Err(e) = write_frame(&listener.stream, ws::PONG, &payload) {
+                self.end(token, End::Broken(limits::io_kind(&e)));
+                return false;
+            }
+        }
+        match ended {
+            Ok(()) => true,
+            Err(end) => {
+                self.end(token, end);
+                false
+            }
+        }
+    }
+
+    /// The hub closed `token`'s subscription (or broke it) before the run ended.
+    fn end(&mut self, token: usize, end: End) {
+        let listener = self.listeners[token].as_mut().expect("a live token");
+        listener.outcome.closed_early = true;
+        match end {
+            End::Closed(code) => {
+                self.shared.shards.error(listener.key, &subscriber::close_kind(code));
+                // Echo the close, as a client should; the hub is going away either way.
+                let _ = write_frame(&listener.stream, ws::CLOSE, &subscriber::close_payload(code));
+            }
+            End::Broken(kind) => self.shared.shards.error(listener.key, kind),
+        }
+        self.finish(token);
+    }
+
+    /// Starts the close handshake at the end of the run: a normal close, then frames until the hub's.
+    fn begin_close(&mut self, token: usize) {
+        let Some(listener) = self.listeners[token].as_mut().filter(|listener| !listener.closing) else {
+            return;
+        };
+        listener.closing = true;
+        if write_frame(&listener.stream, ws::CLOSE, &1000u16.to_be_bytes()).is_err() {
+            self.finish(token);
+        }
+    }
+
+    /// Takes `token`'s socket off the epoll instance, closes it and hands its outcome back.
+    fn finish(&mut self, token: usize) {
+        let Some(mut listener) = self.listeners[token].take() else {
+            return;
+        };
+        let _ = self.poll.get_ref().registry().deregister(&mut listener.stream);
+        self.free.push(token);
+        self.open -= 1;
+        let _ = listener.done.send(listener.outcome);
+    }
+
+    /// The epoll instance failed: every subscription ends with `kind`.
+    fn fail_all(&mut self, kind: &'static str) {
+        for token in 0..self.listeners.len() {
+            if let Some(listener) = self.listeners[token].as_mut() {
+                self.shared.shards.error(listener.key, kind);
+                listener.outcome.closed_early = true;
+                self.finish(token);
+            }
+        }
+    }
+}
+
+/// Writes one client frame without waiting. The frames written here (pongs, closes) are a few bytes on
+/// a socket that sends nothing else, so a send buffer too full to take one means the hub stopped
+/// reading: that is an error, not something to wait for.
+fn write_frame(stream: &TcpStream, opcode: u8, payload: &[u8]) -> io::Result<()> {
+    let frame = ws::encode(opcode, payload);
+    let mut stream = stream;
+    match stream.write(&frame) {
+        Ok(n) if n == frame.len() => Ok(()),
+        Ok(_) => Err(io::Error::new(io::ErrorKind::WriteZero, "the send buffer is full")),
+        Err(e) => Err(e),
+    }
+}
