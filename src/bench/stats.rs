@@ -109,7 +109,7 @@ impl Shards {
     }
 
     fn shard(&self, key: u64) -> std::sync::MutexGuard<'_, Recorder> {
-        let shard = &self.shards[(key % self.shards.len() as u64) as usize];
+        let shard = &self.shards[lane(key, self.shards.len())];
         // A panic while holding the lock only loses that shard's partial counts; keep measuring.
         shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
