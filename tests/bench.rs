@@ -31,6 +31,8 @@ enum Fault {
     SwapInFlight(u64),
     /// Closes every subscription with 4003 after its `n`th event.
     CloseAfter(u64),
+    /// Drops every subscription's connection, without a close frame, right after its `n`th event.
+    DropAfter(u64),
 }
 
 struct Fake {
@@ -101,11 +103,14 @@ async fn forward(mut socket: WebSocket, org: String, mut events: broadcast::Rece
                     return;
                 }
                 sent += 1;
-                if let Fault::CloseAfter(n) = fake.fault
-                    && sent == n
-                {
-                    let close = axum::extract::ws::CloseFrame { code: 4003, reason: "forbidden".into() };
-                    let _ = socket.send(Message::Close(Some(close))).await;
+                match fake.fault {
+                    Fault::CloseAfter(n) if sent == n => {
+                        let close = axum::extract::ws::CloseFrame { code: 4003, reason: "forbidden".into() };
+                        let _ = socket.send(Message::Close(Some(close))).await;
+                    }
+                    // The last event and the end of the stream reach the client together.
+                    Fault::DropAfter(n) if sent == n => return,
+                    _ => {}
                 }
             }
             incoming = socket.recv() => match incoming {
@@ -275,6 +280,18 @@ async fn subscribers_closed_by_the_hub_report_the_code_and_echo_it() {
     assert_eq!(s.connections.closed_early, 5);
     assert_eq!(s.errors.get("close_4003"), Some(&5), "{:?}", s.errors);
     assert_eq!(*fake.closes.lock().unwrap(), [4003; 5]);
+}
+
+/// A hub that drops its subscribers' connections without a close: each is an `eof` error, seen when it
+/// happens (not at the end of the run), and what the hub sent no more is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_dropped_by_the_hub_report_eof() {
+    let (url, fake) = fake_hub_and_state(Fault::DropAfter(5)).await;
+    let s = bench_in_process(&url, "100").await;
+    assert_eq!((s.deliveries.expected, s.deliveries.received, s.deliveries.lost), (100, 25, 75));
+    assert_eq!(s.connections.closed_early, 5);
+    assert_eq!(s.errors.get("eof"), Some(&5), "{:?}", s.errors);
+    assert!(fake.closes.lock().unwrap().is_empty());
 }
 
 /// A message delivered twice counts once as received and once per subscriber as a duplicate.

@@ -19,7 +19,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::time::{Duration, Instant};
 
 use super::clock::now_ns;
 use super::limits;
@@ -79,7 +79,8 @@ pub async fn listen(
     let listener = Listener { stream, frames, key, group, outcome, closing: false, done };
     match reader.send(listener) {
         Ok(()) => finished.await.expect("the reader answers every subscription it takes"),
-        // The reader ended just now, after the run stopped: this socket closes unread.
+        // Unreachable: the reader runs on this thread, so it cannot end between the check above and this
+        // send; handled rather than unwrapped all the same.
         Err(mpsc::error::SendError(listener)) => listener.outcome,
     }
 }
@@ -111,60 +112,85 @@ impl Reader {
         let stop = self.shared.stop.clone();
         let stopped = stop.cancelled();
         tokio::pin!(stopped);
-        // Set once the run stops: the close handshakes must be over by then.
-        let mut deadline: Option<Instant> = None;
+        // Armed once the run stops: the close handshakes must be over by then.
+        let closing = tokio::time::sleep(Duration::from_secs(86_400));
+        tokio::pin!(closing);
+        let mut stopping = false;
+        // Why the epoll instance failed, if it did: every subscription still open or queued ends with it.
+        let mut failure: Option<&'static str> = None;
         loop {
             tokio::select! {
                 biased;
                 arrival = arrivals.recv() => match arrival {
-                    Some(listener) => self.add(listener, deadline.is_some()),
+                    Some(listener) => self.add(listener, stopping),
                     None => break,
                 },
-                ready = self.poll.readable_mut() => {
-                    let mut guard = match ready {
-                        Ok(guard) => guard,
-                        Err(e) => {
-                            self.fail_all(limits::io_kind(&e));
-                            break;
-                        }
-                    };
-                    if let Err(e) = guard.get_inner_mut().poll(&mut events, Some(std::time::Duration::ZERO)) {
-                        drop(guard);
-                        self.fail_all(limits::io_kind(&e));
-                        break;
-                    }
-                    if events.is_empty() {
-                        // Drained: the next event on any socket makes the epoll descriptor readable again.
-                        guard.clear_ready();
-                    }
-                    drop(guard);
-                    // Without clearing, the loop comes back here after other tasks of the worker had
-                    // their turn (tokio's budget), so a flood cannot starve them.
-                    for event in &events {
-                        self.read(event.token().0);
-                    }
-                },
-                () = &mut stopped, if deadline.is_none() => {
-                    deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                () = &mut stopped, if !stopping => {
+                    stopping = true;
+                    closing.as_mut().reset(Instant::now() + CLOSE_TIMEOUT);
                     for token in 0..self.listeners.len() {
                         self.begin_close(token);
                     }
                 },
-                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                () = &mut closing, if stopping => {
                     // Hubs that never answered the close are left as they are.
                     for token in 0..self.listeners.len() {
                         self.finish(token);
                     }
                 },
+                ready = self.poll.readable_mut() => {
+                    let polled = match ready {
+                        Ok(mut guard) => loop {
+                            match guard.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                Ok(()) if events.is_empty() => {
+                                    // Drained: the next event on any socket makes the descriptor readable.
+                                    guard.clear_ready();
+                                    break Ok(());
+                                }
+                                // Readiness stays set: more events may be waiting.
+                                result => break result,
+                            }
+                        },
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = polled {
+                        failure = Some(limits::io_kind(&e));
+                        break;
+                    }
+                    for event in &events {
+                        // Data and the end of the stream can come as one event: read until the socket
+                        // says so, or the end would never be seen (edge-triggered: no second event).
+                        self.read(event.token().0, event.is_read_closed() || event.is_error());
+                    }
+                    if !events.is_empty() {
+                        // Readiness polls do not count against tokio's budget; this does, so a flood
+                        // of events still lets the worker's other tasks (and its driver) run.
+                        tokio::task::consume_budget().await;
+                    }
+                },
             }
-            if deadline.is_some() && self.open == 0 {
+            if stopping && self.open == 0 {
                 break;
             }
         }
-        // A listener sent while this loop ended is handed back as it is; later ones find the channel
-        // closed and start a new reader.
+        if let Some(kind) = failure {
+            for token in 0..self.listeners.len() {
+                if let Some(listener) = self.listeners[token].as_mut() {
+                    self.shared.shards.error(listener.key, kind);
+                    listener.outcome.closed_early = true;
+                    self.finish(token);
+                }
+            }
+        }
+        // A listener sent while this loop ended is handed back (with the failure, if there was one);
+        // later ones find the channel closed and start a new reader.
         arrivals.close();
-        while let Ok(listener) = arrivals.try_recv() {
+        while let Ok(mut listener) = arrivals.try_recv() {
+            if let Some(kind) = failure {
+                self.shared.shards.error(listener.key, kind);
+                listener.outcome.closed_early = true;
+            }
             let _ = listener.done.send(listener.outcome);
         }
     }
@@ -189,12 +215,14 @@ impl Reader {
             if stopping {
                 self.begin_close(token);
             }
-            self.read(token);
+            self.read(token, true);
         }
     }
 
-    /// Reads `token`'s socket until it has nothing more, handling each read's frames.
-    fn read(&mut self, token: usize) {
+    /// Reads `token`'s socket until it has nothing more, handling each read's frames. A short read is
+    /// taken to have emptied the socket unless `to_the_end` (the peer closed): then only `WouldBlock` or
+    /// the end of the stream stops it.
+    fn read(&mut self, token: usize, to_the_end: bool) {
         loop {
             let Some(listener) = self.listeners.get_mut(token).and_then(Option::as_mut) else {
                 // An event for a socket finished earlier in the same batch.
@@ -214,7 +242,7 @@ impl Reader {
                 Err(e) => return self.end(token, End::Broken(limits::io_kind(&e))),
                 Ok(n) => {
                     listener.frames.filled(n);
-                    if !self.take(token, recv_ns) || n < room {
+                    if !self.take(token, recv_ns) || (n < room && !to_the_end) {
                         // A short read emptied the socket: epoll reports the next bytes afresh.
                         return;
                     }
@@ -300,17 +328,6 @@ impl Reader {
         self.free.push(token);
         self.open -= 1;
         let _ = listener.done.send(listener.outcome);
-    }
-
-    /// The epoll instance failed: every subscription ends with `kind`.
-    fn fail_all(&mut self, kind: &'static str) {
-        for token in 0..self.listeners.len() {
-            if let Some(listener) = self.listeners[token].as_mut() {
-                self.shared.shards.error(listener.key, kind);
-                listener.outcome.closed_early = true;
-                self.finish(token);
-            }
-        }
     }
 }
 

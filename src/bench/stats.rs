@@ -82,8 +82,9 @@ impl Recorder {
     }
 }
 
-/// Recorders shared by subscriber tasks. Each task locks its own shard for a few hundred nanoseconds per
-/// delivery (never across an `.await`); with many more shards than worker threads the locks stay uncontended.
+/// Recorders, one per worker thread: a subscriber's deliveries are booked in its worker's shard, locked
+/// for a few hundred nanoseconds each (never across an `.await`). Other threads take a lock only for an
+/// error (the publisher) or to merge at the end, so the locks stay uncontended.
 pub struct Shards {
     shards: Vec<Mutex<Recorder>>,
     /// Bench-clock start of the measured window, set once publishing is scheduled.

@@ -213,7 +213,7 @@ async fn read_loop(
 pub enum End {
     /// A close frame, with its code if it had one.
     Closed(Option<u16>),
-    /// A protocol violation, as an error kind.
+    /// A protocol violation, the end of the stream or an I/O error, as an error kind.
     Broken(&'static str),
 }
 
