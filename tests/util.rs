@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use rtctl::auth::{self, Identity, SigningKey};
 use rtctl::config::HubConfig;
+use rtctl::store::test_schema::TestSchema;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,9 +50,8 @@ impl TestHub {
         let mut config = HubConfig::ephemeral(dir.path());
         let schema = match postgres_url() {
             Some(base) => {
-                let schema = PgSchema::create(&base).await;
-                let separator = if base.contains('?') { '&' } else { '?' };
-                config.database_url = format!("{base}{separator}options[search_path]={}", schema.name);
+                let schema = TestSchema::create(&base, "rtctl_test").await;
+                config.database_url = schema.url();
                 Some(schema)
             }
             None => None,
@@ -259,46 +259,7 @@ pub fn store_name() -> &'static str {
 /// Where a test hub (and the other nodes started from it) keeps its data, removed with the last of them.
 struct Storage {
     _dir: TempDir,
-    _schema: Option<PgSchema>,
-}
-
-/// A PostgreSQL schema for one test's hubs, dropped afterwards.
-struct PgSchema {
-    base: String,
-    name: String,
-}
-
-impl PgSchema {
-    async fn create(base: &str) -> Self {
-        use sqlx::Connection;
-        let name = format!("rtctl_test_{:016x}", rand::random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(base).await.expect("connect to RTCTL_TEST_DATABASE_URL");
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-            .execute(&mut conn)
-            .await
-            .expect("create a test schema");
-        Self { base: base.to_owned(), name }
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        // The test's runtime may be gone or about to be: drop it from a runtime of our own. A hub
-        // stopped mid-transaction may still hold a lock; give up after a moment rather than hang.
-        let (base, name) = (self.base.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
-                sqlx::query("SET lock_timeout = '2s'").execute(&mut conn).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE"))).execute(&mut conn).await.ok()
-            })
-        });
-        if !matches!(dropped.join(), Ok(Some(_))) {
-            eprintln!("could not drop test schema {}: drop it by hand", self.name);
-        }
-    }
+    _schema: Option<TestSchema>,
 }
 
 /// An ordinary user's identity.

@@ -5,6 +5,8 @@
 
 mod postgres;
 mod sqlite;
+#[doc(hidden)]
+pub mod test_schema;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,7 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use super::sqlite::MIGRATOR;
+use super::test_schema::TestSchema;
 use super::*;
 
 fn url(dir: &TempDir) -> String {
@@ -19,33 +20,7 @@ fn url(dir: &TempDir) -> String {
 #[allow(dead_code)] // Held for their Drop.
 enum TempStore {
     Dir(TempDir),
-    Schema(PgSchema),
-}
-
-/// A PostgreSQL schema for one test, dropped afterwards.
-struct PgSchema {
-    base: String,
-    name: String,
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        // From a runtime of its own: the test's may be gone by now.
-        let (base, name) = (self.base.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-            runtime.block_on(async {
-                use sqlx::Connection;
-                let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
-                sqlx::query("SET lock_timeout = '2s'").execute(&mut conn).await.ok()?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE"))).execute(&mut conn).await.ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(_))) {
-            eprintln!("could not drop test schema {}: drop it by hand", self.name);
-        }
-    }
+    Schema(TestSchema),
 }
 
 /// The store every behaviour test runs against: PostgreSQL in a fresh schema when
@@ -55,14 +30,10 @@ async fn any_store() -> (TempStore, Arc<dyn Store>) {
         let (dir, store) = temp_store().await;
         return (TempStore::Dir(dir), Arc::new(store));
     };
-    use sqlx::Connection;
-    let name = format!("rtctl_unit_{:016x}", rand::random::<u64>());
-    let mut conn = sqlx::PgConnection::connect(&base).await.expect("connect to RTCTL_TEST_DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut conn).await.expect("a schema");
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options[search_path]={name}");
     // Guarded before opening: a failed open still drops the schema.
-    let guard = TempStore::Schema(PgSchema { base, name });
+    let schema = TestSchema::create(&base, "rtctl_unit").await;
+    let url = schema.url();
+    let guard = TempStore::Schema(schema);
     let store = PostgresStore::open(&url).await.expect("open store");
     (guard, Arc::new(store))
 }
