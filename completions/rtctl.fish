@@ -64,6 +64,8 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -s h -l help -d 'Prin
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l url -d 'The hub\'s base HTTP URL; the WebSocket URL is derived from it [default: url in the config file, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l jwt-secret -d 'HS256 secret used to mint the subscribers\' JWTs' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l api-key -d 'API key for publishing and for GET /api/v1/stats' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn-redis-url -d 'With --spawn: the spawned hub fans out through this Redis, e.g. redis://127.0.0.1:6379' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn-database-url -d 'With --spawn: the spawned hub stores in this PostgreSQL database instead of a temporary SQLite file' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l hub-pid -d 'The hub\'s process id, to report its CPU use (Linux /proc)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s n -l subscribers -d 'Subscriber connections (chat: members over all rooms)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l room-size -d 'Members per chat room' -r
@@ -84,7 +86,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max-factor -d
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max-steps -d 'With --find-max: stop after this many steps' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l report -d 'Write a self-contained HTML report with charts to this file' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
-complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn -d 'Start a throwaway hub in this process and bench it (ignores --url, --jwt-secret, --api-key)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn -d 'Start a throwaway hub (a child `rtctl serve` on a free loopback port, fresh secrets, a temporary SQLite store) and bench it, ignoring --url, --jwt-secret and --api-key; none of your RTCTL_* variables reach that hub'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max -d 'Raise the rate step by step until a threshold fails; report the highest rate that held'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l json -d 'Print the summary as JSON on stdout instead of the table'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s q -l quiet -d 'No progress bars'

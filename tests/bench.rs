@@ -438,6 +438,8 @@ async fn json_summary_has_every_documented_field() {
                 "memory_per_connection_bytes",
                 "cpu_s",
                 "cpu_cores",
+                "layer",
+                "store",
             ],
         ),
         (
@@ -482,7 +484,9 @@ async fn json_summary_has_every_documented_field() {
 }
 
 /// `--spawn` starts its own hub in a child process, which it observes: CPU and memory come from that
-/// process, so a run needs nothing else.
+/// process, so a run needs nothing else. The hub's store is temporary whatever the environment says: the
+/// `RTCTL_*` variables of the user's own hub (here unreachable ones, which would stop the hub from
+/// starting) do not reach it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_runs_and_observes_its_own_hub() {
     let dir = tempfile::tempdir().unwrap();
@@ -490,6 +494,9 @@ async fn spawn_runs_and_observes_its_own_hub() {
         .args(["bench", "fanout", "--spawn", "-n", "20", "-r", "50", "--messages", "50", "--warmup", "0s"])
         .args(["--json", "-q", "-t", "loss=0"])
         .current_dir(dir.path())
+        .env("RTCTL_DATABASE_URL", "postgres://nobody@127.0.0.1:9/production")
+        .env("RTCTL_REDIS_URL", "redis://127.0.0.1:9")
+        .env("RTCTL_QUEUE", "1")
         .output()
         .await
         .unwrap();
@@ -501,8 +508,56 @@ async fn spawn_runs_and_observes_its_own_hub() {
     assert!(json["hub"]["cpu_s"].is_f64(), "{}", json["hub"]);
     assert!(json["hub"]["memory_per_connection_bytes"].as_f64().unwrap() > 0.0, "{}", json["hub"]);
     assert!(json["cpu"]["hub_cores"].as_f64().unwrap() >= 0.0, "{}", json["cpu"]);
+    assert_eq!(json["hub"]["layer"], "memory");
+    assert_eq!(json["hub"]["store"], "sqlite");
     // Nothing is left behind in the directory the bench ran in: the hub's config and store are temporary.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// `--spawn-redis-url` gives the spawned hub a Redis channel layer, and the summary says which it benched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
+async fn spawn_with_redis_benches_a_hub_on_redis() {
+    let redis = std::env::var("RTCTL_TEST_REDIS_URL").expect("RTCTL_TEST_REDIS_URL names the Redis to use");
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "fanout", "--spawn", "--spawn-redis-url", &redis, "-n", "20", "-r", "50"])
+        .args(["--messages", "50", "--warmup", "0s", "--json", "-q", "-t", "loss=0"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["deliveries"]["received"], 1000);
+    assert_eq!(json["hub"]["layer"], "redis");
+    assert_eq!(json["hub"]["store"], "sqlite");
+}
+
+/// A backend the spawned hub cannot reach stops the run with exit 1 and the hub's reason; the backend
+/// flags make no sense without `--spawn` (a usage error, exit 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_backends_reach_the_spawned_hub() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, url) in
+        [("--spawn-redis-url", "redis://127.0.0.1:9"), ("--spawn-database-url", "postgres://x@127.0.0.1:9/x")]
+    {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+            .args(["bench", "fanout", "--spawn", flag, url, "-n", "2", "--messages", "2", "-q"])
+            .current_dir(dir.path())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(stderr.contains("the spawned hub exited at start"), "{flag}: {stderr}");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+            .args(["bench", "fanout", flag, url])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} without --spawn");
+    }
 }
 
 /// Runs one scenario in-process against a real hub started on port 0, with `extra` flags.

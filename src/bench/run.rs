@@ -49,7 +49,8 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         .timeout(config.request_timeout)
         .build()
         .context("build the HTTP client")?;
-    let memory_before = target.memory_rss(&client).await;
+    let stats_before = target.stats(&client).await;
+    let memory_before = stats_before.as_ref().and_then(|stats| stats.memory_rss);
     if plan.scenario == Scenario::Chat {
         create_rooms(&plan, target, &client).await?;
     }
@@ -82,7 +83,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     let memory_connected = match memory_before {
         Some(_) => {
             tokio::time::sleep(MEMORY_SETTLE).await;
-            target.memory_rss(&client).await
+            target.stats(&client).await.and_then(|stats| stats.memory_rss)
         }
         None => None,
     };
@@ -120,7 +121,10 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     if plan.scenario != Scenario::Idle {
         drain(config, &shared, &connect.alive_per_group).await;
     }
-    let memory_after = if memory_before.is_some() { target.memory_rss(&client).await } else { None };
+    let memory_after = match memory_before {
+        Some(_) => target.stats(&client).await.and_then(|stats| stats.memory_rss),
+        None => None,
+    };
 
     shared.stop.cancel();
     let mut outcomes = Vec::with_capacity(connect.handles.len());
@@ -184,6 +188,8 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
             memory_per_connection_bytes: per_connection,
             cpu_s: hub_cpu_s,
             cpu_cores: hub_cpu_s.map(|s| s / wall_s),
+            layer: stats_before.as_ref().and_then(|stats| stats.layer.clone()),
+            store: stats_before.and_then(|stats| stats.store),
         },
         cpu: window_end.since(&window_start),
         timeline: timeline(&recorder, shared.shards.bucket_ns()),

@@ -213,6 +213,10 @@ pub struct HubUsage {
     pub cpu_s: Option<f64>,
     /// `cpu_s` over the bench's `wall_s`.
     pub cpu_cores: Option<f64>,
+    /// The hub's channel layer from `GET /api/v1/stats` (`memory`, `redis`), when it reports one.
+    pub layer: Option<String>,
+    /// The hub's store from the same (`sqlite`, `postgres`).
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -77,9 +77,8 @@ impl Target {
         format!("{}{path}", self.http)
     }
 
-    /// The hub's resident memory from `GET /api/v1/stats` (`memory_rss_bytes`, wherever it sits in the
-    /// document), or `None` when the hub does not report it.
-    pub async fn memory_rss(&self, client: &reqwest::Client) -> Option<u64> {
+    /// What `GET /api/v1/stats` says about the hub, or `None` when it does not answer it (the Django peer).
+    pub async fn stats(&self, client: &reqwest::Client) -> Option<HubStats> {
         let response = client
             .get(self.http_url("/api/v1/stats"))
             .header("X-API-Key", &self.api_key)
@@ -90,7 +89,7 @@ impl Target {
         if !response.status().is_success() {
             return None;
         }
-        find_u64(&response.json::<Value>().await.ok()?, "memory_rss_bytes")
+        Some(HubStats::from_json(&response.json::<Value>().await.ok()?))
     }
 
     /// Creates a chat room with the given members (`POST /api/v1/chat/rooms`).
@@ -109,6 +108,24 @@ impl Target {
             bail!("create chat room {room_id}: HTTP {status}: {}", body.trim());
         }
         Ok(())
+    }
+}
+
+/// The parts of a hub's `GET /api/v1/stats` the bench reports.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HubStats {
+    /// `memory_rss_bytes`, wherever it sits in the document.
+    pub memory_rss: Option<u64>,
+    /// The channel layer (`memory`, `redis`), for rtctl.
+    pub layer: Option<String>,
+    /// The store (`sqlite`, `postgres`), for rtctl.
+    pub store: Option<String>,
+}
+
+impl HubStats {
+    fn from_json(doc: &Value) -> Self {
+        let text = |key: &str| doc.get(key).and_then(Value::as_str).map(str::to_owned);
+        Self { memory_rss: find_u64(doc, "memory_rss_bytes"), layer: text("layer"), store: text("store") }
     }
 }
 
@@ -152,5 +169,12 @@ mod tests {
         let doc = serde_json::json!({"node": {"process": {"memory_rss_bytes": 1234}}});
         assert_eq!(find_u64(&doc, "memory_rss_bytes"), Some(1234));
         assert_eq!(find_u64(&serde_json::json!({"uptime": 3}), "memory_rss_bytes"), None);
+        let stats =
+            HubStats::from_json(&serde_json::json!({"layer": "redis", "store": "postgres", "memory_rss_bytes": 7}));
+        assert_eq!(
+            stats,
+            HubStats { memory_rss: Some(7), layer: Some("redis".into()), store: Some("postgres".into()) }
+        );
+        assert_eq!(HubStats::from_json(&serde_json::json!({"layer": 3})), HubStats::default());
     }
 }

@@ -27,9 +27,17 @@ pub struct BenchArgs {
     /// API key for publishing and for GET /api/v1/stats
     #[arg(long, env = "RTCTL_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Start a throwaway hub in this process and bench it (ignores --url, --jwt-secret, --api-key)
+    /// Start a throwaway hub (a child `rtctl serve` on a free loopback port, fresh secrets, a temporary
+    /// SQLite store) and bench it, ignoring --url, --jwt-secret and --api-key; none of your RTCTL_*
+    /// variables reach that hub
     #[arg(long)]
     pub spawn: bool,
+    /// With --spawn: the spawned hub fans out through this Redis, e.g. redis://127.0.0.1:6379
+    #[arg(long, requires = "spawn", value_name = "URL")]
+    pub spawn_redis_url: Option<String>,
+    /// With --spawn: the spawned hub stores in this PostgreSQL database instead of a temporary SQLite file
+    #[arg(long, requires = "spawn", value_name = "URL")]
+    pub spawn_database_url: Option<String>,
     /// The hub's process id, to report its CPU use (Linux /proc)
     #[arg(long, env = "RTCTL_HUB_PID")]
     pub hub_pid: Option<u32>,
@@ -175,7 +183,21 @@ impl BenchArgs {
 /// Runs the bench the flags describe and prints its summary.
 pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Result<Verdict> {
     let config = args.config()?;
-    let spawned = if args.spawn { Some(spawn_hub().await.context("spawn a hub")?) } else { None };
+    let spawned = if args.spawn {
+        let mut env = Vec::new();
+        if let Some(url) = &args.spawn_redis_url {
+            // A prefix of its own, so that a hub on a Redis that serves a deployment stays out of its
+            // groups and presence (and they out of the bench).
+            env.push(("RTCTL_REDIS_URL", url.clone()));
+            env.push(("RTCTL_REDIS_PREFIX", format!("rtctl-bench-{:016x}", rand::random::<u64>())));
+        }
+        if let Some(url) = &args.spawn_database_url {
+            env.push(("RTCTL_DATABASE_URL", url.clone()));
+        }
+        Some(spawn_hub(env).await.context("spawn a hub")?)
+    } else {
+        None
+    };
     let target = match &spawned {
         Some(hub) => {
             let mut target = Target::new(&hub.url, hub.jwt_secret.clone(), hub.api_key.clone()).await?;
@@ -270,9 +292,10 @@ impl SpawnedHub {
 }
 
 /// Starts a throwaway hub for `--spawn`: this binary's `rtctl serve` as a child process on a free
-/// loopback port, with fresh secrets and a temporary database. A separate process, so the bench's CPU
-/// and the hub's are measured apart, as they would be in production.
-async fn spawn_hub() -> anyhow::Result<SpawnedHub> {
+/// loopback port, with fresh secrets, a temporary database and `env` (the backends asked for) as its only
+/// `RTCTL_*` settings. A separate process, so the bench's CPU and the hub's are measured apart, as they
+/// would be in production.
+async fn spawn_hub(env: Vec<(&str, String)>) -> anyhow::Result<SpawnedHub> {
     let data_dir = tempfile::tempdir().context("create a data directory")?;
     // Bind then release a port: the child binds it again a moment later. A collision is possible in
     // principle and shows up as the child failing to start, with its message.
@@ -281,7 +304,17 @@ async fn spawn_hub() -> anyhow::Result<SpawnedHub> {
     let jwt_secret = crate::auth::random_secret();
     let api_key = crate::auth::random_secret();
     let exe = std::env::current_exe().context("find the rtctl binary")?;
-    let mut child = tokio::process::Command::new(exe)
+    let mut command = tokio::process::Command::new(exe);
+    // The throwaway hub is configured here and nowhere else: an RTCTL_* variable meant for the user's own
+    // hub (a production RTCTL_DATABASE_URL or RTCTL_REDIS_URL above all) must not reach it.
+    for (name, _) in std::env::vars_os() {
+        if name.as_encoded_bytes().starts_with(b"RTCTL_") {
+            command.env_remove(name);
+        }
+    }
+    // Through the environment, not the command line, where `ps` would show a password in the URL.
+    command.envs(env);
+    let mut child = command
         // No inbound rate limit: a chat member of a bench sends as fast as the run asks, and the bench
         // measures what the hub can carry, not its protection against a flooding client.
         .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--message-rate", "0"])
