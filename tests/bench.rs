@@ -427,6 +427,7 @@ async fn json_summary_has_every_documented_field() {
         ),
         ("latency_ms", &percentiles),
         ("completion_ms", &percentiles),
+        ("first_delivery_ms", &percentiles),
         ("publisher_lag_ms", &percentiles),
         ("bench", &["cpu_s", "wall_s", "cpu_cores", "includes_hub", "open_file_limit"]),
         (
@@ -602,6 +603,10 @@ fn assert_clean(summary: &Summary, expected: u64) {
         (latency["p50"].as_f64().unwrap(), latency["p99"].as_f64().unwrap(), latency["max"].as_f64().unwrap());
     assert!(0.0 < p50 && p50 <= p99 && p99 <= max && max < 1000.0, "implausible latencies {latency}");
     assert!(json["hub"]["memory_rss_before_bytes"].as_u64().unwrap() > 0, "hub memory from /api/v1/stats");
+    // Every message has a first and a last arrival, the first never after the last.
+    let (first, last) = (&summary.first_delivery_ms, &summary.completion_ms);
+    assert_eq!((first.count, last.count), (40, 40), "{json:#}");
+    assert!(0.0 < first.p50 && first.p50 <= last.p50 && first.max <= last.max, "first {first:?}, last {last:?}");
 }
 
 /// Fan-out against the real hub: 40 events to 20 subscribers, every one delivered once and in order.
@@ -613,7 +618,13 @@ async fn fanout_against_the_real_hub_loses_nothing() {
 /// The notify scenario against the real hub: 40 stored notifications, each reaching its one user.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_against_the_real_hub_loses_nothing() {
-    assert_clean(&bench_real_hub("notify", &["-n", "10"]).await, 40);
+    let summary = bench_real_hub("notify", &["-n", "10"]).await;
+    assert_clean(&summary, 40);
+    // One recipient per message: its first delivery is its last.
+    assert_eq!(
+        serde_json::to_value(&summary.first_delivery_ms).unwrap(),
+        serde_json::to_value(&summary.completion_ms).unwrap()
+    );
 }
 
 /// The chat scenario against the real hub: rooms of 4, every message to every member, sender included.

@@ -152,8 +152,9 @@ fn figures(h: &mut String, s: &Summary) {
 
 fn latency_table(h: &mut String, s: &Summary) {
     h.push_str("<h2>Latency (ms)</h2><table><tr><th></th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>");
-    let rows: [(&str, &Percentiles); 4] = [
+    let rows: [(&str, &Percentiles); 5] = [
         ("delivery", &s.latency_ms),
+        ("first delivery", &s.first_delivery_ms),
         ("broadcast completion", &s.completion_ms),
         ("publisher lag", &s.publisher_lag_ms),
         ("handshake", &s.connections.handshake_ms),

@@ -69,6 +69,7 @@ pub fn table(s: &Summary) -> String {
         );
         header(&mut t);
         row(&mut t, "delivery", &s.latency_ms);
+        row(&mut t, "first delivery", &s.first_delivery_ms);
         row(&mut t, "completion", &s.completion_ms);
         row(&mut t, "publisher lag", &s.publisher_lag_ms);
     } else {

@@ -170,7 +170,11 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         messages: message_counts(&shared),
         deliveries,
         latency_ms: Percentiles::from_histogram(&recorder.latency, 1.0),
-        completion_ms: Percentiles::from_histogram(&completion(&shared, schedule_start), 1.0),
+        completion_ms: Percentiles::from_histogram(&broadcast(&shared, schedule_start, Completion::last_delivery), 1.0),
+        first_delivery_ms: Percentiles::from_histogram(
+            &broadcast(&shared, schedule_start, Completion::first_delivery),
+            1.0,
+        ),
         publisher_lag_ms: Percentiles::from_histogram(&lag, 1.0),
         errors: recorder.errors.clone(),
         machine_limit,
@@ -425,13 +429,14 @@ fn account(shared: &Shared, outcomes: &[Outcome], measure_start: u64) -> Deliver
     }
 }
 
-/// Per measured message that reached anyone: the slowest subscriber's latency.
-fn completion(shared: &Shared, schedule_start: u64) -> Histogram<u64> {
+/// Per measured message that reached anyone: the latency of the delivery `pick` chooses (the slowest
+/// subscriber's for the completion, the fastest one's for the first delivery).
+fn broadcast(shared: &Shared, schedule_start: u64, pick: fn(&Completion, u64) -> Option<u64>) -> Histogram<u64> {
     let plan = &shared.plan;
     let mut hist = latency_histogram();
     for seq in plan.warmup..plan.total {
-        if let Some(last) = shared.completion.last_delivery(seq) {
-            hist.saturating_record(last.saturating_sub(schedule_start + plan.offset_ns(seq)));
+        if let Some(arrival) = pick(&shared.completion, seq) {
+            hist.saturating_record(arrival.saturating_sub(schedule_start + plan.offset_ns(seq)));
         }
     }
     hist

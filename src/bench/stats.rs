@@ -220,12 +220,14 @@ impl Sends {
     }
 }
 
-/// Per message, the bench-clock time its last delivery arrived (0: none yet).
+/// Per message, the bench-clock times its first and last deliveries arrived (`u64::MAX` and 0: none
+/// yet).
 ///
 /// One array per worker thread (a subscriber writes to its worker's lane): during a broadcast every
-/// delivery raises the message's time, and a single shared slot would bounce between the cores.
+/// delivery moves the message's times, and a single shared slot would bounce between the cores.
 pub struct Completion {
-    lanes: Vec<Vec<AtomicU64>>,
+    lasts: Vec<Vec<AtomicU64>>,
+    firsts: Vec<Vec<AtomicU64>>,
     /// Measured deliveries so far, per lane (to end the drain early and for progress).
     counts: Vec<AtomicU64>,
 }
@@ -234,33 +236,39 @@ impl Completion {
     pub fn new(messages: u64, lanes: usize) -> Self {
         let lanes = lanes.max(1);
         Self {
-            lanes: (0..lanes).map(|_| (0..messages).map(|_| AtomicU64::new(0)).collect()).collect(),
+            lasts: (0..lanes).map(|_| (0..messages).map(|_| AtomicU64::new(0)).collect()).collect(),
+            firsts: (0..lanes).map(|_| (0..messages).map(|_| AtomicU64::new(u64::MAX)).collect()).collect(),
             counts: (0..lanes).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
     /// Subscriber `key`'s delivery of message `seq` at `recv_ns`.
     pub fn delivered(&self, key: u64, seq: u64, recv_ns: u64) {
-        let lane = lane(key, self.lanes.len());
-        if let Some(slot) = self.lanes[lane].get(seq as usize) {
+        let lane = lane(key, self.lasts.len());
+        if let Some(slot) = self.lasts[lane].get(seq as usize) {
             slot.fetch_max(recv_ns, Ordering::Relaxed);
+            self.firsts[lane][seq as usize].fetch_min(recv_ns, Ordering::Relaxed);
         }
         self.counts[lane].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn last_delivery(&self, seq: u64) -> Option<u64> {
-        self.lanes
-            .iter()
-            .filter_map(|lane| lane.get(seq as usize))
-            .map(|slot| slot.load(Ordering::Relaxed))
-            .max()
-            .filter(|&t| t != 0)
+        arrivals(&self.lasts, seq).max().filter(|&t| t != 0)
+    }
+
+    pub fn first_delivery(&self, seq: u64) -> Option<u64> {
+        arrivals(&self.firsts, seq).min().filter(|&t| t != u64::MAX)
     }
 
     /// Measured deliveries so far.
     pub fn count(&self) -> u64 {
         self.counts.iter().map(|count| count.load(Ordering::Relaxed)).sum()
     }
+}
+
+/// Message `seq`'s slot in every lane.
+fn arrivals(lanes: &[Vec<AtomicU64>], seq: u64) -> impl Iterator<Item = u64> + '_ {
+    lanes.iter().filter_map(move |lane| lane.get(seq as usize)).map(|slot| slot.load(Ordering::Relaxed))
 }
 
 #[cfg(test)]
@@ -316,15 +324,16 @@ mod tests {
         assert!(!s.ordered(1, 2), "1 is not acknowledged");
     }
 
-    /// Completion keeps the slowest subscriber's arrival per message.
+    /// Completion keeps the fastest and the slowest subscriber's arrival per message, over both lanes.
     #[test]
-    fn completion_keeps_the_last_arrival() {
+    fn completion_keeps_the_first_and_last_arrivals() {
         let c = Completion::new(2, 2);
-        c.delivered(0, 0, 10);
+        c.delivered(0, 0, 20);
         c.delivered(1, 0, 30);
-        c.delivered(2, 0, 20);
-        assert_eq!(c.count(), 3);
-        assert_eq!(c.last_delivery(0), Some(30));
-        assert_eq!(c.last_delivery(1), None);
+        c.delivered(3, 0, 10);
+        c.delivered(2, 0, 25);
+        assert_eq!(c.count(), 4);
+        assert_eq!((c.first_delivery(0), c.last_delivery(0)), (Some(10), Some(30)));
+        assert_eq!((c.first_delivery(1), c.last_delivery(1)), (None, None));
     }
 }

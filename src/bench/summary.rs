@@ -33,6 +33,10 @@ pub struct Summary {
     pub latency_ms: Percentiles,
     /// Per message: the slowest subscriber's receive time minus the intended send time.
     pub completion_ms: Percentiles,
+    /// Per message: the fastest subscriber's receive time minus the intended send time (the way in
+    /// through the hub, without the width of the fan-out). Absent from summaries before it was added.
+    #[serde(default)]
+    pub first_delivery_ms: Percentiles,
     /// Per message: actual minus intended send time; large values mean the bench (or the HTTP API) fell behind.
     pub publisher_lag_ms: Percentiles,
     /// Errors by kind: `refused`, `timeout`, `reset`, `http_<status>` (upgrade refused), `close_<code>` (the hub
@@ -285,6 +289,8 @@ impl Summary {
             "completion_p50" => return pick(done, done.p50),
             "completion_p99" => return pick(done, done.p99),
             "completion_max" => return pick(done, done.max),
+            "first_delivery_p50" => return pick(&self.first_delivery_ms, self.first_delivery_ms.p50),
+            "first_delivery_p99" => return pick(&self.first_delivery_ms, self.first_delivery_ms.p99),
             "handshake_p99" => return pick(shake, shake.p99),
             "publisher_lag_p99" => return pick(lag, lag.p99),
             "publisher_lag_max" => return pick(lag, lag.max),

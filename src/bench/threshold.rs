@@ -64,6 +64,8 @@ const METRICS: &[(&str, Kind)] = &[
     ("completion_p50", Kind::Duration),
     ("completion_p99", Kind::Duration),
     ("completion_max", Kind::Duration),
+    ("first_delivery_p50", Kind::Duration),
+    ("first_delivery_p99", Kind::Duration),
     ("handshake_p99", Kind::Duration),
     ("publisher_lag_p99", Kind::Duration),
     ("publisher_lag_max", Kind::Duration),
