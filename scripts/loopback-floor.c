@@ -8,8 +8,13 @@
 // with epoll and `recv` on RECV_THREADS threads, as the bench does. Broadcasts go out open-loop at
 // RATE/s for SECS seconds; latency is receive time minus intended send time on one monotonic clock.
 //
+// By default sender thread i writes sockets i, i+T, i+2T... and receiver thread i watches the same ones,
+// so a sender only ever wakes one receiver's epoll. SEND_CONTIGUOUS=1 gives each sender a contiguous
+// range instead, as rtctl's hub splits a broadcast into chunks of members, and RECV_CONTIGUOUS=1 does
+// the same for the receivers (rtctl's bench deals its sockets out one by one, like the default).
+//
 //   cc -O2 -pthread scripts/loopback-floor.c -o /tmp/loopback-floor
-//   RATE=10 SECS=10 /tmp/loopback-floor N SEND_THREADS RECV_THREADS
+//   RATE=10 SECS=10 [SEND_CONTIGUOUS=1] [RECV_CONTIGUOUS=1] /tmp/loopback-floor N SEND_THREADS RECV_THREADS
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -37,6 +42,17 @@ struct msg {
 };
 
 static int n = 10000, rate = 10, secs = 10, send_threads = 2, recv_threads = 2;
+static int send_contiguous, recv_contiguous;
+
+// The sockets thread `index` of `threads` handles: every threads-th one, or one contiguous range.
+static int next_socket(int i, int index, int threads, int contiguous) {
+    if (!contiguous) return i + threads;
+    return i + 1 < (long)n * (index + 1) / threads ? i + 1 : n;
+}
+
+static int first_socket(int index, int threads, int contiguous) {
+    return contiguous ? (int)((long)n * index / threads) : index;
+}
 static int *server_fds, *client_fds;
 static uint64_t start_ns;
 static uint64_t *latencies, *completions;
@@ -66,7 +82,8 @@ static void *sender(void *arg) {
         memset(&m, 'x', sizeof m);
         m.intended_ns = intended;
         m.seq = seq;
-        for (int i = first; i < n; i += send_threads)
+        for (int i = first_socket(first, send_threads, send_contiguous); i < n;
+             i = next_socket(i, first, send_threads, send_contiguous))
             if (send(server_fds[i], &m, sizeof m, MSG_DONTWAIT) != sizeof m) die("send");
     }
     return 0;
@@ -75,7 +92,8 @@ static void *sender(void *arg) {
 static void *receiver(void *arg) {
     long first = (long)arg, expected = 0, count = 0;
     int ep = epoll_create1(0);
-    for (int i = first; i < n; i += recv_threads) {
+    for (int i = first_socket(first, recv_threads, recv_contiguous); i < n;
+         i = next_socket(i, first, recv_threads, recv_contiguous)) {
         struct epoll_event e = {.events = EPOLLIN | EPOLLET, .data.fd = client_fds[i]};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, client_fds[i], &e)) die("epoll_ctl");
         expected += (long)rate * secs;
@@ -122,6 +140,8 @@ static double ms_at(uint64_t *sorted, long count, double quantile) {
 int main(int argc, char **argv) {
     if (getenv("RATE")) rate = atoi(getenv("RATE"));
     if (getenv("SECS")) secs = atoi(getenv("SECS"));
+    send_contiguous = getenv("SEND_CONTIGUOUS") && atoi(getenv("SEND_CONTIGUOUS"));
+    recv_contiguous = getenv("RECV_CONTIGUOUS") && atoi(getenv("RECV_CONTIGUOUS"));
     if (argc > 1) n = atoi(argv[1]);
     if (argc > 2) send_threads = atoi(argv[2]);
     if (argc > 3) recv_threads = atoi(argv[3]);
@@ -152,9 +172,10 @@ int main(int argc, char **argv) {
         for (int k = 0; k < recv_threads; k++) pthread_join(threads[k], 0);
         qsort(latencies, latency_count, sizeof *latencies, by_value);
         qsort(completions, rate * secs, sizeof *completions, by_value);
-        printf("floor %d sockets x %d/s (%d send, %d receive threads): %ld/%ld received, latency p50 %.2f p99 %.2f "
-               "max %.2f ms, completion p50 %.2f ms\n",
-               n, rate, send_threads, recv_threads, latency_count, (long)n * rate * secs,
+        printf("floor %d sockets x %d/s (%d send%s, %d receive threads%s): %ld/%ld received, latency p50 %.2f "
+               "p99 %.2f max %.2f ms, completion p50 %.2f ms\n",
+               n, rate, send_threads, send_contiguous ? " contiguous" : "", recv_threads,
+               recv_contiguous ? " contiguous" : "", latency_count, (long)n * rate * secs,
                ms_at(latencies, latency_count, 0.5), ms_at(latencies, latency_count, 0.99),
                ms_at(latencies, latency_count, 1.0), ms_at(completions, rate * secs, 0.5));
         exit(0);
