@@ -551,7 +551,10 @@ async fn spawn_backends_reach_the_spawned_hub() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{flag}: {stderr}");
-        assert!(stderr.contains("the spawned hub exited at start"), "{flag}: {stderr}");
+        // One line: the bench's error, with the hub's reason in it.
+        let reason = if flag == "--spawn-redis-url" { "redis" } else { "database" };
+        assert_eq!(stderr.lines().count(), 1, "{flag}: {stderr}");
+        assert!(stderr.contains("the spawned hub exited at start") && stderr.contains(reason), "{flag}: {stderr}");
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
             .args(["bench", "fanout", flag, url])
             .output()

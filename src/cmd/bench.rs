@@ -2,9 +2,11 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::bench::{self, Config, Scenario, Summary, Target, Threshold};
 
@@ -325,23 +327,66 @@ async fn spawn_hub(env: Vec<(&str, String)>) -> anyhow::Result<SpawnedHub> {
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .context("start rtctl serve")?;
     let pid = child.id();
+    let stderr = HubStderr::forward(child.stderr.take().expect("stderr is piped"));
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = child.try_wait()? {
-            bail!("the spawned hub exited at start with {status}");
+            bail!("the spawned hub exited at start with {status}{}", stderr.why().await);
         }
         if client.get(format!("{url}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
             break;
         }
         if tokio::time::Instant::now() > deadline {
-            bail!("the spawned hub did not become ready within 15 s");
+            bail!("the spawned hub did not become ready within 15 s{}", stderr.why().await);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    stderr.pass_through();
     Ok(SpawnedHub { url, jwt_secret, api_key, pid, child, _data_dir: data_dir })
+}
+
+/// The spawned hub's stderr: held back while it starts, so that a hub that cannot start is reported in
+/// the bench's one error line, then passed through (its warnings during the run).
+struct HubStderr {
+    held: Arc<Mutex<Option<Vec<String>>>>,
+    forwarder: tokio::task::JoinHandle<()>,
+}
+
+impl HubStderr {
+    fn forward(stderr: tokio::process::ChildStderr) -> Self {
+        let held = Arc::new(Mutex::new(Some(Vec::new())));
+        let sink = Arc::clone(&held);
+        let forwarder = tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                match sink.lock().expect("stderr lock poisoned").as_mut() {
+                    Some(held) => held.push(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        });
+        Self { held, forwarder }
+    }
+
+    /// The hub is up: what it said while starting goes out now, and the rest as it comes.
+    fn pass_through(&self) {
+        for line in self.held.lock().expect("stderr lock poisoned").take().unwrap_or_default() {
+            eprintln!("{line}");
+        }
+    }
+
+    /// What the hub said before it failed, as `: reason` (without its own `rtctl: ` prefix), or nothing.
+    async fn why(self) -> String {
+        // An exited hub's stderr ends at once; a hung one is not waited for.
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.forwarder).await;
+        let held = self.held.lock().expect("stderr lock poisoned").take().unwrap_or_default();
+        let reasons: Vec<&str> = held.iter().map(|line| line.strip_prefix("rtctl: ").unwrap_or(line)).collect();
+        if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join("; ")) }
+    }
 }
