@@ -615,7 +615,13 @@ fn assert_clean(summary: &Summary, expected: u64) {
 /// Fan-out against the real hub: 40 events to 20 subscribers, every one delivered once and in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fanout_against_the_real_hub_loses_nothing() {
-    assert_clean(&bench_real_hub("fanout", &["-n", "20"]).await, 40 * 20);
+    let summary = bench_real_hub("fanout", &["-n", "20"]).await;
+    assert_clean(&summary, 40 * 20);
+    // The table says what was benched, as `/api/v1/stats` reported it.
+    let store = summary.hub.store.clone().expect("the hub reports its store");
+    assert!(store == "sqlite" || store == "postgres", "{store}");
+    let table = rtctl::bench::table(&summary);
+    assert!(table.contains(&format!("memory layer, {store} store")), "{table}");
 }
 
 /// The notify scenario against the real hub: 40 stored notifications, each reaching its one user.

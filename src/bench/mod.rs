@@ -43,7 +43,7 @@ mod ws;
 
 pub use html::write_html;
 pub use limits::parse_source_ips;
-pub use report::print_table;
+pub use report::{print_table, table};
 pub use run::{find_max, run};
 pub use scenario::Scenario;
 pub use summary::Summary;

@@ -184,6 +184,9 @@ fn hub_line(s: &Summary) -> Option<String> {
     let h = &s.hub;
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     let mut parts = Vec::new();
+    if let (Some(layer), Some(store)) = (&h.layer, &h.store) {
+        parts.push(format!("{layer} layer, {store} store"));
+    }
     if let Some(cores) = h.cpu_cores {
         parts.push(format!("CPU {cores:.2} cores"));
     }
