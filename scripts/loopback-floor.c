@@ -8,8 +8,9 @@
 // with epoll and `recv` on RECV_THREADS threads, as the bench does. Broadcasts go out open-loop at
 // RATE/s for SECS seconds; latency is receive time minus intended send time on one monotonic clock.
 //
-// By default sender thread i writes sockets i, i+T, i+2T... and receiver thread i watches the same ones,
-// so a sender only ever wakes one receiver's epoll. SEND_CONTIGUOUS=1 gives each sender a contiguous
+// By default sender thread i writes sockets i, i+T, i+2T... and receiver thread i watches every R-th
+// one from i, so with as many senders as receivers (the rows floor.sh runs) a sender only ever wakes
+// one receiver's epoll. SEND_CONTIGUOUS=1 gives each sender a contiguous
 // range instead, as rtctl's hub splits a broadcast into chunks of members, and RECV_CONTIGUOUS=1 does
 // the same for the receivers (rtctl's bench deals its sockets out one by one, like the default).
 //
@@ -44,14 +45,18 @@ struct msg {
 static int n = 10000, rate = 10, secs = 10, send_threads = 2, recv_threads = 2;
 static int send_contiguous, recv_contiguous;
 
-// The sockets thread `index` of `threads` handles: every threads-th one, or one contiguous range.
-static int next_socket(int i, int index, int threads, int contiguous) {
-    if (!contiguous) return i + threads;
-    return i + 1 < (long)n * (index + 1) / threads ? i + 1 : n;
+// The sockets thread `index` of `threads` handles: every threads-th one from `index`, or one contiguous
+// range; `i` runs from socket_first() while below socket_end(), stepping with socket_next().
+static int socket_first(int index, int threads, int contiguous) {
+    return contiguous ? (int)((long)n * index / threads) : index;
 }
 
-static int first_socket(int index, int threads, int contiguous) {
-    return contiguous ? (int)((long)n * index / threads) : index;
+static int socket_end(int index, int threads, int contiguous) {
+    return contiguous ? (int)((long)n * (index + 1) / threads) : n;
+}
+
+static int socket_next(int i, int threads, int contiguous) {
+    return contiguous ? i + 1 : i + threads;
 }
 static int *server_fds, *client_fds;
 static uint64_t start_ns;
@@ -82,8 +87,9 @@ static void *sender(void *arg) {
         memset(&m, 'x', sizeof m);
         m.intended_ns = intended;
         m.seq = seq;
-        for (int i = first_socket(first, send_threads, send_contiguous); i < n;
-             i = next_socket(i, first, send_threads, send_contiguous))
+        int end = socket_end(first, send_threads, send_contiguous);
+        for (int i = socket_first(first, send_threads, send_contiguous); i < end;
+             i = socket_next(i, send_threads, send_contiguous))
             if (send(server_fds[i], &m, sizeof m, MSG_DONTWAIT) != sizeof m) die("send");
     }
     return 0;
@@ -92,8 +98,9 @@ static void *sender(void *arg) {
 static void *receiver(void *arg) {
     long first = (long)arg, expected = 0, count = 0;
     int ep = epoll_create1(0);
-    for (int i = first_socket(first, recv_threads, recv_contiguous); i < n;
-         i = next_socket(i, first, recv_threads, recv_contiguous)) {
+    int end = socket_end(first, recv_threads, recv_contiguous);
+    for (int i = socket_first(first, recv_threads, recv_contiguous); i < end;
+         i = socket_next(i, recv_threads, recv_contiguous)) {
         struct epoll_event e = {.events = EPOLLIN | EPOLLET, .data.fd = client_fds[i]};
         if (epoll_ctl(ep, EPOLL_CTL_ADD, client_fds[i], &e)) die("epoll_ctl");
         expected += (long)rate * secs;

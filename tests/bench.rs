@@ -560,8 +560,40 @@ async fn spawn_backends_reach_the_spawned_hub() {
             .output()
             .await
             .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{flag} without --spawn");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flag} without --spawn: {stderr}");
+        assert!(stderr.contains(&format!("{flag} is for the hub --spawn starts")), "{stderr}");
     }
+}
+
+/// The spawned hub's backends may come from the environment, which keeps a password out of `ps`;
+/// there they do not stop a run that spawns no hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_backends_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "fanout", "--spawn", "-n", "2", "--messages", "2", "-q"])
+        .env("RTCTL_BENCH_SPAWN_REDIS_URL", "redis://:sekrit@127.0.0.1:9")
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("redis") && !stderr.contains("sekrit"), "{stderr}");
+    let help = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "--help"])
+        .env("RTCTL_BENCH_SPAWN_DATABASE_URL", "postgres://u:sekrit@db/x")
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("RTCTL_BENCH_SPAWN_DATABASE_URL") && !help.contains("sekrit"), "{help}");
+    let hub = fake_hub(Fault::None).await;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"));
+    command.args(["bench", "fanout", "--url", &hub, "-n", "5", "-r", "100"]).args(SHORT_RUN);
+    let out = command.env("RTCTL_BENCH_SPAWN_REDIS_URL", "redis://127.0.0.1:9").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// Runs one scenario in-process against a real hub started on port 0, with `extra` flags.

@@ -223,8 +223,9 @@ impl Sends {
 /// Per message, the bench-clock times its first and last deliveries arrived (`u64::MAX` and 0: none
 /// yet).
 ///
-/// One array per worker thread (a subscriber writes to its worker's lane): during a broadcast every
-/// delivery moves the message's times, and a single shared slot would bounce between the cores.
+/// Two arrays (first, last) per worker thread, 16 bytes per message and worker (a subscriber writes to
+/// its worker's lane): during a broadcast every delivery moves the message's times, and a single shared
+/// slot would bounce between the cores.
 pub struct Completion {
     lasts: Vec<Vec<AtomicU64>>,
     firsts: Vec<Vec<AtomicU64>>,

@@ -10,6 +10,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::bench::{self, Config, Scenario, Summary, Target, Threshold};
 
+/// Where `--spawn-redis-url` and `--spawn-database-url` may come from instead, so that a password in
+/// them stays off the command line (and out of `ps`).
+const SPAWN_REDIS_URL_VAR: &str = "RTCTL_BENCH_SPAWN_REDIS_URL";
+const SPAWN_DATABASE_URL_VAR: &str = "RTCTL_BENCH_SPAWN_DATABASE_URL";
+
 /// Thresholds `--find-max` uses when none are given.
 const FIND_MAX_DEFAULT_THRESHOLDS: [&str; 2] = ["loss=0", "p99<1s"];
 
@@ -35,10 +40,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub spawn: bool,
     /// With --spawn: the spawned hub fans out through this Redis, e.g. redis://127.0.0.1:6379
-    #[arg(long, requires = "spawn", value_name = "URL")]
+    #[arg(long, value_name = "URL", env = SPAWN_REDIS_URL_VAR, hide_env_values = true)]
     pub spawn_redis_url: Option<String>,
     /// With --spawn: the spawned hub stores in this PostgreSQL database instead of a temporary SQLite file
-    #[arg(long, requires = "spawn", value_name = "URL")]
+    #[arg(long, value_name = "URL", env = SPAWN_DATABASE_URL_VAR, hide_env_values = true)]
     pub spawn_database_url: Option<String>,
     /// The hub's process id, to report its CPU use (Linux /proc)
     #[arg(long, env = "RTCTL_HUB_PID")]
@@ -147,6 +152,19 @@ impl BenchArgs {
         }
         if self.connect_rate.is_nan() || self.connect_rate <= 0.0 {
             bail!("--connect-rate must be positive");
+        }
+        if !self.spawn {
+            let backends = [
+                ("--spawn-redis-url", SPAWN_REDIS_URL_VAR, &self.spawn_redis_url),
+                ("--spawn-database-url", SPAWN_DATABASE_URL_VAR, &self.spawn_database_url),
+            ];
+            for (flag, var, value) in backends {
+                // From the environment it is a setting for spawned hubs, and this run spawns none; on
+                // the command line it is a mistake.
+                if value.is_some() && std::env::var(var).ok() != *value {
+                    bail!("{flag} is for the hub --spawn starts: add --spawn, or bench your hub without it");
+                }
+            }
         }
         if self.find_max && (self.find_max_factor.is_nan() || self.find_max_factor <= 1.0) {
             bail!("--find-max-factor must be greater than 1");
@@ -271,6 +289,8 @@ pub struct SpawnedHub {
     pub pid: Option<u32>,
     /// The `rtctl serve` child process.
     child: tokio::process::Child,
+    /// Its stderr, passed through.
+    stderr: HubStderr,
     /// The hub's working directory (its config file and database), removed after it stopped.
     _data_dir: tempfile::TempDir,
 }
@@ -286,6 +306,8 @@ impl SpawnedHub {
             .await
             .context("the spawned hub did not stop within 15 s")?
             .context("wait for the spawned hub")?;
+        // Whatever it said while stopping is out before the bench's own last words.
+        self.stderr.finish().await;
         if !status.success() {
             bail!("the spawned hub exited with {status}");
         }
@@ -348,7 +370,7 @@ async fn spawn_hub(env: Vec<(&str, String)>) -> anyhow::Result<SpawnedHub> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stderr.pass_through();
-    Ok(SpawnedHub { url, jwt_secret, api_key, pid, child, _data_dir: data_dir })
+    Ok(SpawnedHub { url, jwt_secret, api_key, pid, child, stderr, _data_dir: data_dir })
 }
 
 /// The spawned hub's stderr: held back while it starts, so that a hub that cannot start is reported in
@@ -363,8 +385,13 @@ impl HubStderr {
         let held = Arc::new(Mutex::new(Some(Vec::new())));
         let sink = Arc::clone(&held);
         let forwarder = tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let mut reader = BufReader::new(stderr);
+            let mut raw = Vec::new();
+            // Bytes, not `lines()`: one line that is not UTF-8 must not end the forwarding (the hub's
+            // next write would then fail on a closed pipe).
+            while reader.read_until(b'\n', &mut raw).await.is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
+                raw.clear();
                 match sink.lock().expect("stderr lock poisoned").as_mut() {
                     Some(held) => held.push(line),
                     None => eprintln!("{line}"),
@@ -381,10 +408,18 @@ impl HubStderr {
         }
     }
 
+    /// Waits (briefly) until the hub's stderr ended: an exited hub's ends at once.
+    async fn finish(&mut self) {
+        if tokio::time::timeout(Duration::from_secs(1), &mut self.forwarder).await.is_err() {
+            // A hung hub is not waited for, and what it says later is not printed apart from the
+            // bench's error.
+            self.forwarder.abort();
+        }
+    }
+
     /// What the hub said before it failed, as `: reason` (without its own `rtctl: ` prefix), or nothing.
-    async fn why(self) -> String {
-        // An exited hub's stderr ends at once; a hung one is not waited for.
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.forwarder).await;
+    async fn why(mut self) -> String {
+        self.finish().await;
         let held = self.held.lock().expect("stderr lock poisoned").take().unwrap_or_default();
         let reasons: Vec<&str> = held.iter().map(|line| line.strip_prefix("rtctl: ").unwrap_or(line)).collect();
         if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join("; ")) }
