@@ -61,9 +61,9 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         mint: Mint::new(&target.jwt_secret),
         // One shard per worker: subscriber `key` is accounted on worker `key % count`, which is shard
         // `key % count` too, so deliveries lock only their own thread's shard and its histograms stay
-        // in that core's cache (the publisher locks one for an error now and then). With 64 shards each delivery touched a cold 180 KiB histogram, and
-        // every timeline slice allocated 64 more histograms inside the receive path (page faults that
-        // delayed the reads behind them).
+        // in that core's cache (the publisher locks one for an error now and then). With 64 shards each
+        // delivery touched a cold 180 KiB histogram, and every timeline slice allocated 64 more
+        // histograms inside the receive path (page faults that delayed the reads behind them).
         shards: Shards::new(workers.count(), slice),
         completion: Completion::new(plan.total, workers.count()),
         status: (0..plan.total).map(|_| AtomicU8::new(PENDING)).collect(),

@@ -222,7 +222,6 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
         Some(hub) => {
             let mut target = Target::new(&hub.url, hub.jwt_secret.clone(), hub.api_key.clone()).await?;
             target.pid = hub.pid;
-            target.in_process = hub.pid.is_none();
             target
         }
         None => {
@@ -284,8 +283,8 @@ pub struct SpawnedHub {
     pub url: String,
     pub jwt_secret: String,
     pub api_key: String,
-    /// The hub's process id when it runs in its own process (then its CPU is reported apart from the
-    /// bench's); `None` when it runs inside this one.
+    /// The child's process id, so that its CPU is reported apart from the bench's (`None` only if it
+    /// had already exited when it was read).
     pub pid: Option<u32>,
     /// The `rtctl serve` child process.
     child: tokio::process::Child,
