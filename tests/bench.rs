@@ -654,6 +654,30 @@ async fn fanout_against_the_real_hub_loses_nothing() {
     assert!(store == "sqlite" || store == "postgres", "{store}");
     let table = rtctl::bench::table(&summary);
     assert!(table.contains(&format!("memory layer, {store} store")), "{table}");
+    // Every latency row's p50 ends under the header's, the longest label ("first delivery") included.
+    // Compared on the text as seen, without colour codes (a terminal running the tests gets them).
+    let mut plain = String::new();
+    let mut rest = table.as_str();
+    while let Some(at) = rest.find('\x1b') {
+        plain.push_str(&rest[..at]);
+        rest = rest[at..].split_once('m').map_or("", |(_, after)| after);
+    }
+    plain.push_str(rest);
+    let table = plain;
+    let column_end = |line: &str, at: &str| line.find(at).map(|start| start + at.len());
+    let header = table.lines().find(|line| line.contains("latency (ms)")).expect("a latency header");
+    let p50_end = column_end(header, "p50").expect("a p50 column");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|line| {
+            ["  delivery ", "  first delivery ", "  completion ", "  handshake "].iter().any(|l| line.starts_with(l))
+        })
+        .collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for line in rows {
+        let p50 = line.split_whitespace().find(|word| word.parse::<f64>().is_ok()).expect("a figure");
+        assert_eq!(column_end(line, p50), Some(p50_end), "{table}");
+    }
 }
 
 /// The notify scenario against the real hub: 40 stored notifications, each reaching its one user.

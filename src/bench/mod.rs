@@ -53,6 +53,8 @@ pub use threshold::Threshold;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use indicatif::MultiProgress;
+
 /// A validated bench run, built once from the command line.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -81,6 +83,7 @@ pub struct Config {
     pub drain: Duration,
     pub source_ips: Vec<IpAddr>,
     pub thresholds: Vec<Threshold>,
-    /// Show progress bars (on stderr).
-    pub progress: bool,
+    /// Where progress bars are drawn (on stderr), or `None` for none. Anything else printed to stderr
+    /// while a run is under way goes through [`MultiProgress::suspend`], so it does not draw over them.
+    pub progress: Option<MultiProgress>,
 }

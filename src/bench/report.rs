@@ -140,7 +140,7 @@ pub fn table(s: &Summary) -> String {
 fn header(t: &mut String) {
     let _ = writeln!(
         t,
-        "\n{:<15}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        "\n{:<17}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
         "latency (ms)".bold(),
         "p50",
         "p90",
@@ -153,12 +153,12 @@ fn header(t: &mut String) {
 
 fn row(t: &mut String, name: &str, p: &Percentiles) {
     if p.count == 0 {
-        let _ = writeln!(t, "  {name:<13}{:>9}", "-");
+        let _ = writeln!(t, "  {name:<15}{:>9}", "-");
         return;
     }
     let _ = writeln!(
         t,
-        "  {name:<13}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
+        "  {name:<15}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
         p.p50, p.p90, p.p99, p.p99_9, p.max, p.mean
     );
 }

@@ -214,7 +214,7 @@ pub async fn find_max(config: &Config, target: &Target, factor: f64, max_steps: 
     let mut first: Option<Summary> = None;
     let mut rate = config.rate;
     for step in 1..=max_steps {
-        if config.progress {
+        if config.progress.is_some() {
             eprintln!("find-max step {step}/{max_steps}: {rate:.0} msg/s");
         }
         let summary = run(&Config { rate, ..config.clone() }, target).await?;
@@ -377,10 +377,10 @@ async fn drain(config: &Config, shared: &Shared, alive_per_group: &[u64]) {
 }
 
 fn progress(config: &Config, length: u64, what: &'static str) -> ProgressBar {
-    if !config.progress {
+    let Some(console) = &config.progress else {
         return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(length);
+    };
+    let bar = console.add(ProgressBar::new(length));
     let style = ProgressStyle::with_template("{prefix:>11} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
         .expect("the template is valid")
         .progress_chars("=> ");

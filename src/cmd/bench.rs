@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use indicatif::MultiProgress;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::bench::{self, Config, Scenario, Summary, Target, Threshold};
@@ -195,7 +196,7 @@ impl BenchArgs {
             drain: self.drain,
             source_ips: self.source_ips.as_deref().map(bench::parse_source_ips).transpose()?.unwrap_or_default(),
             thresholds,
-            progress: !self.quiet,
+            progress: (!self.quiet).then(MultiProgress::new),
         })
     }
 }
@@ -214,7 +215,7 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
         if let Some(url) = &args.spawn_database_url {
             env.push(("RTCTL_DATABASE_URL", url.clone()));
         }
-        Some(spawn_hub(env).await.context("spawn a hub")?)
+        Some(spawn_hub(env, config.progress.clone()).await.context("spawn a hub")?)
     } else {
         None
     };
@@ -318,7 +319,7 @@ impl SpawnedHub {
 /// loopback port, with fresh secrets, a temporary database and `env` (the backends asked for) as its only
 /// `RTCTL_*` settings. A separate process, so the bench's CPU and the hub's are measured apart, as they
 /// would be in production.
-async fn spawn_hub(env: Vec<(&str, String)>) -> anyhow::Result<SpawnedHub> {
+async fn spawn_hub(env: Vec<(&str, String)>, console: Option<MultiProgress>) -> anyhow::Result<SpawnedHub> {
     let data_dir = tempfile::tempdir().context("create a data directory")?;
     // Bind then release a port: the child binds it again a moment later. A collision is possible in
     // principle and shows up as the child failing to start, with its message.
@@ -368,21 +369,38 @@ async fn spawn_hub(env: Vec<(&str, String)>) -> anyhow::Result<SpawnedHub> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stderr.pass_through();
+    stderr.pass_through(console);
     Ok(SpawnedHub { url, jwt_secret, api_key, pid, child, stderr, _data_dir: data_dir })
 }
 
 /// The spawned hub's stderr: held back while it starts, so that a hub that cannot start is reported in
 /// the bench's one error line, then passed through (its warnings during the run).
 struct HubStderr {
-    held: Arc<Mutex<Option<Vec<String>>>>,
+    sink: Arc<Mutex<Sink>>,
     forwarder: tokio::task::JoinHandle<()>,
+}
+
+/// Where the hub's stderr lines go.
+enum Sink {
+    /// Kept while the hub starts.
+    Held(Vec<String>),
+    /// Printed as they come; above the progress bars when there are some, not drawn over by them.
+    Through(Option<MultiProgress>),
+}
+
+impl Sink {
+    fn print(console: Option<&MultiProgress>, line: &str) {
+        match console {
+            Some(console) => console.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
 }
 
 impl HubStderr {
     fn forward(stderr: tokio::process::ChildStderr) -> Self {
-        let held = Arc::new(Mutex::new(Some(Vec::new())));
-        let sink = Arc::clone(&held);
+        let sink = Arc::new(Mutex::new(Sink::Held(Vec::new())));
+        let shared = Arc::clone(&sink);
         let forwarder = tokio::spawn(async move {
             let mut reader = BufReader::new(stderr);
             let mut raw = Vec::new();
@@ -391,20 +409,24 @@ impl HubStderr {
             while reader.read_until(b'\n', &mut raw).await.is_ok_and(|n| n > 0) {
                 let line = String::from_utf8_lossy(&raw).trim_end().to_owned();
                 raw.clear();
-                match sink.lock().expect("stderr lock poisoned").as_mut() {
-                    Some(held) => held.push(line),
-                    None => eprintln!("{line}"),
+                match &mut *shared.lock().expect("stderr lock poisoned") {
+                    Sink::Held(held) => held.push(line),
+                    Sink::Through(console) => Sink::print(console.as_ref(), &line),
                 }
             }
         });
-        Self { held, forwarder }
+        Self { sink, forwarder }
     }
 
     /// The hub is up: what it said while starting goes out now, and the rest as it comes.
-    fn pass_through(&self) {
-        for line in self.held.lock().expect("stderr lock poisoned").take().unwrap_or_default() {
-            eprintln!("{line}");
+    fn pass_through(&self, console: Option<MultiProgress>) {
+        let mut sink = self.sink.lock().expect("stderr lock poisoned");
+        if let Sink::Held(held) = &*sink {
+            for line in held {
+                Sink::print(console.as_ref(), line);
+            }
         }
+        *sink = Sink::Through(console);
     }
 
     /// Waits (briefly) until the hub's stderr ended: an exited hub's ends at once.
@@ -419,7 +441,11 @@ impl HubStderr {
     /// What the hub said before it failed, as `: reason` (without its own `rtctl: ` prefix), or nothing.
     async fn why(mut self) -> String {
         self.finish().await;
-        let held = self.held.lock().expect("stderr lock poisoned").take().unwrap_or_default();
+        let held =
+            match std::mem::replace(&mut *self.sink.lock().expect("stderr lock poisoned"), Sink::Held(Vec::new())) {
+                Sink::Held(held) => held,
+                Sink::Through(_) => Vec::new(),
+            };
         let reasons: Vec<&str> = held.iter().map(|line| line.strip_prefix("rtctl: ").unwrap_or(line)).collect();
         if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join("; ")) }
     }
