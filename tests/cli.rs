@@ -382,6 +382,33 @@ async fn a_piped_flood_closed_with_4029_exits_4() {
     assert!(refusals >= 10, "{refusals} refusals: {stdout}");
 }
 
+/// The most verbose logging (`-vv`, or `RUST_LOG=trace`) of a connect shows tungstenite's traces but
+/// never the JWT or ws token in the handshake request's query string.
+#[tokio::test]
+async fn verbose_logs_carry_no_token() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let runs: [(&[&str], Option<&str>); 3] = [
+        (&["-vv", "connect", "--user-id", "7", "--wait", "0.3"], None),
+        (&["-vv", "connect", "--user-id", "7", "--ws-token", "--wait", "0.3"], None),
+        (&["connect", "--user-id", "7", "--wait", "0.3"], Some("trace")),
+    ];
+    for (args, rust_log) in runs {
+        let mut connect = rtctl(&hub, dir.path());
+        connect.args(args).env_remove("RUST_LOG");
+        if let Some(level) = rust_log {
+            connect.env("RUST_LOG", level);
+        }
+        let (code, out, err) = output(connect).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.contains("connection_established"), "{args:?}: {out}");
+        assert!(err.contains("TRACE tungstenite"), "{args:?}: tracing is on: {err}");
+        for secret in ["?token=", "eyJ", "wst_"] {
+            assert!(!err.contains(secret), "{args:?}: `{secret}` in the log: {err}");
+        }
+    }
+}
+
 /// `status` shows health, readiness and stats; an unreachable hub is one line and exit 1.
 #[tokio::test]
 async fn status_table_json_and_unreachable() {

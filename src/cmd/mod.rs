@@ -15,8 +15,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
 
+/// A log target that would print a credential, and the most it may log. tungstenite traces a client's
+/// whole handshake request, whose query string carries the JWT or ws token (`-vv`, `RUST_LOG=trace`).
+const CREDENTIAL_TARGET_CAP: &str = "tungstenite::handshake::client=debug";
+
 /// Logs to stderr: `info` for the hub, `warn` for the client commands, `-v`/`-vv` for more, RUST_LOG
-/// to choose exactly.
+/// to choose exactly (except that no setting lets a token into the log).
 pub fn init_logging(cli: &Cli) {
     let base = match (&cli.command, cli.verbose) {
         (_, 2..) => "trace",
@@ -24,7 +28,9 @@ pub fn init_logging(cli: &Cli) {
         (Command::Serve(_), 0) => "info",
         (_, 0) => "warn",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(base));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(base))
+        .add_directive(CREDENTIAL_TARGET_CAP.parse().expect("the directive is valid"));
     // Colors only for a person at a terminal: a log file or journald would keep the escape codes.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
