@@ -407,6 +407,12 @@ async fn verbose_logs_carry_no_token() {
             assert!(!err.contains(secret), "{args:?}: `{secret}` in the log: {err}");
         }
     }
+    // The cap on tungstenite's handshake traces does not raise it at the default level.
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7", "--wait", "0.3"]).env_remove("RUST_LOG");
+    let (code, _, err) = output(connect).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("DEBUG") && !err.contains("TRACE"), "{err}");
 }
 
 /// `status` shows health, readiness and stats; an unreachable hub is one line and exit 1.

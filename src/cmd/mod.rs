@@ -12,6 +12,7 @@ pub mod token;
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 use crate::cli::{Cli, Command};
 
@@ -28,9 +29,12 @@ pub fn init_logging(cli: &Cli) {
         (Command::Serve(_), 0) => "info",
         (_, 0) => "warn",
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(base))
-        .add_directive(CREDENTIAL_TARGET_CAP.parse().expect("the directive is valid"));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(base));
+    // Only a filter that traces somewhere needs the cap: added to a quieter one, the directive would
+    // raise that target to debug.
+    if filter.max_level_hint().is_none_or(|level| level == LevelFilter::TRACE) {
+        filter = filter.add_directive(CREDENTIAL_TARGET_CAP.parse().expect("the directive is valid"));
+    }
     // Colors only for a person at a terminal: a log file or journald would keep the escape codes.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
