@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use rtctl::cli::Cli;
+use rtctl::cmd::UsageError;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,6 +20,10 @@ fn main() -> ExitCode {
     match runtime.block_on(rtctl::cmd::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<UsageError>().is_some() => {
+            eprintln!("rtctl: {error:#}");
+            ExitCode::from(UsageError::EXIT_CODE)
+        }
         Err(error) => {
             eprintln!("rtctl: {error:#}");
             ExitCode::FAILURE

@@ -363,6 +363,79 @@ async fn errors_exit_1() {
     assert!(stderr.contains("--jwt-secret") && !stderr.contains("sekrit-key"), "{stderr}");
 }
 
+/// Flags that parse but ask for the impossible are usage errors, exit 2 as for those clap refuses: one
+/// line naming the flag, before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_errors_exit_2() {
+    let cases: [(&[&str], &str); 4] = [
+        (&["-r", "0"], "rtctl: --rate must be a positive number of messages per second\n"),
+        (&["-n", "0"], "rtctl: --subscribers must be at least 1\n"),
+        (
+            &["--source-ips", "nonsense"],
+            "rtctl: --source-ips: invalid address \"nonsense\": invalid IP address syntax\n",
+        ),
+        (&["-t", "p99<<3"], "error: invalid value 'p99<<3' for '--threshold <RULE>'"),
+    ];
+    for (args, expected) in cases {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+            .args(["bench", "fanout", "--url", "http://127.0.0.1:9"])
+            .args(args)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.starts_with(expected), "{args:?}: {stderr}");
+    }
+}
+
+/// A run whose every publish the hub refused (a wrong API key) cannot pass, even `loss=0` (refused
+/// messages are not expected): exit 1 naming the refusals, after the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_publish_refused_is_an_error() {
+    let hub = crate::util::TestHub::start().await;
+    let secret = hub.config.jwt_secret().expect("ephemeral hubs use HS256").to_owned();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "fanout", "--url", hub.http_url("").trim_end_matches('/'), "-n", "5", "-r", "100"])
+        .args(["--jwt-secret", &secret, "--api-key", "wrong-key-0123456789", "--messages", "5"])
+        .args(["--warmup", "0s", "--drain", "1s", "-q", "--json", "-t", "loss=0"])
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    hub.stop().await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr, "rtctl: the hub refused every message (publish_http_401 5)\n");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the summary is printed");
+    assert_eq!((summary["messages"]["accepted"].as_u64(), summary["messages"]["failed"].as_u64()), (Some(0), Some(5)));
+}
+
+/// `--report` writes a self-contained page after the summary; a path it cannot write to stops the bench
+/// before it runs (not after, with the run's figures lost), and leaves no file behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_path_is_checked_before_the_run() {
+    let (url, fake) = fake_hub_and_state(Fault::None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("run.html");
+    let out = bench_binary(&url, &["--json", "--report", page.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["deliveries"]["received"], 100);
+    assert!(std::fs::read_to_string(&page).unwrap().starts_with("<!doctype html>"));
+
+    let missing = dir.path().join("no-such-dir").join("run.html");
+    let published = fake.events.load(Ordering::SeqCst);
+    let out = bench_binary(&url, &["--json", "--report", missing.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("rtctl: cannot write the report to {}: No such file or directory (os error 2)\n", missing.display())
+    );
+    assert!(out.stdout.is_empty() && !missing.exists());
+    assert_eq!(fake.events.load(Ordering::SeqCst), published, "nothing was published");
+}
+
 /// `--help` documents the secret flags without ever showing their env values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn help_hides_secrets() {
@@ -561,7 +634,7 @@ async fn spawn_backends_reach_the_spawned_hub() {
             .await
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{flag} without --spawn: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{flag} without --spawn: {stderr}");
         assert!(stderr.contains(&format!("{flag} is for the hub --spawn starts")), "{stderr}");
     }
 }

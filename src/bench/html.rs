@@ -19,7 +19,7 @@ const RIGHT: f64 = 40.0;
 
 /// Writes the report for `summary` to `path`.
 pub fn write_html(summary: &Summary, path: &Path) -> anyhow::Result<()> {
-    std::fs::write(path, page(summary)).with_context(|| format!("write {}", path.display()))
+    std::fs::write(path, page(summary)).with_context(|| format!("cannot write the report to {}", path.display()))
 }
 
 /// One data series of a chart.

@@ -194,7 +194,13 @@ impl BenchArgs {
             request_timeout: self.request_timeout,
             max_inflight: self.max_inflight.max(1),
             drain: self.drain,
-            source_ips: self.source_ips.as_deref().map(bench::parse_source_ips).transpose()?.unwrap_or_default(),
+            source_ips: self
+                .source_ips
+                .as_deref()
+                .map(bench::parse_source_ips)
+                .transpose()
+                .context("--source-ips")?
+                .unwrap_or_default(),
             thresholds,
             progress: (!self.quiet).then(MultiProgress::new),
         })
@@ -203,7 +209,10 @@ impl BenchArgs {
 
 /// Runs the bench the flags describe and prints its summary.
 pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Result<Verdict> {
-    let config = args.config()?;
+    let config = args.config().map_err(super::UsageError)?;
+    if let Some(path) = &args.report {
+        check_writable(path)?;
+    }
     let spawned = if args.spawn {
         let mut env = Vec::new();
         if let Some(url) = &args.spawn_redis_url {
@@ -253,15 +262,36 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     if let Some(hub) = spawned {
         hub.stop().await?;
     }
+    // The summary first: a report that cannot be written must not take the run's figures with it.
+    print(&summary, args.json)?;
     if let Some(path) = &args.report {
         bench::write_html(&summary, path)?;
     }
-    print(&summary, args.json)?;
+    let kinds = || summary.errors.iter().map(|(kind, n)| format!("{kind} {n}")).collect::<Vec<_>>().join(", ");
     if summary.connections.established == 0 {
-        let kinds: Vec<String> = summary.errors.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
-        bail!("no subscriber could connect ({})", kinds.join(", "));
+        bail!("no subscriber could connect ({})", kinds());
+    }
+    // Refused messages are not expected, so a run whose every publish was refused (a wrong API key)
+    // would otherwise pass every loss threshold with nothing measured.
+    if summary.messages.accepted == 0 && summary.messages.failed > 0 {
+        bail!("the hub refused every message ({})", kinds());
     }
     Ok(if summary.passed { Verdict::Passed } else { Verdict::ThresholdFailed })
+}
+
+/// Fails now, not after the run, when the report could not be written: opens the file without
+/// truncating it, and removes it again if this created it.
+fn check_writable(path: &std::path::Path) -> anyhow::Result<()> {
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("cannot write the report to {}", path.display()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
 }
 
 /// Prints the summary; a closed stdout (`| head`) is not an error.

@@ -40,6 +40,17 @@ pub fn init_logging(cli: &Cli) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
+/// A command line that parsed but asks for something impossible (`bench --rate 0`): exit code 2, as for
+/// one clap refuses, so that a script can tell a mistake in its call from a failed run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct UsageError(pub anyhow::Error);
+
+impl UsageError {
+    /// The exit code of a usage error, clap's.
+    pub const EXIT_CODE: u8 = 2;
+}
+
 /// Runs the chosen subcommand; the result is the process's exit code.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
