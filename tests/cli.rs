@@ -443,6 +443,35 @@ async fn status_table_json_and_unreachable() {
     assert!(err.contains("cannot reach the hub at http://127.0.0.1:1/healthz"), "{err}");
 }
 
+/// `status --watch` into a pipe writes one table per second, one after the other, without the
+/// terminal's clear-screen codes, and ends with exit 0 on Ctrl-C (SIGINT).
+#[tokio::test]
+async fn status_watch_into_a_pipe() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut status = rtctl(&hub, dir.path());
+    status.args(["status", "--watch"]).stdin(Stdio::null()).stdout(Stdio::piped());
+    let mut child = status.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let two_tables = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line);
+            if seen.iter().filter(|line| line.starts_with("health ")).count() == 2 {
+                return;
+            }
+        }
+        panic!("stdout ended: {seen:?}");
+    };
+    tokio::time::timeout(STEP, two_tables).await.expect("two tables in time");
+    // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+    unsafe { libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGINT) };
+    let status = tokio::time::timeout(STEP, child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(seen.iter().all(|line| !line.contains('\x1b')), "{seen:?}");
+    assert!(seen[0].starts_with("hub         http://127.0.0.1:") && seen[1] == "health      ok", "{seen:?}");
+}
+
 /// The committed completion scripts are what the binary prints (regenerate: scripts/gen-completions.sh).
 #[tokio::test]
 async fn completions_do_not_drift() {

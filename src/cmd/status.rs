@@ -1,6 +1,7 @@
 //! `rtctl status`: a hub's `/healthz`, `/readyz` and `/api/v1/stats` as one compact table, once or
 //! refreshed every second with `--watch`.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
@@ -69,6 +70,7 @@ pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
         }
         return Ok(if snapshot.is_ready() { 0 } else { 1 });
     }
+    let redraw = std::io::stdout().is_terminal();
     let watch = async {
         loop {
             // While the hub restarts the error takes the table's place and the watch goes on.
@@ -80,9 +82,12 @@ pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
             };
             if args.json {
                 print!("{frame}");
-            } else {
+            } else if redraw {
                 // Clear the screen and home the cursor, then draw: one redraw per tick, no scrolling.
                 println!("\x1b[2J\x1b[H{frame}{}", "every 1s, Ctrl-C to stop".dimmed());
+            } else {
+                // A pipe or a file gets each table after the last, without terminal control codes.
+                println!("{frame}");
             }
             tokio::time::sleep(WATCH_INTERVAL).await;
         }
