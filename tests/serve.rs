@@ -167,7 +167,12 @@ fn help_does_not_show_secrets_from_the_environment() {
 /// A bad setting makes `rtctl serve` exit non-zero with a one-line message naming the setting.
 #[test]
 fn bad_settings_are_refused_naming_the_setting() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["--database-url", "sqlite:///proc/nope/x.db"],
+            "rtctl: cannot open database sqlite:///proc/nope/x.db: cannot create the database directory /proc/nope: \
+             No such file or directory (os error 2)",
+        ),
         (
             &["--heartbeat-timeout", "soon"],
             "rtctl: invalid heartbeat_timeout `soon`: expected a duration like 20s, 5m or 1h: expected number at 0",

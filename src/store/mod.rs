@@ -18,18 +18,33 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// A store failure. Callers answer it with an internal error; nothing is pushed for a failed write.
+///
+/// Each message carries its cause in its own text and no variant reports it again as `source()`: the
+/// hub logs these with `Display`, and a `{:#}` chain would otherwise print the cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
     #[error("unsupported database url scheme `{0}`: expected sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
-    #[error("cannot create the database directory {path}: {source}")]
-    CreateDir { path: std::path::PathBuf, source: std::io::Error },
-    #[error("cannot lock {path} for the migrations: {source}")]
-    Lock { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot create the database directory {path}: {cause}")]
+    CreateDir { path: std::path::PathBuf, cause: std::io::Error },
+    #[error("cannot lock {path} for the migrations: {cause}")]
+    Lock { path: std::path::PathBuf, cause: std::io::Error },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(error)
+    }
 }
 
 /// A notification to store for one user.

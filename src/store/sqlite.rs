@@ -61,7 +61,7 @@ impl SqliteStore {
         {
             tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|source| StoreError::CreateDir { path: dir.to_owned(), source })?;
+                .map_err(|cause| StoreError::CreateDir { path: dir.to_owned(), cause })?;
         }
         // Nodes sharing the file (started together) must not run the migrations at the same time:
         // SQLite has no advisory lock for sqlx to take, so the second would find half-made tables.
@@ -97,8 +97,8 @@ async fn lock_file(database: &std::path::Path) -> Result<std::fs::File, StoreErr
         }
     })
     .await
-    .map_err(|e| StoreError::Lock { path: path.clone(), source: std::io::Error::other(e) })?;
-    locked.map_err(|source| StoreError::Lock { path, source })
+    .map_err(|e| StoreError::Lock { path: path.clone(), cause: std::io::Error::other(e) })?;
+    locked.map_err(|cause| StoreError::Lock { path, cause })
 }
 
 /// Writes start with `BEGIN IMMEDIATE`: a deferred transaction that reads first and then writes can
