@@ -262,6 +262,16 @@ pub struct FileConfig {
     pub message_burst: Option<u32>,
 }
 
+/// A TOML error as one line, `line L, column C: what`. toml's own text quotes the offending line under
+/// it, and in this file that line may hold the JWT secret or the API key.
+fn toml_error(text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error.span() else { return error.message().to_owned() };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
+    format!("line {line}, column {column}: {}", error.message().trim_end())
+}
+
 impl FileConfig {
     /// Reads the file; `Ok(None)` when it does not exist.
     pub fn load(path: &Path) -> anyhow::Result<Option<Self>> {
@@ -270,7 +280,9 @@ impl FileConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("cannot read config file {}", path.display())),
         };
-        let config = toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+        let config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!(toml_error(&text, &e)))
+            .with_context(|| format!("invalid config file {}", path.display()))?;
         Ok(Some(config))
     }
 

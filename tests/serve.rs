@@ -196,6 +196,24 @@ fn bad_settings_are_refused_naming_the_setting() {
     }
 }
 
+/// A config file that is not valid TOML is refused in one line with where and what, and without quoting
+/// the offending line (toml's own message does, and here that line may be the secret).
+#[test]
+fn a_broken_config_file_is_one_line_without_its_secret() {
+    let cases = [
+        ("jwt_secret = \"unterminated-secret-value\n", "line 1, column 40: invalid basic string, expected `\"`"),
+        ("api_key = 5\n", "line 1, column 11: invalid type: integer `5`, expected a string"),
+    ];
+    for (text, why) in cases {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::write(dir.path().join("rtctl.toml"), text).expect("write rtctl.toml");
+        let output = rtctl(dir.path()).arg("serve").output().expect("run rtctl serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr, format!("rtctl: invalid config file rtctl.toml: {why}\n"));
+    }
+}
+
 /// A port that another process listens on is refused with one line naming the address and the cause.
 #[test]
 fn a_taken_port_is_refused_naming_the_address() {
