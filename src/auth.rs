@@ -15,10 +15,12 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Clock skew tolerated on `exp`, in seconds. The backend that mints tokens and the hub run on different
-/// hosts; NTP keeps them within a second or two, so 5 s covers that while jsonwebtoken's default of 60 s
-/// would keep every expired token usable for another minute.
-pub const JWT_LEEWAY_SECS: u64 = 5;
+/// Clock skew tolerated on `exp`, in seconds: none. PROTOCOL §1-2 refuse an expired token (4001, HTTP 401)
+/// and `rtctl token inspect` calls a token past its `exp` expired, so the hub does too. It checks only
+/// `exp` (not `nbf` or `iat`), so skew between the minting backend and the hub only moves the end of a
+/// token's life by that much, which a client that renews before `exp` never sees. jsonwebtoken's
+/// default would be 60 s.
+pub const JWT_LEEWAY_SECS: u64 = 0;
 
 /// Default lifetime of a ws token (PROTOCOL §1: 30 minutes, configurable).
 pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
@@ -608,11 +610,11 @@ mod tests {
         assert_eq!(id, Identity { user_id: "u1".into(), is_staff: false, orgs: vec![], name: None, email: None });
     }
 
-    /// A token past its exp (beyond the leeway) is `Expired`.
+    /// A token a second past its exp is `Expired`: there is no leeway.
     #[test]
     fn expired_refused() {
         let mut claims = claims_for(&alice(), Duration::ZERO);
-        claims.exp = now() - JWT_LEEWAY_SECS - 10;
+        claims.exp = now() - 1;
         let token = mint(&claims, &SigningKey::Hs256(SECRET.into())).unwrap();
         assert_eq!(hs_verifier().verify(&token), Err(AuthError::Expired));
         assert_eq!(AuthError::Expired.reason(), "expired");

@@ -20,7 +20,7 @@ async fn refused(hub: &TestHub, token: &str) -> (u16, String) {
     recv_close(&mut ws).await
 }
 
-/// Claims for `u1` that expired a minute ago (beyond the 5 s leeway).
+/// Claims for `u1` that expired a minute ago.
 fn expired_claims() -> auth::Claims {
     let mut claims = auth::claims_for(&user_identity("u1"), Duration::from_secs(3600));
     claims.exp = unix_now() - 60;
@@ -122,6 +122,22 @@ async fn the_ws_token_route_needs_a_user_jwt() {
     );
     let expired = auth::mint(&expired_claims(), &SigningKey::Hs256(hub.config.jwt_secret().expect("secret").into()));
     let bearer = format!("Bearer {}", expired.expect("mint"));
+    assert_eq!(
+        hub.get_json("/api/user/ws-token/", &[("authorization", &bearer)]).await,
+        (401, api_error("unauthorized", "token expired"))
+    );
+}
+
+/// There is no leeway on `exp`: a token two seconds past it is refused on a WebSocket (4001) and at the
+/// ws-token route (401) as expired, like one a minute past.
+#[tokio::test]
+async fn a_token_seconds_past_its_exp_is_refused() {
+    let hub = TestHub::start().await;
+    let mut claims = auth::claims_for(&user_identity("u1"), Duration::from_secs(3600));
+    claims.exp = unix_now() - 2;
+    let token = auth::mint(&claims, &SigningKey::Hs256(hub.config.jwt_secret().expect("secret").into())).expect("mint");
+    assert_eq!(refused(&hub, &token).await, (4001, "token expired".to_owned()));
+    let bearer = format!("Bearer {token}");
     assert_eq!(
         hub.get_json("/api/user/ws-token/", &[("authorization", &bearer)]).await,
         (401, api_error("unauthorized", "token expired"))

@@ -15,19 +15,30 @@ use tokio::process::{Child, ChildStdout, Command};
 /// Longest any step of these tests waits for the binary.
 const STEP: Duration = Duration::from_secs(15);
 
+/// The binary in `cwd` (an empty temp dir) with no `RTCTL_*` setting from the test's environment.
+fn rtctl_alone(cwd: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rtctl"));
+    command.current_dir(cwd).env("NO_COLOR", "1").env("XDG_STATE_HOME", cwd).kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RTCTL_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// The binary, pointed at `hub` through RTCTL_URL (which `--url` overrides) and the env, in an empty temp dir.
 fn rtctl(hub: &TestHub, cwd: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_rtctl"));
+    let mut command = rtctl_alone(cwd);
     command
-        .current_dir(cwd)
-        .env_remove("RTCTL_CONFIG")
         .env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap())
         .env("RTCTL_API_KEY", hub.config.api_key.expose())
-        .env("NO_COLOR", "1")
-        .env("XDG_STATE_HOME", cwd)
-        .env("RTCTL_URL", hub.http_url(""))
-        .kill_on_drop(true);
+        .env("RTCTL_URL", hub.http_url(""));
     command
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 /// Runs to completion; returns exit code, stdout, stderr.
@@ -137,6 +148,29 @@ async fn token_mint_and_inspect_round_trip() {
     assert_eq!(report["header"]["alg"], "RS256");
     assert_eq!(report["valid"], true);
     assert_eq!(report["claims"]["sub"], "9");
+}
+
+/// A token two seconds past its exp inspects as expired, not valid, and exits 1 (the hub has no leeway
+/// either, see `auth::a_token_seconds_past_its_exp_is_refused`).
+#[tokio::test]
+async fn inspect_finds_a_token_expired_from_the_second_after_its_exp() {
+    let dir = TempDir::new().unwrap();
+    let secret = "inspect-secret-0123456789";
+    let identity =
+        rtctl::auth::Identity { user_id: "7".into(), is_staff: false, orgs: vec![], name: None, email: None };
+    let mut claims = rtctl::auth::claims_for(&identity, Duration::from_secs(60));
+    claims.exp = unix_now() - 2;
+    let token = rtctl::auth::mint(&claims, &rtctl::auth::SigningKey::Hs256(secret.into())).unwrap();
+    let mut inspect = rtctl_alone(dir.path());
+    inspect.args(["token", "inspect", "--jwt-secret", secret, &token]);
+    let before = unix_now();
+    let (code, out, err) = output(inspect).await;
+    // The binary reads the clock between `before` and now: 2 s past exp, or more if a second turned.
+    let agos: Vec<u64> = (before - claims.exp..=unix_now() - claims.exp).collect();
+    assert_eq!(code, 1, "{out}");
+    assert!(agos.iter().any(|ago| out.contains(&format!(" (expired {ago}s ago)\n"))), "{agos:?}: {out}");
+    assert!(out.ends_with("\nvalid    no: token expired\n"), "{out}");
+    assert!(agos.iter().any(|ago| err == format!("rtctl: token expired {ago}s ago\n")), "{agos:?}: {err}");
 }
 
 /// `rtctl notify` stores a notification that a connected client receives, and prints its id.

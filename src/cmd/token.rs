@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::http::{self, Auth};
-use crate::auth::{self, Claims, Identity, KeySource, SigningKey, Verifier};
+use crate::auth::{self, AuthError, Claims, Identity, KeySource, SigningKey, Verifier};
 use crate::cli::ClientArgs;
 use crate::config::ClientConfig;
 
@@ -205,6 +205,9 @@ fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
     }
     let (header, claims) = auth::inspect(&token).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (keys, key_name) = verification_key(config, &args)?;
+    // Read before the verifier (no leeway) reads the clock: a token it accepts has exp >= now; one it
+    // refuses at the turn of a second may have exp == now, so the expiry line follows its verdict.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let verdict = match &keys {
         Some(keys) => Verifier::new(keys, None, None)
             .with_context(|| format!("invalid {key_name}"))?
@@ -213,7 +216,7 @@ fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
             .map_err(|e| e.to_string()),
         None => Err("not verified: no key (configure jwt_secret, or pass --public-key or --jwks)".to_owned()),
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let expired = verdict.as_ref().is_err_and(|why| *why == AuthError::Expired.to_string());
     let exp = claims.get("exp").and_then(Value::as_i64);
     let iat = claims.get("iat").and_then(Value::as_i64);
 
@@ -235,7 +238,7 @@ fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
             println!("{} {} ({})", label("issued"), rfc3339(iat), relative(iat - now));
         }
         match exp {
-            Some(exp) if exp >= now => {
+            Some(exp) if exp >= now && !expired => {
                 println!("{} {} (expires in {})", label("expires"), rfc3339(exp), span(exp - now))
             }
             Some(exp) => {
@@ -250,7 +253,7 @@ fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
     }
     if let Err(why) = verdict {
         let why = match exp {
-            Some(exp) if why.contains("expired") => format!("token expired {} ago", span(now - exp)),
+            Some(exp) if expired => format!("token expired {} ago", span(now - exp)),
             _ => why,
         };
         eprintln!("rtctl: {why}");
