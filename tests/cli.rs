@@ -173,6 +173,21 @@ async fn inspect_finds_a_token_expired_from_the_second_after_its_exp() {
     assert!(agos.iter().any(|ago| err == format!("rtctl: token expired {ago}s ago\n")), "{agos:?}: {err}");
 }
 
+/// `--alg` without `--private-key` is a usage error (exit 2) naming the missing flag, as `--private-key`
+/// without `--alg` is; no token is printed.
+#[tokio::test]
+async fn alg_without_a_private_key_is_a_usage_error() {
+    let dir = TempDir::new().unwrap();
+    let mut mint = rtctl_alone(dir.path());
+    mint.args(["token", "jwt", "--user-id", "7", "--alg", "RS256", "--jwt-secret", "token-secret-0123456789"]);
+    let (code, out, err) = output(mint).await;
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(
+        err.starts_with("error: the following required arguments were not provided:\n  --private-key <PEM_FILE>\n"),
+        "{err}"
+    );
+}
+
 /// `rtctl notify` stores a notification that a connected client receives, and prints its id.
 #[tokio::test]
 async fn notify_reaches_a_connected_client() {

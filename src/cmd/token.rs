@@ -84,7 +84,7 @@ pub struct MintArgs {
     pub private_key: Option<PathBuf>,
 
     /// Algorithm of --private-key
-    #[arg(long, value_enum, ignore_case = true)]
+    #[arg(long, value_enum, ignore_case = true, requires = "private_key")]
     pub alg: Option<KeyAlg>,
 
     /// `kid` header naming the key, for a hub that verifies with a JWKS
