@@ -414,15 +414,41 @@ pub fn mint_with_kid(claims: &Claims, key: &SigningKey, kid: Option<&str>) -> an
     let (alg, encoding) = match key {
         SigningKey::Hs256(secret) => (Algorithm::HS256, EncodingKey::from_secret(secret.as_bytes())),
         SigningKey::Rs256(pem) => {
-            (Algorithm::RS256, EncodingKey::from_rsa_pem(pem.as_bytes()).context("reading the RSA private key")?)
+            (Algorithm::RS256, EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| not_a_private_key(pem, "RSA"))?)
         }
-        SigningKey::Es256(pem) => {
-            (Algorithm::ES256, EncodingKey::from_ec_pem(pem.as_bytes()).context("reading the EC private key")?)
-        }
+        SigningKey::Es256(pem) => (Algorithm::ES256, es256_key(pem).ok_or_else(|| not_a_private_key(pem, "EC P-256"))?),
     };
     let mut header = Header::new(alg);
     header.kid = kid.map(str::to_owned);
     jsonwebtoken::encode(&header, claims, &encoding).context("signing the JWT")
+}
+
+/// Reads an ES256 signing key: an EC private key on P-256. jsonwebtoken reads a key on any curve and fails
+/// only when it signs, so a trial signature tells P-256 from the others.
+fn es256_key(pem: &str) -> Option<EncodingKey> {
+    let key = EncodingKey::from_ec_pem(pem.as_bytes()).ok()?;
+    jsonwebtoken::crypto::sign(b"probe", &key, Algorithm::ES256).ok()?;
+    Some(key)
+}
+
+/// Says that `pem`, refused as a `wanted` private key, is not one, and what it holds instead when that is
+/// cheap to tell: the other kind of key and the algorithm it signs, a key in a form jsonwebtoken does not
+/// read, or a public key. jsonwebtoken's own error is a bare `InvalidKeyFormat`.
+fn not_a_private_key(pem: &str, wanted: &str) -> anyhow::Error {
+    let holds = if EncodingKey::from_rsa_pem(pem.as_bytes()).is_ok() {
+        ": it is an RSA private key, which signs RS256"
+    } else if es256_key(pem).is_some() {
+        ": it is an EC P-256 private key, which signs ES256"
+    } else if EncodingKey::from_ec_pem(pem.as_bytes()).is_ok() {
+        ": it is an EC private key on another curve (ES256 needs P-256)"
+    } else if pem.contains("BEGIN EC PRIVATE KEY") {
+        ": it is an EC private key in SEC1 form, and ES256 takes PKCS#8 (`openssl pkcs8 -topk8 -nocrypt`)"
+    } else if pem.contains("PUBLIC KEY") {
+        ": it is a public key"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("not an {wanted} private key in PEM{holds}")
 }
 
 /// Single-use ws tokens (PROTOCOL §1): in this node's memory, or in Redis so that a token minted by one

@@ -188,6 +188,46 @@ async fn alg_without_a_private_key_is_a_usage_error() {
     );
 }
 
+/// A private key that does not fit `--alg` is named with what it is instead: the other kind (and the
+/// algorithm it signs), a public key, an EC key on another curve, or one in SEC1 form.
+#[tokio::test]
+async fn a_private_key_of_the_wrong_kind_is_named() {
+    let dir = TempDir::new().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let cases = [
+        (
+            "rs256-private.pem",
+            "ES256",
+            "not an EC P-256 private key in PEM: it is an RSA private key, which signs RS256",
+        ),
+        (
+            "es256-private.pem",
+            "RS256",
+            "not an RSA private key in PEM: it is an EC P-256 private key, which signs ES256",
+        ),
+        ("es256-public.pem", "ES256", "not an EC P-256 private key in PEM: it is a public key"),
+        (
+            "p384-private.pem",
+            "ES256",
+            "not an EC P-256 private key in PEM: it is an EC private key on another curve (ES256 needs P-256)",
+        ),
+        (
+            "es256-private-sec1.pem",
+            "ES256",
+            "not an EC P-256 private key in PEM: it is an EC private key in SEC1 form, and ES256 takes PKCS#8 \
+             (`openssl pkcs8 -topk8 -nocrypt`)",
+        ),
+    ];
+    for (file, alg, why) in cases {
+        let key = fixtures.join(file);
+        let mut mint = rtctl_alone(dir.path());
+        mint.args(["token", "jwt", "--user-id", "7", "--alg", alg, "--private-key"]).arg(&key);
+        let (code, out, err) = output(mint).await;
+        assert_eq!((code, out.as_str()), (1, ""), "{file}: {err}");
+        assert_eq!(err, format!("rtctl: invalid --private-key {}: {why}\n", key.display()));
+    }
+}
+
 /// `rtctl notify` stores a notification that a connected client receives, and prints its id.
 #[tokio::test]
 async fn notify_reaches_a_connected_client() {

@@ -156,7 +156,11 @@ impl MintArgs {
             (Some(_), None) => bail!("--private-key needs --alg RS256 or ES256"),
             (None, _) => SigningKey::Hs256(config.require_jwt_secret()?.expose().to_owned()),
         };
-        let token = auth::mint_with_kid(&claims, &key, self.kid.as_deref())?;
+        let token = auth::mint_with_kid(&claims, &key, self.kid.as_deref());
+        let token = match &self.private_key {
+            Some(path) => token.with_context(|| format!("invalid --private-key {}", path.display()))?,
+            None => token?,
+        };
         Ok((token, claims))
     }
 }
