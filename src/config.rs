@@ -498,6 +498,10 @@ pub struct ClientConfig {
     pub url: String,
     pub jwt_secret: Option<Secret>,
     pub api_key: Option<Secret>,
+    /// The config file that was looked at (`--config`), named when a secret is missing.
+    pub config_file: PathBuf,
+    /// Whether `config_file` exists.
+    pub config_file_found: bool,
 }
 
 impl ClientConfig {
@@ -508,7 +512,9 @@ impl ClientConfig {
         api_key: Option<String>,
         path: &Path,
     ) -> anyhow::Result<Self> {
-        let file = FileConfig::load(path)?.unwrap_or_default();
+        let loaded = FileConfig::load(path)?;
+        let config_file_found = loaded.is_some();
+        let file = loaded.unwrap_or_default();
         let url = url.or(file.url).unwrap_or_else(|| DEFAULT_URL.to_owned());
         let url = url.trim_end_matches('/').to_owned();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -518,6 +524,8 @@ impl ClientConfig {
             url,
             jwt_secret: jwt_secret.or(file.jwt_secret).map(Secret::new),
             api_key: api_key.or(file.api_key).map(Secret::new),
+            config_file: path.to_owned(),
+            config_file_found,
         })
     }
 
@@ -531,16 +539,30 @@ impl ClientConfig {
 
     /// The API key, or an error saying how to configure one.
     pub fn require_api_key(&self) -> anyhow::Result<&Secret> {
-        self.api_key
-            .as_ref()
-            .context("no API key: run `rtctl serve` once here to create rtctl.toml, or pass --api-key / RTCTL_API_KEY")
+        self.api_key.as_ref().ok_or_else(|| self.missing("API key", "api_key", "--api-key / RTCTL_API_KEY"))
     }
 
     /// The JWT secret, or an error saying how to configure one.
     pub fn require_jwt_secret(&self) -> anyhow::Result<&Secret> {
-        self.jwt_secret.as_ref().context(
-            "no JWT secret: run `rtctl serve` once here to create rtctl.toml, or pass --jwt-secret / RTCTL_JWT_SECRET",
-        )
+        self.jwt_secret
+            .as_ref()
+            .ok_or_else(|| self.missing("JWT secret", "jwt_secret", "--jwt-secret / RTCTL_JWT_SECRET"))
+    }
+
+    /// Why `what` (`setting` in the file) is missing, naming the config file that was looked at: the
+    /// default one `rtctl serve` creates here, another one that does not exist, or one without it.
+    fn missing(&self, what: &str, setting: &str, flags: &str) -> anyhow::Error {
+        let path = self.config_file.display();
+        if self.config_file_found {
+            anyhow::anyhow!("no {what}: config file {path} has no {setting}; pass {flags}")
+        } else if self.config_file == Path::new(DEFAULT_CONFIG_PATH) {
+            anyhow::anyhow!("no {what}: run `rtctl serve` once here to create {path}, or pass {flags}")
+        } else {
+            anyhow::anyhow!(
+                "no {what}: config file {path} does not exist; point --config at the one `rtctl serve` created, \
+                 or pass {flags}"
+            )
+        }
     }
 }
 

@@ -228,6 +228,51 @@ async fn a_private_key_of_the_wrong_kind_is_named() {
     }
 }
 
+/// With no JWT secret (or API key), the error names the config file that was looked at: one `--config`
+/// named that does not exist, one without `jwt_secret`, or the default that the first `rtctl serve` creates.
+#[tokio::test]
+async fn a_missing_secret_names_the_config_file() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("nowhere/x.toml");
+    let mut mint = rtctl_alone(dir.path());
+    mint.args(["token", "jwt", "--user-id", "7", "--config"]).arg(&missing);
+    let (code, _, err) = output(mint).await;
+    assert_eq!(code, 1);
+    let expected = format!(
+        "rtctl: no JWT secret: config file {} does not exist; point --config at the one `rtctl serve` created, \
+         or pass --jwt-secret / RTCTL_JWT_SECRET\n",
+        missing.display()
+    );
+    assert_eq!(err, expected);
+    let mut notify = rtctl_alone(dir.path());
+    notify.args(["notify", "--user-id", "7", "--title", "Hi", "--message", "Hello", "--config"]).arg(&missing);
+    let (code, _, err) = output(notify).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        expected.replace("JWT secret", "API key").replace("jwt-secret / RTCTL_JWT_SECRET", "api-key / RTCTL_API_KEY")
+    );
+
+    std::fs::write(dir.path().join("hub.toml"), "url = \"http://127.0.0.1:1\"\n").unwrap();
+    let mut mint = rtctl_alone(dir.path());
+    mint.args(["token", "jwt", "--user-id", "7", "--config", "hub.toml"]);
+    let (code, _, err) = output(mint).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "rtctl: no JWT secret: config file hub.toml has no jwt_secret; pass --jwt-secret / RTCTL_JWT_SECRET\n"
+    );
+
+    let mut mint = rtctl_alone(dir.path());
+    mint.args(["token", "jwt", "--user-id", "7"]);
+    let (code, _, err) = output(mint).await;
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "rtctl: no JWT secret: run `rtctl serve` once here to create rtctl.toml, or pass --jwt-secret / RTCTL_JWT_SECRET\n"
+    );
+}
+
 /// `rtctl notify` stores a notification that a connected client receives, and prints its id.
 #[tokio::test]
 async fn notify_reaches_a_connected_client() {

@@ -433,7 +433,13 @@ mod tests {
     /// Targets build the PROTOCOL §4 paths and refuse what is missing.
     #[test]
     fn targets() {
-        let config = ClientConfig { url: "https://hub.example".into(), jwt_secret: None, api_key: None };
+        let config = ClientConfig {
+            url: "https://hub.example".into(),
+            jwt_secret: None,
+            api_key: None,
+            config_file: crate::config::DEFAULT_CONFIG_PATH.into(),
+            config_file_found: false,
+        };
         let events = Target::parse("events", Some("acme")).unwrap();
         assert_eq!(events.url(&config), "wss://hub.example/ws/events/acme/");
         assert_eq!(events.needs(), (vec!["acme".to_owned()], false));
