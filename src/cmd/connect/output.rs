@@ -92,7 +92,9 @@ impl Output {
         };
         match &mut self.sink {
             Sink::Prompt(printer) => {
-                if printer.print(line.clone()).is_err() {
+                // Outside a prompt (before the first, between two) rustyline writes the text as it is, and
+                // the next prompt would draw over a line without its newline; at a prompt it adds none.
+                if printer.print(format!("{line}\n")).is_err() {
                     println!("{line}");
                 }
             }
