@@ -358,6 +358,35 @@ async fn stdin_pipe_mode() {
     assert_eq!(client.finish().await, 0);
 }
 
+/// A token in a URL never reaches the output: the status lines show `token=***` and keep the rest.
+#[tokio::test]
+async fn tokens_in_a_url_are_never_printed() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let jwt = hub.jwt("7");
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", &format!("ws://{}/ws/notifications/?token={jwt}", hub.addr), "--wait", "0.5"]);
+    let (code, out, err) = output(connect).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(r#"{"message":"Connected to notifications","#), "{out}");
+    assert_eq!(
+        err,
+        format!(
+            "rtctl: connected to ws://{}/ws/notifications/?token=***\nrtctl: closed: 1000 (normal close)\n",
+            hub.addr
+        )
+    );
+
+    // Nothing listens on a port just released: the first attempt fails, naming the URL.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", &format!("ws://{closed}/ws/notifications/?v=1&token=wst_not-for-output"), "--wait", "5"]);
+    let (code, _, err) = output(connect).await;
+    assert_eq!(code, 1, "{err}");
+    let line = format!("rtctl: cannot connect to ws://{closed}/ws/notifications/?v=1&token=***: ");
+    assert!(err.starts_with(&line) && err.lines().count() == 1 && !err.contains("not-for-output"), "{err}");
+}
+
 /// After the hub restarts on the same port the client reconnects (1001 → backoff) and works again.
 #[tokio::test]
 async fn reconnects_after_a_hub_restart() {
@@ -755,6 +784,33 @@ mod terminal {
                 let _ = self.child.wait();
             }
         }
+    }
+
+    /// The interactive banner and status line show a token in the URL as `***`.
+    #[tokio::test]
+    async fn the_banner_hides_a_token_in_the_url() {
+        let hub = TestHub::start().await;
+        let dir = TempDir::new().unwrap();
+        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_rtctl"));
+        command.args(["connect", &format!("ws://{}/ws/notifications/?token={}", hub.addr, hub.jwt("7"))]);
+        command.cwd(dir.path());
+        command.env("TERM", "xterm-256color");
+        command.env("NO_COLOR", "1");
+        command.env("XDG_STATE_HOME", dir.path());
+        let mut term = Terminal::spawn(command);
+        let screen = term.wait_for("connection_established").await;
+        let url = format!("ws://{}/ws/notifications/?token=***", hub.addr);
+        let status: Vec<&str> = screen.lines().filter(|line| line.starts_with("* ")).collect();
+        assert_eq!(
+            status,
+            [format!("* {url} — /help for commands, Tab completes, Ctrl-D quits"), format!("* connected to {url}")],
+            "{screen}"
+        );
+        // Every JWT starts with the base64 of `{"`; none may be on the screen.
+        assert!(!screen.contains("eyJ"), "{screen}");
+        term.type_keys("/quit").await;
+        term.enter().await;
+        assert_eq!(term.wait_exit().await, 0, "{}", term.screen());
     }
 
     /// Frames print above the prompt without eating the half-typed line, Tab completes message types,

@@ -305,7 +305,8 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
     };
     let mut output = Output::new(sink, !args.raw, args.timestamps);
     if interactive {
-        output.system(&format!("{} — /help for commands, Tab completes, Ctrl-D quits", request.url));
+        let url = client::redact_url(&request.url);
+        output.system(&format!("{url} — /help for commands, Tab completes, Ctrl-D quits"));
     }
 
     let mut pending = VecDeque::new();
@@ -345,7 +346,7 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
             Ok((stream, protocol)) => {
                 ever_connected = true;
                 let chosen = protocol.map(|p| format!(" (subprotocol {p})")).unwrap_or_default();
-                session.output.system(&format!("connected to {}{chosen}", request.url));
+                session.output.system(&format!("connected to {}{chosen}", client::redact_url(&request.url)));
                 session.run(stream).await
             }
             Err(ConnectError::Refused { status, body }) => {
@@ -358,7 +359,7 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
                 return exit::USAGE;
             }
             Err(error) if !ever_connected => {
-                session.output.error(&format!("cannot connect to {}: {error}", request.url));
+                session.output.error(&format!("cannot connect to {}: {error}", client::redact_url(&request.url)));
                 return exit::ERROR;
             }
             Err(error) => {
