@@ -49,6 +49,18 @@ async fn output(mut command: Command) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
 }
 
+/// Runs to completion with `input` piped to stdin; returns exit code, stdout, stderr.
+async fn output_with_stdin(mut command: Command, input: &str) -> (i32, String, String) {
+    command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(STEP, child.wait_with_output()).await.expect("rtctl finished in time").unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
 /// A running `rtctl connect` with piped stdin and stdout.
 struct Client {
     child: Child,
@@ -339,8 +351,8 @@ async fn scripted_session_with_execute_and_until() {
     assert_eq!(frames[1], serde_json::json!({"type":"pong","timestamp":"a"}));
 }
 
-/// With stdin piped every line (or multi-line JSON entry) is sent, every frame comes out as one JSON
-/// line, and the end of stdin closes normally.
+/// With stdin piped every line is sent, every frame comes out as one JSON line, and the end of stdin
+/// closes normally.
 #[tokio::test]
 async fn stdin_pipe_mode() {
     let hub = TestHub::start().await;
@@ -349,13 +361,46 @@ async fn stdin_pipe_mode() {
     connect.args(["connect", "--user-id", "7"]);
     let mut client = Client::spawn(connect);
     client.until("connection_established").await;
-    client.send("{\"type\": \"ping\",").await;
-    client.send("  \"timestamp\": {\"n\": 1}}").await;
+    client.send("{\"type\": \"ping\", \"timestamp\": {\"n\": 1}}").await;
     assert_eq!(client.until("pong").await["timestamp"]["n"], 1);
     client.send("mark_read notification_id=12345").await;
     let error = client.until("error").await;
     assert_eq!(error["code"], "not_found");
     assert_eq!(client.finish().await, 0);
+}
+
+/// In a pipe each line stands alone: one with unbalanced braces gets its one-line error and the lines
+/// after it still go out; the session ends normally but exits 1, as a line of the script was not sent.
+#[tokio::test]
+async fn a_bad_piped_line_does_not_swallow_the_lines_after_it() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "notifications", "--user-id", "7"]);
+    let (code, out, err) =
+        output_with_stdin(connect, "{bad json\nping timestamp=9\n{\"type\":\"ping\",\"timestamp\":10}\n").await;
+    assert_eq!(
+        out,
+        concat!(
+            r#"{"message":"Connected to notifications","type":"connection_established","unread_count":0,"user_id":"7"}"#,
+            "\n",
+            r#"{"timestamp":9,"type":"pong"}"#,
+            "\n",
+            r#"{"timestamp":10,"type":"pong"}"#,
+            "\n",
+        )
+    );
+    assert_eq!(
+        err,
+        format!(
+            "rtctl: connected to ws://{}/ws/notifications/\n\
+             rtctl: stdin line 1: not valid JSON (key must be a string at line 1 column 2); /raw sends it anyway\n\
+             rtctl: closed: 1000 (normal close)\n\
+             rtctl: 1 input line was not sent\n",
+            hub.addr
+        )
+    );
+    assert_eq!(code, 1);
 }
 
 /// A token in a URL never reaches the output: the status lines show `token=***` and keep the rest.

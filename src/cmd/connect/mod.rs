@@ -28,7 +28,8 @@ use crate::config::ClientConfig;
 pub mod exit {
     /// Closed normally (1000, `/quit`, `--wait` elapsed, `--until` seen, end of input).
     pub const OK: u8 = 0;
-    /// An error: bad input, no key to mint with, the hub unreachable at the first attempt, 1003/1007/1009.
+    /// An error: no key to mint with, the hub unreachable at the first attempt, 1003/1007/1009, or a piped
+    /// input line that was not valid (and so not sent) in a session that otherwise ended with 0.
     pub const ERROR: u8 = 1;
     /// Wrong arguments (clap's own code).
     pub const USAGE: u8 = 2;
@@ -324,9 +325,21 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
         }
     }
     let deadline = args.wait.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
-    let mut session = Session::new(output, input, pending, deadline, args.until.clone(), target.types());
+    let piped = input.is_some() && !interactive;
+    let mut session = Session::new(output, input, pending, deadline, args.until.clone(), target.types(), piped);
     let reconnect = !args.no_reconnect;
-    Ok(run_loop(&mut session, &tokens, request, reconnect).await)
+    let mut code = run_loop(&mut session, &tokens, request, reconnect).await;
+    // Each refused line had its error already; the exit code tells the script that ran it. A refusal or a
+    // lost connection (3, 4) says more and is kept.
+    let refused = session.refused_lines();
+    if refused > 0 {
+        let lines = if refused == 1 { "1 input line was".to_owned() } else { format!("{refused} input lines were") };
+        session.output.error(&format!("{lines} not sent"));
+        if code == exit::OK {
+            code = exit::ERROR;
+        }
+    }
+    Ok(code)
 }
 
 /// Connects, runs the session, and reconnects with backoff while the close code allows it.
@@ -405,23 +418,16 @@ fn backoff(attempt: u32) -> Duration {
     ceiling.mul_f64(rand::random_range(0.5..=1.0))
 }
 
-/// Reads stdin lines on a task; a multi-line JSON entry is sent once its braces balance.
+/// Reads stdin lines on a task, each one an entry of its own: a script's lines are independent, and one
+/// with unbalanced braces must not swallow the lines after it (multi-line JSON is for the terminal).
 fn read_stdin() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        let mut entry = String::new();
         while let Ok(Some(line)) = lines.next_line().await {
-            if !entry.is_empty() {
-                entry.push('\n');
-            }
-            entry.push_str(&line);
-            if input::is_complete(&entry) && tx.send(std::mem::take(&mut entry)).is_err() {
+            if tx.send(line).is_err() {
                 return;
             }
-        }
-        if !entry.trim().is_empty() {
-            let _ = tx.send(entry);
         }
     });
     rx

@@ -97,6 +97,16 @@ pub struct Session {
     types: Vec<&'static str>,
     /// Pings in flight, by their timestamp, for the round trip of `/ping`.
     pings: HashMap<String, std::time::Instant>,
+    /// The tally of piped input; `None` for typed input, where a person sees the error and types again.
+    piped: Option<PipedLines>,
+}
+
+/// Lines read from a pipe, and how many of them were refused (not valid, so not sent): a script learns
+/// from the exit code that not all of it went out.
+#[derive(Debug, Default)]
+struct PipedLines {
+    read: u64,
+    refused: u64,
 }
 
 /// What to do after an entry.
@@ -113,8 +123,15 @@ impl Session {
         deadline: Option<Instant>,
         until: Option<String>,
         types: Vec<&'static str>,
+        piped: bool,
     ) -> Self {
-        Self { output, input, pending, deadline, until, types, pings: HashMap::new() }
+        let piped = piped.then(PipedLines::default);
+        Self { output, input, pending, deadline, until, types, pings: HashMap::new(), piped }
+    }
+
+    /// How many piped lines were refused, and so not sent.
+    pub fn refused_lines(&self) -> u64 {
+        self.piped.as_ref().map_or(0, |piped| piped.refused)
     }
 
     /// Whether the end of input ends the session; with `--wait` or `--until` the frames decide.
@@ -243,10 +260,21 @@ impl Session {
 
     /// Acts on one typed or piped entry; `connection` is `None` while reconnecting.
     async fn entry(&mut self, entry: &str, connection: Option<(&mut Sink, &mut Frames)>) -> Step {
+        if let Some(piped) = &mut self.piped {
+            piped.read += 1;
+        }
         let action = match input::parse(entry) {
             Ok(action) => action,
             Err(why) => {
-                self.output.error(&why);
+                match &mut self.piped {
+                    // Piped entries are lines, one each: the number finds the line in the script.
+                    Some(piped) => {
+                        piped.refused += 1;
+                        let line = piped.read;
+                        self.output.error(&format!("stdin line {line}: {why}"));
+                    }
+                    None => self.output.error(&why),
+                }
                 return Step::Continue;
             }
         };
