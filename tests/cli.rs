@@ -403,6 +403,28 @@ async fn a_bad_piped_line_does_not_swallow_the_lines_after_it() {
     assert_eq!(code, 1);
 }
 
+/// `--raw` writes each frame's text exactly as the hub sent it (its key order, not re-sorted) when stdout
+/// is not a terminal.
+#[tokio::test]
+async fn raw_frames_are_written_as_they_came() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7", "--raw", "-x", "ping timestamp=1", "--until", "pong"]);
+    let (code, out, err) = output(connect).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        concat!(
+            r#"{"type":"connection_established","message":"Connected to notifications","user_id":"7","unread_count":0}"#,
+            "\n",
+            // The hub builds replies as JSON values, whose keys are sorted on the wire.
+            r#"{"timestamp":1,"type":"pong"}"#,
+            "\n",
+        )
+    );
+}
+
 /// A token in a URL never reaches the output: the status lines show `token=***` and keep the rest.
 #[tokio::test]
 async fn tokens_in_a_url_are_never_printed() {

@@ -19,7 +19,8 @@ pub enum Sink {
 
 pub struct Output {
     sink: Sink,
-    /// Pretty-print incoming JSON (`--raw` and `/json off` turn it off).
+    /// Pretty-print incoming JSON, or one normalized JSON line per frame for scripts; off (`--raw`,
+    /// `/json off`), frames are shown exactly as they came.
     pub pretty: bool,
     timestamps: bool,
 }
@@ -38,7 +39,12 @@ impl Output {
         let parsed: Option<Value> = serde_json::from_str(text).ok();
         if self.is_json_lines() {
             // One line per frame, whatever its layout on the wire; a non-JSON frame becomes a JSON string.
-            let line = parsed.map_or_else(|| Value::from(text).to_string(), |v| v.to_string());
+            // Raw (`--raw`, `/json off`) writes the frame's text as it came instead: key order, spacing, non-JSON.
+            let line = match parsed {
+                _ if !self.pretty => text.to_owned(),
+                Some(value) => value.to_string(),
+                None => Value::from(text).to_string(),
+            };
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
             return;
