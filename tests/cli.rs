@@ -454,6 +454,20 @@ async fn tokens_in_a_url_are_never_printed() {
     assert!(err.starts_with(&line) && err.lines().count() == 1 && !err.contains("not-for-output"), "{err}");
 }
 
+/// An empty `-x` is a usage error that says so, before anything connects.
+#[tokio::test]
+async fn an_empty_execute_is_a_usage_error() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    for empty in ["", "  "] {
+        let mut connect = rtctl(&hub, dir.path());
+        connect.args(["connect", "--user-id", "7", "-x", empty]);
+        let (code, out, err) = output(connect).await;
+        assert_eq!((code, out.as_str()), (2, ""));
+        assert_eq!(err, "rtctl: -x needs a message (JSON or TYPE key=value), not an empty string\n");
+    }
+}
+
 /// After the hub restarts on the same port the client reconnects (1001 → backoff) and works again.
 #[tokio::test]
 async fn reconnects_after_a_hub_restart() {

@@ -314,6 +314,10 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
     for message in &args.execute {
         match input::parse(message) {
             Ok(input::Action::Send(text)) => pending.push_back(text),
+            Ok(input::Action::Nothing) => {
+                eprintln!("rtctl: -x needs a message (JSON or TYPE key=value), not an empty string");
+                return Ok(exit::USAGE);
+            }
             Ok(_) => {
                 eprintln!("rtctl: -x takes messages, not commands: `{message}`");
                 return Ok(exit::USAGE);
