@@ -468,6 +468,19 @@ async fn an_empty_execute_is_a_usage_error() {
     }
 }
 
+/// `--wait` ends the session on time while stdin is a pipe that stays open and says nothing.
+#[tokio::test]
+async fn wait_ends_the_session_while_stdin_stays_open() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7", "--wait", "0.5"]);
+    let mut client = Client::spawn(connect);
+    client.until("connection_established").await;
+    // The test holds stdin open until rtctl has exited: the reader must not keep it alive.
+    assert_eq!(client.exit_code().await, 0);
+}
+
 /// After the hub restarts on the same port the client reconnects (1001 → backoff) and works again.
 #[tokio::test]
 async fn reconnects_after_a_hub_restart() {
@@ -834,15 +847,21 @@ mod terminal {
 
         /// Waits until the screen shows `text`; returns the screen.
         async fn wait_for(&self, text: &str) -> String {
+            self.wait_until(&format!("{text:?}"), |screen| screen.contains(text)).await
+        }
+
+        /// Waits until the screen is as `settled` wants it (`what` says how, when it never is): a frame
+        /// and the prompt redrawn under it are two writes, and a screen read between them has only one.
+        async fn wait_until(&self, what: &str, settled: impl Fn(&str) -> bool) -> String {
             let deadline = tokio::time::Instant::now() + STEP;
             while tokio::time::Instant::now() < deadline {
                 let screen = self.screen();
-                if screen.contains(text) {
+                if settled(&screen) {
                     return screen;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            panic!("the screen never showed {text:?}:\n{}", self.screen());
+            panic!("the screen never showed {what}:\n{}", self.screen());
         }
 
         /// Waits until rtctl exits; returns its exit code.
@@ -894,6 +913,25 @@ mod terminal {
         assert_eq!(term.wait_exit().await, 0, "{}", term.screen());
     }
 
+    /// Not interactive (`--wait`) but typed at a terminal: each line typed is sent, as from a pipe.
+    #[tokio::test]
+    async fn lines_typed_in_a_terminal_are_sent_when_not_interactive() {
+        let hub = TestHub::start().await;
+        let dir = TempDir::new().unwrap();
+        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_rtctl"));
+        command.args(["connect", "--url", &hub.http_url(""), "--user-id", "7", "--wait", "2"]);
+        command.cwd(dir.path());
+        command.env("TERM", "xterm-256color");
+        command.env("NO_COLOR", "1");
+        command.env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap());
+        let mut term = Terminal::spawn(command);
+        term.wait_for("connection_established").await;
+        term.type_keys("ping timestamp=6").await;
+        term.enter().await;
+        term.wait_for("\"timestamp\": 6,").await;
+        assert_eq!(term.wait_exit().await, 0, "{}", term.screen());
+    }
+
     /// Frames print above the prompt without eating the half-typed line, Tab completes message types,
     /// `/ping` shows a round trip, `/quit` exits 0, and the history file is written.
     #[tokio::test]
@@ -915,8 +953,11 @@ mod terminal {
         let mut notify = rtctl(&hub, dir.path());
         notify.args(["notify", "--user-id", "7", "--title", "Incoming", "--message", "while typing"]);
         assert_eq!(output(notify).await.0, 0);
-        let screen = term.wait_for("\"title\": \"Incoming\"").await;
-        assert!(screen.trim_end().ends_with("> mark_re"), "the typed line moved:\n{screen}");
+        // The typed line stays whole, under the frame.
+        term.wait_until("the frame above the typed line", |screen| {
+            screen.contains("\"title\": \"Incoming\"") && screen.trim_end().ends_with("> mark_re")
+        })
+        .await;
 
         term.tab().await;
         term.wait_for("> mark_read").await;

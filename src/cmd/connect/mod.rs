@@ -8,13 +8,12 @@ mod output;
 mod session;
 
 use std::collections::VecDeque;
-use std::io::IsTerminal;
+use std::io::{BufRead, IsTerminal};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::bail;
 use clap::Args;
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use self::output::{Output, Sink};
@@ -299,10 +298,10 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
         _terminal = Some(editor::TerminalGuard::save());
         let (rx, printer) = editor::spawn(target.types(), &target.history_key())?;
         (Some(rx), Sink::Prompt(printer))
-    } else if !stdin_tty {
-        (Some(read_stdin()), if json_lines { Sink::JsonLines } else { Sink::Terminal })
     } else {
-        (None, if json_lines { Sink::JsonLines } else { Sink::Terminal })
+        // Stdin may still be a terminal here (stdout piped, or `--wait`/`--until`): lines typed there
+        // are sent as from a pipe, and Ctrl-D ends the input.
+        (Some(read_stdin()), if json_lines { Sink::JsonLines } else { Sink::Terminal })
     };
     let mut output = Output::new(sink, !args.raw, args.timestamps);
     if interactive {
@@ -426,14 +425,21 @@ fn backoff(attempt: u32) -> Duration {
 /// with unbalanced braces must not swallow the lines after it (multi-line JSON is for the terminal).
 fn read_stdin() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
+    // A thread of its own, not tokio's stdin: that one reads on the runtime's blocking pool, whose
+    // shutdown waits for the read, so a session that `--wait` ended hung until the terminal or the
+    // pipe gave one more line. Nothing waits for this thread when the process exits.
+    let reader = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
             if tx.send(line).is_err() {
                 return;
             }
         }
     });
+    if let Err(error) = reader {
+        // Without a reader the input simply ends, as an empty stdin would.
+        tracing::warn!(%error, "cannot start the stdin reader");
+    }
     rx
 }
 
