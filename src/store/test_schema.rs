@@ -24,10 +24,11 @@ impl TestSchema {
         Self { base: base.to_owned(), name }
     }
 
-    /// The database URL with this schema as the search path.
+    /// The database URL with this schema as the search path, and as the application name that
+    /// [`Drop`] finds its connections by.
     pub fn url(&self) -> String {
         let separator = if self.base.contains('?') { '&' } else { '?' };
-        format!("{}{separator}options[search_path]={}", self.base, self.name)
+        format!("{}{separator}options[search_path]={name}&application_name={name}", self.base, name = self.name)
     }
 }
 
@@ -40,6 +41,13 @@ impl Drop for TestSchema {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             runtime.block_on(async {
                 let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
+                // A hub the test did not wait for may still be migrating this schema, holding locks on
+                // it: its connections go first.
+                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+                    .bind(&name)
+                    .execute(&mut conn)
+                    .await
+                    .ok()?;
                 sqlx::query("SET lock_timeout = '2s'").execute(&mut conn).await.ok()?;
                 sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {name} CASCADE"))).execute(&mut conn).await.ok()
             })
