@@ -776,6 +776,23 @@ mod terminal {
     }
 
     impl Terminal {
+        /// `rtctl connect ARGS` in a terminal, in `dir` (its history goes there too), pointed at `hub`
+        /// with its secret when there is one.
+        fn connect(dir: &Path, hub: Option<&TestHub>, args: &[&str]) -> Self {
+            let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_rtctl"));
+            command.arg("connect");
+            command.args(args);
+            command.cwd(dir);
+            command.env("TERM", "xterm-256color");
+            command.env("NO_COLOR", "1");
+            command.env("XDG_STATE_HOME", dir);
+            if let Some(hub) = hub {
+                command.args(["--url", &hub.http_url("")]);
+                command.env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap());
+            }
+            Self::spawn(command)
+        }
+
         fn spawn(command: CommandBuilder) -> Self {
             let pair = native_pty_system()
                 .openpty(PtySize { rows: 30, cols: 120, pixel_width: 0, pixel_height: 0 })
@@ -892,13 +909,8 @@ mod terminal {
     async fn the_banner_hides_a_token_in_the_url() {
         let hub = TestHub::start().await;
         let dir = TempDir::new().unwrap();
-        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_rtctl"));
-        command.args(["connect", &format!("ws://{}/ws/notifications/?token={}", hub.addr, hub.jwt("7"))]);
-        command.cwd(dir.path());
-        command.env("TERM", "xterm-256color");
-        command.env("NO_COLOR", "1");
-        command.env("XDG_STATE_HOME", dir.path());
-        let mut term = Terminal::spawn(command);
+        let url = format!("ws://{}/ws/notifications/?token={}", hub.addr, hub.jwt("7"));
+        let mut term = Terminal::connect(dir.path(), None, &[&url]);
         let screen = term.wait_for("connection_established").await;
         let url = format!("ws://{}/ws/notifications/?token=***", hub.addr);
         let status: Vec<&str> = screen.lines().filter(|line| line.starts_with("* ")).collect();
@@ -919,13 +931,7 @@ mod terminal {
     async fn lines_typed_in_a_terminal_are_sent_when_not_interactive() {
         let hub = TestHub::start().await;
         let dir = TempDir::new().unwrap();
-        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_rtctl"));
-        command.args(["connect", "--url", &hub.http_url(""), "--user-id", "7", "--wait", "2"]);
-        command.cwd(dir.path());
-        command.env("TERM", "xterm-256color");
-        command.env("NO_COLOR", "1");
-        command.env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap());
-        let mut term = Terminal::spawn(command);
+        let mut term = Terminal::connect(dir.path(), Some(&hub), &["--user-id", "7", "--wait", "2"]);
         term.wait_for("connection_established").await;
         term.type_keys("ping timestamp=6").await;
         term.enter().await;
@@ -939,14 +945,7 @@ mod terminal {
     async fn interactive_session_in_a_terminal() {
         let hub = TestHub::start().await;
         let dir = TempDir::new().unwrap();
-        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_rtctl"));
-        command.args(["connect", "notifications", "--url", &hub.http_url(""), "--user-id", "7"]);
-        command.cwd(dir.path());
-        command.env("TERM", "xterm-256color");
-        command.env("NO_COLOR", "1");
-        command.env("XDG_STATE_HOME", dir.path());
-        command.env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap());
-        let mut term = Terminal::spawn(command);
+        let mut term = Terminal::connect(dir.path(), Some(&hub), &["notifications", "--user-id", "7"]);
         term.wait_for("connection_established").await;
 
         term.type_keys("mark_re").await;
