@@ -262,14 +262,26 @@ pub struct FileConfig {
     pub message_burst: Option<u32>,
 }
 
-/// A TOML error as one line, `line L, column C: what`. toml's own text quotes the offending line under
-/// it, and in this file that line may hold the JWT secret or the API key.
+/// A TOML error as one line, `line L, column C: what`, that shows no value of the file: toml's own
+/// text quotes the offending line, and serde's names the value of the wrong type, and in this file
+/// either may be the JWT secret or the API key.
 fn toml_error(text: &str, error: &toml::de::Error) -> String {
-    let Some(span) = error.span() else { return error.message().to_owned() };
-    let before = &text[..span.start.min(text.len())];
+    let message = error.message().trim_end();
+    // "invalid type: integer `5`, expected a string" → "invalid type: integer, expected a string". The
+    // expected part is the key's type, never the file's text, so the last ", expected " is serde's.
+    let message = ["invalid type: ", "invalid value: "]
+        .iter()
+        .find_map(|prefix| {
+            let (found, expected) = message.strip_prefix(prefix)?.rsplit_once(", expected ")?;
+            let kind = found.split_whitespace().next().unwrap_or("value");
+            Some(format!("{prefix}{kind}, expected {expected}"))
+        })
+        .unwrap_or_else(|| message.to_owned());
+    let Some(span) = error.span() else { return message };
+    let before = text.get(..span.start).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.chars().rev().take_while(|&c| c != '\n').count() + 1;
-    format!("line {line}, column {column}: {}", error.message().trim_end())
+    format!("line {line}, column {column}: {message}")
 }
 
 impl FileConfig {

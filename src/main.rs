@@ -20,13 +20,13 @@ fn main() -> ExitCode {
     match runtime.block_on(rtctl::cmd::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
-        Err(error) if error.downcast_ref::<UsageError>().is_some() => {
-            eprintln!("rtctl: {error:#}");
-            ExitCode::from(UsageError::EXIT_CODE)
-        }
         Err(error) => {
             eprintln!("rtctl: {error:#}");
-            ExitCode::FAILURE
+            if error.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(UsageError::EXIT_CODE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -24,6 +24,8 @@ fn rtctl_alone(cwd: &Path) -> Command {
             command.env_remove(name);
         }
     }
+    // The tests assert exact stderr, which a developer's RUST_LOG would add to.
+    command.env_remove("RUST_LOG");
     command
 }
 
@@ -50,11 +52,11 @@ async fn output(mut command: Command) -> (i32, String, String) {
 }
 
 /// Runs to completion with `input` piped to stdin; returns exit code, stdout, stderr.
-async fn output_with_stdin(mut command: Command, input: &str) -> (i32, String, String) {
+async fn output_with_stdin(mut command: Command, input: impl AsRef<[u8]>) -> (i32, String, String) {
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).await.unwrap();
+    stdin.write_all(input.as_ref()).await.unwrap();
     drop(stdin);
     let out = tokio::time::timeout(STEP, child.wait_with_output()).await.expect("rtctl finished in time").unwrap();
     let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
@@ -369,8 +371,9 @@ async fn stdin_pipe_mode() {
     assert_eq!(client.finish().await, 0);
 }
 
-/// In a pipe each line stands alone: one with unbalanced braces gets its one-line error and the lines
-/// after it still go out; the session ends normally but exits 1, as a line of the script was not sent.
+/// In a pipe each line stands alone: one with unbalanced braces, or one that is not UTF-8, gets its
+/// one-line error and the lines after it still go out; the session ends normally but exits 1, as lines
+/// of the script were not sent.
 #[tokio::test]
 async fn a_bad_piped_line_does_not_swallow_the_lines_after_it() {
     let hub = TestHub::start().await;
@@ -378,7 +381,8 @@ async fn a_bad_piped_line_does_not_swallow_the_lines_after_it() {
     let mut connect = rtctl(&hub, dir.path());
     connect.args(["connect", "notifications", "--user-id", "7"]);
     let (code, out, err) =
-        output_with_stdin(connect, "{bad json\nping timestamp=9\n{\"type\":\"ping\",\"timestamp\":10}\n").await;
+        output_with_stdin(connect, b"{bad json\nping timestamp=9\n\xffping\n{\"type\":\"ping\",\"timestamp\":10}\n")
+            .await;
     assert_eq!(
         out,
         concat!(
@@ -395,8 +399,9 @@ async fn a_bad_piped_line_does_not_swallow_the_lines_after_it() {
         format!(
             "rtctl: connected to ws://{}/ws/notifications/\n\
              rtctl: stdin line 1: not valid JSON (key must be a string at line 1 column 2); /raw sends it anyway\n\
+             rtctl: stdin line 3: not UTF-8 text; not sent\n\
              rtctl: closed: 1000 (normal close)\n\
-             rtctl: 1 input line was not sent\n",
+             rtctl: 2 input lines were not sent\n",
             hub.addr
         )
     );
@@ -444,14 +449,28 @@ async fn tokens_in_a_url_are_never_printed() {
         )
     );
 
-    // Nothing listens on a port just released: the first attempt fails, naming the URL.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    // Nothing listens on the discard port (a port just released could be taken by a parallel test's
+    // hub): the first attempt fails, naming the URL.
+    let closed = "127.0.0.1:9";
     let mut connect = rtctl(&hub, dir.path());
     connect.args(["connect", &format!("ws://{closed}/ws/notifications/?v=1&token=wst_not-for-output"), "--wait", "5"]);
     let (code, _, err) = output(connect).await;
     assert_eq!(code, 1, "{err}");
     let line = format!("rtctl: cannot connect to ws://{closed}/ws/notifications/?v=1&token=***: ");
     assert!(err.starts_with(&line) && err.lines().count() == 1 && !err.contains("not-for-output"), "{err}");
+
+    // A mistyped target is echoed in its error with the token masked too.
+    let cases = [
+        (vec!["http://h/ws/?token=wst_secret"], "rtctl: unknown target `http://h/ws/?token=***`: expected"),
+        (vec!["ws://h/ws/?token=wst_secret", "extra"], "rtctl: unexpected `extra` after `ws://h/ws/?token=***`\n"),
+    ];
+    for (args, expected) in cases {
+        let mut connect = rtctl(&hub, dir.path());
+        connect.arg("connect").args(&args);
+        let (code, _, err) = output(connect).await;
+        assert_eq!(code, 2, "{err}");
+        assert!(err.starts_with(expected) && !err.contains("secret"), "{err}");
+    }
 }
 
 /// An empty `-x` is a usage error that says so, before anything connects.
@@ -728,6 +747,17 @@ async fn status_watch_into_a_pipe() {
     assert_eq!(status.code(), Some(0));
     assert!(seen.iter().all(|line| !line.contains('\x1b')), "{seen:?}");
     assert!(seen[0].starts_with("hub         http://127.0.0.1:") && seen[1] == "health      ok", "{seen:?}");
+
+    // A reader that has seen enough (`| head -2`) ends the watch: exit 0, nothing on stderr.
+    let mut status = rtctl(&hub, dir.path());
+    status.args(["status", "--watch"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = status.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(STEP, lines.next_line()).await.expect("a first line in time").unwrap();
+    drop(lines);
+    let out = tokio::time::timeout(STEP, child.wait_with_output()).await.unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
 /// The committed completion scripts are what the binary prints (regenerate: scripts/gen-completions.sh).
@@ -786,6 +816,11 @@ mod terminal {
             command.env("TERM", "xterm-256color");
             command.env("NO_COLOR", "1");
             command.env("XDG_STATE_HOME", dir);
+            for (name, _) in std::env::vars_os() {
+                if name.to_string_lossy().starts_with("RTCTL_") || name == "RUST_LOG" {
+                    command.env_remove(name);
+                }
+            }
             if let Some(hub) = hub {
                 command.args(["--url", &hub.http_url("")]);
                 command.env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap());
@@ -926,12 +961,12 @@ mod terminal {
         assert_eq!(term.wait_exit().await, 0, "{}", term.screen());
     }
 
-    /// Not interactive (`--wait`) but typed at a terminal: each line typed is sent, as from a pipe.
+    /// Not interactive (`--until`) but typed at a terminal: each line typed is sent, as from a pipe.
     #[tokio::test]
     async fn lines_typed_in_a_terminal_are_sent_when_not_interactive() {
         let hub = TestHub::start().await;
         let dir = TempDir::new().unwrap();
-        let mut term = Terminal::connect(dir.path(), Some(&hub), &["--user-id", "7", "--wait", "2"]);
+        let mut term = Terminal::connect(dir.path(), Some(&hub), &["--user-id", "7", "--until", "pong"]);
         term.wait_for("connection_established").await;
         term.type_keys("ping timestamp=6").await;
         term.enter().await;

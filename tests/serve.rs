@@ -202,7 +202,8 @@ fn bad_settings_are_refused_naming_the_setting() {
 fn a_broken_config_file_is_one_line_without_its_secret() {
     let cases = [
         ("jwt_secret = \"unterminated-secret-value\n", "line 1, column 40: invalid basic string, expected `\"`"),
-        ("api_key = 5\n", "line 1, column 11: invalid type: integer `5`, expected a string"),
+        ("api_key = 123456789012\n", "line 1, column 11: invalid type: integer, expected a string"),
+        ("jwt_secret = true\n", "line 1, column 14: invalid type: boolean, expected a string"),
     ];
     for (text, why) in cases {
         let dir = tempfile::tempdir().expect("a temp dir");

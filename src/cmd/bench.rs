@@ -123,7 +123,7 @@ pub enum ScenarioArg {
     Idle,
 }
 
-/// How a bench that ran to the end came out; errors are the caller's exit code 1.
+/// How a bench that ran to the end came out; errors are the caller's exit code 1 (2 for a usage error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Every threshold held: exit 0.
@@ -133,7 +133,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// 0 when every threshold held, 3 when one failed (errors exit 1 through `main`).
+    /// 0 when every threshold held, 3 when one failed (errors exit 1, usage errors 2, through `main`).
     pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Passed => 0,
@@ -259,13 +259,14 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     } else {
         bench::run(&config, &target).await?
     };
-    if let Some(hub) = spawned {
-        hub.stop().await?;
-    }
-    // The summary first: a report that cannot be written must not take the run's figures with it.
+    // The summary first: a report that cannot be written, or a spawned hub that does not stop cleanly,
+    // must not take the run's figures with it.
     print(&summary, args.json)?;
     if let Some(path) = &args.report {
         bench::write_html(&summary, path)?;
+    }
+    if let Some(hub) = spawned {
+        hub.stop().await?;
     }
     let kinds = || summary.errors.iter().map(|(kind, n)| format!("{kind} {n}")).collect::<Vec<_>>().join(", ");
     if summary.connections.established == 0 {

@@ -1,7 +1,7 @@
 //! `rtctl status`: a hub's `/healthz`, `/readyz` and `/api/v1/stats` as one compact table, once or
 //! refreshed every second with `--watch`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -80,20 +80,26 @@ pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
                 Err(error) if args.json => format!("{}\n", json!({"url": config.url, "error": format!("{error:#}")})),
                 Err(error) => format!("{}\n", format!("{error:#}").red()),
             };
-            if args.json {
-                print!("{frame}");
+            let mut out = std::io::stdout().lock();
+            let written = if args.json {
+                write!(out, "{frame}")
             } else if redraw {
                 // Clear the screen and home the cursor, then draw: one redraw per tick, no scrolling.
-                println!("\x1b[2J\x1b[H{frame}{}", "every 1s, Ctrl-C to stop".dimmed());
+                writeln!(out, "\x1b[2J\x1b[H{frame}{}", "every 1s, Ctrl-C to stop".dimmed())
             } else {
                 // A pipe or a file gets each table after the last, without terminal control codes.
-                println!("{frame}");
+                writeln!(out, "{frame}")
+            };
+            // A reader that closed the pipe (`| head`) has seen enough: the watch ends, with 0.
+            if let Err(error) = written.and_then(|()| out.flush()) {
+                return error;
             }
+            drop(out);
             tokio::time::sleep(WATCH_INTERVAL).await;
         }
     };
     tokio::select! {
-        () = watch => Ok(0),
+        error = watch => Err(anyhow::Error::from(error).context("write the status")),
         _ = tokio::signal::ctrl_c() => Ok(0),
     }
 }

@@ -43,6 +43,10 @@ pub fn parse(entry: &str) -> Result<Action, String> {
     if trimmed.is_empty() {
         return Ok(Action::Nothing);
     }
+    // Where stdin had bytes that are not UTF-8 (see `read_stdin`): sent, they would be altered.
+    if trimmed.contains(char::REPLACEMENT_CHARACTER) {
+        return Err("not UTF-8 text; not sent".into());
+    }
     if let Some(command) = trimmed.strip_prefix('/') {
         return slash(command);
     }

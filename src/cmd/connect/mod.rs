@@ -129,8 +129,9 @@ enum Target {
 
 impl Target {
     fn parse(target: &str, scope: Option<&str>) -> anyhow::Result<Self> {
+        // Echoed with any token in it masked: a mistyped target may be a URL that carries one.
         let needs_none = |t: Target| match scope {
-            Some(extra) => bail!("unexpected `{extra}` after `{target}`"),
+            Some(extra) => bail!("unexpected `{}` after `{}`", client::redact_url(extra), client::redact_url(target)),
             None => Ok(t),
         };
         match (target, scope) {
@@ -143,7 +144,8 @@ impl Target {
             ("chat", None) => bail!("`chat` needs the room: rtctl connect chat ROOM"),
             (other, _) => {
                 bail!(
-                    "unknown target `{other}`: expected notifications, events ORG, dashboard, chat ROOM or a ws:// URL"
+                    "unknown target `{}`: expected notifications, events ORG, dashboard, chat ROOM or a ws:// URL",
+                    client::redact_url(other)
                 )
             }
         }
@@ -300,8 +302,10 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
         (Some(rx), Sink::Prompt(printer))
     } else {
         // Stdin may still be a terminal here (stdout piped, or `--wait`/`--until`): lines typed there
-        // are sent as from a pipe, and Ctrl-D ends the input.
-        (Some(read_stdin()), if json_lines { Sink::JsonLines } else { Sink::Terminal })
+        // are sent as from a pipe, and Ctrl-D ends the input. Not in a background job, though: reading
+        // its terminal would stop the whole process (SIGTTIN).
+        let input = (!stdin_tty || in_foreground()).then(read_stdin);
+        (input, if json_lines { Sink::JsonLines } else { Sink::Terminal })
     };
     let mut output = Output::new(sink, !args.raw, args.timestamps);
     if interactive {
@@ -429,9 +433,23 @@ fn read_stdin() -> mpsc::UnboundedReceiver<String> {
     // shutdown waits for the read, so a session that `--wait` ended hung until the terminal or the
     // pipe gave one more line. Nothing waits for this thread when the process exits.
     let reader = std::thread::Builder::new().name("stdin".into()).spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
+        let mut stdin = std::io::stdin().lock();
+        let mut raw = Vec::new();
+        loop {
+            raw.clear();
+            match stdin.read_until(b'\n', &mut raw) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    eprintln!("rtctl: cannot read stdin: {error}");
+                    return;
+                }
+            }
+            // Bytes, then text: a line that is not UTF-8 arrives with U+FFFD in it, which the input
+            // parser refuses as that line's error, and the lines after it still go out.
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+            if tx.send(line.to_owned()).is_err() {
                 return;
             }
         }
@@ -441,6 +459,12 @@ fn read_stdin() -> mpsc::UnboundedReceiver<String> {
         tracing::warn!(%error, "cannot start the stdin reader");
     }
     rx
+}
+
+/// Whether this process is the foreground job of the terminal on stdin, and so may read it.
+fn in_foreground() -> bool {
+    // SAFETY: both calls only read the process's and the terminal's process groups.
+    unsafe { libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp() }
 }
 
 #[cfg(test)]
