@@ -718,6 +718,20 @@ async fn status_table_json_and_unreachable() {
     assert_eq!(code, 1);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("cannot reach the hub at http://127.0.0.1:1/healthz"), "{err}");
+
+    // Credentials in the URL are never shown, in the table or in the error.
+    let with_password = hub.http_url("").replace("http://", "http://user:pw-secret@");
+    let mut status = rtctl(&hub, dir.path());
+    status.args(["status", "--url", &with_password]);
+    let (code, out, _) = output(status).await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with(&format!("hub         http://***@{}", hub.addr)) && !out.contains("pw-secret"), "{out}");
+    let mut status = rtctl(&hub, dir.path());
+    status.args(["status", "--url", "http://user:pw-secret@127.0.0.1:1"]);
+    let (code, _, err) = output(status).await;
+    assert_eq!(code, 1);
+    // (reqwest takes the credentials out of the URL it names; the redaction is for the others.)
+    assert!(err.contains("127.0.0.1:1/healthz") && !err.contains("pw-secret"), "{err}");
 }
 
 /// `status --watch` into a pipe writes one table per second, one after the other, without the

@@ -70,9 +70,10 @@ pub fn status_error(status: u16, body: &Value) -> String {
     }
 }
 
-/// reqwest's message names the URL; the root cause (e.g. `Connection refused`) says what went wrong.
+/// reqwest's message names the URL (shown without credentials); the root cause (e.g. `Connection
+/// refused`) says what went wrong.
 fn transport_error(error: reqwest::Error) -> anyhow::Error {
-    let url = error.url().map(|u| u.as_str().to_owned()).unwrap_or_default();
+    let url = error.url().map(|u| crate::config::redact_url(u.as_str())).unwrap_or_default();
     let mut cause: &dyn std::error::Error = &error;
     while let Some(source) = cause.source() {
         cause = source;

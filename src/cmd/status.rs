@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::http::{self, Auth};
 use crate::cli::ClientArgs;
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, redact_url};
 
 /// How often `--watch` redraws.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -77,7 +77,9 @@ pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
             let frame = match poll(&client, &config).await {
                 Ok(snapshot) if args.json => format!("{}\n", snapshot.to_json()),
                 Ok(snapshot) => render(&snapshot),
-                Err(error) if args.json => format!("{}\n", json!({"url": config.url, "error": format!("{error:#}")})),
+                Err(error) if args.json => {
+                    format!("{}\n", json!({"url": redact_url(&config.url), "error": format!("{error:#}")}))
+                }
                 Err(error) => format!("{}\n", format!("{error:#}").red()),
             };
             let mut out = std::io::stdout().lock();
@@ -121,10 +123,11 @@ async fn poll(client: &reqwest::Client, config: &ClientConfig) -> anyhow::Result
     let (health, ready, stats) = tokio::join!(health, ready, stats);
     let (health_status, health) = health?;
     if health_status != 200 {
-        anyhow::bail!("{} at {}/healthz", http::status_error(health_status, &health), config.url);
+        anyhow::bail!("{} at {}/healthz", http::status_error(health_status, &health), redact_url(&config.url));
     }
     let (ready_status, ready) = ready.context("cannot read /readyz")?;
-    Ok(Snapshot { url: config.url.clone(), health, ready_status, ready, stats })
+    // Shown and printed as JSON: a URL with `user:pass@` in it keeps them to itself.
+    Ok(Snapshot { url: redact_url(&config.url), health, ready_status, ready, stats })
 }
 
 fn render(s: &Snapshot) -> String {
