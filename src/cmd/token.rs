@@ -212,15 +212,17 @@ fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
     // Read before the verifier (no leeway) reads the clock: a token it accepts has exp >= now; one it
     // refuses at the turn of a second may have exp == now, so the expiry line follows its verdict.
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let verdict = match &keys {
-        Some(keys) => Verifier::new(keys, None, None)
-            .with_context(|| format!("invalid {key_name}"))?
-            .verify(&token)
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+    let checked = match &keys {
+        Some(keys) => {
+            Some(Verifier::new(keys, None, None).with_context(|| format!("invalid {key_name}"))?.verify(&token))
+        }
+        None => None,
+    };
+    let expired = matches!(checked, Some(Err(AuthError::Expired)));
+    let verdict = match checked {
+        Some(result) => result.map(|_| ()).map_err(|e| e.to_string()),
         None => Err("not verified: no key (configure jwt_secret, or pass --public-key or --jwks)".to_owned()),
     };
-    let expired = verdict.as_ref().is_err_and(|why| *why == AuthError::Expired.to_string());
     let exp = claims.get("exp").and_then(Value::as_i64);
     let iat = claims.get("iat").and_then(Value::as_i64);
 
