@@ -133,8 +133,15 @@ async fn rooms_are_created_by_staff_or_the_api_key() {
     assert!(suffix.len() == 8 && suffix.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
     assert_eq!(generated, json!({"room_id": id, "name": id, "members": ["u3"], "created_at": generated["created_at"]}));
 
+    // A JSON integer is an id too, as its decimal string (PROTOCOL conventions).
+    let (status, numbered) = hub.post_json("/api/v1/chat/rooms", &key, &json!({"room_id": 777, "members": [42]})).await;
+    assert_eq!(
+        (status, numbered.clone()),
+        (201, json!({"room_id": "777", "name": "777", "members": ["42"], "created_at": numbered["created_at"]}))
+    );
+
     let bad_id = api_error("invalid_request", "room_id must match [A-Za-z0-9_.-]{1,64}");
-    for room_id in ["a/b", "", "sp ace", &"r".repeat(65)] {
+    for room_id in [json!("a/b"), json!(""), json!("sp ace"), json!("r".repeat(65)), json!(1.5), json!(true)] {
         let body = json!({"room_id": room_id, "members": []});
         assert_eq!(hub.post_json("/api/v1/chat/rooms", &key, &body).await, (400, bad_id.clone()), "{room_id}");
     }

@@ -237,7 +237,8 @@ pub fn routes() -> Router<Arc<Hub>> {
 
 #[derive(Debug, Deserialize)]
 struct CreateRoom {
-    room_id: Option<String>,
+    /// A string, or a JSON integer taken as its decimal string (PROTOCOL conventions: ids).
+    room_id: Option<Value>,
     name: Option<String>,
     members: Vec<Value>,
 }
@@ -249,9 +250,10 @@ async fn create_room(
 ) -> Result<Response, ApiError> {
     api::privileged(&hub, &headers)?;
     let room_id = match body.room_id {
-        Some(id) if protocol::is_valid_scope_id(&id) => id,
+        Some(Value::String(id)) if protocol::is_valid_scope_id(&id) => id,
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        Some(Value::Null) | None => format!("room-{:08x}", rand::random::<u32>()),
         Some(_) => return Err(ApiError::bad_request("room_id must match [A-Za-z0-9_.-]{1,64}")),
-        None => format!("room-{:08x}", rand::random::<u32>()),
     };
     let name = body.name.unwrap_or_else(|| room_id.clone());
     if name.trim().is_empty() || name.chars().count() > MAX_ROOM_NAME {
