@@ -125,7 +125,8 @@ async fn connection_established_carries_live_stats() {
     for user in ["p1", "p2", "p3"] {
         register(&hub, json!({"user_id": user})).await;
     }
-    let key = [("x-api-key", hub.api_key())];
+    let staff = bearer(&hub.staff_jwt("admin0"));
+    let key = [("authorization", staff.as_str())];
     assert_eq!(decide(&hub, "p1", "approve", &key, &json!({})).await.0, 200);
     assert_eq!(decide(&hub, "p2", "reject", &key, &json!({})).await.0, 200);
     let _u1 = hub.notifications("u1").await;
@@ -204,7 +205,7 @@ async fn registering_a_user_pushes_new_user_and_the_pending_count() {
 }
 
 /// `approvals/pending/` lists pending users oldest first with the count; `approvals/recent/` lists
-/// decisions newest first (`decided_by` is the staff user, or `api` for the API key); `limit` is 1..200.
+/// decisions newest first (`decided_by` is the deciding staff user); `limit` is 1..200.
 #[tokio::test]
 async fn pending_and_recent_approvals_are_listed() {
     let hub = TestHub::start().await;
@@ -225,9 +226,13 @@ async fn pending_and_recent_approvals_are_listed() {
 
     let (status, approved) = decide(&hub, "p2", "approve", &auth, &json!({})).await;
     assert_eq!((status, &approved), (200, &approval("p2", "approved", json!(null), "admin1", &approved["decided_at"])));
-    let key = [("x-api-key", hub.api_key())];
+    let other = bearer(&hub.staff_jwt("admin2"));
+    let key = [("authorization", other.as_str())];
     let (status, rejected) = decide(&hub, "p1", "reject", &key, &json!({"reason": "spam"})).await;
-    assert_eq!((status, &rejected), (200, &approval("p1", "rejected", json!("spam"), "api", &rejected["decided_at"])));
+    assert_eq!(
+        (status, &rejected),
+        (200, &approval("p1", "rejected", json!("spam"), "admin2", &rejected["decided_at"]))
+    );
 
     assert_eq!(
         hub.get_json("/api/v1/admin-dashboard/approvals/pending/", &auth).await,
@@ -305,7 +310,7 @@ async fn a_rest_approval_reaches_every_admin_and_the_user() {
     }
 }
 
-/// A REST rejection with the API key records `decided_by: "api"` and the reason, and the user's
+/// A REST rejection records the deciding admin as `decided_by` and the reason, and the user's
 /// notification quotes it; a body-less rejection has a null reason; a reason over 1000 characters is 400.
 #[tokio::test]
 async fn a_rest_rejection_carries_its_reason_to_admins_and_the_user() {
@@ -315,7 +320,8 @@ async fn a_rest_rejection_carries_its_reason_to_admins_and_the_user() {
     let (mut a1, _) = admin(&hub, "admin1").await;
     let mut p1 = hub.notifications("p1").await;
     let mut p2 = hub.notifications("p2").await;
-    let key = [("x-api-key", hub.api_key())];
+    let staff = bearer(&hub.staff_jwt("admin2"));
+    let key = [("authorization", staff.as_str())];
 
     let long = "x".repeat(1001);
     assert_eq!(
@@ -325,25 +331,25 @@ async fn a_rest_rejection_carries_its_reason_to_admins_and_the_user() {
     assert_quiet(&mut a1).await;
 
     let (status, decision) = decide(&hub, "p1", "reject", &key, &json!({"reason": "duplicate account"})).await;
-    let expected = approval("p1", "rejected", json!("duplicate account"), "api", &decision["decided_at"]);
+    let expected = approval("p1", "rejected", json!("duplicate account"), "admin2", &decision["decided_at"]);
     assert_eq!((status, &decision), (200, &expected));
     let mut update = expected;
     update["type"] = json!("approval_update");
     assert_eq!(recv(&mut a1).await, update);
     assert_eq!(recv(&mut a1).await, json!({"type": "pending_count_update", "count": 1}));
-    let data = json!({"status": "rejected", "reason": "duplicate account", "decided_by": "api"});
+    let data = json!({"status": "rejected", "reason": "duplicate account", "decided_by": "admin2"});
     let message = "Your account has been rejected: duplicate account";
     recv_decision_notification(&mut p1, "Account rejected", message, data, 1).await;
 
     let url = hub.http_url("/api/v1/admin-dashboard/users/p2/reject/");
-    let (status, decision) = json_response(send(http().post(url).header("x-api-key", hub.api_key())).await).await;
-    let expected = approval("p2", "rejected", json!(null), "api", &decision["decided_at"]);
+    let (status, decision) = json_response(send(http().post(url).header("authorization", &staff)).await).await;
+    let expected = approval("p2", "rejected", json!(null), "admin2", &decision["decided_at"]);
     assert_eq!((status, &decision), (200, &expected));
     let mut update = expected;
     update["type"] = json!("approval_update");
     assert_eq!(recv(&mut a1).await, update);
     assert_eq!(recv(&mut a1).await, json!({"type": "pending_count_update", "count": 0}));
-    let data = json!({"status": "rejected", "reason": null, "decided_by": "api"});
+    let data = json!({"status": "rejected", "reason": null, "decided_by": "admin2"});
     recv_decision_notification(&mut p2, "Account rejected", "Your account has been rejected.", data, 1).await;
     let reply = request(&mut a1, json!({"type": "get_stats"})).await;
     assert_eq!(reply["stats"]["rejected_today"], 2, "{reply}");
@@ -405,8 +411,9 @@ async fn websocket_decisions_answer_the_requester_and_push_to_the_others() {
     assert_quiet(&mut tab1).await;
     assert_quiet(&mut other).await;
     assert_quiet(&mut user).await;
+    let staff = bearer(&hub.staff_jwt("admin9"));
     let (status, recent) =
-        hub.get_json("/api/v1/admin-dashboard/approvals/recent/", &[("x-api-key", hub.api_key())]).await;
+        hub.get_json("/api/v1/admin-dashboard/approvals/recent/", &[("authorization", &staff)]).await;
     assert_eq!(status, 200);
     assert_eq!(recent["approvals"].as_array().map(Vec::len), Some(2), "{recent}");
 }
@@ -459,7 +466,8 @@ async fn order_updates_are_pushed_to_admins() {
 async fn the_activity_feed_lists_registrations_decisions_and_orders_newest_first() {
     let hub = TestHub::start().await;
     let user = register(&hub, json!({"user_id": "p1", "email": "p1@example.test"})).await;
-    let key = [("x-api-key", hub.api_key())];
+    let staff = bearer(&hub.staff_jwt("admin1"));
+    let key = [("authorization", staff.as_str())];
     let (_, decision) = decide(&hub, "p1", "approve", &key, &json!({})).await;
     let (status, order) = json_response(
         hub.post_api("/api/v1/admin-dashboard/orders/o1/", &json!({"status": "paid", "data": {"total": 12}})).await,
@@ -467,8 +475,7 @@ async fn the_activity_feed_lists_registrations_decisions_and_orders_newest_first
     .await;
     assert_eq!(status, 202);
 
-    let staff = bearer(&hub.staff_jwt("admin1"));
-    let (status, feed) = hub.get_json("/api/v1/admin-dashboard/notifications/", &[("authorization", &staff)]).await;
+    let (status, feed) = hub.get_json("/api/v1/admin-dashboard/notifications/", &key).await;
     assert_eq!(status, 200, "{feed}");
     let entries = feed["notifications"].as_array().expect("a notifications array");
     let ids: Vec<i64> = entries.iter().map(|e| e["id"].as_i64().expect("an id")).collect();
@@ -489,14 +496,16 @@ async fn the_activity_feed_lists_registrations_decisions_and_orders_newest_first
     );
 }
 
-/// Every staff route takes a staff JWT or the API key: no credentials or a bad key is 401, a non-staff
-/// JWT 403, with the PROTOCOL §5 error body.
+/// Every staff route takes a staff JWT only (PROTOCOL §5): no credentials or a bad key is 401, a
+/// non-staff JWT or the API key 403, with the PROTOCOL §5 error body; nothing is decided.
 #[tokio::test]
 async fn staff_routes_refuse_missing_credentials_and_non_staff_users() {
     let hub = TestHub::start().await;
     register(&hub, json!({"user_id": "p1"})).await;
     let user = bearer(&hub.jwt("u1"));
-    let forbidden = api_error("forbidden", "requires the API key or a staff token");
+    let forbidden = api_error("forbidden", "requires a staff token");
+    let not_the_key = api_error("forbidden", "requires a staff token, not the API key");
+    let key = [("x-api-key", hub.api_key())];
     let missing = api_error("unauthorized", "missing X-API-Key or Authorization: Bearer");
     let bad_key = api_error("unauthorized", "invalid API key");
     for path in ["dashboard/", "approvals/pending/", "approvals/recent/", "notifications/"] {
@@ -504,6 +513,7 @@ async fn staff_routes_refuse_missing_credentials_and_non_staff_users() {
         assert_eq!(hub.get_json(&path, &[("authorization", &user)]).await, (403, forbidden.clone()), "{path}");
         assert_eq!(hub.get_json(&path, &[]).await, (401, missing.clone()), "{path}");
         assert_eq!(hub.get_json(&path, &[("x-api-key", "wrong")]).await, (401, bad_key.clone()), "{path}");
+        assert_eq!(hub.get_json(&path, &key).await, (403, not_the_key.clone()), "{path}");
     }
     for verdict in ["approve", "reject"] {
         assert_eq!(
@@ -512,6 +522,7 @@ async fn staff_routes_refuse_missing_credentials_and_non_staff_users() {
         );
         assert_eq!(decide(&hub, "p1", verdict, &[], &json!({})).await, (401, missing.clone()));
         assert_eq!(decide(&hub, "p1", verdict, &[("x-api-key", "wrong")], &json!({})).await, (401, bad_key.clone()));
+        assert_eq!(decide(&hub, "p1", verdict, &key, &json!({})).await, (403, not_the_key.clone()));
     }
     let staff = bearer(&hub.staff_jwt("admin1"));
     let (status, pending) =

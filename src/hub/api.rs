@@ -216,6 +216,16 @@ pub fn privileged(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
     Ok(caller)
 }
 
+/// A staff member's JWT, and not the API key: the dashboard's reads and the approval decisions are
+/// for admins (PROTOCOL §5 "staff JWT"), unlike the routes a backend drives.
+pub fn staff(hub: &Hub, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    match caller(hub, headers)? {
+        Caller::User(identity) if identity.is_staff => Ok(identity),
+        Caller::User(_) => Err(ApiError::forbidden("requires a staff token")),
+        Caller::Backend => Err(ApiError::forbidden("requires a staff token, not the API key")),
+    }
+}
+
 /// A person's JWT; the API key does not name a user.
 pub fn user(hub: &Hub, headers: &HeaderMap) -> Result<Identity, ApiError> {
     match caller(hub, headers)? {

@@ -238,7 +238,7 @@ async fn register(
 }
 
 async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Stats>, ApiError> {
-    api::privileged(&hub, &headers)?;
+    api::staff(&hub, &headers)?;
     Ok(axum::Json(stats(&hub).await?))
 }
 
@@ -262,7 +262,7 @@ async fn pending(
     headers: HeaderMap,
     query: ListParams,
 ) -> Result<axum::Json<Value>, ApiError> {
-    api::privileged(&hub, &headers)?;
+    api::staff(&hub, &headers)?;
     let users = hub.store.pending_users(ListQuery::limit(query)?).await?;
     let count = hub.store.pending_count().await?;
     Ok(axum::Json(json!({"users": users, "count": count})))
@@ -273,7 +273,7 @@ async fn recent(
     headers: HeaderMap,
     query: ListParams,
 ) -> Result<axum::Json<Value>, ApiError> {
-    api::privileged(&hub, &headers)?;
+    api::staff(&hub, &headers)?;
     let approvals = hub.store.recent_approvals(ListQuery::limit(query)?).await?;
     Ok(axum::Json(json!({"approvals": approvals})))
 }
@@ -283,7 +283,7 @@ async fn activity(
     headers: HeaderMap,
     query: ListParams,
 ) -> Result<axum::Json<Value>, ApiError> {
-    api::privileged(&hub, &headers)?;
+    api::staff(&hub, &headers)?;
     let entries = hub.store.list_activity(ListQuery::limit(query)?).await?;
     Ok(axum::Json(json!({"notifications": entries})))
 }
@@ -293,8 +293,8 @@ async fn approve(
     Path(user_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<axum::Json<Approval>, ApiError> {
-    let caller = api::privileged(&hub, &headers)?;
-    Ok(axum::Json(decide(&hub, &user_id, Verdict::Approved, None, &caller.actor(), None).await?))
+    let admin = api::staff(&hub, &headers)?;
+    Ok(axum::Json(decide(&hub, &user_id, Verdict::Approved, None, &admin.user_id, None).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -308,7 +308,7 @@ async fn reject(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<axum::Json<Approval>, ApiError> {
-    let caller = api::privileged(&hub, &headers)?;
+    let admin = api::staff(&hub, &headers)?;
     // The body is optional here: no body means no reason.
     let reason = if body.is_empty() {
         None
@@ -316,7 +316,7 @@ async fn reject(
         let body: Reject = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         body.reason
     };
-    Ok(axum::Json(decide(&hub, &user_id, Verdict::Rejected, reason, &caller.actor(), None).await?))
+    Ok(axum::Json(decide(&hub, &user_id, Verdict::Rejected, reason, &admin.user_id, None).await?))
 }
 
 #[derive(Debug, Deserialize)]
