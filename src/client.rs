@@ -71,16 +71,7 @@ const SECRET_PARAMS: &[&str] =
 /// Tokens never reach logs or output (PROTOCOL §1); the rest of the URL stays, to say where we went.
 pub fn redact_url(url: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
-    let mut shown = match base.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-            match authority.rfind('@') {
-                Some(at) => format!("{scheme}://***{}", &rest[at..]),
-                None => base.to_owned(),
-            }
-        }
-        None => base.to_owned(),
-    };
+    let mut shown = crate::config::mask_userinfo(base);
     if let Some(query) = query {
         let pairs: Vec<String> = query
             .split('&')

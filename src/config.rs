@@ -185,13 +185,20 @@ impl fmt::Debug for HubConfig {
     }
 }
 
-/// A database URL for messages: no password (`user:***@`) and no query string (sqlx also takes
+/// A database or HTTP URL for messages: no user info (`***@`) and no query string (sqlx also takes
 /// `?password=`).
 pub fn redact_url(url: &str) -> String {
-    let url = url.split('?').next().unwrap_or_default();
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
-        _ => url.to_owned(),
+    mask_userinfo(url.split('?').next().unwrap_or_default())
+}
+
+/// `url` with its user info (`user:pass@`) shown as `***@`. Only the authority is looked at: an `@` in
+/// the path (a user id such as `a@b`) is not a password.
+pub fn mask_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -623,6 +630,19 @@ mod tests {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("postgres://***@db.example/rtctl"), "{text}");
+    }
+
+    /// Only the authority's user info is masked: an `@` in the path (a user id) keeps the URL readable.
+    #[test]
+    fn user_info_is_masked_in_the_authority_only() {
+        assert_eq!(redact_url("http://u:pw@h:1/api/?k=v"), "http://***@h:1/api/");
+        assert_eq!(
+            redact_url("http://h/api/v1/admin-dashboard/users/a@b/approve/"),
+            "http://h/api/v1/admin-dashboard/users/a@b/approve/"
+        );
+        assert_eq!(mask_userinfo("ws://h/ws/?v=a@b"), "ws://h/ws/?v=a@b");
+        assert_eq!(mask_userinfo("redis://:pw@cache"), "redis://***@cache");
+        assert_eq!(mask_userinfo("no scheme @ all"), "no scheme @ all");
     }
 
     #[test]

@@ -419,12 +419,11 @@ enum Sink {
     Through(Option<MultiProgress>),
 }
 
-impl Sink {
-    fn print(console: Option<&MultiProgress>, line: &str) {
-        match console {
-            Some(console) => console.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
+/// Prints one of the hub's lines on stderr, with the progress bars (if any) lifted out of its way.
+fn print_hub_line(console: Option<&MultiProgress>, line: &str) {
+    match console {
+        Some(console) => console.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
     }
 }
 
@@ -442,7 +441,7 @@ impl HubStderr {
                 raw.clear();
                 match &mut *shared.lock().expect("stderr lock poisoned") {
                     Sink::Held(held) => held.push(line),
-                    Sink::Through(console) => Sink::print(console.as_ref(), &line),
+                    Sink::Through(console) => print_hub_line(console.as_ref(), &line),
                 }
             }
         });
@@ -454,7 +453,7 @@ impl HubStderr {
         let mut sink = self.sink.lock().expect("stderr lock poisoned");
         if let Sink::Held(held) = &*sink {
             for line in held {
-                Sink::print(console.as_ref(), line);
+                print_hub_line(console.as_ref(), line);
             }
         }
         *sink = Sink::Through(console);

@@ -150,14 +150,6 @@ pub enum Caller {
 }
 
 impl Caller {
-    /// Who did it, for records such as `decided_by`: the user id, or `api` for the API key.
-    pub fn actor(&self) -> String {
-        match self {
-            Self::Backend => "api".to_owned(),
-            Self::User(identity) => identity.user_id.clone(),
-        }
-    }
-
     fn is_privileged(&self) -> bool {
         match self {
             Self::Backend => true,

@@ -42,8 +42,7 @@ impl Drop for TestSchema {
             runtime.block_on(async {
                 let mut conn = sqlx::PgConnection::connect(&base).await.ok()?;
                 // A hub the test did not wait for may still be migrating this schema, holding locks on
-                // it: its connections go first.
-                // Best effort: the drop below is still worth trying without it.
+                // it: its connections go first (best effort: the drop is still worth trying without).
                 let _ =
                     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
                         .bind(&name)

@@ -425,7 +425,7 @@ fn backoff(attempt: u32) -> Duration {
     ceiling.mul_f64(rand::random_range(0.5..=1.0))
 }
 
-/// Reads stdin lines on a task, each one an entry of its own: a script's lines are independent, and one
+/// Reads stdin lines on a thread, each one an entry of its own: a script's lines are independent, and one
 /// with unbalanced braces must not swallow the lines after it (multi-line JSON is for the terminal).
 fn read_stdin() -> mpsc::UnboundedReceiver<String> {
     let (tx, rx) = mpsc::unbounded_channel();
