@@ -61,7 +61,7 @@ async fn every_refused_token_closes_with_4001() {
     assert_eq!(refused(&hub, "wst_not-a-real-token").await, (4001, "unknown or used ws token".to_owned()));
 
     let metrics = hub.metrics().await;
-    assert!(metrics.contains("\n# TYPE rtctl_auth_failures counter\n"), "{metrics}");
+    assert!(metrics.contains("\n# TYPE rtctl_auth_failures_total counter\n"), "{metrics}");
     for reason in ["missing\"} 2", "invalid\"} 1", "expired\"} 1", "algorithm\"} 1", "ws_token\"} 1"] {
         let line = format!("rtctl_auth_failures_total{{reason=\"{reason}");
         assert!(metrics.lines().any(|l| l == line), "no line `{line}` in:\n{metrics}");

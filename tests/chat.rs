@@ -226,8 +226,9 @@ async fn messages_sent_while_a_member_was_offline_are_in_the_history() {
     assert_eq!(history, json!({"type": "history", "room_id": "r1", "messages": [first, second], "has_more": false}));
 }
 
-/// A `chat_message` is stored (trimmed) and then pushed to every connection in the room, the sender's
-/// included, with its `client_id` echoed (`null` when none); other rooms get nothing.
+/// A `chat_message` is stored as sent (whitespace kept) and then pushed to every connection in the
+/// room, the sender's included, with its `client_id` echoed (`null` when none); the sending connection's
+/// copy is its direct reply and repeats its `request_id`, no other copy does; other rooms get nothing.
 #[tokio::test]
 async fn a_chat_message_is_stored_then_pushed_to_the_whole_room() {
     let hub = TestHub::start().await;
@@ -241,9 +242,13 @@ async fn a_chat_message_is_stored_then_pushed_to_the_whole_room() {
         assert_eq!(recv(tab).await, json!({"type": "user_status", "user_id": "u2", "status": "online"}));
     }
 
-    send_json(&mut tab1, &json!({"type": "chat_message", "message": "  hello there \n", "client_id": "c-1"})).await;
-    let stored = recv_message(&mut tab1, "r1", "u1", "hello there", json!("c-1")).await;
+    let sent = json!({"type": "chat_message", "message": "  hello there \n", "client_id": "c-1", "request_id": 7});
+    let reply = request(&mut tab1, sent).await;
+    let stored = message(&reply["message"], "r1", "u1", "  hello there \n", Value::Null);
     let push = json!({"type": "chat_message", "message": stored, "client_id": "c-1"});
+    let mut answer = push.clone();
+    answer["request_id"] = json!(7);
+    assert_eq!(reply, answer);
     assert_eq!(recv(&mut tab2).await, push);
     assert_eq!(recv(&mut u2).await, push);
 
@@ -291,9 +296,9 @@ async fn typing_goes_to_the_other_connections_only_and_is_not_stored() {
 }
 
 /// A `read_receipt` stores the reader's position and pushes `read_receipt {user_id, message_id,
-/// read_at}` to the room; one behind the stored position leaves it in place and answers the sender
-/// alone with the stored position; unread counts follow and reach 0 at the newest message; a message
-/// not in the room is `not_found`.
+/// read_at}` to the room, the reading connection's copy being its reply with its `request_id`; one
+/// behind the stored position leaves it in place and answers the sender alone with the stored position;
+/// unread counts follow and reach 0 at the newest message; a message not in the room is `not_found`.
 #[tokio::test]
 async fn read_receipts_are_stored_pushed_and_never_move_backwards() {
     let hub = TestHub::start().await;
@@ -331,12 +336,14 @@ async fn read_receipts_are_stored_pushed_and_never_move_backwards() {
         assert_eq!(reply, json!({"type": "error", "code": "not_found", "message": message}));
     }
 
-    send_json(&mut reader, &json!({"type": "read_receipt", "message_id": m3})).await;
-    let push = recv(&mut reader).await;
-    assert_timestamp(&push["read_at"]);
-    let at_m3 = json!({"type": "read_receipt", "user_id": "u2", "message_id": m3, "read_at": push["read_at"]});
-    assert_eq!(push, at_m3);
+    let reply = request(&mut reader, json!({"type": "read_receipt", "message_id": m3, "request_id": "r3"})).await;
+    assert_timestamp(&reply["read_at"]);
+    let at_m3 = json!({"type": "read_receipt", "user_id": "u2", "message_id": m3, "read_at": reply["read_at"]});
+    let mut answer = at_m3.clone();
+    answer["request_id"] = json!("r3");
+    assert_eq!(reply, answer);
     assert_eq!(recv(&mut writer).await, at_m3);
+    assert_quiet(&mut reader).await;
     assert_eq!(unread(&hub, "u2", "r1").await, 0);
     assert_eq!(unread(&hub, "u2", "r2").await, 1, "read positions are per room");
     assert_eq!(unread(&hub, "u1", "r1").await, 0, "a user's own messages are never unread");
@@ -432,7 +439,7 @@ async fn user_status_follows_the_first_and_last_connection() {
     assert_quiet(&mut watcher).await;
 }
 
-/// A message must be 1..4000 characters after trimming (counted in characters, not bytes) and a
+/// A message must be 1..4000 characters (counted in characters, not bytes; whitespace counts) and a
 /// `client_id` at most 128: anything else is `invalid_message` over WebSocket and 400 over HTTP, and
 /// nothing is stored or pushed.
 #[tokio::test]
@@ -442,11 +449,10 @@ async fn invalid_messages_are_refused_and_nothing_is_stored() {
     let mut other = join_empty(&hub, "r1", "u2").await;
     let mut ws = join_empty(&hub, "r1", "u1").await;
     assert_eq!(recv(&mut other).await, json!({"type": "user_status", "user_id": "u1", "status": "online"}));
-    let length = "message must be 1..4000 characters after trimming";
+    let length = "message must be 1..4000 characters";
     let too_long = "a".repeat(4001);
     let cases = [
         (json!({"message": ""}), length.to_owned()),
-        (json!({"message": "  \n\t "}), length.to_owned()),
         (json!({"message": too_long}), length.to_owned()),
         (json!({"message": "ok", "client_id": "c".repeat(129)}), "client_id must be at most 128 characters".to_owned()),
         (json!({}), "missing field `message`".to_owned()),
@@ -479,13 +485,19 @@ async fn invalid_messages_are_refused_and_nothing_is_stored() {
     let history = request(&mut other, json!({"type": "get_history"})).await;
     assert_eq!(history, json!({"type": "history", "room_id": "r1", "messages": [], "has_more": false}));
 
-    // The limits themselves are fine: 4000 two-byte characters, padded with whitespace.
+    // The limits themselves are fine: 4000 two-byte characters, and whitespace alone, over WebSocket
+    // and over HTTP.
     let longest = "é".repeat(4000);
-    send_json(&mut ws, &json!({"type": "chat_message", "message": format!(" {longest} ")})).await;
-    let stored = recv_message(&mut ws, "r1", "u1", &longest, Value::Null).await;
-    assert_eq!(recv(&mut other).await, json!({"type": "chat_message", "message": stored, "client_id": null}));
-    let (status, body) = post_message(&hub, "r1", &token, &json!({"message": "x"})).await;
-    assert_eq!(status, 201, "{body}");
+    for content in [longest.as_str(), " \n\t "] {
+        send_json(&mut ws, &json!({"type": "chat_message", "message": content})).await;
+        let stored = recv_message(&mut ws, "r1", "u1", content, Value::Null).await;
+        assert_eq!(recv(&mut other).await, json!({"type": "chat_message", "message": stored, "client_id": null}));
+        let (status, body) = post_message(&hub, "r1", &token, &json!({"message": content})).await;
+        assert_eq!(status, 201, "{body}");
+        let stored = message(&body, "r1", "u1", content, Value::Null);
+        let push = json!({"type": "chat_message", "message": stored, "client_id": null});
+        assert_eq!((recv(&mut ws).await, recv(&mut other).await), (push.clone(), push));
+    }
 }
 
 /// `POST .../messages` (member or staff JWT) answers 201 ChatMessage and pushes it to the room exactly

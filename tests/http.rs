@@ -29,8 +29,9 @@ fn sample(metrics: &str, sample: &str) -> Option<f64> {
     metrics.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 
-/// `GET /metrics` is the Prometheus text format with connections per endpoint, frames in and out,
-/// publishes by kind, slow-consumer closes and auth failures by reason.
+/// `GET /metrics` is the Prometheus text format 0.0.4 (every sample's name declared by a `# TYPE` line
+/// before it, counters named with `_total`), or OpenMetrics when `Accept` asks for it, with the same
+/// samples: connections per endpoint, frames in and out, publishes by kind, slow-consumer closes.
 #[tokio::test]
 async fn metrics_count_connections_frames_and_publishes() {
     let hub = TestHub::start().await;
@@ -40,12 +41,15 @@ async fn metrics_count_connections_frames_and_publishes() {
     recv(&mut tab).await;
     recv(&mut tab).await;
     request(&mut tab, json!({"type": "ping"})).await;
-    let response = send(http().get(hub.http_url("/metrics"))).await;
-    assert_eq!(response.status(), 200);
-    let content_type = response.headers()["content-type"].to_str().expect("an ASCII content type").to_owned();
-    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
-    let metrics = response.text().await.expect("a text body");
-
+    let scrape = |accept: &'static str| {
+        let request = http().get(hub.http_url("/metrics")).header("accept", accept);
+        async move {
+            let response = send(request).await;
+            assert_eq!(response.status(), 200);
+            let content_type = response.headers()["content-type"].to_str().expect("an ASCII content type").to_owned();
+            (content_type, response.text().await.expect("a text body"))
+        }
+    };
     let expect = [
         ("rtctl_connections{endpoint=\"notifications\"}", 1.0),
         ("rtctl_connections{endpoint=\"events\"}", 1.0),
@@ -59,17 +63,45 @@ async fn metrics_count_connections_frames_and_publishes() {
         ("rtctl_publishes_total{kind=\"unread_count\"}", 1.0),
         ("rtctl_slow_consumer_closes_total", 0.0),
     ];
+    let families = ["connections", "frames_in", "frames_out", "publishes", "slow_consumer_closes"];
+
+    // curl, a browser or any scraper without OpenMetrics: 0.0.4.
+    for accept in ["*/*", "text/plain"] {
+        let (content_type, metrics) = scrape(accept).await;
+        assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+        for (name, value) in expect {
+            assert_eq!(sample(&metrics, name), Some(value), "{name} in:\n{metrics}");
+        }
+        for family in families {
+            let kind = if family == "connections" { "gauge" } else { "counter" };
+            let name = if kind == "counter" { format!("rtctl_{family}_total") } else { format!("rtctl_{family}") };
+            assert!(metrics.contains(&format!("\n# TYPE {name} {kind}\n")), "no TYPE for {name} in:\n{metrics}");
+            assert!(metrics.contains(&format!("# HELP {name} ")), "no HELP for {name} in:\n{metrics}");
+        }
+        let mut declared = Vec::new();
+        for line in metrics.lines() {
+            match line.strip_prefix("# TYPE ") {
+                Some(descriptor) => declared.push(descriptor.split(' ').next().expect("a name").to_owned()),
+                None if line.starts_with("# HELP ") => {}
+                None => {
+                    let name = line.split(['{', ' ']).next().expect("a sample name");
+                    assert_eq!(declared.last().map(String::as_str), Some(name), "`{line}` in:\n{metrics}");
+                }
+            }
+        }
+        assert!(!metrics.contains("# EOF") && !metrics.contains("# UNIT"), "{metrics}");
+    }
+
+    // Prometheus asks for OpenMetrics first.
+    let prometheus = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    let (content_type, metrics) = scrape(prometheus).await;
+    assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
     for (name, value) in expect {
         assert_eq!(sample(&metrics, name), Some(value), "{name} in:\n{metrics}");
     }
-    for family in [
-        "connections gauge",
-        "frames_in counter",
-        "frames_out counter",
-        "publishes counter",
-        "slow_consumer_closes counter",
-    ] {
-        assert!(metrics.contains(&format!("# TYPE rtctl_{family}\n")), "no TYPE for {family} in:\n{metrics}");
+    for family in families {
+        let kind = if family == "connections" { "gauge" } else { "counter" };
+        assert!(metrics.contains(&format!("\n# TYPE rtctl_{family} {kind}\n")), "no TYPE for {family} in:\n{metrics}");
     }
     assert!(metrics.ends_with("# EOF\n"), "{metrics}");
 }

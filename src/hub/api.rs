@@ -279,9 +279,17 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
-    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-    ([(header::CONTENT_TYPE, content_type)], hub.metrics.render()).into_response()
+/// Prometheus text 0.0.4 (PROTOCOL §5), or OpenMetrics to a scraper whose `Accept` names it (Prometheus
+/// itself prefers it).
+async fn metrics(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if accept.contains("application/openmetrics-text") {
+        let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+        ([(header::CONTENT_TYPE, content_type)], hub.metrics.render_openmetrics()).into_response()
+    } else {
+        let content_type = "text/plain; version=0.0.4; charset=utf-8";
+        ([(header::CONTENT_TYPE, content_type)], hub.metrics.render_prometheus()).into_response()
+    }
 }
 
 async fn ws_token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {

@@ -22,7 +22,7 @@ use crate::layer::{ConnId, Push, group};
 use crate::protocol::{self, ChatRequest, DEFAULT_PAGE, RequestError, ServerMessage, close};
 use crate::store::{ChatMessage, Created, MessagePage, MessageQuery, NewChatMessage, NewRoom, ReadUpdate, Room};
 
-/// A message's length limits, in characters after trimming (PROTOCOL §4.4).
+/// A message's longest length, in characters (PROTOCOL §4.4: 1..4000, stored as sent).
 pub const MAX_MESSAGE: usize = 4_000;
 /// Longest `client_id`, room name and attachment URL.
 const MAX_CLIENT_ID: usize = 128;
@@ -110,11 +110,13 @@ impl ChatSession {
         match request {
             ChatRequest::Ping { timestamp } => Ok(Some(protocol::pong(timestamp, id))),
             ChatRequest::ChatMessage { message, client_id } => {
-                post_to_room(hub, &self.room_id, &self.user_id, &message, None, client_id.as_deref())
+                let client_id = client_id.as_deref();
+                let sender = Some(self.conn_id);
+                let message = post_to_room(hub, &self.room_id, &self.user_id, &message, None, client_id, sender)
                     .await
                     .map_err(ApiError::into_request_error)?;
-                // The sender's copy arrives with everyone's, through the room; nothing more to say.
-                Ok(None)
+                // This connection's copy is the direct reply, so that it repeats the request_id.
+                Ok(Some(protocol::encode_reply(&ServerMessage::ChatMessage { message: &message, client_id }, id)))
             }
             ChatRequest::Typing { is_typing } => {
                 let frame = protocol::encode(&ServerMessage::Typing { user_id: &self.user_id, is_typing });
@@ -136,10 +138,11 @@ impl ChatSession {
                             message_id: position.message_id,
                             read_at: &position.read_at,
                         };
-                        hub.publish("read_receipt", &room, Push::new(protocol::encode(&message)))
+                        // The rest of the room gets the push; this connection the reply with its request_id.
+                        hub.publish("read_receipt", &room, Push::skipping(protocol::encode(&message), self.conn_id))
                             .await
                             .map_err(ApiError::into_request_error)?;
-                        Ok(None)
+                        Ok(Some(protocol::encode_reply(&message, id)))
                     }
                     // Never backwards: tell only this client where the position stands.
                     ReadUpdate::Unchanged(position) => {
@@ -189,19 +192,22 @@ async fn find_room(hub: &Hub, room_id: &str) -> Result<Room, ApiError> {
     hub.store.get_room(room_id).await?.ok_or_else(|| ApiError::not_found(format!("room {room_id} not found")))
 }
 
-/// Validates, stores, then pushes a message to the whole room (sender's connections included).
+/// Validates, stores, then pushes a message to the room: every connection but `skip`, the sending
+/// connection that answers with the message itself.
 async fn post_to_room(
     hub: &Hub,
     room_id: &str,
     sender: &str,
-    text: &str,
+    content: &str,
     attachment_url: Option<String>,
     client_id: Option<&str>,
+    skip: Option<ConnId>,
 ) -> Result<ChatMessage, ApiError> {
-    let content = text.trim();
+    // Counted in characters and stored as sent: the contract gives 1..4000 characters, and a client
+    // that reconciles by content (or sends indented code) must get back what it wrote.
     let length = content.chars().count();
     if !(1..=MAX_MESSAGE).contains(&length) {
-        return Err(ApiError::bad_request(format!("message must be 1..{MAX_MESSAGE} characters after trimming")));
+        return Err(ApiError::bad_request(format!("message must be 1..{MAX_MESSAGE} characters")));
     }
     protocol::no_nul("message", content).map_err(ApiError::bad_request)?;
     protocol::no_nul("attachment_url", attachment_url.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
@@ -224,7 +230,7 @@ async fn post_to_room(
     };
     let message = hub.store.insert_message(&new).await?.ok_or_else(|| ApiError::not_found("room not found"))?;
     let frame = protocol::encode(&ServerMessage::ChatMessage { message: &message, client_id });
-    hub.publish("chat_message", &group::room(room_id), Push::new(frame)).await?;
+    hub.publish("chat_message", &group::room(room_id), Push::all_but(frame, skip)).await?;
     Ok(message)
 }
 
@@ -325,6 +331,7 @@ async fn post_message(
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<Response, ApiError> {
     let identity = entered_room(&hub, &headers, &room_id).await?;
-    let message = post_to_room(&hub, &room_id, &identity.user_id, &body.message, body.attachment_url, None).await?;
+    let message =
+        post_to_room(&hub, &room_id, &identity.user_id, &body.message, body.attachment_url, None, None).await?;
     Ok((StatusCode::CREATED, axum::Json(message)).into_response())
 }

@@ -161,11 +161,7 @@ async fn decide(
     let payload = serde_json::to_value(&approval).expect("approvals serialize");
     hub.store.append_activity(ActivityKind::Approval, &payload).await?;
     let frame = protocol::encode(&ServerMessage::ApprovalUpdate(&approval));
-    let push = match skip {
-        Some(conn) => Push::skipping(frame, conn),
-        None => Push::new(frame),
-    };
-    hub.publish("approval_update", group::ADMINS, push).await?;
+    hub.publish("approval_update", group::ADMINS, Push::all_but(frame, skip)).await?;
     push_pending_count(hub).await?;
     let (title, message) = match verdict {
         Verdict::Approved => ("Account approved", "Your account has been approved.".to_owned()),

@@ -1,7 +1,9 @@
-//! Counters for `/metrics` (Prometheus text) and `/api/v1/stats`.
+//! Counters for `/metrics` (Prometheus text, or OpenMetrics when asked) and `/api/v1/stats`.
 //!
 //! Hot counters are plain handles created once per endpoint, so the fan-out path pays one atomic add
 //! per batch and never a label lookup.
+
+use std::collections::HashSet;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -182,12 +184,43 @@ impl Metrics {
         self.slow_consumers.get()
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The OpenMetrics 1.0 exposition, for scrapers that ask for it (Prometheus does).
+    pub fn render_openmetrics(&self) -> String {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
+
+    /// The Prometheus text format 0.0.4 that PROTOCOL §5 names, for everyone else.
+    pub fn render_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.render_openmetrics())
+    }
+}
+
+/// Rewrites prometheus-client's OpenMetrics (the only format it writes) as Prometheus text 0.0.4. The
+/// samples are the same; 0.0.4 names a counter's HELP and TYPE after its `_total` sample rather than
+/// after the family, and has no `# UNIT` or `# EOF` lines. (None of our metrics has a `_created`
+/// sample, which 0.0.4 would also lack.)
+fn openmetrics_to_prometheus(openmetrics: &str) -> String {
+    let counters: HashSet<&str> =
+        openmetrics.lines().filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter")).collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "].into_iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters.contains(name).then_some((prefix, name, tail))
+        });
+        match descriptor {
+            Some((prefix, name, tail)) => text.push_str(&format!("{prefix}{name}_total {tail}")),
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
 }
 
 /// The process's resident memory in bytes (Linux `/proc/self/statm`), for `/api/v1/stats` and the bench.

@@ -41,7 +41,12 @@ impl Push {
     }
 
     pub fn skipping(frame: String, skip: ConnId) -> Self {
-        Self { wire: text_frame(frame.as_bytes()), tag: None, skip: Some(skip) }
+        Self::all_but(frame, Some(skip))
+    }
+
+    /// To every member, or every member but `skip` (a requester answered directly) when there is one.
+    pub fn all_but(frame: String, skip: Option<ConnId>) -> Self {
+        Self { wire: text_frame(frame.as_bytes()), tag: None, skip }
     }
 }
 
