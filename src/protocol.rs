@@ -113,7 +113,8 @@ pub fn parse_request<T: DeserializeOwned>(
     };
     let request_id = match object.get("request_id") {
         None | Some(Value::Null) => None,
-        Some(id @ (Value::String(_) | Value::Number(_))) => Some(id.clone()),
+        Some(id @ Value::String(_)) => Some(id.clone()),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n.clone())),
         Some(_) => {
             return Err((RequestError::invalid("request_id must be a string or an integer"), None));
         }

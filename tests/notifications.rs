@@ -386,11 +386,16 @@ async fn request_id_is_echoed_on_replies_and_errors() {
     );
     let reply = request(&mut ws, json!({"type": "nope", "request_id": 9})).await;
     assert_eq!((&reply["code"], &reply["request_id"]), (&json!("unknown_type"), &json!(9)), "{reply}");
-    let reply = request(&mut ws, json!({"type": "ping", "request_id": {"no": 1}})).await;
-    assert_eq!(
-        reply,
-        json!({"type": "error", "code": "invalid_message", "message": "request_id must be a string or an integer"})
-    );
+    for not_an_id in [json!({"no": 1}), json!(1.5), json!([1]), json!(true)] {
+        let reply = request(&mut ws, json!({"type": "ping", "request_id": not_an_id})).await;
+        assert_eq!(
+            reply,
+            json!({"type": "error", "code": "invalid_message", "message": "request_id must be a string or an integer"}),
+            "{not_an_id}"
+        );
+    }
+    let reply = request(&mut ws, json!({"type": "ping", "request_id": -3})).await;
+    assert_eq!(reply, json!({"type": "pong", "timestamp": null, "request_id": -3}));
 }
 
 /// `ping` is answered with `pong` echoing `timestamp` whatever JSON value it is (`null` when absent).
