@@ -25,6 +25,9 @@ _rtctl() {
             rtctl,connect)
                 cmd="rtctl__subcmd__connect"
                 ;;
+            rtctl,copy-store)
+                cmd="rtctl__subcmd__copy__subcmd__store"
+                ;;
             rtctl,event)
                 cmd="rtctl__subcmd__event"
                 ;;
@@ -51,6 +54,9 @@ _rtctl() {
                 ;;
             rtctl__subcmd__help,connect)
                 cmd="rtctl__subcmd__help__subcmd__connect"
+                ;;
+            rtctl__subcmd__help,copy-store)
+                cmd="rtctl__subcmd__help__subcmd__copy__subcmd__store"
                 ;;
             rtctl__subcmd__help,event)
                 cmd="rtctl__subcmd__help__subcmd__event"
@@ -143,7 +149,7 @@ _rtctl() {
 
     case "${cmd}" in
         rtctl)
-            opts="-v -h -V --config --verbose --help --version serve bench token connect notify event status completions help"
+            opts="-v -h -V --config --verbose --help --version serve bench token connect notify event status copy-store completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -418,6 +424,32 @@ _rtctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rtctl__subcmd__copy__subcmd__store)
+            opts="-v -h --from --to --config --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rtctl__subcmd__event)
             opts="-v -h --url --jwt-secret --api-key --org --type --data --json --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -461,7 +493,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__help)
-            opts="serve bench token connect notify event status completions help"
+            opts="serve bench token connect notify event status copy-store completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -503,6 +535,20 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__help__subcmd__connect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rtctl__subcmd__help__subcmd__copy__subcmd__store)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

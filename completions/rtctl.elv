@@ -32,6 +32,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand notify 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
             cand event 'Publish an organization event through the API'
             cand status 'Show a hub''s health, readiness and figures'
+            cand copy-store 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -335,6 +336,15 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'rtctl;copy-store'= {
+            cand --from 'The SQLite database to copy (stop the hubs that write to it first)'
+            cand --to 'The PostgreSQL database to copy into; it must hold no rows yet (its tables are made if missing)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
         &'rtctl;completions'= {
             cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
             cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -350,6 +360,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand notify 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
             cand event 'Publish an organization event through the API'
             cand status 'Show a hub''s health, readiness and figures'
+            cand copy-store 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -384,6 +395,8 @@ set edit:completion:arg-completer[rtctl] = {|@words|
         &'rtctl;help;event'= {
         }
         &'rtctl;help;status'= {
+        }
+        &'rtctl;help;copy-store'= {
         }
         &'rtctl;help;completions'= {
         }

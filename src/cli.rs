@@ -36,6 +36,8 @@ pub enum Command {
     Event(crate::cmd::notify::EventArgs),
     /// Show a hub's health, readiness and figures
     Status(crate::cmd::status::StatusArgs),
+    /// Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)
+    CopyStore(crate::cmd::copy_store::CopyStoreArgs),
     /// Print a shell completion script
     Completions(crate::cmd::completions::CompletionsArgs),
 }

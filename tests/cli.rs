@@ -1025,3 +1025,128 @@ mod terminal {
         assert!(history.contains("mark_read notification_id=424242") && history.contains("/ping"), "{history}");
     }
 }
+
+/// `rtctl copy-store` moves a SQLite hub's data into an empty PostgreSQL database: a hub started on the
+/// copy answers every list (notifications with their read state, pending users, decisions, the activity
+/// feed, rooms with unread counts, history) exactly as the SQLite hub did, and numbers new rows after the
+/// copied ones; copying again into the same database is refused and adds nothing; a missing source file
+/// is named, and a source or target of the wrong kind is a usage error.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: set RTCTL_TEST_DATABASE_URL"]
+async fn copy_store_moves_a_sqlite_hub_to_postgresql() {
+    use rtctl::store::test_schema::TestSchema;
+    use serde_json::json;
+
+    use crate::util::{postgres_url, request};
+
+    let base = postgres_url().expect("RTCTL_TEST_DATABASE_URL names the PostgreSQL these tests use");
+    let dir = TempDir::new().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("hub.db").display());
+    let source = TestHub::start_with(|config| config.database_url = sqlite.clone()).await;
+    for title in ["one", "two", "three"] {
+        source.notify("u1", title, "general").await;
+    }
+    let mut tab = source.notifications("u1").await;
+    let marked = request(&mut tab, json!({"type": "mark_read", "notification_id": 2})).await;
+    assert_eq!(marked["type"], "notification_marked_read", "{marked}");
+    for user in ["p1", "p2"] {
+        let registered = source.post_api("/api/v1/admin-dashboard/users/", &json!({"user_id": user})).await;
+        assert_eq!(registered.status(), 201);
+    }
+    let staff = format!("Bearer {}", source.staff_jwt("admin"));
+    let approve = "/api/v1/admin-dashboard/users/p1/approve/";
+    assert_eq!(source.post_json(approve, &[("authorization", &staff)], &json!({})).await.0, 200);
+    let room = json!({"room_id": "r1", "members": ["u1", "u2"]});
+    assert_eq!(source.post_api("/api/v1/chat/rooms", &room).await.status(), 201);
+    for text in ["first", "second"] {
+        let auth = format!("Bearer {}", source.jwt("u1"));
+        let path = "/api/v1/chat/rooms/r1/messages";
+        assert_eq!(source.post_json(path, &[("authorization", &auth)], &json!({"message": text})).await.0, 201);
+    }
+    let (mut reader, _) = source.connect("/ws/chat/r1/", &source.jwt("u2")).await;
+    let history = crate::util::recv(&mut reader).await;
+    let first = history["messages"][0]["id"].clone();
+    let receipt = request(&mut reader, json!({"type": "read_receipt", "message_id": first})).await;
+    assert_eq!(receipt["type"], "read_receipt", "{receipt}");
+
+    // What each hub answers, with its own tokens.
+    async fn lists(hub: &TestHub) -> Vec<Value> {
+        let user = |id: &str| format!("Bearer {}", hub.jwt(id));
+        let staff = format!("Bearer {}", hub.staff_jwt("admin"));
+        let mut answers = Vec::new();
+        for (path, auth) in [
+            ("/api/v1/notifications?limit=200", user("u1")),
+            ("/api/v1/admin-dashboard/approvals/pending/", staff.clone()),
+            ("/api/v1/admin-dashboard/approvals/recent/", staff.clone()),
+            ("/api/v1/admin-dashboard/notifications/", staff.clone()),
+            ("/api/v1/chat/rooms", user("u2")),
+            ("/api/v1/chat/rooms/r1/messages", user("u2")),
+        ] {
+            let (status, body) = hub.get_json(path, &[("authorization", &auth)]).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            answers.push(body);
+        }
+        answers
+    }
+    let before = lists(&source).await;
+    drop((tab, reader));
+    source.stop().await;
+
+    let target = TestSchema::create(&base, "rtctl_test").await;
+    let mut copy = rtctl_alone(dir.path());
+    copy.args(["copy-store", "--from", &sqlite, "--to", &target.url()]);
+    let (code, out, err) = output(copy).await;
+    assert_eq!(code, 0, "{err}");
+    let counts: Vec<(String, u64)> = out
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (table, rows) = line.trim().split_once(char::is_whitespace)?;
+            Some((table.to_owned(), rows.trim().parse().ok()?))
+        })
+        .collect();
+    let expected = [
+        // u1's three, and p1's "Account approved".
+        ("notifications", 4),
+        ("pending_users", 2),
+        ("approvals", 1),
+        ("admin_activity", 3),
+        ("chat_rooms", 1),
+        ("chat_members", 2),
+        ("chat_messages", 2),
+        ("chat_read_positions", 1),
+    ];
+    assert_eq!(counts, expected.map(|(table, rows)| (table.to_owned(), rows)), "{out}");
+    assert!(!out.contains(&target.url()) && out.contains("***@"), "the target URL is printed redacted: {out}");
+
+    let moved = TestHub::start_with(|config| config.database_url = target.url()).await;
+    assert_eq!(lists(&moved).await, before);
+    assert_eq!(moved.notify("u1", "four", "general").await, 5, "new ids follow the copied ones");
+
+    let mut again = rtctl_alone(dir.path());
+    again.args(["copy-store", "--from", &sqlite, "--to", &target.url()]);
+    let (code, out, err) = output(again).await;
+    let refused = "rtctl: nothing was copied: the target already holds data (table notifications): copy into an \
+                   empty database or schema\n";
+    assert_eq!((code, out.as_str(), err.as_str()), (1, "", refused));
+    let (_, page) =
+        moved.get_json("/api/v1/notifications", &[("authorization", &format!("Bearer {}", moved.jwt("u1")))]).await;
+    assert_eq!(page["notifications"].as_array().map(Vec::len), Some(4), "{page}");
+
+    let missing = format!("sqlite://{}", dir.path().join("nowhere.db").display());
+    let mut absent = rtctl_alone(dir.path());
+    absent.args(["copy-store", "--from", &missing, "--to", &target.url()]);
+    let (code, _, err) = output(absent).await;
+    let path = dir.path().join("nowhere.db");
+    assert_eq!((code, err), (1, format!("rtctl: nothing was copied: no SQLite database at {}\n", path.display())));
+    assert!(!path.exists(), "the missing source was not created");
+
+    for (from, to, error) in [
+        (sqlite.as_str(), sqlite.as_str(), "the target must be a PostgreSQL database (postgres://USER@HOST/DB)"),
+        (base.as_str(), base.as_str(), "the source must be a SQLite database (sqlite://PATH)"),
+    ] {
+        let mut wrong = rtctl_alone(dir.path());
+        wrong.args(["copy-store", "--from", from, "--to", to]);
+        assert_eq!(output(wrong).await, (2, String::new(), format!("rtctl: {error}\n")));
+    }
+}

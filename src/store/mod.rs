@@ -2,7 +2,9 @@
 //! one trait so that SQLite (embedded default) and PostgreSQL (multi-node) are interchangeable.
 //!
 //! Every write that the protocol promises to keep (PROTOCOL §6) goes through here before it is pushed.
+//! [`copy`] moves a SQLite store's rows into an empty PostgreSQL one (`rtctl copy-store`).
 
+pub mod copy;
 mod postgres;
 mod sqlite;
 #[doc(hidden)]
