@@ -364,7 +364,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             break
         }
         'rtctl;copy-store' {
-            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'The SQLite database to copy (stop the hubs that write to it first)')
+            [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'The SQLite database to copy (stop the hubs that write to it first) [default: database_url in the config file when it is SQLite, else sqlite://rtctl-data/rtctl.db]')
             [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The PostgreSQL database to copy into; it must hold no rows yet (its tables are made if missing)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')

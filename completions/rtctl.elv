@@ -337,7 +337,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --help 'Print help'
         }
         &'rtctl;copy-store'= {
-            cand --from 'The SQLite database to copy (stop the hubs that write to it first)'
+            cand --from 'The SQLite database to copy (stop the hubs that write to it first) [default: database_url in the config file when it is SQLite, else sqlite://rtctl-data/rtctl.db]'
             cand --to 'The PostgreSQL database to copy into; it must hold no rows yet (its tables are made if missing)'
             cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
             cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'

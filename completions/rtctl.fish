@@ -259,7 +259,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l json -d 'Print on
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s w -l watch -d 'Redraw every second until Ctrl-C'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s h -l help -d 'Print help'
-complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -l from -d 'The SQLite database to copy (stop the hubs that write to it first)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -l from -d 'The SQLite database to copy (stop the hubs that write to it first) [default: database_url in the config file when it is SQLite, else sqlite://rtctl-data/rtctl.db]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -l to -d 'The PostgreSQL database to copy into; it must hold no rows yet (its tables are made if missing)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'

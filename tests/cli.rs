@@ -1027,10 +1027,11 @@ mod terminal {
 }
 
 /// `rtctl copy-store` moves a SQLite hub's data into an empty PostgreSQL database: a hub started on the
-/// copy answers every list (notifications with their read state, pending users, decisions, the activity
-/// feed, rooms with unread counts, history) exactly as the SQLite hub did, and numbers new rows after the
-/// copied ones; copying again into the same database is refused and adds nothing; a missing source file
-/// is named, and a source or target of the wrong kind is a usage error.
+/// copy answers every list (notifications with their read state, pending users in registration order,
+/// decisions, the activity feed, rooms with members in the order added and unread counts, history)
+/// exactly as the SQLite hub did, and numbers new rows of every kind after every id SQLite gave out (a
+/// deleted newest notification's included); copying again into the same database is refused and adds
+/// nothing; a missing source file is named, and a source or target of the wrong kind is a usage error.
 #[tokio::test]
 #[ignore = "needs PostgreSQL: set RTCTL_TEST_DATABASE_URL"]
 async fn copy_store_moves_a_sqlite_hub_to_postgresql() {
@@ -1043,20 +1044,29 @@ async fn copy_store_moves_a_sqlite_hub_to_postgresql() {
     let dir = TempDir::new().unwrap();
     let sqlite = format!("sqlite://{}", dir.path().join("hub.db").display());
     let source = TestHub::start_with(|config| config.database_url = sqlite.clone()).await;
-    for title in ["one", "two", "three"] {
-        source.notify("u1", title, "general").await;
-    }
-    let mut tab = source.notifications("u1").await;
-    let marked = request(&mut tab, json!({"type": "mark_read", "notification_id": 2})).await;
-    assert_eq!(marked["type"], "notification_marked_read", "{marked}");
-    for user in ["p1", "p2"] {
+    // Registered within a millisecond or two: the pending list's order is then the order of arrival.
+    for user in ["p1", "p4", "p3", "p2"] {
         let registered = source.post_api("/api/v1/admin-dashboard/users/", &json!({"user_id": user})).await;
         assert_eq!(registered.status(), 201);
     }
     let staff = format!("Bearer {}", source.staff_jwt("admin"));
-    let approve = "/api/v1/admin-dashboard/users/p1/approve/";
-    assert_eq!(source.post_json(approve, &[("authorization", &staff)], &json!({})).await.0, 200);
-    let room = json!({"room_id": "r1", "members": ["u1", "u2"]});
+    let approve = |user: &str| format!("/api/v1/admin-dashboard/users/{user}/approve/");
+    assert_eq!(source.post_json(&approve("p1"), &[("authorization", &staff)], &json!({})).await.0, 200);
+    // Notification 1 is p1's "Account approved"; u1 gets 2, 3 and 4, reads 3 and deletes 4, the newest.
+    for title in ["one", "two", "three"] {
+        source.notify("u1", title, "general").await;
+    }
+    let mut tab = source.notifications("u1").await;
+    for (request, reply) in [
+        (json!({"type": "mark_read", "notification_id": 3}), "notification_marked_read"),
+        (json!({"type": "delete_notification", "notification_id": 4}), "notification_deleted"),
+    ] {
+        crate::util::send_json(&mut tab, &request).await;
+        let frames = crate::util::recv_n(&mut tab, 2).await;
+        let types = frames.iter().map(|frame| frame["type"].clone()).collect::<Vec<_>>();
+        assert!(types.contains(&json!(reply)) && types.contains(&json!("unread_count")), "{frames:?}");
+    }
+    let room = json!({"room_id": "r1", "members": ["u2", "zed", "u1"]});
     assert_eq!(source.post_api("/api/v1/chat/rooms", &room).await.status(), 201);
     for text in ["first", "second"] {
         let auth = format!("Bearer {}", source.jwt("u1"));
@@ -1106,13 +1116,13 @@ async fn copy_store_moves_a_sqlite_hub_to_postgresql() {
         })
         .collect();
     let expected = [
-        // u1's three, and p1's "Account approved".
-        ("notifications", 4),
-        ("pending_users", 2),
+        ("notifications", 3),
+        ("pending_users", 4),
         ("approvals", 1),
-        ("admin_activity", 3),
+        // Four registrations and a decision.
+        ("admin_activity", 5),
         ("chat_rooms", 1),
-        ("chat_members", 2),
+        ("chat_members", 3),
         ("chat_messages", 2),
         ("chat_read_positions", 1),
     ];
@@ -1121,7 +1131,21 @@ async fn copy_store_moves_a_sqlite_hub_to_postgresql() {
 
     let moved = TestHub::start_with(|config| config.database_url = target.url()).await;
     assert_eq!(lists(&moved).await, before);
-    assert_eq!(moved.notify("u1", "four", "general").await, 5, "new ids follow the copied ones");
+    assert_eq!(
+        before[1]["users"].as_array().map(|users| users.iter().map(|u| u["user_id"].clone()).collect()),
+        Some(vec![json!("p4"), json!("p3"), json!("p2")])
+    );
+    assert_eq!(before[4]["rooms"][0]["members"], json!(["u2", "zed", "u1"]));
+    // Every table with ids goes on after SQLite's: 4 was deleted but had been given out.
+    assert_eq!(moved.notify("u1", "four", "general").await, 5, "new ids follow every id given out");
+    let auth = format!("Bearer {}", moved.jwt("u1"));
+    let (status, posted) =
+        moved.post_json("/api/v1/chat/rooms/r1/messages", &[("authorization", &auth)], &json!({"message": "x"})).await;
+    assert_eq!((status, &posted["id"]), (201, &json!(3)), "{posted}");
+    let staff = format!("Bearer {}", moved.staff_jwt("admin"));
+    assert_eq!(moved.post_json(&approve("p4"), &[("authorization", &staff)], &json!({})).await.0, 200);
+    let (_, feed) = moved.get_json("/api/v1/admin-dashboard/notifications/", &[("authorization", &staff)]).await;
+    assert_eq!(feed["notifications"][0]["id"], json!(6), "{feed}");
 
     let mut again = rtctl_alone(dir.path());
     again.args(["copy-store", "--from", &sqlite, "--to", &target.url()]);
@@ -1131,7 +1155,17 @@ async fn copy_store_moves_a_sqlite_hub_to_postgresql() {
     assert_eq!((code, out.as_str(), err.as_str()), (1, "", refused));
     let (_, page) =
         moved.get_json("/api/v1/notifications", &[("authorization", &format!("Bearer {}", moved.jwt("u1")))]).await;
-    assert_eq!(page["notifications"].as_array().map(Vec::len), Some(4), "{page}");
+    assert_eq!(page["notifications"].as_array().map(Vec::len), Some(3), "{page}");
+
+    // Without --from: the database_url of the rtctl.toml that `serve` would read.
+    std::fs::write(dir.path().join("rtctl.toml"), format!("database_url = \"{sqlite}\"\n")).unwrap();
+    let second = TestSchema::create(&base, "rtctl_test").await;
+    let mut configured = rtctl_alone(dir.path());
+    configured.args(["copy-store", "--to", &second.url()]);
+    let (code, out, err) = output(configured).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("copied {sqlite} into postgres://")), "{out}");
+    assert!(out.contains("\n  notifications                3\n"), "{out}");
 
     let missing = format!("sqlite://{}", dir.path().join("nowhere.db").display());
     let mut absent = rtctl_alone(dir.path());

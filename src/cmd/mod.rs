@@ -62,7 +62,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Notify(args) => notify::run(&cli.config, args).await,
         Command::Event(args) => notify::run_event(&cli.config, args).await,
         Command::Status(args) => status::run(&cli.config, args).await,
-        Command::CopyStore(args) => copy_store::run(args).await,
+        Command::CopyStore(args) => copy_store::run(&cli.config, args).await,
         Command::Completions(args) => completions::run(args),
     }
 }

@@ -132,7 +132,8 @@ impl From<sqlx::Error> for CopyError {
 /// rows yet (its migrations are run first, as `rtctl serve` would). Returns the rows copied per table.
 ///
 /// The source is read in one transaction, a snapshot: a hub still writing to it loses what it writes
-/// after that to the copy. The target is written in one transaction, so a failed copy leaves it empty.
+/// after that to the copy. The target's rows are written in one transaction, so a failed copy leaves
+/// no row (only the tables its migrations made).
 pub async fn sqlite_to_postgres(from: &str, to: &str) -> Result<Vec<(&'static str, u64)>, CopyError> {
     if !from.starts_with("sqlite:") || from.contains(":memory:") {
         return Err(CopyError::SourceNotSqlite);
@@ -150,6 +151,10 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> Result<Vec<(&'static st
 
     let mut read = source.pool.begin().await?;
     let mut write = target.pool.begin().await?;
+    // A hub started on the target meanwhile waits for the copy instead of slipping rows in beside it.
+    let names = TABLES.iter().map(|table| table.name).collect::<Vec<_>>().join(", ");
+    let lock = format!("LOCK TABLE {names} IN SHARE ROW EXCLUSIVE MODE");
+    sqlx::query(AssertSqlSafe(lock)).execute(&mut *write).await?;
     for table in TABLES {
         let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", table.name);
         let holds_rows: bool = sqlx::query_scalar(AssertSqlSafe(sql)).fetch_one(&mut *write).await?;
@@ -174,13 +179,21 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> Result<Vec<(&'static st
         if !batch.is_empty() {
             count += insert(&mut write, table, &columns, &batch).await?;
         }
+        drop(rows);
         if let Some(id) = table.identity {
-            // The next generated id follows the highest copied one (setval's is_called = true).
+            // AUTOINCREMENT never hands out an id again, even one whose row was deleted since (the
+            // newest notification, say): it keeps its high-water mark in sqlite_sequence. The target
+            // goes on from there, or from the highest copied id if that is higher.
+            let issued: Option<i64> = sqlx::query_scalar("SELECT seq FROM sqlite_sequence WHERE name = ?")
+                .bind(table.name)
+                .fetch_optional(&mut *read)
+                .await?;
             let sql = format!(
-                "SELECT setval(pg_get_serial_sequence('{0}', '{id}'), MAX({id})) FROM {0} HAVING MAX({id}) IS NOT NULL",
+                "SELECT setval(pg_get_serial_sequence('{0}', '{id}'), GREATEST($1, MAX({id}))) FROM {0}
+                 HAVING GREATEST($1, MAX({id})) IS NOT NULL",
                 table.name
             );
-            sqlx::query(AssertSqlSafe(sql)).execute(&mut *write).await?;
+            sqlx::query(AssertSqlSafe(sql)).bind(issued.filter(|&seq| seq > 0)).execute(&mut *write).await?;
         }
         copied.push((table.name, count));
     }
