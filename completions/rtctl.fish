@@ -50,6 +50,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l database-url -d 'D
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l database-pool -d 'Most connections this node opens to the database (PostgreSQL\'s are shared by every node) [default: 8 for SQLite, 16 for PostgreSQL]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l redis-url -d 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l redis-prefix -d 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l node-ttl -d 'With Redis: how long a node that died without closing its sockets still counts in presence (users and admins online, room members), e.g. 15s; it refreshes every third of this [default: 30s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-frame -d 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l queue -d 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l heartbeat-interval -d 'Interval between server WebSocket pings [default: 20s]' -r

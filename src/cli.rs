@@ -125,6 +125,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
 
+    /// With Redis: how long a node that died without closing its sockets still counts in presence
+    /// (users and admins online, room members), e.g. 15s; it refreshes every third of this [default: 30s]
+    #[arg(long, env = "RTCTL_NODE_TTL", value_name = "DURATION")]
+    pub node_ttl: Option<String>,
+
     /// Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]
     #[arg(long, env = "RTCTL_MAX_FRAME", value_name = "SIZE")]
     pub max_frame: Option<String>,

@@ -22,6 +22,9 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://rtctl-data/rtctl.db";
 pub const MAX_DATABASE_POOL: u32 = 1000;
 /// How long a hub node's liveness key in Redis outlives its last refresh.
 pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(30);
+/// The shortest `node_ttl`: it is refreshed every third of it, and a refresh that a busy Redis or a
+/// pause delays past it makes the node's share vanish until its next refresh.
+pub const MIN_NODE_TTL: Duration = Duration::from_secs(3);
 /// Starts every Redis key and channel name unless `redis_prefix` says otherwise.
 pub const DEFAULT_REDIS_PREFIX: &str = "rtctl";
 /// The config file every subcommand reads, relative to the working directory.
@@ -258,6 +261,7 @@ pub struct FileConfig {
     pub database_pool: Option<u32>,
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
+    pub node_ttl: Option<String>,
     pub max_frame: Option<String>,
     pub queue: Option<usize>,
     pub heartbeat_interval: Option<String>,
@@ -440,7 +444,14 @@ impl FileConfig {
                 if prefix.is_empty() || prefix.contains(char::is_whitespace) {
                     bail!("invalid redis_prefix `{prefix}`: must be non-empty, without spaces");
                 }
-                Some(RedisConfig { url: Secret::new(url), prefix, node_ttl: DEFAULT_NODE_TTL })
+                let node_ttl = match self.node_ttl.or(file.node_ttl.clone()) {
+                    Some(text) => parse_duration("node_ttl", &text)?,
+                    None => DEFAULT_NODE_TTL,
+                };
+                if node_ttl < MIN_NODE_TTL {
+                    bail!("invalid node_ttl: must be at least {}", humantime::format_duration(MIN_NODE_TTL));
+                }
+                Some(RedisConfig { url: Secret::new(url), prefix, node_ttl })
             }
             None => None,
         };
@@ -682,6 +693,26 @@ mod tests {
         assert_eq!(config.bind.port(), 9100);
         assert_eq!(config.api_key.expose(), "file-key-0123456789");
         assert_eq!(format!("{:?}", config.api_key), "Secret(***)");
+    }
+
+    #[test]
+    fn node_ttl_defaults_merges_and_has_a_floor() {
+        let file = FileConfig {
+            jwt_secret: Some("file-secret-0123456789".into()),
+            api_key: Some("file-key-0123456789".into()),
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            ..FileConfig::default()
+        };
+        let ttl = |flags: FileConfig, file: &FileConfig| flags.resolve(file).map(|c| c.redis.expect("redis").node_ttl);
+        assert_eq!(ttl(FileConfig::default(), &file).unwrap(), DEFAULT_NODE_TTL);
+        let file = FileConfig { node_ttl: Some("15s".into()), ..file };
+        assert_eq!(ttl(FileConfig::default(), &file).unwrap(), Duration::from_secs(15));
+        let flags = FileConfig { node_ttl: Some("3s".into()), ..FileConfig::default() };
+        assert_eq!(ttl(flags, &file).unwrap(), Duration::from_secs(3), "the flag wins over the file");
+        let flags = FileConfig { node_ttl: Some("2s".into()), ..FileConfig::default() };
+        assert_eq!(ttl(flags, &file).unwrap_err().to_string(), "invalid node_ttl: must be at least 3s");
+        let flags = FileConfig { node_ttl: Some("soon".into()), ..FileConfig::default() };
+        assert!(ttl(flags, &file).unwrap_err().to_string().starts_with("invalid node_ttl `soon`"));
     }
 
     #[test]

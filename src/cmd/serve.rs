@@ -65,6 +65,7 @@ fn settings(args: ServeArgs) -> FileConfig {
         database_pool: args.database_pool,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
+        node_ttl: args.node_ttl,
         max_frame: args.max_frame,
         queue: args.queue,
         heartbeat_interval: args.heartbeat_interval,
