@@ -22,6 +22,12 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://rtctl-data/rtctl.db";
 pub const MAX_DATABASE_POOL: u32 = 1000;
 /// How long a hub node's liveness key in Redis outlives its last refresh.
 pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(30);
+/// How long a client may take to send an HTTP request's headers (hyper's own default, which
+/// `axum::serve` never armed), also the longest an idle keep-alive connection is kept.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an HTTP request may take, body included: far beyond any handler (the store gives up
+/// after 5 s), so only a stalled body reaches it.
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shortest `node_ttl`: it is refreshed every third of it, and a refresh that a busy Redis or a
 /// pause delays past it makes the node's share vanish until its next refresh.
 pub const MIN_NODE_TTL: Duration = Duration::from_secs(3);
@@ -134,6 +140,11 @@ pub struct Limits {
     pub message_rate: u32,
     /// Inbound text frames a connection may send at once before the sustained rate applies.
     pub message_burst: u32,
+    /// How long a client may take to send an HTTP request's headers, or to start the next request on
+    /// an idle keep-alive connection, before the hub closes the connection.
+    pub http_header_timeout: Duration,
+    /// How long an HTTP request may take, its body included, before the hub answers 408.
+    pub http_request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -148,6 +159,8 @@ impl Default for Limits {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             message_rate: DEFAULT_MESSAGE_RATE,
             message_burst: DEFAULT_MESSAGE_BURST,
+            http_header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
+            http_request_timeout: DEFAULT_HTTP_REQUEST_TIMEOUT,
         }
     }
 }
@@ -501,6 +514,7 @@ impl FileConfig {
             )?,
             message_rate,
             message_burst,
+            ..defaults
         };
         if limits.heartbeat_timeout <= limits.heartbeat_interval {
             bail!("invalid heartbeat_timeout: must be longer than heartbeat_interval");

@@ -279,3 +279,101 @@ async fn a_zero_message_rate_turns_the_limit_off() {
         assert_eq!(recv(&mut ws).await, json!({"type": "pong", "timestamp": id}));
     }
 }
+
+/// Reads what the hub sends on a raw HTTP connection until it closes it; fails if it is still open
+/// after `within`. Returns what was read and when the close came.
+async fn read_until_closed(tcp: &mut tokio::net::TcpStream, within: Duration) -> (String, Instant) {
+    use tokio::io::AsyncReadExt;
+    let mut received = Vec::new();
+    let read = tokio::time::timeout(within, tcp.read_to_end(&mut received)).await;
+    assert!(read.is_ok(), "the hub kept the connection open for {within:?}; sent {received:?}");
+    (String::from_utf8_lossy(&received).into_owned(), Instant::now())
+}
+
+/// An HTTP connection that never finishes its request headers (sends nothing, half a header block, or
+/// nothing more after a finished request on a keep-alive connection) is closed once `http_header_timeout`
+/// has passed, so that idle sockets cannot pile up; a request body that stalls is answered 408 with the
+/// JSON error shape after `http_request_timeout`, and the connection closed; the hub serves on.
+#[tokio::test]
+async fn http_connections_that_stall_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    let hub = TestHub::start_with(|config| {
+        config.limits.http_header_timeout = Duration::from_millis(300);
+        config.limits.http_request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let within = Duration::from_secs(3);
+    let host = format!("Host: {}\r\n", hub.addr);
+
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(hub.addr).await.unwrap();
+    let mut partial = TcpStream::connect(hub.addr).await.unwrap();
+    partial.write_all(format!("GET /healthz HTTP/1.1\r\n{host}").as_bytes()).await.unwrap();
+    let mut idle = TcpStream::connect(hub.addr).await.unwrap();
+    idle.write_all(format!("GET /healthz HTTP/1.1\r\n{host}\r\n").as_bytes()).await.unwrap();
+    for (name, tcp, answered) in
+        [("silent", &mut silent, false), ("partial", &mut partial, false), ("idle", &mut idle, true)]
+    {
+        let (received, closed) = read_until_closed(tcp, within).await;
+        let after = closed - started;
+        assert!(after >= Duration::from_millis(250), "{name} closed after {after:?}, before the timeout");
+        assert_eq!(received.starts_with("HTTP/1.1 200 OK\r\n"), answered, "{name}: {received:?}");
+        assert_eq!(received.ends_with("{\"status\":\"ok\"}"), answered, "{name}: {received:?}");
+    }
+
+    let mut stalled = TcpStream::connect(hub.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/notifications HTTP/1.1\r\n{host}X-API-Key: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"user_id\":",
+        hub.api_key()
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let (received, _) = read_until_closed(&mut stalled, within).await;
+    assert!(received.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{received:?}");
+    assert!(received.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{received:?}");
+    let body = received.split("\r\n\r\n").nth(1).expect("a body");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body).expect("a JSON body"),
+        json!({"error": {"code": "request_timeout", "message": "the request was not received within 300ms"}})
+    );
+
+    let (status, health) = hub.get_json("/healthz", &[]).await;
+    assert_eq!((status, health), (200, json!({"status": "ok"})));
+}
+
+/// A client that floods WebSocket pings and never reads the pongs is a slow consumer like any other:
+/// once its queue is over capacity it gets a 4008 close (after the pongs already on their way) and is
+/// counted, rather than being dropped without a close frame.
+#[tokio::test]
+async fn a_client_that_never_reads_its_pongs_is_closed_with_4008() {
+    let hub = TestHub::start_with(|config| config.limits.queue = 8).await;
+    let path = format!("/ws/notifications/?token={}", hub.jwt("u1"));
+    let mut raw = RawWs::connect_small(hub.addr, &path).await;
+    let (op, _greeting) = raw.frame().await;
+    assert_eq!(op, opcode::TEXT);
+    let payload = [b'p'; 125];
+    let mut sent = 0;
+    // Until the hub stops reading (it is waiting to write its close frame): the test must then read
+    // within the hub's 2 s close timeout, or the hub resets a socket it has unread pings on.
+    while sent < 100_000 {
+        match tokio::time::timeout(Duration::from_millis(200), raw.try_send_frame(opcode::PING, &payload)).await {
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    let mut pongs = 0;
+    let close = loop {
+        match raw.frame().await {
+            (opcode::PONG, _) => pongs += 1,
+            (opcode::CLOSE, payload) => break payload,
+            (op, payload) => panic!("unexpected frame {op:#x}: {payload:?}"),
+        }
+    };
+    assert!(pongs < sent, "{pongs} pongs for {sent} pings: the queue never overflowed");
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 4008);
+    assert_eq!(String::from_utf8_lossy(&close[2..]), "slow consumer: outbound queue overflowed");
+    let metrics = hub.metrics().await;
+    assert!(metrics.lines().any(|line| line == "rtctl_slow_consumer_closes_total 1"), "{metrics}");
+}

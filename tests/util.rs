@@ -424,6 +424,7 @@ pub mod opcode {
     pub const TEXT: u8 = 0x1;
     pub const CLOSE: u8 = 0x8;
     pub const PING: u8 = 0x9;
+    pub const PONG: u8 = 0xA;
 }
 
 impl RawWs {
@@ -520,6 +521,11 @@ impl RawWs {
 
     /// Sends one masked frame with `payload` as given.
     pub async fn send_frame(&mut self, op: u8, payload: &[u8]) {
+        self.try_send_frame(op, payload).await.expect("send a frame");
+    }
+
+    /// As [`RawWs::send_frame`], for a test that expects the hub may have stopped reading.
+    pub async fn try_send_frame(&mut self, op: u8, payload: &[u8]) -> std::io::Result<()> {
         let mask = [0x12u8, 0x34, 0x56, 0x78];
         let mut frame = vec![0x80 | op];
         match payload.len() {
@@ -535,6 +541,6 @@ impl RawWs {
         }
         frame.extend_from_slice(&mask);
         frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.stream.write_all(&frame).await.expect("send a frame");
+        self.stream.write_all(&frame).await
     }
 }

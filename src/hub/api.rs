@@ -2,12 +2,12 @@
 //! org events and stats. Every error is `{"error":{"code","message"}}` with a fitting status.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -252,6 +252,22 @@ pub fn routes() -> Router<Arc<Hub>> {
 }
 
 /// Logs each request by method, path and status; never the query string, which may hold a token.
+/// Answers 408 a request whose handler has not answered within `timeout`: its body stalled (a
+/// client that sent part of it and stopped), since no handler waits on anything else that long (the
+/// store gives up sooner). A WebSocket route answers at once; its session runs on its own.
+pub async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let message = format!("the request was not received within {}", humantime::format_duration(timeout));
+            let mut response = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message).into_response();
+            // The rest of its body may still come: the connection cannot carry another request.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
 pub async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();

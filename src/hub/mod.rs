@@ -10,6 +10,7 @@ pub mod api;
 mod chat;
 mod dashboard;
 mod events;
+mod listener;
 pub mod metrics;
 mod notifications;
 pub mod outbox;
@@ -30,7 +31,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
@@ -180,21 +180,15 @@ pub async fn run(
         "hub listening"
     );
     let token = hub.shutdown.clone();
-    // No Nagle: a push must leave now, not wait for the ACK of the previous one (which a client's
-    // delayed ACK can hold for 40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            warn!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, app(Arc::clone(&hub))).with_graceful_shutdown(token.clone().cancelled_owned());
-    let mut server = tokio::spawn(server.into_future());
+    let header_timeout = hub.config.limits.http_header_timeout;
+    let mut server = tokio::spawn(listener::serve(listener, app(Arc::clone(&hub)), header_timeout, token.clone()));
     tokio::select! {
         () = shutdown => info!("shutting down"),
         result = &mut server => {
-            // The server only stops by itself on an accept error: stop the sessions too.
+            // The accept loop ends only when told to, so this is a panic: stop the sessions too.
             token.cancel();
-            return result.context("server task failed")?.context("server failed");
+            result.context("server task failed")?;
+            anyhow::bail!("the server stopped accepting");
         }
     }
     token.cancel();
@@ -221,6 +215,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .merge(dashboard::routes())
         .merge(chat::routes())
         .merge(api::routes())
+        .layer(axum::middleware::from_fn_with_state(hub.config.limits.http_request_timeout, api::deadline))
         .layer(axum::middleware::from_fn(api::log_request))
         .with_state(hub)
 }

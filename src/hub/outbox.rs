@@ -36,6 +36,19 @@ const SESSION_SLACK: usize = 16;
 /// loopback segment.
 const WRITEV_MAX: usize = 64;
 
+/// The session's own frame that found the queue over capacity (a client that floods pings and reads
+/// none of the pongs, say): the session closes such a client as a slow consumer.
+#[derive(Debug)]
+pub struct QueueFull;
+
+impl std::fmt::Display for QueueFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("outbound queue full")
+    }
+}
+
+impl std::error::Error for QueueFull {}
+
 /// The write side of one connection, shared by its session and every group it is a member of.
 #[derive(Debug)]
 pub struct Outbox {
@@ -309,7 +322,7 @@ impl Outbox {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         if state.queue.len() > self.capacity + SESSION_SLACK {
-            return Err(io::Error::other("outbound queue full"));
+            return Err(io::Error::other(QueueFull));
         }
         // Not written here: the flush that follows every tungstenite write does that, in the session.
         let bytes = Bytes::copy_from_slice(bytes);
@@ -353,6 +366,29 @@ impl Outbox {
     pub fn close(&self) {
         self.lock().closed = true;
         let _ = socket2::SockRef::from(&*self.tcp).shutdown(Shutdown::Both);
+    }
+
+    /// Before [`close`]: when the client sent more than was read (it floods and never reads), reads and
+    /// drops it until the client stops or `deadline`. Closing a socket with unread input makes the
+    /// kernel reset the connection, and a reset discards what the client has not read yet, the close
+    /// frame included. A client with nothing unread costs one `recv`.
+    ///
+    /// [`close`]: Self::close
+    pub async fn discard_input(&self, deadline: Instant) {
+        let mut scratch = [0u8; 16 * 1024];
+        let mut had_input = false;
+        loop {
+            match self.tcp.try_read(&mut scratch) {
+                Ok(0) => return,
+                Ok(_) => had_input = true,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    if !had_input || tokio::time::timeout_at(deadline, self.tcp.readable()).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
     }
 }
 

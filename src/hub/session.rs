@@ -18,7 +18,7 @@ use tracing::debug;
 
 use super::Hub;
 use super::metrics::Endpoint;
-use super::outbox::{Event, Outbox, Wire};
+use super::outbox::{Event, Outbox, QueueFull, Wire};
 use super::ratelimit::{RateLimit, Verdict};
 use crate::auth::Identity;
 use crate::layer::ConnId;
@@ -29,6 +29,9 @@ pub type WebSocket = WebSocketStream<Wire>;
 
 /// How long the hub waits for the client's answer to its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The 4008 reasons: the socket took nothing for `send_timeout`, or more was queued than it may hold.
+const WRITE_TIMED_OUT: &str = "slow consumer: write timed out";
+const QUEUE_OVERFLOWED: &str = "slow consumer: outbound queue overflowed";
 
 /// What an endpoint knows about its connection.
 pub struct Conn {
@@ -145,7 +148,7 @@ async fn run_loop<S: Session>(
             event = conn.outbox.next_event(stalled_until.is_some()) => match event {
                 Event::Drained | Event::Stalled => {}
                 Event::Overflowed => {
-                    return End::Close(close::SLOW_CONSUMER, "slow consumer: outbound queue overflowed");
+                    return End::Close(close::SLOW_CONSUMER, QUEUE_OVERFLOWED);
                 }
                 Event::Failed => return End::Gone,
             },
@@ -153,7 +156,7 @@ async fn run_loop<S: Session>(
                 // The clock restarts whenever the client takes some bytes: only a socket that refused
                 // everything for send_timeout makes a slow consumer.
                 if conn.outbox.stalled_since().is_some_and(|since| since.elapsed() >= limits.send_timeout) {
-                    return slow_consumer(hub, &conn.outbox);
+                    return slow_consumer(hub, &conn.outbox, WRITE_TIMED_OUT);
                 }
             }
             frame = socket.next() => {
@@ -200,6 +203,8 @@ async fn run_loop<S: Session>(
                         return End::Gone;
                     }
                     None => return End::Gone,
+                    // Reading answers pings: a client that never reads their pongs fills its queue.
+                    Some(Err(error)) if is_queue_full(&error) => return slow_consumer(hub, &conn.outbox, QUEUE_OVERFLOWED),
                     Some(Err(error)) => return read_error(error),
                 }
             }
@@ -242,11 +247,17 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Marks and counts a slow consumer (once per connection, whether its queue overflowed first or its
 /// socket stalled) and ends the session with 4008.
-fn slow_consumer(hub: &Hub, outbox: &Outbox) -> End {
+fn slow_consumer(hub: &Hub, outbox: &Outbox, reason: &'static str) -> End {
     if outbox.mark_overflowed() {
         hub.metrics.slow_consumer();
     }
-    End::Close(close::SLOW_CONSUMER, "slow consumer: write timed out")
+    End::Close(close::SLOW_CONSUMER, reason)
+}
+
+/// The session's own write found the outbound queue over capacity: the client reads too little of
+/// what it is sent ([`QueueFull`]).
+fn is_queue_full(error: &tungstenite::Error) -> bool {
+    matches!(error, tungstenite::Error::Io(io) if io.get_ref().is_some_and(|inner| inner.is::<QueueFull>()))
 }
 
 /// Writes the session's own frames behind any queued pushes, then waits until the socket took them all;
@@ -273,8 +284,9 @@ async fn write(
     };
     match result {
         Ok(Ok(())) => None,
+        Ok(Err(error)) if is_queue_full(&error) => Some(slow_consumer(hub, outbox, QUEUE_OVERFLOWED)),
         Ok(Err(_)) => Some(End::Gone),
-        Err(_) => Some(slow_consumer(hub, outbox)),
+        Err(_) => Some(slow_consumer(hub, outbox, WRITE_TIMED_OUT)),
     }
 }
 
@@ -290,6 +302,7 @@ fn read_error(error: tungstenite::Error) -> End {
 
 /// Sends a close frame and waits briefly for the client's answer, so it sees a clean close.
 async fn close_socket(socket: &mut WebSocket, code: u16, reason: String) {
+    let deadline = Instant::now() + CLOSE_TIMEOUT;
     socket.get_ref().outbox().begin_close();
     let frame = CloseFrame { code: code.into(), reason: reason.into() };
     let answer = async {
@@ -299,7 +312,8 @@ async fn close_socket(socket: &mut WebSocket, code: u16, reason: String) {
         }
         Ok::<(), tungstenite::Error>(())
     };
-    let _ = tokio::time::timeout(CLOSE_TIMEOUT, answer).await;
+    let _ = tokio::time::timeout_at(deadline, answer).await;
+    socket.get_ref().outbox().discard_input(deadline).await;
 }
 
 #[cfg(test)]

@@ -16,7 +16,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::conn::auto;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
@@ -68,9 +67,9 @@ impl Pending {
     /// The raw socket, and any bytes the client sent after its request that HTTP already read.
     pub async fn socket(self) -> anyhow::Result<(Arc<TcpStream>, Vec<u8>)> {
         let upgraded = self.0.await.context("the upgrade did not complete")?;
-        // axum serves through hyper-util's auto connection, which wraps the socket in a private type;
-        // its own downcast unwraps it.
-        let parts = auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded)
+        // `listener::serve` hands hyper the socket as this type.
+        let parts = upgraded
+            .downcast::<TokioIo<TcpStream>>()
             .map_err(|_| anyhow!("the upgraded connection is not a TCP socket"))?;
         Ok((Arc::new(parts.io.into_inner()), parts.read_buf.to_vec()))
     }
