@@ -25,8 +25,7 @@ pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(30);
 /// How long a client may take to send an HTTP request's headers (hyper's own default, which
 /// `axum::serve` never armed), also the longest an idle keep-alive connection is kept.
 pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long an HTTP request may take, body included: far beyond any handler (the store gives up
-/// after 5 s), so only a stalled body reaches it.
+/// How long an HTTP request's body may take to arrive (1 MiB at most: 35 KB/s will do).
 pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shortest `node_ttl`: it is refreshed every third of it, and a refresh that a busy Redis or a
 /// pause delays past it makes the node's share vanish until its next refresh.
@@ -143,7 +142,7 @@ pub struct Limits {
     /// How long a client may take to send an HTTP request's headers, or to start the next request on
     /// an idle keep-alive connection, before the hub closes the connection.
     pub http_header_timeout: Duration,
-    /// How long an HTTP request may take, its body included, before the hub answers 408.
+    /// How long an HTTP request's body may take to arrive before the hub answers 408.
     pub http_request_timeout: Duration,
 }
 

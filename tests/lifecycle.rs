@@ -293,7 +293,8 @@ async fn read_until_closed(tcp: &mut tokio::net::TcpStream, within: Duration) ->
 /// An HTTP connection that never finishes its request headers (sends nothing, half a header block, or
 /// nothing more after a finished request on a keep-alive connection) is closed once `http_header_timeout`
 /// has passed, so that idle sockets cannot pile up; a request body that stalls is answered 408 with the
-/// JSON error shape after `http_request_timeout`, and the connection closed; the hub serves on.
+/// JSON error shape after `http_request_timeout`, and the connection closed, while one that arrives in
+/// parts within it is served; the hub serves on.
 #[tokio::test]
 async fn http_connections_that_stall_are_closed() {
     use tokio::io::AsyncWriteExt;
@@ -336,8 +337,24 @@ async fn http_connections_that_stall_are_closed() {
     let body = received.split("\r\n\r\n").nth(1).expect("a body");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(body).expect("a JSON body"),
-        json!({"error": {"code": "request_timeout", "message": "the request was not received within 300ms"}})
+        json!({"error": {"code": "request_timeout", "message": "the request body was not received within 300ms"}})
     );
+
+    // A body that arrives in parts within the timeout is served as usual.
+    let mut steady = TcpStream::connect(hub.addr).await.unwrap();
+    let body = r#"{"user_id":"u1","title":"t","message":"m"}"#;
+    let head = format!(
+        "POST /api/v1/notifications HTTP/1.1\r\n{host}X-API-Key: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        hub.api_key(),
+        body.len()
+    );
+    steady.write_all(head.as_bytes()).await.unwrap();
+    steady.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    steady.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let (received, _) = read_until_closed(&mut steady, within).await;
+    assert!(received.starts_with("HTTP/1.1 201 Created\r\n"), "{received:?}");
 
     let (status, health) = hub.get_json("/healthz", &[]).await;
     assert_eq!((status, health), (200, json!({"status": "ok"})));

@@ -5,12 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::{Body, HttpBody};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -252,16 +254,29 @@ pub fn routes() -> Router<Arc<Hub>> {
 }
 
 /// Logs each request by method, path and status; never the query string, which may hold a token.
-/// Answers 408 a request whose handler has not answered within `timeout`: its body stalled (a
-/// client that sent part of it and stopped), since no handler waits on anything else that long (the
-/// store gives up sooner). A WebSocket route answers at once; its session runs on its own.
-pub async fn deadline(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(timeout, next.run(request)).await {
-        Ok(response) => response,
+/// Receives a request's whole body (at most [`MAX_BODY`]) within `timeout` before its handler runs:
+/// a client that sent part of a body and stalled gets 408 instead of holding the connection, and a
+/// handler, once it has its body, runs to completion however long its store and fan-out take (cutting
+/// it short could leave rows stored and half pushed). Requests without a body, WebSocket upgrades
+/// among them, pass straight through.
+pub async fn receive_body(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    if body.is_end_stream() {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect()).await {
+        Ok(Ok(collected)) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
+        Ok(Err(error)) if error.is::<LengthLimitError>() => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is larger than {MAX_BODY} bytes"),
+        )
+        .into_response(),
+        Ok(Err(error)) => ApiError::bad_request(format!("cannot read the request body: {error}")).into_response(),
         Err(_) => {
-            let message = format!("the request was not received within {}", humantime::format_duration(timeout));
+            let message = format!("the request body was not received within {}", humantime::format_duration(timeout));
             let mut response = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message).into_response();
-            // The rest of its body may still come: the connection cannot carry another request.
+            // The rest of the body may still come: the connection cannot carry another request.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
         }

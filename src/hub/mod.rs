@@ -215,7 +215,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .merge(dashboard::routes())
         .merge(chat::routes())
         .merge(api::routes())
-        .layer(axum::middleware::from_fn_with_state(hub.config.limits.http_request_timeout, api::deadline))
+        .layer(axum::middleware::from_fn_with_state(hub.config.limits.http_request_timeout, api::receive_body))
         .layer(axum::middleware::from_fn(api::log_request))
         .with_state(hub)
 }
