@@ -438,13 +438,17 @@ impl FileConfig {
         };
         let database_url =
             self.database_url.or(file.database_url.clone()).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        if !database_url.starts_with("sqlite:") && !crate::store::is_postgres(&database_url) {
+        if !crate::store::is_sqlite(&database_url) && !crate::store::is_postgres(&database_url) {
             bail!("invalid database_url: expected sqlite://PATH or postgres://USER@HOST/DB");
         }
         let database_pool = self.database_pool.or(file.database_pool);
         if database_pool.is_some_and(|pool| !(1..=MAX_DATABASE_POOL).contains(&pool)) {
             bail!("invalid database_pool: must be between 1 and {MAX_DATABASE_POOL}");
         }
+        let defaults = Limits::default();
+        let duration = |setting: &str, flag: Option<String>, file: &Option<String>, default: Duration| {
+            flag.or(file.clone()).map_or(Ok(default), |text| parse_duration(setting, &text))
+        };
         let redis = match self.redis_url.or(file.redis_url.clone()) {
             Some(url) => {
                 // The crate's own parser, so that what passes here connects the same way; its message
@@ -456,10 +460,7 @@ impl FileConfig {
                 if prefix.is_empty() || prefix.contains(char::is_whitespace) {
                     bail!("invalid redis_prefix `{prefix}`: must be non-empty, without spaces");
                 }
-                let node_ttl = match self.node_ttl.or(file.node_ttl.clone()) {
-                    Some(text) => parse_duration("node_ttl", &text)?,
-                    None => DEFAULT_NODE_TTL,
-                };
+                let node_ttl = duration("node_ttl", self.node_ttl, &file.node_ttl, DEFAULT_NODE_TTL)?;
                 if node_ttl < MIN_NODE_TTL {
                     bail!("invalid node_ttl: must be at least {}", humantime::format_duration(MIN_NODE_TTL));
                 }
@@ -468,10 +469,6 @@ impl FileConfig {
             None => None,
         };
 
-        let defaults = Limits::default();
-        let duration = |setting: &str, flag: Option<String>, file: &Option<String>, default: Duration| {
-            flag.or(file.clone()).map_or(Ok(default), |text| parse_duration(setting, &text))
-        };
         let max_frame = match self.max_frame.or(file.max_frame.clone()) {
             Some(text) => parse_size("max_frame", &text)?,
             None => defaults.max_frame,

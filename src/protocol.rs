@@ -99,6 +99,11 @@ pub struct Inbound<T> {
 /// The request types every endpoint knows, besides its own.
 pub const COMMON_TYPES: &[&str] = &["ping"];
 
+/// Whether a client's `request_id` is one the protocol allows: a string or an integer.
+pub fn is_request_id(id: &Value) -> bool {
+    id.is_string() || id.is_i64() || id.is_u64()
+}
+
 /// Decodes one text frame for an endpoint whose request enum is `T` and whose types are `known`.
 ///
 /// On failure the `request_id` is still returned when it could be read, so the error can echo it.
@@ -113,8 +118,7 @@ pub fn parse_request<T: DeserializeOwned>(
     };
     let request_id = match object.get("request_id") {
         None | Some(Value::Null) => None,
-        Some(id @ Value::String(_)) => Some(id.clone()),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Some(Value::Number(n.clone())),
+        Some(id) if is_request_id(id) => Some(id.clone()),
         Some(_) => {
             return Err((RequestError::invalid("request_id must be a string or an integer"), None));
         }

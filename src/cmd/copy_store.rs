@@ -7,7 +7,10 @@ use clap::Args;
 
 use super::UsageError;
 use crate::config::{DEFAULT_DATABASE_URL, FileConfig, redact_url};
-use crate::store::copy::{self, CopyError};
+use crate::store::{
+    self,
+    copy::{self, CopyError},
+};
 
 #[derive(Debug, Args)]
 pub struct CopyStoreArgs {
@@ -27,7 +30,7 @@ pub async fn run(config_path: &Path, args: CopyStoreArgs) -> anyhow::Result<u8> 
         Some(from) => from,
         None => FileConfig::load(config_path)?
             .and_then(|file| file.database_url)
-            .filter(|url| url.starts_with("sqlite:"))
+            .filter(|url| store::is_sqlite(url))
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned()),
     };
     let copied = copy::sqlite_to_postgres(&from, &args.to).await.map_err(|error| match error {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::{Body, HttpBody};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -127,13 +127,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                     "unsupported_media_type",
                     "expected Content-Type: application/json",
                 ),
-                JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        format!("request body is larger than {MAX_BODY} bytes"),
-                    )
-                }
                 _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()),
             })?;
         if !value.is_object() {
@@ -250,10 +243,8 @@ pub fn routes() -> Router<Arc<Hub>> {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
-/// Logs each request by method, path and status; never the query string, which may hold a token.
 /// Receives a request's whole body (at most [`MAX_BODY`]) within `timeout` before its handler runs:
 /// a client that sent part of a body and stalled gets 408 instead of holding the connection, and a
 /// handler, once it has its body, runs to completion however long its store and fan-out take (cutting
@@ -283,6 +274,7 @@ pub async fn receive_body(State(timeout): State<Duration>, request: Request, nex
     }
 }
 
+/// Logs each request by method, path and status; never the query string, which may hold a token.
 pub async fn log_request(request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();

@@ -71,6 +71,7 @@ pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration,
     connections.close();
     connections.wait().await;
 }
+
 /// Errors of one connection that was reset before we took it: the next accept is unaffected.
 fn is_connection_error(error: &io::Error) -> bool {
     matches!(

@@ -389,13 +389,10 @@ impl Outbox {
                     tokio::task::consume_budget().await;
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let waited = async {
-                        if Instant::now() >= deadline {
-                            return Err(());
-                        }
-                        tokio::time::timeout_at(deadline, self.tcp.readable()).await.map_err(drop)?.map_err(drop)
-                    };
-                    if !had_input || waited.await.is_err() {
+                    if !had_input || Instant::now() >= deadline {
+                        return;
+                    }
+                    if !matches!(tokio::time::timeout_at(deadline, self.tcp.readable()).await, Ok(Ok(()))) {
                         return;
                     }
                 }

@@ -226,10 +226,7 @@ fn refusal(text: &str, rate: u32) -> String {
     struct Id {
         request_id: Option<protocol::RequestId>,
     }
-    let id = serde_json::from_str::<Id>(text)
-        .ok()
-        .and_then(|id| id.request_id)
-        .filter(|id| id.is_string() || id.is_number());
+    let id = serde_json::from_str::<Id>(text).ok().and_then(|id| id.request_id).filter(protocol::is_request_id);
     let error = RequestError::new(
         ErrorCode::RateLimited,
         format!("too many messages: at most {rate} a second; this one was dropped"),

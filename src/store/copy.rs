@@ -8,7 +8,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row};
 
-use super::{PostgresStore, SqliteStore, StoreError, is_postgres};
+use super::{PostgresStore, SqliteStore, StoreError, is_postgres, is_sqlite};
 
 /// Rows per INSERT: 1,000 rows of at most 9 columns stay far below PostgreSQL's 65,535 parameters.
 const BATCH: usize = 1_000;
@@ -124,7 +124,7 @@ pub enum CopyError {
 
 impl From<sqlx::Error> for CopyError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Store(StoreError::Database(error))
+        Self::Store(error.into())
     }
 }
 
@@ -135,7 +135,7 @@ impl From<sqlx::Error> for CopyError {
 /// after that to the copy. The target's rows are written in one transaction, so a failed copy leaves
 /// no row (only the tables its migrations made).
 pub async fn sqlite_to_postgres(from: &str, to: &str) -> Result<Vec<(&'static str, u64)>, CopyError> {
-    if !from.starts_with("sqlite:") || from.contains(":memory:") {
+    if !is_sqlite(from) || from.contains(":memory:") {
         return Err(CopyError::SourceNotSqlite);
     }
     if !is_postgres(to) {
@@ -202,6 +202,7 @@ pub async fn sqlite_to_postgres(from: &str, to: &str) -> Result<Vec<(&'static st
     Ok(copied)
 }
 
+/// Inserts `rows` of `table` in one multi-row INSERT; the rows affected.
 async fn insert(
     write: &mut sqlx::PgConnection,
     table: &Table,

@@ -472,7 +472,7 @@ pub(crate) fn activity_kind_text(kind: ActivityKind) -> &'static str {
 /// Opens the store a database URL names, with `pool` connections at most (`None`: the backend's
 /// default), running its migrations.
 pub async fn open(url: &str, pool: Option<u32>) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    if url.starts_with("sqlite:") {
+    if is_sqlite(url) {
         Ok(std::sync::Arc::new(SqliteStore::open_with(url, pool.unwrap_or(sqlite::POOL_SIZE)).await?))
     } else if is_postgres(url) {
         Ok(std::sync::Arc::new(PostgresStore::open_with(url, pool.unwrap_or(postgres::POOL_SIZE)).await?))
@@ -480,6 +480,11 @@ pub async fn open(url: &str, pool: Option<u32>) -> Result<std::sync::Arc<dyn Sto
         // Only the scheme: the rest may hold a password.
         Err(StoreError::UnsupportedUrl(url.split("://").next().unwrap_or_default().to_owned()))
     }
+}
+
+/// Whether a database URL names SQLite.
+pub fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
 }
 
 /// Whether a database URL names PostgreSQL.
