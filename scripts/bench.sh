@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the standard `rtctl bench` set against a spawned rtctl hub and against the Django Channels peer
-# (../shared/peer), then prints one markdown table. Each row's target comes from ISSUE 5.
+# (bench/peer), then prints one markdown table. Each row's thresholds are the project's targets
+# (docs/performance.md has the results and how to read them).
 #
 #   scripts/bench.sh                 # both hubs
 #   HUBS=rtctl scripts/bench.sh      # only rtctl (HUBS=peer: only Django)
@@ -10,13 +11,14 @@
 #                                    # (one VM scheduling stall can decide the p99 of a single 10 s run)
 #
 # Environment: RTCTL (binary, default: cargo build --release), PEER_URL (a running peer; otherwise one is
-# started on PEER_PORT, default 8101), PEER_SCRIPT (path to run-django.sh).
+# started on PEER_PORT, default 8101), PEER_SCRIPT (what starts it, given the port; default
+# bench/peer/run.sh, which makes the peer's virtualenv from PyPI on first use).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 hubs="${HUBS:-rtctl peer}"
 out="$(mktemp -d "${TMPDIR:-/tmp}/rtctl-bench.XXXXXX")"
-peer_script="${PEER_SCRIPT:-$here/../shared/peer/run-django.sh}"
+peer_script="${PEER_SCRIPT:-$here/bench/peer/run.sh}"
 peer_port="${PEER_PORT:-8101}"
 sources="127.0.0.1-127.0.0.8"
 
@@ -25,7 +27,7 @@ if [ -z "${RTCTL:-}" ]; then
   RTCTL="${CARGO_TARGET_DIR:-$here/target}/release/rtctl"
 fi
 
-# name | bench arguments | thresholds (the ISSUE 5 targets)
+# name | bench arguments | thresholds (the project's targets)
 # Lightest first: an overloaded hub (the peer) may still be working off its backlog after a heavy row.
 rows=(
   "fanout 100 x 20/s|fanout -n 100 -r 20 -d 10s|p99<3ms loss=0"
