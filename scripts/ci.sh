@@ -45,7 +45,7 @@ echo "== cargo test (PostgreSQL store)"
 cargo test -- --include-ignored
 
 # A small fan-out bench with loose thresholds: a broken fan-out path (loss, stalls) fails CI. Speed is
-# proved by scripts/bench.sh and recorded in the README, not here.
+# proved by scripts/bench.sh and recorded in docs/performance.md, not here.
 echo "== rtctl bench (smoke)"
 cargo build --quiet
 "${CARGO_TARGET_DIR:-target}/debug/rtctl" bench fanout --spawn -n 200 -r 10 -d 5s -q \

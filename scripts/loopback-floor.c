@@ -1,6 +1,6 @@
 // The loopback floor: what a bare sender and receiver cost on this machine, with no WebSocket, HTTP,
 // JSON or runtime in the way. It is not part of rtctl; it tells how much of a `rtctl bench` figure is
-// the hub and how much is the machine (scripts/floor.sh runs it; README "Performance" has the figures).
+// the hub and how much is the machine (scripts/floor.sh runs it; docs/performance.md has the figures).
 //
 // One process accepts N loopback TCP connections and sends every one of them a 120-byte message per
 // broadcast (`send` per socket, TCP_NODELAY, SEND_THREADS threads splitting the sockets, as rtctl
