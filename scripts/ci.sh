@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What CI runs, in order: formatting, lints, the test suite (the README's test command).
+# What CI runs, in order: formatting, lints, the API docs, the test suite (the README's test command).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,9 @@ cargo fmt --check
 
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+
+echo "== cargo doc --no-deps (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 
 # The multi-node tests need a Redis: the machine's own when one answers on 6379, else a throwaway
 # redis-server on a free port (keeping nothing on disk), stopped on exit.

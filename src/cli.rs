@@ -72,6 +72,9 @@ impl ClientArgs {
 }
 
 /// `rtctl serve`. Every option can also come from `RTCTL_<NAME>` or the config file.
+// The help shows URL syntax with optional parts in brackets, which rustdoc reads as links; escaping them
+// (`\[`) would print the backslashes in --help.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8000]

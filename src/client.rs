@@ -67,7 +67,7 @@ const SECRET_PARAMS: &[&str] =
     &["token", "access_token", "ws_token", "jwt", "auth", "api_key", "apikey", "password", "secret", "ticket"];
 
 /// The URL as it may be printed: the user info, and the value of every query parameter that holds a
-/// credential (named in [`SECRET_PARAMS`], or a ws token or a JWT under any name), become `***`.
+/// credential (a name such as `token` or `password`, or a ws token or a JWT under any name), become `***`.
 /// Tokens never reach logs or output (PROTOCOL §1); the rest of the URL stays, to say where we went.
 pub fn redact_url(url: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));

@@ -12,7 +12,7 @@
 //! - [`client`]: the WebSocket client shared by `connect` and `bench`.
 //! - [`protocol`]: the wire messages (serde enums), close codes, error codes, ids, timestamps.
 //! - [`auth`]: JWT verification and minting, ws tokens.
-//! - [`bench`]: the fan-out load tester behind `rtctl bench`: scenarios, measurement, reports.
+//! - [`bench`](mod@bench): the fan-out load tester behind `rtctl bench`: scenarios, measurement, reports.
 //! - [`hub`]: the server: routes, sessions, endpoints, HTTP API, metrics, presence.
 //! - [`layer`]: the channel layer trait (publish to a group): in memory, or Redis pub/sub across nodes.
 //! - [`store`]: the store trait and its SQLite and PostgreSQL implementations, with migrations.

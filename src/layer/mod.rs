@@ -1,5 +1,5 @@
 //! The channel layer: publish a frame to a named group on every node. A node holds a subscription to a
-//! group while it has local members (the [`Registry`] tells the layer when that starts and stops).
+//! group while it has local members (the hub's registry tells the layer when that starts and stops).
 //!
 //! Nothing outside this module may assume one process: a publisher always goes through
 //! [`Layer::publish`], never straight to the registry: [`MemoryLayer`] delivers in this process,
