@@ -274,7 +274,8 @@ fn identity_from_claims(claims: &Map<String, Value>) -> Result<Identity, AuthErr
     let present = |name: &str| claims.get(name).filter(|v| !v.is_null());
     let user_id = match present("sub") {
         None => return Err(invalid("missing claim sub")),
-        Some(v) => id_string(v).ok_or_else(|| invalid("claim sub must be a string or an integer"))?,
+        // The protocol's user id rule, so that a token cannot name a user no request could name.
+        Some(v) => crate::protocol::user_id(v).map_err(|e| invalid(format!("claim sub: {e}")))?,
     };
     let is_staff = match present("is_staff") {
         None => false,
@@ -298,7 +299,7 @@ fn identity_from_claims(claims: &Map<String, Value>) -> Result<Identity, AuthErr
     Ok(Identity { user_id, is_staff, orgs, name: text("name")?, email: text("email")? })
 }
 
-/// A user or org id: a non-empty string, or a JSON integer turned into its decimal string.
+/// An org id: a non-empty string, or a JSON integer turned into its decimal string.
 fn id_string(v: &Value) -> Option<String> {
     match v {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
@@ -676,11 +677,20 @@ mod tests {
         assert_eq!(id.orgs, vec!["7".to_string(), "acme".to_string()]);
 
         let token = hs_raw(json!({"sub": 4.5, "exp": now() + 60}));
-        assert!(matches!(hs_verifier().verify(&token), Err(AuthError::Invalid(_))));
+        assert_eq!(hs_verifier().verify(&token), Err(invalid("claim sub: user id must be a string or an integer")));
         let token = hs_raw(json!({"sub": "1", "exp": now() + 60, "orgs": [{"id": 1}]}));
         assert!(matches!(hs_verifier().verify(&token), Err(AuthError::Invalid(_))));
         let token = hs_raw(json!({"sub": "1", "exp": now() + 60, "is_staff": "yes"}));
         assert!(matches!(hs_verifier().verify(&token), Err(AuthError::Invalid(_))));
+    }
+
+    /// A `sub` longer than the protocol's user id rule allows is refused with the rule as the reason.
+    #[test]
+    fn overlong_sub_refused() {
+        let token = hs_raw(json!({"sub": "x".repeat(128), "exp": now() + 60}));
+        assert_eq!(hs_verifier().verify(&token).map(|id| id.user_id.len()), Ok(128));
+        let token = hs_raw(json!({"sub": "x".repeat(129), "exp": now() + 60}));
+        assert_eq!(hs_verifier().verify(&token), Err(invalid("claim sub: user id must be 1..128 characters")));
     }
 
     /// iss and aud are checked when configured: a match passes, a mismatch or absence is refused.

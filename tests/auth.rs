@@ -68,6 +68,22 @@ async fn every_refused_token_closes_with_4001() {
     }
 }
 
+/// A `sub` longer than the protocol's 128-byte user id is refused like any invalid token: close 4001 on a
+/// WebSocket, 401 on the HTTP API, each with a reason naming the rule; 128 bytes still pass.
+#[tokio::test]
+async fn an_overlong_sub_is_refused_with_the_user_id_rule() {
+    let hub = TestHub::start().await;
+    let reason = "invalid token: claim sub: user id must be 1..128 characters";
+    let longest = hub.jwt(&"u".repeat(128));
+    let (_ws, greeting) = hub.connect("/ws/notifications/", &longest).await;
+    assert_eq!(greeting["user_id"].as_str().map(str::len), Some(128));
+
+    let overlong = hub.jwt(&"u".repeat(129));
+    assert_eq!(refused(&hub, &overlong).await, (4001, reason.to_owned()));
+    let response = send(http().get(hub.http_url("/api/v1/notifications")).bearer_auth(&overlong)).await;
+    assert_eq!(json_response(response).await, (401, api_error("unauthorized", reason)));
+}
+
 /// A JWT in the `Authorization: Bearer` header of the upgrade request authenticates like `?token=`.
 #[tokio::test]
 async fn a_bearer_header_authenticates_the_websocket() {

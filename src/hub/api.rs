@@ -18,17 +18,14 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tracing::{error, info};
 
-use super::metrics::{Endpoint, resident_memory_bytes};
+use super::metrics::resident_memory_bytes;
 use super::presence::scope;
 use super::{Hub, events, notifications};
 use crate::auth::Identity;
+use crate::protocol::Endpoint;
+use crate::protocol::limits::{MAX_BODY, MAX_EVENT_TYPE, MAX_RECIPIENTS};
 use crate::protocol::{self, NewNotificationFields, RequestError};
 use crate::store::StoreError;
-
-/// Largest request body (PROTOCOL §5: 413 above it).
-pub const MAX_BODY: usize = 1024 * 1024;
-/// Most recipients one `POST /api/v1/notifications` may name.
-pub const MAX_RECIPIENTS: usize = 10_000;
 
 /// An HTTP error with the PROTOCOL §5 body.
 #[derive(Debug)]
@@ -367,10 +364,8 @@ fn recipients(user_id: Option<String>, user_ids: Option<&[Value]>) -> Result<Vec
         (Some(user), None) => Ok(vec![user]),
         (None, Some(ids)) if !ids.is_empty() && ids.len() <= MAX_RECIPIENTS => ids
             .iter()
-            .map(|id| match id {
-                Value::String(s) if !s.is_empty() && s.len() <= 128 => Ok(s.clone()),
-                Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-                _ => Err(ApiError::bad_request("user_ids must hold strings or integers")),
+            .map(|id| {
+                protocol::user_id(id).map_err(|_| ApiError::bad_request("user_ids must hold strings or integers"))
             })
             .collect(),
         (None, Some(_)) => Err(ApiError::bad_request(format!("user_ids must hold 1..{MAX_RECIPIENTS} ids"))),
@@ -404,9 +399,6 @@ struct CreateEvent {
     event_type: String,
     data: Option<Value>,
 }
-
-/// Longest `event_type`.
-const MAX_EVENT_TYPE: usize = 128;
 
 async fn create_event(
     State(hub): State<Arc<Hub>>,

@@ -13,23 +13,17 @@ use serde_json::{Map, Value, json};
 
 use super::Hub;
 use super::api::{self, ApiError, ApiJson};
-use super::metrics::Endpoint;
 use super::presence::scope;
 use super::registry::Membership;
 use super::session::{Accepted, Conn, Refusal, Session};
 use crate::auth::Identity;
 use crate::layer::{ConnId, Push, group};
-use crate::protocol::{self, ChatRequest, DEFAULT_PAGE, RequestError, ServerMessage, close};
-use crate::store::{ChatMessage, Created, MessagePage, MessageQuery, NewChatMessage, NewRoom, ReadUpdate, Room};
-
-/// A message's longest length, in characters (PROTOCOL §4.4: 1..4000, stored as sent).
-pub const MAX_MESSAGE: usize = 4_000;
-/// Longest `client_id`, room name and attachment URL.
-const MAX_CLIENT_ID: usize = 128;
-const MAX_ROOM_NAME: usize = 200;
-const MAX_URL: usize = 2_048;
-/// Most members one room may be created with.
-const MAX_MEMBERS: usize = 10_000;
+use crate::protocol::Endpoint;
+use crate::protocol::limits::{
+    DEFAULT_PAGE, MAX_ATTACHMENT_URL, MAX_CHAT_MESSAGE, MAX_CLIENT_ID, MAX_MEMBERS, MAX_ROOM_NAME,
+};
+use crate::protocol::{self, ChatMessage, ChatRequest, MessagePage, Request, RequestError, Room, ServerMessage, close};
+use crate::store::{Created, MessageQuery, NewChatMessage, NewRoom, ReadUpdate};
 
 /// One connection of a member (or staff) to a room.
 pub struct ChatSession {
@@ -82,7 +76,7 @@ impl Session for ChatSession {
     const ENDPOINT: Endpoint = Endpoint::Chat;
 
     async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
-        let (request, id) = match protocol::parse_request::<ChatRequest>(text, ChatRequest::TYPES) {
+        let (request, id) = match protocol::parse_request::<ChatRequest>(text) {
             Ok(inbound) => (inbound.request, inbound.request_id),
             Err((error, id)) => return replies.push(protocol::error_frame(&error, id.as_ref())),
         };
@@ -104,11 +98,14 @@ impl Session for ChatSession {
 
 impl ChatSession {
     /// Handles one request; `Some` is a direct reply (the room's pushes travel through the layer).
-    async fn handle(&self, request: ChatRequest, id: Option<&Value>) -> Result<Option<String>, RequestError> {
+    async fn handle(&self, request: Request<ChatRequest>, id: Option<&Value>) -> Result<Option<String>, RequestError> {
         let hub = &self.hub;
         let room = group::room(&self.room_id);
+        let request = match request {
+            Request::Ping { timestamp } => return Ok(Some(protocol::pong(timestamp, id))),
+            Request::Endpoint(request) => request,
+        };
         match request {
-            ChatRequest::Ping { timestamp } => Ok(Some(protocol::pong(timestamp, id))),
             ChatRequest::ChatMessage { message, client_id } => {
                 let client_id = client_id.as_deref();
                 let sender = Some(self.conn_id);
@@ -206,8 +203,8 @@ async fn post_to_room(
     // Counted in characters and stored as sent: the contract gives 1..4000 characters, and a client
     // that reconciles by content (or sends indented code) must get back what it wrote.
     let length = content.chars().count();
-    if !(1..=MAX_MESSAGE).contains(&length) {
-        return Err(ApiError::bad_request(format!("message must be 1..{MAX_MESSAGE} characters")));
+    if !(1..=MAX_CHAT_MESSAGE).contains(&length) {
+        return Err(ApiError::bad_request(format!("message must be 1..{MAX_CHAT_MESSAGE} characters")));
     }
     protocol::no_nul("message", content).map_err(ApiError::bad_request)?;
     protocol::no_nul("attachment_url", attachment_url.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
@@ -216,9 +213,9 @@ async fn post_to_room(
     }
     if let Some(url) = &attachment_url {
         let web = url.starts_with("https://") || url.starts_with("http://");
-        if !web || url.len() > MAX_URL {
+        if !web || url.len() > MAX_ATTACHMENT_URL {
             return Err(ApiError::bad_request(format!(
-                "attachment_url must be an http(s) URL of at most {MAX_URL} characters"
+                "attachment_url must be an http(s) URL of at most {MAX_ATTACHMENT_URL} characters"
             )));
         }
     }
@@ -272,10 +269,8 @@ async fn create_room(
     let members = body
         .members
         .iter()
-        .map(|id| match id {
-            Value::String(s) if !s.is_empty() && s.len() <= 128 => Ok(s.clone()),
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-            _ => Err(ApiError::bad_request("members must hold user ids (strings or integers)")),
+        .map(|id| {
+            protocol::user_id(id).map_err(|_| ApiError::bad_request("members must hold user ids (strings or integers)"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     match hub.store.create_room(&NewRoom { room_id: room_id.clone(), name, members }).await? {

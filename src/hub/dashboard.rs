@@ -12,20 +12,17 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::api::{self, ApiError, ApiJson};
-use super::metrics::Endpoint;
 use super::presence::scope;
 use super::registry::Membership;
 use super::session::{Accepted, Conn, Refusal, Session};
 use super::{Hub, notifications};
 use crate::layer::{ConnId, Push, group};
-use crate::protocol::{self, DashboardRequest, ServerMessage, Stats, close};
-use crate::store::{ActivityKind, Approval, Created, Decision, NewNotification, NewPendingUser, PendingUser, Verdict};
-
-/// Longest email, name, reason and order status accepted.
-const MAX_EMAIL: usize = 254;
-const MAX_NAME: usize = 200;
-const MAX_REASON: usize = 1_000;
-const MAX_STATUS: usize = 64;
+use crate::protocol::Endpoint;
+use crate::protocol::limits::{MAX_EMAIL, MAX_NAME, MAX_ORDER_STATUS, MAX_REASON};
+use crate::protocol::{
+    self, ActivityKind, Approval, DashboardRequest, DecisionStatus, PendingUser, Request, ServerMessage, Stats, close,
+};
+use crate::store::{Created, Decision, NewNotification, NewPendingUser};
 
 /// One admin's dashboard connection.
 pub struct DashboardSession {
@@ -74,29 +71,29 @@ impl Session for DashboardSession {
     const ENDPOINT: Endpoint = Endpoint::Dashboard;
 
     async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
-        let (request, id) = match protocol::parse_request::<DashboardRequest>(text, DashboardRequest::TYPES) {
+        let (request, id) = match protocol::parse_request::<DashboardRequest>(text) {
             Ok(inbound) => (inbound.request, inbound.request_id),
             Err((error, id)) => return replies.push(protocol::error_frame(&error, id.as_ref())),
         };
         let hub = &self.hub;
         let reply = match request {
-            DashboardRequest::Ping { timestamp } => Ok(protocol::pong(timestamp, id.as_ref())),
-            DashboardRequest::GetStats => stats(hub)
+            Request::Ping { timestamp } => Ok(protocol::pong(timestamp, id.as_ref())),
+            Request::Endpoint(DashboardRequest::GetStats) => stats(hub)
                 .await
                 .map(|stats| protocol::encode_reply(&ServerMessage::Stats { stats: &stats }, id.as_ref())),
-            DashboardRequest::GetPendingCount => hub
+            Request::Endpoint(DashboardRequest::GetPendingCount) => hub
                 .store
                 .pending_count()
                 .await
                 .map_err(ApiError::from)
                 .map(|count| protocol::encode_reply(&ServerMessage::PendingCountUpdate { count }, id.as_ref())),
-            DashboardRequest::ApproveUser { user_id } => {
-                decide(hub, &user_id, Verdict::Approved, None, &self.user_id, Some(self.conn_id))
+            Request::Endpoint(DashboardRequest::ApproveUser { user_id }) => {
+                decide(hub, &user_id, DecisionStatus::Approved, None, &self.user_id, Some(self.conn_id))
                     .await
                     .map(|approval| protocol::encode_reply(&ServerMessage::ApprovalUpdate(&approval), id.as_ref()))
             }
-            DashboardRequest::RejectUser { user_id, reason } => {
-                decide(hub, &user_id, Verdict::Rejected, reason, &self.user_id, Some(self.conn_id))
+            Request::Endpoint(DashboardRequest::RejectUser { user_id, reason }) => {
+                decide(hub, &user_id, DecisionStatus::Rejected, reason, &self.user_id, Some(self.conn_id))
                     .await
                     .map(|approval| protocol::encode_reply(&ServerMessage::ApprovalUpdate(&approval), id.as_ref()))
             }
@@ -144,7 +141,7 @@ async fn push_pending_count(hub: &Hub) -> Result<(), ApiError> {
 async fn decide(
     hub: &Hub,
     user_id: &str,
-    verdict: Verdict,
+    decision: DecisionStatus,
     reason: Option<String>,
     decided_by: &str,
     skip: Option<ConnId>,
@@ -153,7 +150,7 @@ async fn decide(
     if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON) {
         return Err(ApiError::bad_request(format!("reason must be at most {MAX_REASON} characters")));
     }
-    let approval = match hub.store.decide(user_id, verdict, reason.as_deref(), decided_by).await? {
+    let approval = match hub.store.decide(user_id, decision, reason.as_deref(), decided_by).await? {
         Decision::Decided(approval) => approval,
         Decision::NotFound => return Err(ApiError::not_found(format!("no registered user {user_id}"))),
         Decision::AlreadyDecided => return Err(ApiError::conflict(format!("user {user_id} was decided already"))),
@@ -163,9 +160,9 @@ async fn decide(
     let frame = protocol::encode(&ServerMessage::ApprovalUpdate(&approval));
     hub.publish("approval_update", group::ADMINS, Push::all_but(frame, skip)).await?;
     push_pending_count(hub).await?;
-    let (title, message) = match verdict {
-        Verdict::Approved => ("Account approved", "Your account has been approved.".to_owned()),
-        Verdict::Rejected => (
+    let (title, message) = match decision {
+        DecisionStatus::Approved => ("Account approved", "Your account has been approved.".to_owned()),
+        DecisionStatus::Rejected => (
             "Account rejected",
             match &approval.reason {
                 Some(reason) => format!("Your account has been rejected: {reason}"),
@@ -290,7 +287,7 @@ async fn approve(
     headers: HeaderMap,
 ) -> Result<axum::Json<Approval>, ApiError> {
     let admin = api::staff(&hub, &headers)?;
-    Ok(axum::Json(decide(&hub, &user_id, Verdict::Approved, None, &admin.user_id, None).await?))
+    Ok(axum::Json(decide(&hub, &user_id, DecisionStatus::Approved, None, &admin.user_id, None).await?))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,7 +309,7 @@ async fn reject(
         let body: Reject = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
         body.reason
     };
-    Ok(axum::Json(decide(&hub, &user_id, Verdict::Rejected, reason, &admin.user_id, None).await?))
+    Ok(axum::Json(decide(&hub, &user_id, DecisionStatus::Rejected, reason, &admin.user_id, None).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,8 +328,8 @@ async fn order_update(
     if !protocol::is_valid_scope_id(&order_id) {
         return Err(ApiError::bad_request("order id must match [A-Za-z0-9_.-]{1,64}"));
     }
-    if body.status.is_empty() || body.status.len() > MAX_STATUS {
-        return Err(ApiError::bad_request(format!("status must be 1..{MAX_STATUS} characters")));
+    if body.status.is_empty() || body.status.len() > MAX_ORDER_STATUS {
+        return Err(ApiError::bad_request(format!("status must be 1..{MAX_ORDER_STATUS} characters")));
     }
     let data = match body.data {
         None | Some(Value::Null) => json!({}),

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::Hub;
-use super::metrics::Endpoint;
 use super::registry::Membership;
 use super::session::{Accepted, Conn, Refusal, Session};
 use crate::layer::group;
-use crate::protocol::{self, EventRequest, ServerMessage, close};
+use crate::protocol::Endpoint;
+use crate::protocol::{self, EventRequest, Request, ServerMessage, close};
 
 /// A member's connection to one org's events; it only listens (and pings).
 pub struct EventsSession {
@@ -40,11 +40,10 @@ impl Session for EventsSession {
     const ENDPOINT: Endpoint = Endpoint::Events;
 
     async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
-        match protocol::parse_request::<EventRequest>(text, EventRequest::TYPES) {
+        match protocol::parse_request::<EventRequest>(text) {
             Ok(inbound) => match inbound.request {
-                EventRequest::Ping { timestamp } => {
-                    replies.push(protocol::pong(timestamp, inbound.request_id.as_ref()))
-                }
+                Request::Ping { timestamp } => replies.push(protocol::pong(timestamp, inbound.request_id.as_ref())),
+                Request::Endpoint(request) => match request {},
             },
             Err((error, request_id)) => replies.push(protocol::error_frame(&error, request_id.as_ref())),
         }

@@ -11,27 +11,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-/// The WebSocket endpoints, for labels and per-endpoint figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Notifications,
-    Events,
-    Dashboard,
-    Chat,
-}
-
-impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [Self::Notifications, Self::Events, Self::Dashboard, Self::Chat];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Notifications => "notifications",
-            Self::Events => "events",
-            Self::Dashboard => "dashboard",
-            Self::Chat => "chat",
-        }
-    }
-}
+use crate::protocol::Endpoint;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabel {

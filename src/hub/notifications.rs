@@ -9,22 +9,18 @@ use tracing::error;
 
 use super::Hub;
 use super::api::ApiError;
-use super::metrics::Endpoint;
 use super::outbox::Outbox;
 use super::registry::Membership;
 use super::session::{Accepted, Conn, Refusal, Session};
 use crate::layer::{Push, group};
+use crate::protocol::Endpoint;
+use crate::protocol::limits::{
+    DEFAULT_NOTIFICATION_TYPE, MAX_LINK, MAX_NOTIFICATION_MESSAGE, MAX_NOTIFICATION_TYPE, MAX_TITLE,
+};
 use crate::protocol::{
-    self, DEFAULT_NOTIFICATION_TYPE, NewNotificationFields, Notification, NotificationRequest, RequestError,
-    ServerMessage, close,
+    self, NewNotificationFields, Notification, NotificationRequest, Request, RequestError, ServerMessage, close,
 };
 use crate::store::{Deleted, MarkRead, NewNotification, NotificationQuery, StoreError};
-
-/// Longest title, message, type and link the hub stores; longer input is refused, not truncated.
-pub const MAX_TITLE: usize = 200;
-pub const MAX_MESSAGE: usize = 10_000;
-pub const MAX_TYPE: usize = 64;
-pub const MAX_LINK: usize = 2_048;
 
 /// One connection of a user to their notifications.
 pub struct NotificationsSession {
@@ -67,10 +63,14 @@ impl Session for NotificationsSession {
     const ENDPOINT: Endpoint = Endpoint::Notifications;
 
     async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
-        let reply = match protocol::parse_request::<NotificationRequest>(text, NotificationRequest::TYPES) {
+        let reply = match protocol::parse_request::<NotificationRequest>(text) {
             Ok(inbound) => {
                 let id = inbound.request_id;
-                match self.handle(inbound.request).await {
+                let reply = match inbound.request {
+                    Request::Ping { timestamp } => Ok(Reply::Pong(timestamp.unwrap_or(Value::Null))),
+                    Request::Endpoint(request) => self.handle(request).await,
+                };
+                match reply {
                     Ok(reply) => protocol::encode_reply(&reply.as_message(), id.as_ref()),
                     Err(error) => protocol::error_frame(&error, id.as_ref()),
                 }
@@ -113,10 +113,11 @@ impl NotificationsSession {
         let hub = &self.hub;
         let user = self.user_id.as_str();
         match request {
-            NotificationRequest::Ping { timestamp } => Ok(Reply::Pong(timestamp.unwrap_or(Value::Null))),
             NotificationRequest::Subscribe { notification_types } => {
-                if notification_types.iter().any(|t| t.is_empty() || t.len() > MAX_TYPE) {
-                    return Err(RequestError::invalid(format!("notification types must be 1..{MAX_TYPE} characters")));
+                if notification_types.iter().any(|t| t.is_empty() || t.len() > MAX_NOTIFICATION_TYPE) {
+                    return Err(RequestError::invalid(format!(
+                        "notification types must be 1..{MAX_NOTIFICATION_TYPE} characters"
+                    )));
                 }
                 self.outbox.set_types(&notification_types);
                 Ok(Reply::Subscribed(notification_types))
@@ -183,12 +184,12 @@ pub fn validate(user_id: String, fields: &NewNotificationFields) -> Result<NewNo
     if title.is_empty() || title.chars().count() > MAX_TITLE {
         return Err(format!("title must be 1..{MAX_TITLE} characters"));
     }
-    if fields.message.chars().count() > MAX_MESSAGE {
-        return Err(format!("message must be at most {MAX_MESSAGE} characters"));
+    if fields.message.chars().count() > MAX_NOTIFICATION_MESSAGE {
+        return Err(format!("message must be at most {MAX_NOTIFICATION_MESSAGE} characters"));
     }
     let kind = fields.notification_type.clone().unwrap_or_else(|| DEFAULT_NOTIFICATION_TYPE.to_owned());
-    if kind.is_empty() || kind.len() > MAX_TYPE {
-        return Err(format!("type must be 1..{MAX_TYPE} characters"));
+    if kind.is_empty() || kind.len() > MAX_NOTIFICATION_TYPE {
+        return Err(format!("type must be 1..{MAX_NOTIFICATION_TYPE} characters"));
     }
     let data = match &fields.data {
         None | Some(Value::Null) => Value::Object(Map::new()),

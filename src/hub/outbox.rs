@@ -26,8 +26,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::metrics::Endpoint;
 use crate::layer::Push;
+use crate::protocol::Endpoint;
 
 /// Frames the session may queue beyond the push capacity: its close frame after an overflow, a pong.
 /// Its own writes wait for the queue to drain, so it never has more than a few outstanding.

@@ -11,9 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::metrics::{Endpoint, Metrics};
+use super::metrics::Metrics;
 use super::outbox::{Outbox, Pushed};
 use crate::layer::{ConnId, LayerError, Push, SharedLayer};
+use crate::protocol::Endpoint;
 
 /// Enough shards that two cores rarely meet on one lock; a power of two for a cheap modulo.
 const SHARDS: usize = 64;

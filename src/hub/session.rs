@@ -17,11 +17,11 @@ use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
 use tracing::debug;
 
 use super::Hub;
-use super::metrics::Endpoint;
 use super::outbox::{Event, Outbox, QueueFull, Wire};
 use super::ratelimit::{RateLimit, Verdict};
 use crate::auth::Identity;
 use crate::layer::ConnId;
+use crate::protocol::Endpoint;
 use crate::protocol::{self, ErrorCode, RequestError, close};
 
 /// An upgraded connection: tungstenite reads from the TCP socket and writes through the outbox.

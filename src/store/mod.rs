@@ -11,10 +11,12 @@ mod sqlite;
 pub mod test_schema;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::protocol::{Notification, NotificationPage};
+use crate::protocol::{
+    Activity, ActivityKind, Approval, ChatMessage, DecisionStatus, MessagePage, Notification, NotificationPage,
+    PendingUser, Room, RoomSummary,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -107,43 +109,6 @@ pub struct NewPendingUser {
     pub name: Option<String>,
 }
 
-/// Where a registered user stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApprovalStatus {
-    Pending,
-    Approved,
-    Rejected,
-}
-
-/// An admin's decision on a pending user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Approved,
-    Rejected,
-}
-
-/// A user awaiting approval, as in `new_user` and the pending list (PROTOCOL §4.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PendingUser {
-    pub user_id: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub registered_at: String,
-    pub status: ApprovalStatus,
-}
-
-/// A decision taken, as in `approval_update` and the recent approvals (PROTOCOL §4.3).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Approval {
-    pub user_id: String,
-    pub status: Verdict,
-    pub reason: Option<String>,
-    pub decided_by: String,
-    pub decided_at: String,
-}
-
 /// What `decide` found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
@@ -162,26 +127,6 @@ pub struct DecisionCounts {
     pub rejected: i64,
 }
 
-/// The kinds of entries in the admin activity feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActivityKind {
-    NewUser,
-    Approval,
-    OrderUpdate,
-}
-
-/// An entry of the admin activity feed (`GET /api/v1/admin-dashboard/notifications/`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Activity {
-    pub id: i64,
-    #[serde(rename = "type")]
-    pub kind: ActivityKind,
-    /// The pushed message's payload; always a JSON object.
-    pub data: Value,
-    pub created_at: String,
-}
-
 /// A chat room to create (`POST /api/v1/chat/rooms`); the caller has validated the id and picked a name.
 #[derive(Debug, Clone)]
 pub struct NewRoom {
@@ -189,26 +134,6 @@ pub struct NewRoom {
     pub name: String,
     /// Duplicates are dropped; the first occurrence keeps its place.
     pub members: Vec<String>,
-}
-
-/// A chat room (PROTOCOL §5).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Room {
-    pub room_id: String,
-    pub name: String,
-    /// In the order they were added.
-    pub members: Vec<String>,
-    pub created_at: String,
-}
-
-/// A room in a user's room list, with what the user has not read yet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RoomSummary {
-    #[serde(flatten)]
-    pub room: Room,
-    pub last_message: Option<ChatMessage>,
-    /// Messages after the user's read position that others sent.
-    pub unread_count: i64,
 }
 
 /// A chat message to store.
@@ -220,17 +145,6 @@ pub struct NewChatMessage {
     pub attachment_url: Option<String>,
 }
 
-/// A stored chat message (PROTOCOL §4.4).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    pub id: i64,
-    pub room_id: String,
-    pub sender_id: String,
-    pub content: String,
-    pub attachment_url: Option<String>,
-    pub created_at: String,
-}
-
 /// Which of a room's messages to list.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageQuery {
@@ -240,17 +154,8 @@ pub struct MessageQuery {
     pub limit: u32,
 }
 
-/// A page of a room's messages, as `history` and `GET /api/v1/chat/rooms/{room_id}/messages`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MessagePage {
-    /// Oldest first: the newest `limit` below `before_id`.
-    pub messages: Vec<ChatMessage>,
-    /// Older messages exist below this page.
-    pub has_more: bool,
-}
-
 /// How far a user has read in a room.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadPosition {
     pub message_id: i64,
     pub read_at: String,
@@ -304,7 +209,7 @@ pub trait Store: Send + Sync + 'static {
     async fn decide(
         &self,
         user_id: &str,
-        verdict: Verdict,
+        status: DecisionStatus,
         reason: Option<&str>,
         decided_by: &str,
     ) -> Result<Decision, StoreError>;
@@ -375,21 +280,14 @@ macro_rules! row_mappers {
                 email: row.try_get("email")?,
                 name: row.try_get("name")?,
                 registered_at: format_timestamp(row.try_get("registered_at")?),
-                status: approval_status(row.try_get("status")?)?,
+                status: column(row.try_get("status")?, "approval status")?,
             })
         }
 
         fn approval(row: &$row) -> Result<Approval, sqlx::Error> {
-            let status = match approval_status(row.try_get("status")?)? {
-                ApprovalStatus::Approved => Verdict::Approved,
-                ApprovalStatus::Rejected => Verdict::Rejected,
-                ApprovalStatus::Pending => {
-                    return Err(sqlx::Error::Decode("a decision cannot be pending".into()));
-                }
-            };
             Ok(Approval {
                 user_id: row.try_get("user_id")?,
-                status,
+                status: column(row.try_get("status")?, "decision status")?,
                 reason: row.try_get("reason")?,
                 decided_by: row.try_get("decided_by")?,
                 decided_at: format_timestamp(row.try_get("decided_at")?),
@@ -397,17 +295,9 @@ macro_rules! row_mappers {
         }
 
         fn activity(row: &$row) -> Result<Activity, sqlx::Error> {
-            let kind = match row.try_get::<&str, _>("kind")? {
-                "new_user" => ActivityKind::NewUser,
-                "approval" => ActivityKind::Approval,
-                "order_update" => ActivityKind::OrderUpdate,
-                other => {
-                    return Err(sqlx::Error::Decode(format!("unknown activity kind `{other}`").into()));
-                }
-            };
             Ok(Activity {
                 id: row.try_get("id")?,
-                kind,
+                kind: column(row.try_get("kind")?, "activity kind")?,
                 data: json_object(row.try_get("data")?),
                 created_at: format_timestamp(row.try_get("created_at")?),
             })
@@ -445,28 +335,10 @@ pub(crate) fn object_text(data: &Value) -> String {
     }
 }
 
-pub(crate) fn approval_status(text: &str) -> Result<ApprovalStatus, sqlx::Error> {
-    match text {
-        "pending" => Ok(ApprovalStatus::Pending),
-        "approved" => Ok(ApprovalStatus::Approved),
-        "rejected" => Ok(ApprovalStatus::Rejected),
-        other => Err(sqlx::Error::Decode(format!("unknown approval status `{other}`").into())),
-    }
-}
-
-pub(crate) fn verdict_text(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Approved => "approved",
-        Verdict::Rejected => "rejected",
-    }
-}
-
-pub(crate) fn activity_kind_text(kind: ActivityKind) -> &'static str {
-    match kind {
-        ActivityKind::NewUser => "new_user",
-        ActivityKind::Approval => "approval",
-        ActivityKind::OrderUpdate => "order_update",
-    }
+/// Reads a column that holds an enum's wire name (`ApprovalStatus`, `DecisionStatus`, `ActivityKind`:
+/// each maps to its text one way, through strum, with serde's names).
+pub(crate) fn column<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, sqlx::Error> {
+    text.parse().map_err(|_| sqlx::Error::Decode(format!("unknown {what} `{text}`").into()))
 }
 
 /// Opens the store a database URL names, with `pool` connections at most (`None`: the backend's

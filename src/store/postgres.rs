@@ -10,12 +10,14 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
 use super::{
-    Activity, ActivityKind, Approval, ApprovalStatus, ChatMessage, Created, Decision, DecisionCounts, Deleted,
-    MarkRead, MessagePage, MessageQuery, NewChatMessage, NewNotification, NewPendingUser, NewRoom, NotificationQuery,
-    PendingUser, ReadPosition, ReadUpdate, Room, RoomSummary, Store, StoreError, Verdict, activity_kind_text,
-    approval_status, json_object, object_text, verdict_text,
+    Created, Decision, DecisionCounts, Deleted, MarkRead, MessageQuery, NewChatMessage, NewNotification,
+    NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, Store, StoreError, column, json_object,
+    object_text,
 };
-use crate::protocol::{Notification, NotificationPage, format_timestamp, now_millis};
+use crate::protocol::{
+    Activity, ActivityKind, Approval, ChatMessage, DecisionStatus, MessagePage, Notification, NotificationPage,
+    PendingUser, Room, RoomSummary, format_timestamp, now_millis,
+};
 
 /// The schema, compiled into the binary. sqlx takes an advisory lock while migrating, so nodes that
 /// start together migrate one at a time.
@@ -206,11 +208,11 @@ impl Store for PostgresStore {
     async fn decide(
         &self,
         user_id: &str,
-        verdict: Verdict,
+        decision: DecisionStatus,
         reason: Option<&str>,
         decided_by: &str,
     ) -> Result<Decision, StoreError> {
-        let status = verdict_text(verdict);
+        let status: &str = decision.into();
         let decided_at = now_millis();
         // The row is locked and read first: a concurrent decision waits, then reads the first one's
         // status, so exactly one records a decision; and the answer comes from the row this
@@ -246,7 +248,7 @@ impl Store for PostgresStore {
         tx.commit().await?;
         Ok(Decision::Decided(Approval {
             user_id: user_id.to_owned(),
-            status: verdict,
+            status: decision,
             reason: reason.map(str::to_owned),
             decided_by: decided_by.to_owned(),
             decided_at: format_timestamp(decided_at),
@@ -297,7 +299,7 @@ impl Store for PostgresStore {
         let data = object_text(data);
         let id: i64 =
             sqlx::query_scalar("INSERT INTO admin_activity (kind, data, created_at) VALUES ($1, $2, $3) RETURNING id")
-                .bind(activity_kind_text(kind))
+                .bind(<&str>::from(kind))
                 .bind(&data)
                 .bind(created_at)
                 .fetch_one(&self.pool)

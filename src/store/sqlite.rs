@@ -12,12 +12,14 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Activity, ActivityKind, Approval, ApprovalStatus, ChatMessage, Created, Decision, DecisionCounts, Deleted,
-    MarkRead, MessagePage, MessageQuery, NewChatMessage, NewNotification, NewPendingUser, NewRoom, NotificationQuery,
-    PendingUser, ReadPosition, ReadUpdate, Room, RoomSummary, Store, StoreError, Verdict, activity_kind_text,
-    approval_status, json_object, object_text, verdict_text,
+    Created, Decision, DecisionCounts, Deleted, MarkRead, MessageQuery, NewChatMessage, NewNotification,
+    NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, Store, StoreError, column, json_object,
+    object_text,
 };
-use crate::protocol::{Notification, NotificationPage, format_timestamp, now_millis};
+use crate::protocol::{
+    Activity, ActivityKind, Approval, ChatMessage, DecisionStatus, MessagePage, Notification, NotificationPage,
+    PendingUser, Room, RoomSummary, format_timestamp, now_millis,
+};
 
 /// The schema, compiled into the binary so that `rtctl serve` needs no files besides its database.
 pub(super) static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -266,11 +268,11 @@ impl Store for SqliteStore {
     async fn decide(
         &self,
         user_id: &str,
-        verdict: Verdict,
+        decision: DecisionStatus,
         reason: Option<&str>,
         decided_by: &str,
     ) -> Result<Decision, StoreError> {
-        let status = verdict_text(verdict);
+        let status: &str = decision.into();
         let decided_at = now_millis();
         // The write lock is taken before the pending row is looked at, and the update only matches a
         // pending row: of two concurrent decisions the second sees the first one's status.
@@ -300,7 +302,7 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(Decision::Decided(Approval {
             user_id: user_id.to_owned(),
-            status: verdict,
+            status: decision,
             reason: reason.map(str::to_owned),
             decided_by: decided_by.to_owned(),
             decided_at: format_timestamp(decided_at),
@@ -351,7 +353,7 @@ impl Store for SqliteStore {
         let data = object_text(data);
         let id: i64 =
             sqlx::query_scalar("INSERT INTO admin_activity (kind, data, created_at) VALUES (?, ?, ?) RETURNING id")
-                .bind(activity_kind_text(kind))
+                .bind(<&str>::from(kind))
                 .bind(&data)
                 .bind(created_at)
                 .fetch_one(&self.pool)

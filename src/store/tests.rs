@@ -11,6 +11,7 @@ use tempfile::TempDir;
 use super::sqlite::MIGRATOR;
 use super::test_schema::TestSchema;
 use super::*;
+use crate::protocol::ApprovalStatus;
 
 fn url(dir: &TempDir) -> String {
     format!("sqlite://{}", dir.path().join("nested/dir/rtctl.db").display())
@@ -124,7 +125,7 @@ async fn data_survives_a_restart() {
     store.set_read_position("general", "u2", message.id).await.unwrap();
     register(&store, "p1").await;
     register(&store, "p2").await;
-    store.decide("p1", Verdict::Approved, None, "admin").await.unwrap();
+    store.decide("p1", DecisionStatus::Approved, None, "admin").await.unwrap();
     store.append_activity(ActivityKind::OrderUpdate, &json!({"order_id": "o1"})).await.unwrap();
     sqlite.close().await;
 
@@ -252,7 +253,7 @@ async fn pending_users_register_once_until_decided() {
     assert_eq!(pending[0], p1);
     assert_eq!(store.pending_users(1).await.unwrap().len(), 1);
 
-    store.decide("p1", Verdict::Rejected, Some("spam"), "admin").await.unwrap();
+    store.decide("p1", DecisionStatus::Rejected, Some("spam"), "admin").await.unwrap();
     assert_eq!(store.pending_count().await.unwrap(), 1);
     let Created::Created(again) = register(&store, "p1").await else { panic!("p1 registers again") };
     assert_eq!(again.status, ApprovalStatus::Pending);
@@ -269,14 +270,15 @@ async fn decisions_are_taken_once_and_recorded() {
     register(&store, "p1").await;
     register(&store, "p2").await;
 
-    let Decision::Decided(first) = store.decide("p1", Verdict::Approved, None, "admin1").await.unwrap() else {
+    let Decision::Decided(first) = store.decide("p1", DecisionStatus::Approved, None, "admin1").await.unwrap() else {
         panic!("p1 is pending")
     };
-    assert_eq!((first.user_id.as_str(), first.status, first.reason.as_deref()), ("p1", Verdict::Approved, None));
+    assert_eq!((first.user_id.as_str(), first.status, first.reason.as_deref()), ("p1", DecisionStatus::Approved, None));
     assert_eq!(first.decided_by, "admin1");
-    assert_eq!(store.decide("p1", Verdict::Rejected, None, "admin2").await.unwrap(), Decision::AlreadyDecided);
-    assert_eq!(store.decide("nobody", Verdict::Approved, None, "admin1").await.unwrap(), Decision::NotFound);
-    let Decision::Decided(second) = store.decide("p2", Verdict::Rejected, Some("no"), "admin2").await.unwrap() else {
+    assert_eq!(store.decide("p1", DecisionStatus::Rejected, None, "admin2").await.unwrap(), Decision::AlreadyDecided);
+    assert_eq!(store.decide("nobody", DecisionStatus::Approved, None, "admin1").await.unwrap(), Decision::NotFound);
+    let Decision::Decided(second) = store.decide("p2", DecisionStatus::Rejected, Some("no"), "admin2").await.unwrap()
+    else {
         panic!("p2 is pending")
     };
 
@@ -297,8 +299,8 @@ async fn concurrent_decisions_have_one_winner() {
         let user = format!("c{i}");
         register(&store, &user).await;
         let (a, b) = tokio::join!(
-            store.decide(&user, Verdict::Approved, None, "admin1"),
-            store.decide(&user, Verdict::Rejected, None, "admin2"),
+            store.decide(&user, DecisionStatus::Approved, None, "admin1"),
+            store.decide(&user, DecisionStatus::Rejected, None, "admin2"),
         );
         let outcomes = [a.unwrap(), b.unwrap()];
         let won = outcomes.iter().filter(|o| matches!(o, Decision::Decided(_))).count();

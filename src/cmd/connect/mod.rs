@@ -22,6 +22,7 @@ use super::token::MintArgs;
 use crate::cli::ClientArgs;
 use crate::client::{self, ConnectError, ConnectRequest};
 use crate::config::ClientConfig;
+use crate::protocol::{self, Endpoint};
 
 /// Exit codes of `rtctl connect`.
 pub mod exit {
@@ -164,31 +165,22 @@ impl Target {
 
     /// The message types a client may send here (PROTOCOL §4), for completion; a URL is guessed by path.
     fn types(&self) -> Vec<&'static str> {
-        let specific: &[&str] = match self {
-            Target::Notifications => &[
-                "subscribe",
-                "get_notifications",
-                "mark_read",
-                "mark_all_read",
-                "delete_notification",
-                "send_notification",
-            ],
-            Target::Events(_) => &[],
-            Target::Dashboard => &["get_stats", "get_pending_count", "approve_user", "reject_user"],
-            Target::Chat(_) => &["chat_message", "typing", "read_receipt", "get_history"],
+        let endpoint = match self {
+            Target::Notifications => Endpoint::Notifications,
+            Target::Events(_) => Endpoint::Events,
+            Target::Dashboard => Endpoint::Dashboard,
+            Target::Chat(_) => Endpoint::Chat,
             Target::Url(url) => {
                 let path = url.split_once("://").map_or("", |(_, rest)| rest.split('?').next().unwrap_or(""));
-                let guess = [
-                    ("/ws/notifications/", Target::Notifications),
-                    ("/ws/admin/dashboard/", Target::Dashboard),
-                    ("/ws/chat/", Target::Chat(String::new())),
-                ]
-                .into_iter()
-                .find(|(p, _)| path.contains(p));
-                return guess.map_or_else(|| vec!["ping"], |(_, t)| t.types());
+                // Each endpoint's path up to its parameter, if it has one.
+                let guess = Endpoint::ALL.into_iter().find(|endpoint| {
+                    let fixed = endpoint.path().split('{').next().unwrap_or_default();
+                    path.contains(fixed)
+                });
+                return guess.map_or_else(|| vec![protocol::PING], Endpoint::request_types);
             }
         };
-        specific.iter().copied().chain(["ping"]).collect()
+        endpoint.request_types()
     }
 
     /// Names the history file: the endpoint, or the URL's host and path (never its query: it may hold a token).

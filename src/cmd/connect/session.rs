@@ -68,21 +68,7 @@ pub fn verdict(code: Option<u16>) -> Verdict {
 
 /// PROTOCOL §2 in a few words.
 pub fn meaning(code: u16) -> &'static str {
-    match code {
-        close::NORMAL => "normal close",
-        close::GOING_AWAY => "hub shutting down or restarting; reconnect with backoff",
-        close::UNSUPPORTED_DATA => "binary frame received; the hub takes JSON text only",
-        close::INVALID_PAYLOAD => "invalid UTF-8",
-        close::TOO_BIG => "frame larger than the hub's limit",
-        close::INTERNAL => "internal error in the hub; reconnect with backoff",
-        close::HEARTBEAT_TIMEOUT => "heartbeat timeout: nothing arrived within the timeout",
-        close::UNAUTHORIZED => "unauthorized: missing, invalid or expired token",
-        close::FORBIDDEN => "forbidden: authenticated but not allowed here",
-        close::NOT_FOUND => "not found: the chat room does not exist",
-        close::SLOW_CONSUMER => "slow consumer: the outbound queue overflowed",
-        close::RATE_LIMITED => "too many messages: rate limit exceeded repeatedly",
-        _ => "not a code of the rtctl protocol",
-    }
+    close::meaning(code).unwrap_or("not a code of the rtctl protocol")
 }
 
 /// State that outlives one connection.
