@@ -1,5 +1,5 @@
 //! The HTTP API (PROTOCOL §5): health, metrics, ws tokens, publishing and reading notifications,
-//! org events and stats. Every error is `{"error":{"code","message"}}` with a fitting status.
+//! org events and stats. Every error is a [`HubError`], answered as `{"error":{"code","message"}}`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,120 +16,36 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tracing::{error, info};
+use tracing::info;
 
+use super::error::HubError;
 use super::metrics::resident_memory_bytes;
 use super::presence::scope;
 use super::{Hub, events, notifications};
 use crate::auth::Identity;
 use crate::protocol::Endpoint;
 use crate::protocol::limits::{MAX_BODY, MAX_EVENT_TYPE, MAX_RECIPIENTS};
-use crate::protocol::{self, NewNotificationFields, RequestError};
-use crate::store::StoreError;
+use crate::protocol::{self, NewNotificationFields};
 
-/// An HTTP error with the PROTOCOL §5 body.
-#[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Sent as `Retry-After` (whole seconds, rounded up) with a 429.
-    pub retry_after: Option<std::time::Duration>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-
-    pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    pub fn conflict(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", message)
-    }
-
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-    }
-
-    /// 429: the caller is over their request budget and may retry after `wait`.
-    pub fn rate_limited(wait: std::time::Duration) -> Self {
-        let message = format!("too many requests: retry in {:.1} s", wait.as_secs_f64());
-        Self { retry_after: Some(wait), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message) }
-    }
-
-    pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-    }
-
-    /// The same failure as a WebSocket `error` (for requests that share a path with the API).
-    pub fn into_request_error(self) -> RequestError {
-        use crate::protocol::ErrorCode;
-        let code = match self.status {
-            StatusCode::BAD_REQUEST | StatusCode::CONFLICT => ErrorCode::InvalidMessage,
-            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => ErrorCode::Forbidden,
-            StatusCode::NOT_FOUND => ErrorCode::NotFound,
-            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
-            _ => ErrorCode::Internal,
-        };
-        RequestError::new(code, self.message)
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        error!(error = %error, "store failed");
-        Self::internal()
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(wait) = self.retry_after {
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            response.headers_mut().insert(header::RETRY_AFTER, seconds.max(1).into());
-        }
-        response
-    }
-}
-
-/// A JSON body whose every rejection is an [`ApiError`]: 400 bad JSON or fields, 413 too large,
+/// A JSON body whose every rejection is an [`HubError`]: 400 bad JSON or fields, 413 too large,
 /// 415 not JSON.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
+    type Rejection = HubError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let axum::Json(value) =
             axum::Json::<Value>::from_request(request, state).await.map_err(|rejection| match &rejection {
-                JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    "expected Content-Type: application/json",
-                ),
-                _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", rejection.body_text()),
+                JsonRejection::MissingJsonContentType(_) => {
+                    HubError::unsupported_media_type("expected Content-Type: application/json")
+                }
+                _ => HubError::invalid_json(rejection.body_text()),
             })?;
         if !value.is_object() {
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", "expected a JSON object"));
+            return Err(HubError::invalid_json("expected a JSON object"));
         }
-        T::deserialize(value).map(ApiJson).map_err(|e| ApiError::bad_request(e.to_string()))
+        T::deserialize(value).map(ApiJson).map_err(|e| HubError::bad_request(e.to_string()))
     }
 }
 
@@ -163,66 +79,66 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The API key (`X-API-Key`) or a JWT (`Authorization: Bearer`); 401 for neither or a bad one.
-pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, HubError> {
     if let Some(key) = headers.get("x-api-key") {
         if constant_time_eq(key.as_bytes(), hub.config.api_key.expose().as_bytes()) {
             return Ok(Caller::Backend);
         }
         hub.metrics.auth_failure("api_key");
-        return Err(ApiError::unauthorized("invalid API key"));
+        return Err(HubError::unauthorized("invalid API key"));
     }
     match bearer(headers) {
         Some(token) if crate::auth::looks_like_jwt(token) => {
-            let identity = hub.verify_jwt(token).map_err(|e| ApiError::unauthorized(e.to_string()))?;
+            let identity = hub.verify_jwt(token).map_err(|e| HubError::unauthorized(e.to_string()))?;
             hub.http_limit.check(&identity.user_id).map_err(|wait| {
                 hub.metrics.rate_limited_request();
-                ApiError::rate_limited(wait)
+                HubError::rate_limited(wait)
             })?;
             Ok(Caller::User(identity))
         }
         Some(_) => {
             hub.metrics.auth_failure("invalid");
-            Err(ApiError::unauthorized("expected a JWT bearer token"))
+            Err(HubError::unauthorized("expected a JWT bearer token"))
         }
         None => {
             hub.metrics.auth_failure("missing");
-            Err(ApiError::unauthorized("missing X-API-Key or Authorization: Bearer"))
+            Err(HubError::unauthorized("missing X-API-Key or Authorization: Bearer"))
         }
     }
 }
 
 /// The API key or a staff JWT; 403 for a non-staff user.
-pub fn privileged(hub: &Hub, headers: &HeaderMap) -> Result<Caller, ApiError> {
+pub fn privileged(hub: &Hub, headers: &HeaderMap) -> Result<Caller, HubError> {
     let caller = caller(hub, headers)?;
     if !caller.is_privileged() {
-        return Err(ApiError::forbidden("requires the API key or a staff token"));
+        return Err(HubError::forbidden("requires the API key or a staff token"));
     }
     Ok(caller)
 }
 
 /// A staff member's JWT, and not the API key: the dashboard's reads and the approval decisions are
 /// for admins (PROTOCOL §5 "staff JWT"), unlike the routes a backend drives.
-pub fn staff(hub: &Hub, headers: &HeaderMap) -> Result<Identity, ApiError> {
+pub fn staff(hub: &Hub, headers: &HeaderMap) -> Result<Identity, HubError> {
     match caller(hub, headers)? {
         Caller::User(identity) if identity.is_staff => Ok(identity),
-        Caller::User(_) => Err(ApiError::forbidden("requires a staff token")),
-        Caller::Backend => Err(ApiError::forbidden("requires a staff token, not the API key")),
+        Caller::User(_) => Err(HubError::forbidden("requires a staff token")),
+        Caller::Backend => Err(HubError::forbidden("requires a staff token, not the API key")),
     }
 }
 
 /// A person's JWT; the API key does not name a user.
-pub fn user(hub: &Hub, headers: &HeaderMap) -> Result<Identity, ApiError> {
+pub fn user(hub: &Hub, headers: &HeaderMap) -> Result<Identity, HubError> {
     match caller(hub, headers)? {
         Caller::User(identity) => Ok(identity),
-        Caller::Backend => Err(ApiError::forbidden("requires a user's token, not the API key")),
+        Caller::Backend => Err(HubError::forbidden("requires a user's token, not the API key")),
     }
 }
 
 /// The API key only.
-pub fn backend(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
+pub fn backend(hub: &Hub, headers: &HeaderMap) -> Result<(), HubError> {
     match caller(hub, headers)? {
         Caller::Backend => Ok(()),
-        Caller::User(_) => Err(ApiError::forbidden("requires the API key")),
+        Caller::User(_) => Err(HubError::forbidden("requires the API key")),
     }
 }
 
@@ -236,10 +152,8 @@ pub fn routes() -> Router<Arc<Hub>> {
         .route("/api/v1/notifications", post(create_notifications).get(list_notifications))
         .route("/api/v1/orgs/{org_id}/events", post(create_event))
         .route("/api/v1/stats", get(stats))
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
-        })
+        .fallback(|| async { HubError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { HubError::method_not_allowed() })
 }
 
 /// Receives a request's whole body (at most [`MAX_BODY`]) within `timeout` before its handler runs:
@@ -254,16 +168,13 @@ pub async fn receive_body(State(timeout): State<Duration>, request: Request, nex
     }
     match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect()).await {
         Ok(Ok(collected)) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
-        Ok(Err(error)) if error.is::<LengthLimitError>() => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("request body is larger than {MAX_BODY} bytes"),
-        )
-        .into_response(),
-        Ok(Err(error)) => ApiError::bad_request(format!("cannot read the request body: {error}")).into_response(),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => {
+            HubError::payload_too_large(format!("request body is larger than {MAX_BODY} bytes")).into_response()
+        }
+        Ok(Err(error)) => HubError::bad_request(format!("cannot read the request body: {error}")).into_response(),
         Err(_) => {
             let message = format!("the request body was not received within {}", humantime::format_duration(timeout));
-            let mut response = ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", message).into_response();
+            let mut response = HubError::request_timeout(message).into_response();
             // The rest of the body may still come: the connection cannot carry another request.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             response
@@ -312,9 +223,9 @@ async fn metrics(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
     }
 }
 
-async fn ws_token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
+async fn ws_token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, HubError> {
     let identity = user(&hub, &headers)?;
-    let token = hub.ws_tokens.mint(identity).await.map_err(|_| ApiError::unavailable("token store unavailable"))?;
+    let token = hub.ws_tokens.mint(identity).await.map_err(|_| HubError::unavailable("token store unavailable"))?;
     Ok(axum::Json(json!({"ws_token": token, "expires_in": hub.ws_tokens.ttl().as_secs()})))
 }
 
@@ -337,7 +248,7 @@ async fn create_notifications(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateNotifications>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HubError> {
     privileged(&hub, &headers)?;
     let recipients = recipients(body.user_id.clone(), body.user_ids.as_deref())?;
     let fields = NewNotificationFields {
@@ -352,25 +263,25 @@ async fn create_notifications(
         .into_iter()
         .map(|user| notifications::validate(user, &fields))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(ApiError::bad_request)?;
+        .map_err(HubError::bad_request)?;
     let stored = notifications::publish(&hub, new).await?;
     let created: Vec<Value> = stored.iter().map(|(user, n)| json!({"id": n.id, "user_id": user})).collect();
     Ok((StatusCode::CREATED, axum::Json(json!({"notifications": created}))).into_response())
 }
 
 /// `user_id` or `user_ids` (exactly one of them), each a string or an integer.
-fn recipients(user_id: Option<String>, user_ids: Option<&[Value]>) -> Result<Vec<String>, ApiError> {
+fn recipients(user_id: Option<String>, user_ids: Option<&[Value]>) -> Result<Vec<String>, HubError> {
     match (user_id, user_ids) {
         (Some(user), None) => Ok(vec![user]),
         (None, Some(ids)) if !ids.is_empty() && ids.len() <= MAX_RECIPIENTS => ids
             .iter()
             .map(|id| {
-                protocol::user_id(id).map_err(|_| ApiError::bad_request("user_ids must hold strings or integers"))
+                protocol::user_id(id).map_err(|_| HubError::bad_request("user_ids must hold strings or integers"))
             })
             .collect(),
-        (None, Some(_)) => Err(ApiError::bad_request(format!("user_ids must hold 1..{MAX_RECIPIENTS} ids"))),
-        (Some(_), Some(_)) => Err(ApiError::bad_request("give user_id or user_ids, not both")),
-        (None, None) => Err(ApiError::bad_request("missing field `user_id` (or `user_ids`)")),
+        (None, Some(_)) => Err(HubError::bad_request(format!("user_ids must hold 1..{MAX_RECIPIENTS} ids"))),
+        (Some(_), Some(_)) => Err(HubError::bad_request("give user_id or user_ids, not both")),
+        (None, None) => Err(HubError::bad_request("missing field `user_id` (or `user_ids`)")),
     }
 }
 
@@ -386,11 +297,11 @@ async fn list_notifications(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<protocol::NotificationPage>, ApiError> {
+) -> Result<axum::Json<protocol::NotificationPage>, HubError> {
     let identity = user(&hub, &headers)?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let Query(query) = query.map_err(|e| HubError::bad_request(e.body_text()))?;
     let query =
-        notifications::page_query(query.limit, query.before_id, query.unread_only).map_err(ApiError::bad_request)?;
+        notifications::page_query(query.limit, query.before_id, query.unread_only).map_err(HubError::bad_request)?;
     Ok(axum::Json(hub.store.list_notifications(&identity.user_id, query).await?))
 }
 
@@ -405,13 +316,13 @@ async fn create_event(
     Path(org_id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateEvent>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HubError> {
     backend(&hub, &headers)?;
     if !protocol::is_valid_scope_id(&org_id) {
-        return Err(ApiError::bad_request("org id must match [A-Za-z0-9_.-]{1,64}"));
+        return Err(HubError::bad_request("org id must match [A-Za-z0-9_.-]{1,64}"));
     }
     if body.event_type.is_empty() || body.event_type.len() > MAX_EVENT_TYPE {
-        return Err(ApiError::bad_request(format!("event_type must be 1..{MAX_EVENT_TYPE} characters")));
+        return Err(HubError::bad_request(format!("event_type must be 1..{MAX_EVENT_TYPE} characters")));
     }
     let data = body.data.unwrap_or_else(|| json!({}));
     let timestamp = events::publish(&hub, &org_id, &body.event_type, &data).await?;
@@ -419,7 +330,7 @@ async fn create_event(
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }
 
-async fn stats(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
+async fn stats(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, HubError> {
     privileged(&hub, &headers)?;
     let metrics = &hub.metrics;
     let connections: serde_json::Map<String, Value> =

@@ -12,17 +12,18 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::Hub;
-use super::api::{self, ApiError, ApiJson};
+use super::api::{self, ApiJson};
+use super::error::HubError;
 use super::presence::scope;
 use super::registry::Membership;
-use super::session::{Accepted, Conn, Refusal, Session};
+use super::session::{Accepted, Conn, Refusal, Reply, Session};
 use crate::auth::Identity;
 use crate::layer::{ConnId, Push, group};
 use crate::protocol::Endpoint;
 use crate::protocol::limits::{
     DEFAULT_PAGE, MAX_ATTACHMENT_URL, MAX_CHAT_MESSAGE, MAX_CLIENT_ID, MAX_MEMBERS, MAX_ROOM_NAME,
 };
-use crate::protocol::{self, ChatMessage, ChatRequest, MessagePage, Request, RequestError, Room, ServerMessage, close};
+use crate::protocol::{self, ChatMessage, ChatRequest, MessagePage, Room, ServerMessage, close};
 use crate::store::{Created, MessageQuery, NewChatMessage, NewRoom, ReadUpdate};
 
 /// One connection of a member (or staff) to a room.
@@ -37,7 +38,7 @@ pub struct ChatSession {
 /// Accepts members and staff of an existing room (4004 unknown, 4003 not a member); greets with the
 /// last 50 messages and tells the room when this is the user's first connection to it.
 pub async fn open(hub: Arc<Hub>, conn: Conn, room_id: String) -> Result<Accepted<ChatSession>, Refusal> {
-    let room = find_room(&hub, &room_id).await.map_err(|e| match e.status {
+    let room = find_room(&hub, &room_id).await.map_err(|e| match e.status() {
         StatusCode::NOT_FOUND => Refusal::new(close::NOT_FOUND, "room not found"),
         _ => Refusal::new(close::INTERNAL, "store unavailable"),
     })?;
@@ -66,7 +67,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, room_id: String) -> Result<Accepted
             user_id: &user_id,
             extra,
         }),
-        history_frame(&room_id, &history, None),
+        protocol::encode_reply(&self::history(&room_id, &history), None),
     ];
     let session = ChatSession { hub, conn_id: conn.id, user_id, room_id, _membership: membership };
     Ok(Accepted { session, conn, greetings })
@@ -75,15 +76,52 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, room_id: String) -> Result<Accepted
 impl Session for ChatSession {
     const ENDPOINT: Endpoint = Endpoint::Chat;
 
-    async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
-        let (request, id) = match protocol::parse_request::<ChatRequest>(text) {
-            Ok(inbound) => (inbound.request, inbound.request_id),
-            Err((error, id)) => return replies.push(protocol::error_frame(&error, id.as_ref())),
-        };
-        match self.handle(request, id.as_ref()).await {
-            Ok(Some(reply)) => replies.push(reply),
-            Ok(None) => {}
-            Err(error) => replies.push(protocol::error_frame(&error, id.as_ref())),
+    type Request = ChatRequest;
+
+    async fn handle(&mut self, request: ChatRequest) -> Result<Option<Reply>, HubError> {
+        let hub = &self.hub;
+        let room = group::room(&self.room_id);
+        match request {
+            ChatRequest::ChatMessage { message, client_id } => {
+                let client_id = client_id.as_deref();
+                let sender = Some(self.conn_id);
+                let message =
+                    post_to_room(hub, &self.room_id, &self.user_id, &message, None, client_id, sender).await?;
+                // This connection's copy is the direct reply, so that it repeats the request_id.
+                Ok(Some(Reply::new(&ServerMessage::ChatMessage { message: &message, client_id })))
+            }
+            ChatRequest::Typing { is_typing } => {
+                let frame = protocol::encode(&ServerMessage::Typing { user_id: &self.user_id, is_typing });
+                hub.publish("typing", &room, Push::skipping(frame, self.conn_id)).await?;
+                Ok(None)
+            }
+            ChatRequest::ReadReceipt { message_id } => {
+                match hub.store.set_read_position(&self.room_id, &self.user_id, message_id).await? {
+                    ReadUpdate::Moved(position) => {
+                        let message = ServerMessage::ReadReceipt {
+                            user_id: &self.user_id,
+                            message_id: position.message_id,
+                            read_at: &position.read_at,
+                        };
+                        // The rest of the room gets the push; this connection the reply with its request_id.
+                        let push = Push::skipping(protocol::encode(&message), self.conn_id);
+                        hub.publish("read_receipt", &room, push).await?;
+                        Ok(Some(Reply::new(&message)))
+                    }
+                    // Never backwards: tell only this client where the position stands.
+                    ReadUpdate::Unchanged(position) => Ok(Some(Reply::new(&ServerMessage::ReadReceipt {
+                        user_id: &self.user_id,
+                        message_id: position.message_id,
+                        read_at: &position.read_at,
+                    }))),
+                    ReadUpdate::NotFound => Err(HubError::not_found(format!("message {message_id} not in this room"))),
+                }
+            }
+            ChatRequest::GetHistory { before_id, limit } => {
+                let query = message_query(before_id, limit).map_err(HubError::bad_request)?;
+                let page = hub.store.list_messages(&self.room_id, query).await?;
+                Ok(Some(Reply::new(&history(&self.room_id, &page))))
+            }
         }
     }
 
@@ -96,81 +134,8 @@ impl Session for ChatSession {
     }
 }
 
-impl ChatSession {
-    /// Handles one request; `Some` is a direct reply (the room's pushes travel through the layer).
-    async fn handle(&self, request: Request<ChatRequest>, id: Option<&Value>) -> Result<Option<String>, RequestError> {
-        let hub = &self.hub;
-        let room = group::room(&self.room_id);
-        let request = match request {
-            Request::Ping { timestamp } => return Ok(Some(protocol::pong(timestamp, id))),
-            Request::Endpoint(request) => request,
-        };
-        match request {
-            ChatRequest::ChatMessage { message, client_id } => {
-                let client_id = client_id.as_deref();
-                let sender = Some(self.conn_id);
-                let message = post_to_room(hub, &self.room_id, &self.user_id, &message, None, client_id, sender)
-                    .await
-                    .map_err(ApiError::into_request_error)?;
-                // This connection's copy is the direct reply, so that it repeats the request_id.
-                Ok(Some(protocol::encode_reply(&ServerMessage::ChatMessage { message: &message, client_id }, id)))
-            }
-            ChatRequest::Typing { is_typing } => {
-                let frame = protocol::encode(&ServerMessage::Typing { user_id: &self.user_id, is_typing });
-                hub.publish("typing", &room, Push::skipping(frame, self.conn_id))
-                    .await
-                    .map_err(ApiError::into_request_error)?;
-                Ok(None)
-            }
-            ChatRequest::ReadReceipt { message_id } => {
-                let update = hub
-                    .store
-                    .set_read_position(&self.room_id, &self.user_id, message_id)
-                    .await
-                    .map_err(|e| ApiError::from(e).into_request_error())?;
-                match update {
-                    ReadUpdate::Moved(position) => {
-                        let message = ServerMessage::ReadReceipt {
-                            user_id: &self.user_id,
-                            message_id: position.message_id,
-                            read_at: &position.read_at,
-                        };
-                        // The rest of the room gets the push; this connection the reply with its request_id.
-                        hub.publish("read_receipt", &room, Push::skipping(protocol::encode(&message), self.conn_id))
-                            .await
-                            .map_err(ApiError::into_request_error)?;
-                        Ok(Some(protocol::encode_reply(&message, id)))
-                    }
-                    // Never backwards: tell only this client where the position stands.
-                    ReadUpdate::Unchanged(position) => {
-                        let message = ServerMessage::ReadReceipt {
-                            user_id: &self.user_id,
-                            message_id: position.message_id,
-                            read_at: &position.read_at,
-                        };
-                        Ok(Some(protocol::encode_reply(&message, id)))
-                    }
-                    ReadUpdate::NotFound => {
-                        Err(RequestError::not_found(format!("message {message_id} not in this room")))
-                    }
-                }
-            }
-            ChatRequest::GetHistory { before_id, limit } => {
-                let query = message_query(before_id, limit).map_err(RequestError::invalid)?;
-                let page = hub
-                    .store
-                    .list_messages(&self.room_id, query)
-                    .await
-                    .map_err(|e| ApiError::from(e).into_request_error())?;
-                Ok(Some(history_frame(&self.room_id, &page, id)))
-            }
-        }
-    }
-}
-
-fn history_frame(room_id: &str, page: &MessagePage, id: Option<&Value>) -> String {
-    let message = ServerMessage::History { room_id, messages: &page.messages, has_more: page.has_more };
-    protocol::encode_reply(&message, id)
+fn history<'a>(room_id: &'a str, page: &'a MessagePage) -> ServerMessage<'a> {
+    ServerMessage::History { room_id, messages: &page.messages, has_more: page.has_more }
 }
 
 fn message_query(before_id: Option<i64>, limit: Option<u32>) -> Result<MessageQuery, String> {
@@ -182,11 +147,11 @@ fn may_enter(room: &Room, identity: &Identity) -> bool {
 }
 
 /// The room, or 404.
-async fn find_room(hub: &Hub, room_id: &str) -> Result<Room, ApiError> {
+async fn find_room(hub: &Hub, room_id: &str) -> Result<Room, HubError> {
     if !protocol::is_valid_scope_id(room_id) {
-        return Err(ApiError::not_found(format!("room {room_id} not found")));
+        return Err(HubError::not_found(format!("room {room_id} not found")));
     }
-    hub.store.get_room(room_id).await?.ok_or_else(|| ApiError::not_found(format!("room {room_id} not found")))
+    hub.store.get_room(room_id).await?.ok_or_else(|| HubError::not_found(format!("room {room_id} not found")))
 }
 
 /// Validates, stores, then pushes a message to the room: every connection but `skip`, the sending
@@ -199,22 +164,22 @@ async fn post_to_room(
     attachment_url: Option<String>,
     client_id: Option<&str>,
     skip: Option<ConnId>,
-) -> Result<ChatMessage, ApiError> {
+) -> Result<ChatMessage, HubError> {
     // Counted in characters and stored as sent: the contract gives 1..4000 characters, and a client
     // that reconciles by content (or sends indented code) must get back what it wrote.
     let length = content.chars().count();
     if !(1..=MAX_CHAT_MESSAGE).contains(&length) {
-        return Err(ApiError::bad_request(format!("message must be 1..{MAX_CHAT_MESSAGE} characters")));
+        return Err(HubError::bad_request(format!("message must be 1..{MAX_CHAT_MESSAGE} characters")));
     }
-    protocol::no_nul("message", content).map_err(ApiError::bad_request)?;
-    protocol::no_nul("attachment_url", attachment_url.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
+    protocol::no_nul("message", content).map_err(HubError::bad_request)?;
+    protocol::no_nul("attachment_url", attachment_url.as_deref().unwrap_or_default()).map_err(HubError::bad_request)?;
     if client_id.is_some_and(|c| c.len() > MAX_CLIENT_ID) {
-        return Err(ApiError::bad_request(format!("client_id must be at most {MAX_CLIENT_ID} characters")));
+        return Err(HubError::bad_request(format!("client_id must be at most {MAX_CLIENT_ID} characters")));
     }
     if let Some(url) = &attachment_url {
         let web = url.starts_with("https://") || url.starts_with("http://");
         if !web || url.len() > MAX_ATTACHMENT_URL {
-            return Err(ApiError::bad_request(format!(
+            return Err(HubError::bad_request(format!(
                 "attachment_url must be an http(s) URL of at most {MAX_ATTACHMENT_URL} characters"
             )));
         }
@@ -225,7 +190,7 @@ async fn post_to_room(
         content: content.to_owned(),
         attachment_url,
     };
-    let message = hub.store.insert_message(&new).await?.ok_or_else(|| ApiError::not_found("room not found"))?;
+    let message = hub.store.insert_message(&new).await?.ok_or_else(|| HubError::not_found("room not found"))?;
     let frame = protocol::encode(&ServerMessage::ChatMessage { message: &message, client_id });
     hub.publish("chat_message", &group::room(room_id), Push::all_but(frame, skip)).await?;
     Ok(message)
@@ -250,47 +215,47 @@ async fn create_room(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateRoom>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HubError> {
     api::privileged(&hub, &headers)?;
     let room_id = match body.room_id {
         Some(Value::String(id)) if protocol::is_valid_scope_id(&id) => id,
         Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
         Some(Value::Null) | None => format!("room-{:08x}", rand::random::<u32>()),
-        Some(_) => return Err(ApiError::bad_request("room_id must match [A-Za-z0-9_.-]{1,64}")),
+        Some(_) => return Err(HubError::bad_request("room_id must match [A-Za-z0-9_.-]{1,64}")),
     };
     let name = body.name.unwrap_or_else(|| room_id.clone());
     if name.trim().is_empty() || name.chars().count() > MAX_ROOM_NAME {
-        return Err(ApiError::bad_request(format!("name must be 1..{MAX_ROOM_NAME} characters")));
+        return Err(HubError::bad_request(format!("name must be 1..{MAX_ROOM_NAME} characters")));
     }
-    protocol::no_nul("name", &name).map_err(ApiError::bad_request)?;
+    protocol::no_nul("name", &name).map_err(HubError::bad_request)?;
     if body.members.len() > MAX_MEMBERS {
-        return Err(ApiError::bad_request(format!("a room may be created with at most {MAX_MEMBERS} members")));
+        return Err(HubError::bad_request(format!("a room may be created with at most {MAX_MEMBERS} members")));
     }
     let members = body
         .members
         .iter()
         .map(|id| {
-            protocol::user_id(id).map_err(|_| ApiError::bad_request("members must hold user ids (strings or integers)"))
+            protocol::user_id(id).map_err(|_| HubError::bad_request("members must hold user ids (strings or integers)"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     match hub.store.create_room(&NewRoom { room_id: room_id.clone(), name, members }).await? {
         Created::Created(room) => Ok((StatusCode::CREATED, axum::Json(room)).into_response()),
-        Created::Conflict => Err(ApiError::conflict(format!("room {room_id} exists already"))),
+        Created::Conflict => Err(HubError::conflict(format!("room {room_id} exists already"))),
     }
 }
 
-async fn list_rooms(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, ApiError> {
+async fn list_rooms(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, HubError> {
     let identity = api::user(&hub, &headers)?;
     let rooms = hub.store.rooms_for_user(&identity.user_id, identity.is_staff).await?;
     Ok(axum::Json(json!({"rooms": rooms})))
 }
 
 /// The room, if this user may enter it: 404 unknown, 403 not a member.
-async fn entered_room(hub: &Hub, headers: &HeaderMap, room_id: &str) -> Result<Identity, ApiError> {
+async fn entered_room(hub: &Hub, headers: &HeaderMap, room_id: &str) -> Result<Identity, HubError> {
     let identity = api::user(hub, headers)?;
     let room = find_room(hub, room_id).await?;
     if !may_enter(&room, &identity) {
-        return Err(ApiError::forbidden("not a member of this room"));
+        return Err(HubError::forbidden("not a member of this room"));
     }
     Ok(identity)
 }
@@ -306,10 +271,10 @@ async fn list_messages(
     Path(room_id): Path<String>,
     headers: HeaderMap,
     query: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<axum::Json<MessagePage>, ApiError> {
+) -> Result<axum::Json<MessagePage>, HubError> {
     entered_room(&hub, &headers, &room_id).await?;
-    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let query = message_query(query.before_id, query.limit).map_err(ApiError::bad_request)?;
+    let Query(query) = query.map_err(|e| HubError::bad_request(e.body_text()))?;
+    let query = message_query(query.before_id, query.limit).map_err(HubError::bad_request)?;
     Ok(axum::Json(hub.store.list_messages(&room_id, query).await?))
 }
 
@@ -324,7 +289,7 @@ async fn post_message(
     Path(room_id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<PostMessage>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HubError> {
     let identity = entered_room(&hub, &headers, &room_id).await?;
     let message =
         post_to_room(&hub, &room_id, &identity.user_id, &body.message, body.attachment_url, None, None).await?;

@@ -11,16 +11,17 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::api::{self, ApiError, ApiJson};
+use super::api::{self, ApiJson};
+use super::error::HubError;
 use super::presence::scope;
 use super::registry::Membership;
-use super::session::{Accepted, Conn, Refusal, Session};
+use super::session::{Accepted, Conn, Refusal, Reply, Session};
 use super::{Hub, notifications};
 use crate::layer::{ConnId, Push, group};
 use crate::protocol::Endpoint;
 use crate::protocol::limits::{MAX_EMAIL, MAX_NAME, MAX_ORDER_STATUS, MAX_REASON};
 use crate::protocol::{
-    self, ActivityKind, Approval, DashboardRequest, DecisionStatus, PendingUser, Request, ServerMessage, Stats, close,
+    self, ActivityKind, Approval, DashboardRequest, DecisionStatus, PendingUser, ServerMessage, Stats, close,
 };
 use crate::store::{Created, Decision, NewNotification, NewPendingUser};
 
@@ -70,35 +71,28 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<DashboardSession
 impl Session for DashboardSession {
     const ENDPOINT: Endpoint = Endpoint::Dashboard;
 
-    async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
-        let (request, id) = match protocol::parse_request::<DashboardRequest>(text) {
-            Ok(inbound) => (inbound.request, inbound.request_id),
-            Err((error, id)) => return replies.push(protocol::error_frame(&error, id.as_ref())),
-        };
+    type Request = DashboardRequest;
+
+    async fn handle(&mut self, request: DashboardRequest) -> Result<Option<Reply>, HubError> {
         let hub = &self.hub;
         let reply = match request {
-            Request::Ping { timestamp } => Ok(protocol::pong(timestamp, id.as_ref())),
-            Request::Endpoint(DashboardRequest::GetStats) => stats(hub)
-                .await
-                .map(|stats| protocol::encode_reply(&ServerMessage::Stats { stats: &stats }, id.as_ref())),
-            Request::Endpoint(DashboardRequest::GetPendingCount) => hub
-                .store
-                .pending_count()
-                .await
-                .map_err(ApiError::from)
-                .map(|count| protocol::encode_reply(&ServerMessage::PendingCountUpdate { count }, id.as_ref())),
-            Request::Endpoint(DashboardRequest::ApproveUser { user_id }) => {
-                decide(hub, &user_id, DecisionStatus::Approved, None, &self.user_id, Some(self.conn_id))
-                    .await
-                    .map(|approval| protocol::encode_reply(&ServerMessage::ApprovalUpdate(&approval), id.as_ref()))
+            DashboardRequest::GetStats => Reply::new(&ServerMessage::Stats { stats: &stats(hub).await? }),
+            DashboardRequest::GetPendingCount => {
+                Reply::new(&ServerMessage::PendingCountUpdate { count: hub.store.pending_count().await? })
             }
-            Request::Endpoint(DashboardRequest::RejectUser { user_id, reason }) => {
-                decide(hub, &user_id, DecisionStatus::Rejected, reason, &self.user_id, Some(self.conn_id))
-                    .await
-                    .map(|approval| protocol::encode_reply(&ServerMessage::ApprovalUpdate(&approval), id.as_ref()))
+            // The other admins get the update as a push; this connection gets it as the reply.
+            DashboardRequest::ApproveUser { user_id } => {
+                let approval =
+                    decide(hub, &user_id, DecisionStatus::Approved, None, &self.user_id, Some(self.conn_id)).await?;
+                Reply::new(&ServerMessage::ApprovalUpdate(&approval))
+            }
+            DashboardRequest::RejectUser { user_id, reason } => {
+                let approval =
+                    decide(hub, &user_id, DecisionStatus::Rejected, reason, &self.user_id, Some(self.conn_id)).await?;
+                Reply::new(&ServerMessage::ApprovalUpdate(&approval))
             }
         };
-        replies.push(reply.unwrap_or_else(|error| protocol::error_frame(&error.into_request_error(), id.as_ref())));
+        Ok(Some(reply))
     }
 
     async fn on_close(self) {
@@ -111,7 +105,7 @@ impl Session for DashboardSession {
 }
 
 /// The live figures; "today" is the current UTC day.
-pub async fn stats(hub: &Hub) -> Result<Stats, ApiError> {
+pub async fn stats(hub: &Hub) -> Result<Stats, HubError> {
     let midnight = chrono::Utc::now()
         .date_naive()
         .and_hms_opt(0, 0, 0)
@@ -130,7 +124,7 @@ pub async fn stats(hub: &Hub) -> Result<Stats, ApiError> {
 }
 
 /// Pushes the current pending count to every admin.
-async fn push_pending_count(hub: &Hub) -> Result<(), ApiError> {
+async fn push_pending_count(hub: &Hub) -> Result<(), HubError> {
     let count = hub.store.pending_count().await?;
     let frame = protocol::encode(&ServerMessage::PendingCountUpdate { count });
     hub.publish("pending_count_update", group::ADMINS, Push::new(frame)).await
@@ -145,15 +139,15 @@ async fn decide(
     reason: Option<String>,
     decided_by: &str,
     skip: Option<ConnId>,
-) -> Result<Approval, ApiError> {
-    protocol::no_nul("reason", reason.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
+) -> Result<Approval, HubError> {
+    protocol::no_nul("reason", reason.as_deref().unwrap_or_default()).map_err(HubError::bad_request)?;
     if reason.as_ref().is_some_and(|r| r.chars().count() > MAX_REASON) {
-        return Err(ApiError::bad_request(format!("reason must be at most {MAX_REASON} characters")));
+        return Err(HubError::bad_request(format!("reason must be at most {MAX_REASON} characters")));
     }
     let approval = match hub.store.decide(user_id, decision, reason.as_deref(), decided_by).await? {
         Decision::Decided(approval) => approval,
-        Decision::NotFound => return Err(ApiError::not_found(format!("no registered user {user_id}"))),
-        Decision::AlreadyDecided => return Err(ApiError::conflict(format!("user {user_id} was decided already"))),
+        Decision::NotFound => return Err(HubError::not_found(format!("no registered user {user_id}"))),
+        Decision::AlreadyDecided => return Err(HubError::conflict(format!("user {user_id} was decided already"))),
     };
     let payload = serde_json::to_value(&approval).expect("approvals serialize");
     hub.store.append_activity(ActivityKind::Approval, &payload).await?;
@@ -207,20 +201,20 @@ async fn register(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Register>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HubError> {
     api::backend(&hub, &headers)?;
-    protocol::no_nul("email", body.email.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
-    protocol::no_nul("name", body.name.as_deref().unwrap_or_default()).map_err(ApiError::bad_request)?;
+    protocol::no_nul("email", body.email.as_deref().unwrap_or_default()).map_err(HubError::bad_request)?;
+    protocol::no_nul("name", body.name.as_deref().unwrap_or_default()).map_err(HubError::bad_request)?;
     if body.email.as_ref().is_some_and(|e| e.len() > MAX_EMAIL) {
-        return Err(ApiError::bad_request(format!("email must be at most {MAX_EMAIL} characters")));
+        return Err(HubError::bad_request(format!("email must be at most {MAX_EMAIL} characters")));
     }
     if body.name.as_ref().is_some_and(|n| n.chars().count() > MAX_NAME) {
-        return Err(ApiError::bad_request(format!("name must be at most {MAX_NAME} characters")));
+        return Err(HubError::bad_request(format!("name must be at most {MAX_NAME} characters")));
     }
     let new = NewPendingUser { user_id: body.user_id, email: body.email, name: body.name };
     let user: PendingUser = match hub.store.register_pending_user(&new).await? {
         Created::Created(user) => user,
-        Created::Conflict => return Err(ApiError::conflict(format!("user {} is pending already", new.user_id))),
+        Created::Conflict => return Err(HubError::conflict(format!("user {} is pending already", new.user_id))),
     };
     let payload = serde_json::to_value(&user).expect("pending users serialize");
     hub.store.append_activity(ActivityKind::NewUser, &payload).await?;
@@ -230,7 +224,7 @@ async fn register(
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }
 
-async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Stats>, ApiError> {
+async fn dashboard(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Stats>, HubError> {
     api::staff(&hub, &headers)?;
     Ok(axum::Json(stats(&hub).await?))
 }
@@ -242,9 +236,9 @@ struct ListQuery {
 }
 
 impl ListQuery {
-    fn limit(query: Result<Query<Self>, axum::extract::rejection::QueryRejection>) -> Result<u32, ApiError> {
-        let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-        protocol::page_limit(query.limit).map_err(ApiError::bad_request)
+    fn limit(query: Result<Query<Self>, axum::extract::rejection::QueryRejection>) -> Result<u32, HubError> {
+        let Query(query) = query.map_err(|e| HubError::bad_request(e.body_text()))?;
+        protocol::page_limit(query.limit).map_err(HubError::bad_request)
     }
 }
 
@@ -254,7 +248,7 @@ async fn pending(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     query: ListParams,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Value>, HubError> {
     api::staff(&hub, &headers)?;
     let users = hub.store.pending_users(ListQuery::limit(query)?).await?;
     let count = hub.store.pending_count().await?;
@@ -265,7 +259,7 @@ async fn recent(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     query: ListParams,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Value>, HubError> {
     api::staff(&hub, &headers)?;
     let approvals = hub.store.recent_approvals(ListQuery::limit(query)?).await?;
     Ok(axum::Json(json!({"approvals": approvals})))
@@ -275,7 +269,7 @@ async fn activity(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     query: ListParams,
-) -> Result<axum::Json<Value>, ApiError> {
+) -> Result<axum::Json<Value>, HubError> {
     api::staff(&hub, &headers)?;
     let entries = hub.store.list_activity(ListQuery::limit(query)?).await?;
     Ok(axum::Json(json!({"notifications": entries})))
@@ -285,7 +279,7 @@ async fn approve(
     State(hub): State<Arc<Hub>>,
     Path(user_id): Path<String>,
     headers: HeaderMap,
-) -> Result<axum::Json<Approval>, ApiError> {
+) -> Result<axum::Json<Approval>, HubError> {
     let admin = api::staff(&hub, &headers)?;
     Ok(axum::Json(decide(&hub, &user_id, DecisionStatus::Approved, None, &admin.user_id, None).await?))
 }
@@ -300,13 +294,13 @@ async fn reject(
     Path(user_id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<axum::Json<Approval>, ApiError> {
+) -> Result<axum::Json<Approval>, HubError> {
     let admin = api::staff(&hub, &headers)?;
     // The body is optional here: no body means no reason.
     let reason = if body.is_empty() {
         None
     } else {
-        let body: Reject = serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let body: Reject = serde_json::from_slice(&body).map_err(|e| HubError::bad_request(e.to_string()))?;
         body.reason
     };
     Ok(axum::Json(decide(&hub, &user_id, DecisionStatus::Rejected, reason, &admin.user_id, None).await?))
@@ -323,18 +317,18 @@ async fn order_update(
     Path(order_id): Path<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<OrderUpdate>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HubError> {
     api::backend(&hub, &headers)?;
     if !protocol::is_valid_scope_id(&order_id) {
-        return Err(ApiError::bad_request("order id must match [A-Za-z0-9_.-]{1,64}"));
+        return Err(HubError::bad_request("order id must match [A-Za-z0-9_.-]{1,64}"));
     }
     if body.status.is_empty() || body.status.len() > MAX_ORDER_STATUS {
-        return Err(ApiError::bad_request(format!("status must be 1..{MAX_ORDER_STATUS} characters")));
+        return Err(HubError::bad_request(format!("status must be 1..{MAX_ORDER_STATUS} characters")));
     }
     let data = match body.data {
         None | Some(Value::Null) => json!({}),
         Some(data @ Value::Object(_)) => data,
-        Some(_) => return Err(ApiError::bad_request("data must be a JSON object")),
+        Some(_) => return Err(HubError::bad_request("data must be a JSON object")),
     };
     let payload = json!({"order_id": order_id, "status": body.status, "data": data});
     hub.store.append_activity(ActivityKind::OrderUpdate, &payload).await?;

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::Hub;
+use super::error::HubError;
 use super::registry::Membership;
-use super::session::{Accepted, Conn, Refusal, Session};
+use super::session::{Accepted, Conn, Refusal, Reply, Session};
 use crate::layer::group;
 use crate::protocol::Endpoint;
-use crate::protocol::{self, EventRequest, Request, ServerMessage, close};
+use crate::protocol::{self, EventRequest, ServerMessage, close};
 
 /// A member's connection to one org's events; it only listens (and pings).
 pub struct EventsSession {
@@ -38,22 +39,17 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, org_id: String) -> Result<Accepted<
 
 impl Session for EventsSession {
     const ENDPOINT: Endpoint = Endpoint::Events;
+    type Request = EventRequest;
 
-    async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
-        match protocol::parse_request::<EventRequest>(text) {
-            Ok(inbound) => match inbound.request {
-                Request::Ping { timestamp } => replies.push(protocol::pong(timestamp, inbound.request_id.as_ref())),
-                Request::Endpoint(request) => match request {},
-            },
-            Err((error, request_id)) => replies.push(protocol::error_frame(&error, request_id.as_ref())),
-        }
+    async fn handle(&mut self, request: EventRequest) -> Result<Option<Reply>, HubError> {
+        match request {}
     }
 
     async fn on_close(self) {}
 }
 
 /// Publishes an org event to its members (live only, PROTOCOL §6); returns the event's timestamp.
-pub async fn publish(hub: &Hub, org_id: &str, event_type: &str, data: &Value) -> Result<String, super::api::ApiError> {
+pub async fn publish(hub: &Hub, org_id: &str, event_type: &str, data: &Value) -> Result<String, HubError> {
     let timestamp = protocol::format_timestamp(protocol::now_millis());
     let frame = protocol::encode(&ServerMessage::Event { event_type, data, org_id, timestamp: &timestamp });
     hub.publish("event", &group::org(org_id), crate::layer::Push::new(frame)).await?;

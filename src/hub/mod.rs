@@ -9,6 +9,7 @@
 pub mod api;
 mod chat;
 mod dashboard;
+pub mod error;
 mod events;
 mod listener;
 pub mod metrics;
@@ -39,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use self::api::ApiError;
+use self::error::HubError;
 use self::metrics::Metrics;
 use self::presence::{LocalPresence, Presence, RedisPresence};
 use self::registry::Registry;
@@ -132,11 +133,11 @@ impl Hub {
     }
 
     /// Publishes a push to a group through the layer, counting it by kind.
-    pub async fn publish(&self, kind: &'static str, group: &str, push: Push) -> Result<(), ApiError> {
+    pub async fn publish(&self, kind: &'static str, group: &str, push: Push) -> Result<(), HubError> {
         self.metrics.published(kind);
         self.layer.publish(group, push).await.map_err(|e| {
             warn!(error = %e, group, "publish failed");
-            ApiError::unavailable("channel layer unavailable")
+            HubError::unavailable("channel layer unavailable")
         })
     }
 
@@ -232,13 +233,13 @@ fn request_token<'a>(query: &'a TokenQuery, headers: &'a HeaderMap) -> Option<&'
 }
 
 /// Refuses an `Origin` the hub does not allow (HTTP 403, before the upgrade).
-fn check_origin(hub: &Hub, headers: &HeaderMap) -> Result<(), ApiError> {
+fn check_origin(hub: &Hub, headers: &HeaderMap) -> Result<(), HubError> {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let allowed = origin.to_str().is_ok_and(|origin| hub.config.allowed_origins.allows(origin, host));
         if !allowed {
             hub.metrics.auth_failure("origin");
-            return Err(ApiError::forbidden("origin not allowed"));
+            return Err(HubError::forbidden("origin not allowed"));
         }
     }
     Ok(())
@@ -312,19 +313,19 @@ where
 /// What every WebSocket route extracts: the upgrade (or why it is not one), the `token` query
 /// parameter and the headers (`Origin`, `Host`, `Authorization`).
 struct WsRequest {
-    upgrade: Result<Upgrade, ApiError>,
+    upgrade: Result<Upgrade, HubError>,
     query: TokenQuery,
     headers: HeaderMap,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WsRequest {
-    type Rejection = ApiError;
+    type Rejection = HubError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let upgrade = Upgrade::from_parts(parts, state).await;
         let Query(query) = Query::<TokenQuery>::from_request_parts(parts, state)
             .await
-            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+            .map_err(|rejection| HubError::bad_request(rejection.body_text()))?;
         Ok(Self { upgrade, query, headers: parts.headers.clone() })
     }
 }

@@ -8,19 +8,17 @@ use serde_json::{Map, Value};
 use tracing::error;
 
 use super::Hub;
-use super::api::ApiError;
+use super::error::HubError;
 use super::outbox::Outbox;
 use super::registry::Membership;
-use super::session::{Accepted, Conn, Refusal, Session};
+use super::session::{Accepted, Conn, Refusal, Reply, Session};
 use crate::layer::{Push, group};
 use crate::protocol::Endpoint;
 use crate::protocol::limits::{
     DEFAULT_NOTIFICATION_TYPE, MAX_LINK, MAX_NOTIFICATION_MESSAGE, MAX_NOTIFICATION_TYPE, MAX_TITLE,
 };
-use crate::protocol::{
-    self, NewNotificationFields, Notification, NotificationRequest, Request, RequestError, ServerMessage, close,
-};
-use crate::store::{Deleted, MarkRead, NewNotification, NotificationQuery, StoreError};
+use crate::protocol::{self, NewNotificationFields, Notification, NotificationRequest, ServerMessage, close};
+use crate::store::{Deleted, MarkRead, NewNotification, NotificationQuery};
 
 /// One connection of a user to their notifications.
 pub struct NotificationsSession {
@@ -61,116 +59,65 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<NotificationsSes
 
 impl Session for NotificationsSession {
     const ENDPOINT: Endpoint = Endpoint::Notifications;
+    type Request = NotificationRequest;
 
-    async fn on_text(&mut self, text: &str, replies: &mut Vec<String>) {
-        let reply = match protocol::parse_request::<NotificationRequest>(text) {
-            Ok(inbound) => {
-                let id = inbound.request_id;
-                let reply = match inbound.request {
-                    Request::Ping { timestamp } => Ok(Reply::Pong(timestamp.unwrap_or(Value::Null))),
-                    Request::Endpoint(request) => self.handle(request).await,
-                };
-                match reply {
-                    Ok(reply) => protocol::encode_reply(&reply.as_message(), id.as_ref()),
-                    Err(error) => protocol::error_frame(&error, id.as_ref()),
+    async fn handle(&mut self, request: NotificationRequest) -> Result<Option<Reply>, HubError> {
+        let hub = &self.hub;
+        let user = self.user_id.as_str();
+        let reply = match request {
+            NotificationRequest::Subscribe { notification_types } => {
+                if notification_types.iter().any(|t| t.is_empty() || t.len() > MAX_NOTIFICATION_TYPE) {
+                    let message = format!("notification types must be 1..{MAX_NOTIFICATION_TYPE} characters");
+                    return Err(HubError::bad_request(message));
                 }
+                self.outbox.set_types(&notification_types);
+                Reply::new(&ServerMessage::Subscribed { notification_types: &notification_types })
             }
-            Err((error, id)) => protocol::error_frame(&error, id.as_ref()),
+            NotificationRequest::GetNotifications { limit, before_id, unread_only } => {
+                let query = page_query(limit, before_id, unread_only).map_err(HubError::bad_request)?;
+                let page = hub.store.list_notifications(user, query).await?;
+                Reply::new(&ServerMessage::NotificationsList(&page))
+            }
+            NotificationRequest::MarkRead { notification_id } => {
+                match hub.store.mark_read(user, notification_id).await? {
+                    MarkRead::NotFound => return Err(not_found(notification_id)),
+                    MarkRead::Marked => push_unread_count(hub, user).await?,
+                    MarkRead::AlreadyRead => {}
+                }
+                Reply::new(&ServerMessage::NotificationMarkedRead { notification_id, success: true })
+            }
+            NotificationRequest::MarkAllRead => {
+                let count = hub.store.mark_all_read(user).await?;
+                if count > 0 {
+                    push_unread_count(hub, user).await?;
+                }
+                Reply::new(&ServerMessage::AllNotificationsMarkedRead { count })
+            }
+            NotificationRequest::DeleteNotification { notification_id } => {
+                match hub.store.delete_notification(user, notification_id).await? {
+                    Deleted::NotFound => return Err(not_found(notification_id)),
+                    Deleted::Deleted { was_unread: true } => push_unread_count(hub, user).await?,
+                    Deleted::Deleted { was_unread: false } => {}
+                }
+                Reply::new(&ServerMessage::NotificationDeleted { notification_id, success: true })
+            }
+            NotificationRequest::SendNotification(fields) => {
+                if !self.is_staff {
+                    return Err(HubError::forbidden("send_notification is for staff only"));
+                }
+                let new = validate(fields.user_id.clone(), &fields).map_err(HubError::bad_request)?;
+                let stored = publish(hub, vec![new]).await?;
+                Reply::new(&ServerMessage::NotificationSent { success: true, notification_id: stored[0].1.id })
+            }
         };
-        replies.push(reply);
+        Ok(Some(reply))
     }
 
     async fn on_close(self) {}
 }
 
-/// A reply, owned until it is serialized.
-enum Reply {
-    Pong(Value),
-    Subscribed(Vec<String>),
-    List(protocol::NotificationPage),
-    MarkedRead(i64),
-    AllMarkedRead(u64),
-    Deleted(i64),
-    Sent(i64),
-}
-
-impl Reply {
-    fn as_message(&self) -> ServerMessage<'_> {
-        match self {
-            Self::Pong(timestamp) => ServerMessage::Pong { timestamp },
-            Self::Subscribed(types) => ServerMessage::Subscribed { notification_types: types },
-            Self::List(page) => ServerMessage::NotificationsList(page),
-            Self::MarkedRead(id) => ServerMessage::NotificationMarkedRead { notification_id: *id, success: true },
-            Self::AllMarkedRead(count) => ServerMessage::AllNotificationsMarkedRead { count: *count },
-            Self::Deleted(id) => ServerMessage::NotificationDeleted { notification_id: *id, success: true },
-            Self::Sent(id) => ServerMessage::NotificationSent { success: true, notification_id: *id },
-        }
-    }
-}
-
-impl NotificationsSession {
-    async fn handle(&mut self, request: NotificationRequest) -> Result<Reply, RequestError> {
-        let hub = &self.hub;
-        let user = self.user_id.as_str();
-        match request {
-            NotificationRequest::Subscribe { notification_types } => {
-                if notification_types.iter().any(|t| t.is_empty() || t.len() > MAX_NOTIFICATION_TYPE) {
-                    return Err(RequestError::invalid(format!(
-                        "notification types must be 1..{MAX_NOTIFICATION_TYPE} characters"
-                    )));
-                }
-                self.outbox.set_types(&notification_types);
-                Ok(Reply::Subscribed(notification_types))
-            }
-            NotificationRequest::GetNotifications { limit, before_id, unread_only } => {
-                let query = page_query(limit, before_id, unread_only).map_err(RequestError::invalid)?;
-                let page = hub.store.list_notifications(user, query).await.map_err(internal)?;
-                Ok(Reply::List(page))
-            }
-            NotificationRequest::MarkRead { notification_id } => {
-                match hub.store.mark_read(user, notification_id).await.map_err(internal)? {
-                    MarkRead::NotFound => return Err(not_found(notification_id)),
-                    MarkRead::Marked => push_unread_count(hub, user).await.map_err(|e| e.into_request_error())?,
-                    MarkRead::AlreadyRead => {}
-                }
-                Ok(Reply::MarkedRead(notification_id))
-            }
-            NotificationRequest::MarkAllRead => {
-                let count = hub.store.mark_all_read(user).await.map_err(internal)?;
-                if count > 0 {
-                    push_unread_count(hub, user).await.map_err(|e| e.into_request_error())?;
-                }
-                Ok(Reply::AllMarkedRead(count))
-            }
-            NotificationRequest::DeleteNotification { notification_id } => {
-                match hub.store.delete_notification(user, notification_id).await.map_err(internal)? {
-                    Deleted::NotFound => return Err(not_found(notification_id)),
-                    Deleted::Deleted { was_unread: true } => {
-                        push_unread_count(hub, user).await.map_err(|e| e.into_request_error())?;
-                    }
-                    Deleted::Deleted { was_unread: false } => {}
-                }
-                Ok(Reply::Deleted(notification_id))
-            }
-            NotificationRequest::SendNotification(fields) => {
-                if !self.is_staff {
-                    return Err(RequestError::forbidden("send_notification is for staff only"));
-                }
-                let new = validate(fields.user_id.clone(), &fields).map_err(RequestError::invalid)?;
-                let stored = publish(hub, vec![new]).await.map_err(|e| e.into_request_error())?;
-                Ok(Reply::Sent(stored[0].1.id))
-            }
-        }
-    }
-}
-
-fn not_found(id: i64) -> RequestError {
-    RequestError::not_found(format!("notification {id} not found"))
-}
-
-fn internal(error: StoreError) -> RequestError {
-    error!(error = %error, "store failed");
-    RequestError::internal()
+fn not_found(id: i64) -> HubError {
+    HubError::not_found(format!("notification {id} not found"))
 }
 
 /// Validates a page request: `limit` 1..=200 (default 50).
@@ -215,8 +162,8 @@ pub fn validate(user_id: String, fields: &NewNotificationFields) -> Result<NewNo
 
 /// Stores notifications, then pushes each to its user and the new unread count to every user touched
 /// (PROTOCOL §6: stored before pushed).
-pub async fn publish(hub: &Hub, new: Vec<NewNotification>) -> Result<Vec<(String, Notification)>, ApiError> {
-    let stored = hub.store.insert_notifications(&new).await.map_err(ApiError::from)?;
+pub async fn publish(hub: &Hub, new: Vec<NewNotification>) -> Result<Vec<(String, Notification)>, HubError> {
+    let stored = hub.store.insert_notifications(&new).await?;
     let mut users = BTreeSet::new();
     for (notification, new) in stored.iter().zip(&new) {
         let frame = protocol::encode(&ServerMessage::Notification { notification });
@@ -230,8 +177,8 @@ pub async fn publish(hub: &Hub, new: Vec<NewNotification>) -> Result<Vec<(String
 }
 
 /// Pushes the user's current unread count to all of their connections.
-async fn push_unread_count(hub: &Hub, user_id: &str) -> Result<(), ApiError> {
-    let count = hub.store.unread_count(user_id).await.map_err(ApiError::from)?;
+async fn push_unread_count(hub: &Hub, user_id: &str) -> Result<(), HubError> {
+    let count = hub.store.unread_count(user_id).await?;
     let frame = protocol::encode(&ServerMessage::UnreadCount { count });
     hub.publish("unread_count", &group::user(user_id), Push::new(frame)).await
 }

@@ -11,18 +11,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use strum::VariantNames;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{self, Message, protocol::CloseFrame};
 use tracing::debug;
 
 use super::Hub;
+use super::error::HubError;
 use super::outbox::{Event, Outbox, QueueFull, Wire};
 use super::ratelimit::{RateLimit, Verdict};
 use crate::auth::Identity;
 use crate::layer::ConnId;
 use crate::protocol::Endpoint;
-use crate::protocol::{self, ErrorCode, RequestError, close};
+use crate::protocol::{self, ErrorCode, Request, RequestError, RequestId, close};
 
 /// An upgraded connection: tungstenite reads from the TCP socket and writes through the outbox.
 pub type WebSocket = WebSocketStream<Wire>;
@@ -73,16 +78,54 @@ impl From<crate::layer::LayerError> for Refusal {
     }
 }
 
-/// One endpoint's side of a connection.
+/// One endpoint's side of a connection. The session loop parses each frame into the endpoint's
+/// [`Session::Request`], answers `ping` itself, and sends what [`Session::handle`] returns (or its error)
+/// with the request's `request_id`.
 pub trait Session: Send + Sync + Sized + 'static {
-    /// The metrics label of this endpoint.
+    /// The endpoint, for its metrics label.
     const ENDPOINT: Endpoint;
 
-    /// Handles one text frame, appending direct replies (serialized) to `replies`.
-    fn on_text(&mut self, text: &str, replies: &mut Vec<String>) -> impl Future<Output = ()> + Send;
+    /// The endpoint's requests besides `ping`: a serde enum tagged by `type`, with the list of its types.
+    type Request: DeserializeOwned + VariantNames + Send;
+
+    /// Handles one request: `Some` is the direct reply (the pushes it causes go through the layer).
+    fn handle(&mut self, request: Self::Request) -> impl Future<Output = Result<Option<Reply>, HubError>> + Send;
 
     /// The connection ended, whatever the reason: leave presence, tell the others.
     fn on_close(self) -> impl Future<Output = ()> + Send;
+}
+
+/// A direct reply to a request, before the request's `request_id` is added to it.
+pub struct Reply(Value);
+
+impl Reply {
+    pub fn new<T: Serialize>(message: &T) -> Self {
+        Self(serde_json::to_value(message).expect("wire types always serialize"))
+    }
+
+    /// The frame, with `request_id` when the request carried one.
+    fn encode(&self, request_id: Option<&RequestId>) -> String {
+        protocol::encode_reply(&self.0, request_id)
+    }
+}
+
+/// Answers one text frame: an `error` when it does not parse, `pong` to a `ping`, else what the endpoint
+/// replies, each echoing the frame's `request_id`.
+async fn answer<S: Session>(session: &mut S, text: &str, replies: &mut Vec<String>) {
+    let inbound = match protocol::parse_request::<S::Request>(text) {
+        Ok(inbound) => inbound,
+        Err((error, request_id)) => return replies.push(protocol::error_frame(&error, request_id.as_ref())),
+    };
+    let request_id = inbound.request_id.as_ref();
+    let handled = match inbound.request {
+        Request::Ping { timestamp } => return replies.push(protocol::pong(timestamp, request_id)),
+        Request::Endpoint(request) => session.handle(request).await,
+    };
+    match handled {
+        Ok(Some(reply)) => replies.push(reply.encode(request_id)),
+        Ok(None) => {}
+        Err(error) => replies.push(error.frame(request_id)),
+    }
 }
 
 /// How a session ended.
@@ -175,7 +218,7 @@ async fn run_loop<S: Session>(
                         }
                         conn.outbox.hold();
                         if verdict == Verdict::Allow {
-                            session.on_text(&text, &mut replies).await;
+                            answer(session, &text, &mut replies).await;
                         } else {
                             replies.push(refusal(&text, limits.message_rate));
                         }
@@ -292,7 +335,7 @@ fn read_error(error: tungstenite::Error) -> End {
     match error {
         tungstenite::Error::Capacity(_) => End::Close(close::TOO_BIG, "frame too large"),
         tungstenite::Error::Utf8(_) => End::Close(close::INVALID_PAYLOAD, "invalid UTF-8"),
-        tungstenite::Error::Protocol(_) => End::Close(1002, "protocol error"),
+        tungstenite::Error::Protocol(_) => End::Close(close::PROTOCOL_ERROR, "protocol error"),
         _ => End::Gone,
     }
 }

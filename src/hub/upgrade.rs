@@ -19,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::api::ApiError;
+use super::error::HubError;
 
 /// A validated upgrade request, not yet answered.
 pub struct Upgrade {
@@ -29,18 +29,18 @@ pub struct Upgrade {
 
 impl Upgrade {
     /// Validates the request as a WebSocket upgrade over HTTP/1.1; the error is the HTTP answer.
-    pub async fn from_parts<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    pub async fn from_parts<S: Send + Sync>(parts: &mut Parts, state: &S) -> Result<Self, HubError> {
         // Taken before axum's extractor, which removes it from the request.
         let on_upgrade = parts.extensions.get::<OnUpgrade>().cloned();
         let _validated = WebSocketUpgrade::from_request_parts(parts, state).await.map_err(|rejection| {
             let message = format!("expected a WebSocket upgrade: {rejection}");
-            ApiError::new(rejection.status(), "upgrade_required", message)
+            HubError::upgrade_required(rejection.status(), message)
         })?;
         let key = parts.headers.get(header::SEC_WEBSOCKET_KEY);
         let (Some(on_upgrade), Some(key)) = (on_upgrade, key) else {
             // axum also accepts HTTP/2's extended CONNECT, which carries no key; sessions need HTTP/1.1.
             let message = "expected a WebSocket upgrade over HTTP/1.1";
-            return Err(ApiError::new(StatusCode::BAD_REQUEST, "upgrade_required", message));
+            return Err(HubError::upgrade_required(StatusCode::BAD_REQUEST, message));
         };
         let accept_key =
             HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("a base64 digest is a valid header value");

@@ -118,6 +118,8 @@ pub enum HttpErrorCode {
     PayloadTooLarge,
     /// 415: the body is not declared as JSON.
     UnsupportedMediaType,
+    /// 400 (or 405, 426): a request to a WebSocket route that is not a WebSocket upgrade.
+    UpgradeRequired,
     /// 429: over the caller's request budget; `Retry-After` says when to retry.
     RateLimited,
     /// 500: the hub failed.
@@ -145,20 +147,8 @@ impl RequestError {
         Self { code, message: message.into() }
     }
 
-    pub fn invalid(message: impl Into<String>) -> Self {
+    fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidMessage, message)
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::NotFound, message)
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(ErrorCode::Forbidden, message)
-    }
-
-    pub fn internal() -> Self {
-        Self::new(ErrorCode::Internal, "internal error")
     }
 }
 
