@@ -116,9 +116,9 @@ impl Metrics {
         self.publishes.get_or_create(&KindLabel { kind }).inc();
     }
 
-    /// The Redis layer's subscriber connection went down.
-    pub fn layer_connection_lost(&self) {
-        self.layer_losses.inc();
+    /// The counter of the Redis layer's subscriber connection outages, for the layer to count them in.
+    pub fn layer_connection_losses(&self) -> Counter {
+        self.layer_losses.clone()
     }
 
     pub fn slow_consumer(&self) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
 use super::outbox::{Outbox, Pushed};
-use crate::layer::{ConnId, LayerError, Push, SharedLayer};
+use crate::layer::{ConnId, LayerError, LocalGroups, Push, SharedLayer};
 use crate::protocol::Endpoint;
 
 /// Enough shards that two cores rarely meet on one lock; a power of two for a cheap modulo.
@@ -87,20 +87,6 @@ impl Registry {
         Arc::make_mut(shard.entry(group.to_owned()).or_default()).push(Member { conn, outbox });
     }
 
-    /// Every group with a connection on this node (what a layer subscribes to after a reconnect).
-    pub fn groups(&self) -> Vec<String> {
-        let mut groups = Vec::new();
-        for shard in &self.shards {
-            groups.extend(shard.lock().expect("registry lock poisoned").keys().cloned());
-        }
-        groups
-    }
-
-    /// Whether this node has a connection in the group (what a layer subscribes by).
-    pub fn has_members(&self, group: &str) -> bool {
-        self.shard(group).lock().expect("registry lock poisoned").contains_key(group)
-    }
-
     /// Removes a connection from a group; true when it was the node's last member of it.
     fn leave(&self, group: &str, conn: ConnId) -> bool {
         let mut shard = self.shard(group).lock().expect("registry lock poisoned");
@@ -115,13 +101,37 @@ impl Registry {
         false
     }
 
+    /// Hands the push to each member's outbox and counts what went out.
+    fn deliver_to(&self, members: &[Member], push: &Push, direct: bool) -> usize {
+        let mut sent = [0u64; Endpoint::ALL.len()];
+        for member in members {
+            if push.skip == Some(member.conn) {
+                continue;
+            }
+            match member.outbox.push(push, direct) {
+                Pushed::Sent => sent[member.outbox.endpoint() as usize] += 1,
+                Pushed::Overflowed { first: true } => self.metrics.slow_consumer(),
+                Pushed::Overflowed { first: false } | Pushed::Skipped => {}
+            }
+        }
+        for endpoint in Endpoint::ALL {
+            if sent[endpoint as usize] > 0 {
+                self.metrics.frames_out(endpoint, sent[endpoint as usize]);
+            }
+        }
+        sent.iter().sum::<u64>() as usize
+    }
+}
+
+/// What the layer sees of the registry: the pushes it receives for this node go through here.
+impl LocalGroups for Registry {
     /// Sends a push to every local member of a group; returns how many got it.
     ///
     /// Idle members get it on their socket before this returns; the others queue it. A member whose
     /// queue overflows is marked for a 4008 close by its outbox and counted here; the others are
     /// unaffected. A large group is written by several tasks at once, so every core shares the
     /// syscalls; this returns when all are done, which keeps one publisher's pushes in order.
-    pub async fn deliver(self: &Arc<Self>, group: &str, push: Push) -> usize {
+    async fn deliver(self: &Arc<Self>, group: &str, push: Push) -> usize {
         // A snapshot, so the writes (a syscall each) happen without the shard lock: a join or leave
         // must not wait for a broadcast to ten thousand sockets.
         let members = {
@@ -162,25 +172,16 @@ impl Registry {
         sent
     }
 
-    /// Hands the push to each member's outbox and counts what went out.
-    fn deliver_to(&self, members: &[Member], push: &Push, direct: bool) -> usize {
-        let mut sent = [0u64; Endpoint::ALL.len()];
-        for member in members {
-            if push.skip == Some(member.conn) {
-                continue;
-            }
-            match member.outbox.push(push, direct) {
-                Pushed::Sent => sent[member.outbox.endpoint() as usize] += 1,
-                Pushed::Overflowed { first: true } => self.metrics.slow_consumer(),
-                Pushed::Overflowed { first: false } | Pushed::Skipped => {}
-            }
+    fn groups(&self) -> Vec<String> {
+        let mut groups = Vec::new();
+        for shard in &self.shards {
+            groups.extend(shard.lock().expect("registry lock poisoned").keys().cloned());
         }
-        for endpoint in Endpoint::ALL {
-            if sent[endpoint as usize] > 0 {
-                self.metrics.frames_out(endpoint, sent[endpoint as usize]);
-            }
-        }
-        sent.iter().sum::<u64>() as usize
+        groups
+    }
+
+    fn has_members(&self, group: &str) -> bool {
+        self.shard(group).lock().expect("registry lock poisoned").contains_key(group)
     }
 }
 

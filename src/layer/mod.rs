@@ -3,11 +3,13 @@
 //!
 //! Nothing outside this module may assume one process: a publisher always goes through
 //! [`Layer::publish`], never straight to the registry: [`MemoryLayer`] delivers in this process,
-//! [`RedisLayer`] through Redis pub/sub to every node.
+//! [`RedisLayer`] through Redis pub/sub to every node. The layer sits below the hub: it hands what it
+//! receives to the node's [`LocalGroups`], a trait of its own that the hub's registry implements.
 
 mod memory;
 pub mod redis;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -100,6 +102,21 @@ pub trait Layer: Send + Sync + 'static {
 
     /// Does the layer answer?
     async fn ping(&self) -> Result<(), LayerError>;
+}
+
+/// This node's members of each group, as the layer sees them: where it delivers what it receives, and
+/// which groups it must receive. The hub's registry implements it; a layer is generic over it, so a
+/// delivery costs no dynamic call and no allocation.
+pub trait LocalGroups: Send + Sync + 'static {
+    /// Hands `push` to every local member of `group` (but its `skip`); returns how many took it. Returns
+    /// when all did, so that one publisher's pushes stay in order.
+    fn deliver(self: &Arc<Self>, group: &str, push: Push) -> impl Future<Output = usize> + Send;
+
+    /// Every group with a member on this node (what a layer subscribes to again after a reconnect).
+    fn groups(&self) -> Vec<String>;
+
+    /// Whether this node has a member in `group` (whether a layer should receive it).
+    fn has_members(&self, group: &str) -> bool;
 }
 
 /// Group names, one function each so that every publisher and subscriber agree.

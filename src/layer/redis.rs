@@ -19,10 +19,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{Layer, LayerError, Push};
+use prometheus_client::metrics::counter::Counter;
+
+use super::{Layer, LayerError, LocalGroups, Push};
 use crate::config::RedisConfig;
-use crate::hub::metrics::Metrics;
-use crate::hub::registry::Registry;
 
 /// How long a command (publish, subscribe) may wait for Redis before the caller gets an error: a
 /// publish answers 503, a connection closes with 1011.
@@ -35,31 +35,33 @@ const CONNECT_RETRIES: usize = 2;
 const HAS_SKIP: u8 = 1;
 const HAS_TAG: u8 = 2;
 
-/// Fan-out through Redis to every node.
-pub struct RedisLayer {
+/// Fan-out through Redis to every node, delivering what this node receives to its local groups `G`.
+pub struct RedisLayer<G> {
     /// Publishes; also the connection ws tokens and presence use (see [`RedisLayer::commands`]).
     commands: ConnectionManager,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<G>>,
     changes: mpsc::UnboundedSender<Change>,
 }
 
 /// What the subscription task and the joins share.
-struct Shared {
+struct Shared<G> {
     prefix: String,
-    registry: Arc<Registry>,
+    local: Arc<G>,
     /// Groups this node's subscriber connection is subscribed to. A join that finds its group here
     /// needs no round trip; the task decides to unsubscribe under this lock after checking the
-    /// registry, so a join never finds a group here that is about to go. Emptied when the connection
-    /// drops, so that joins wait for it to be back instead of being greeted deaf.
+    /// local groups, so a join never finds a group here that is about to go. Emptied when the
+    /// connection drops, so that joins wait for it to be back instead of being greeted deaf.
     subscribed: Mutex<HashSet<String>>,
     /// Whether the subscriber connection is up, for `/readyz`.
     up: AtomicBool,
-    metrics: Arc<Metrics>,
+    /// Outages of the subscriber connection (pushes published meanwhile missed this node); the hub
+    /// shows it as a metric.
+    losses: Counter,
 }
 
 /// Work for the task that owns the subscriber connection.
 enum Change {
-    /// Make the group's subscription match the registry; `done` answers a join.
+    /// Make the group's subscription match the local groups; `done` answers a join.
     Group { group: String, done: Option<oneshot::Sender<Result<(), LayerError>>> },
     /// The subscriber connection dropped: get it back and subscribe again.
     Reconnect,
@@ -67,13 +69,14 @@ enum Change {
     Ping,
 }
 
-impl RedisLayer {
+impl<G: LocalGroups> RedisLayer<G> {
     /// Connects twice (commands, and a RESP3 subscriber connection that resubscribes by itself after a
-    /// reconnect) and starts the tasks that keep subscriptions and deliver pushes, until `shutdown`.
+    /// reconnect) and starts the tasks that keep subscriptions and deliver pushes to `local`, until
+    /// `shutdown`. Each outage of the subscriber connection counts one in `losses`.
     pub async fn connect(
         config: &RedisConfig,
-        registry: Arc<Registry>,
-        metrics: Arc<Metrics>,
+        local: Arc<G>,
+        losses: Counter,
         shutdown: CancellationToken,
     ) -> Result<Self, LayerError> {
         let info = config.url.expose().into_connection_info().map_err(|e| LayerError::Unavailable(e.to_string()))?;
@@ -94,10 +97,10 @@ impl RedisLayer {
             .map_err(redis_error)?;
         let shared = Arc::new(Shared {
             prefix: config.prefix.clone(),
-            registry,
+            local,
             subscribed: Mutex::default(),
             up: AtomicBool::new(true),
-            metrics,
+            losses,
         });
         let (changes, changes_rx) = mpsc::unbounded_channel();
         tokio::spawn(keep_subscriptions(Arc::clone(&shared), subscriber, changes_rx, shutdown.clone()));
@@ -111,12 +114,12 @@ impl RedisLayer {
     }
 }
 
-impl Shared {
+impl<G> Shared<G> {
     /// The subscriber connection is gone: no group counts as subscribed until it is back.
     fn lost(&self) {
         // Counted once per outage, however many ways it was noticed.
         if self.up.swap(false, Ordering::Relaxed) {
-            self.metrics.layer_connection_lost();
+            self.losses.inc();
         }
         self.subscribed.lock().expect("subscription lock poisoned").clear();
     }
@@ -131,7 +134,7 @@ impl Shared {
 }
 
 #[async_trait]
-impl Layer for RedisLayer {
+impl<G: LocalGroups> Layer for RedisLayer<G> {
     fn name(&self) -> &'static str {
         "redis"
     }
@@ -176,12 +179,12 @@ impl Layer for RedisLayer {
     }
 }
 
-/// Makes the changed groups' subscriptions match the registry, a batch at a time (a reconnect storm
+/// Makes the changed groups' subscriptions match the local groups, a batch at a time (a reconnect storm
 /// of notification users, one group each, is one SUBSCRIBE per batch, not one round trip per user),
 /// and keeps the subscriber connection alive: it sends nothing of its own between changes, so without
 /// a ping a connection dropped silently (a NAT, a proxy) would leave the node deaf.
-async fn keep_subscriptions(
-    shared: Arc<Shared>,
+async fn keep_subscriptions<G: LocalGroups>(
+    shared: Arc<Shared<G>>,
     mut subscriber: ConnectionManager,
     mut changes: mpsc::UnboundedReceiver<Change>,
     shutdown: CancellationToken,
@@ -237,14 +240,18 @@ async fn keep_subscriptions(
 
 /// Subscribes to the groups that have members here and are not subscribed, unsubscribes from those
 /// that have none; the decision for each group is taken under the lock joins read.
-async fn apply(shared: &Shared, subscriber: &mut ConnectionManager, mut groups: Vec<String>) -> Result<(), LayerError> {
+async fn apply<G: LocalGroups>(
+    shared: &Shared<G>,
+    subscriber: &mut ConnectionManager,
+    mut groups: Vec<String>,
+) -> Result<(), LayerError> {
     groups.sort_unstable();
     groups.dedup();
     let (subscribe, unsubscribe) = {
         let mut set = shared.subscribed.lock().expect("subscription lock poisoned");
         let (mut subscribe, mut unsubscribe) = (Vec::new(), Vec::new());
         for group in groups {
-            let wanted = shared.registry.has_members(&group);
+            let wanted = shared.local.has_members(&group);
             if wanted && !set.contains(&group) {
                 subscribe.push(group);
             } else if !wanted {
@@ -286,12 +293,16 @@ const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Gets the subscriber connection back (the connection manager reconnects only when a command finds
 /// it gone) and subscribes again to every group with members here: the manager resubscribes what it
 /// tracked, but ignores errors doing so. False when the hub shut down meanwhile.
-async fn reconnect(shared: &Shared, subscriber: &mut ConnectionManager, shutdown: &CancellationToken) -> bool {
+async fn reconnect<G: LocalGroups>(
+    shared: &Shared<G>,
+    subscriber: &mut ConnectionManager,
+    shutdown: &CancellationToken,
+) -> bool {
     shared.lost();
     let mut delay = RECONNECT_BASE;
     loop {
         let restored = match redis::cmd("PING").query_async::<String>(subscriber).await {
-            Ok(_) => apply(shared, subscriber, shared.registry.groups()).await,
+            Ok(_) => apply(shared, subscriber, shared.local.groups()).await,
             Err(error) => Err(redis_error(error)),
         };
         match restored {
@@ -315,8 +326,8 @@ async fn reconnect(shared: &Shared, subscriber: &mut ConnectionManager, shutdown
 const LANES_PER_CORE: usize = 2;
 
 /// Hands each pushed message to a delivery lane by its group, in the order Redis sent them.
-async fn deliver_pushes(
-    shared: Arc<Shared>,
+async fn deliver_pushes<G: LocalGroups>(
+    shared: Arc<Shared<G>>,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     changes: mpsc::UnboundedSender<Change>,
     shutdown: CancellationToken,
@@ -325,10 +336,10 @@ async fn deliver_pushes(
     let lanes: Vec<_> = (0..LANES_PER_CORE * cores)
         .map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<(String, Push)>();
-            let registry = Arc::clone(&shared.registry);
+            let local = Arc::clone(&shared.local);
             tokio::spawn(async move {
                 while let Some((group, push)) = rx.recv().await {
-                    registry.deliver(&group, push).await;
+                    local.deliver(&group, push).await;
                 }
             });
             tx
@@ -433,7 +444,57 @@ fn redis_error(error: redis::RedisError) -> LayerError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::memory::tests::Recorder;
     use super::*;
+
+    /// Against a real Redis: a group is received while it has local members (its pushes arrive with
+    /// their frame, tag and skip intact) and the channel is dropped once it has none.
+    #[tokio::test]
+    #[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
+    async fn a_group_is_received_while_it_has_local_members() {
+        let url = std::env::var("RTCTL_TEST_REDIS_URL").expect("RTCTL_TEST_REDIS_URL names a Redis");
+        let prefix = format!("rtctl-test-{:016x}", rand::random::<u64>());
+        let config = RedisConfig {
+            url: crate::config::Secret::new(url),
+            prefix: prefix.clone(),
+            node_ttl: crate::config::DEFAULT_NODE_TTL,
+        };
+        let local = Arc::new(Recorder::default());
+        local.members.lock().unwrap().push("room:r1".to_owned());
+        let shutdown = CancellationToken::new();
+        let _stop = shutdown.clone().drop_guard();
+        let losses = Counter::default();
+        let layer = RedisLayer::connect(&config, Arc::clone(&local), losses.clone(), shutdown).await.expect("connects");
+        layer.subscribe("room:r1").await.expect("subscribes");
+
+        let push = Push::tagged("{\"n\":1}".into(), "order_update");
+        let wire = push.wire.to_vec();
+        layer.publish("room:r1", push).await.expect("publishes");
+        layer.publish("room:r2", Push::new("{}".into())).await.expect("publishes to a group nobody here has");
+        layer.publish("room:r1", Push::skipping("{\"n\":2}".into(), 9)).await.expect("publishes");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while local.delivered.lock().unwrap().len() < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let delivered = local.delivered.lock().unwrap().clone();
+        assert_eq!(delivered.len(), 2, "{delivered:?}");
+        assert_eq!(delivered[0], ("room:r1".to_owned(), wire, None));
+        assert_eq!((delivered[1].0.as_str(), delivered[1].2), ("room:r1", Some(9)));
+
+        local.members.lock().unwrap().clear();
+        layer.unsubscribe("room:r1");
+        let channel = format!("{prefix}:g:room:r1");
+        let subscribers = || async {
+            let reply: (String, i64) =
+                redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query_async(&mut layer.commands()).await.unwrap();
+            reply.1
+        };
+        while subscribers().await > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(subscribers().await, 0, "the node left the channel of a group it has no member of");
+        assert_eq!(losses.get(), 0);
+    }
 
     /// A push crosses Redis unchanged: frame bytes, tag and the connection to skip, in every combination.
     #[test]
