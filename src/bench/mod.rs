@@ -10,7 +10,6 @@
 //! - `cpu`: CPU use of the bench, the hub and the machine over the measured window
 //! - `scenario`: fanout / notify / chat / idle, the deterministic schedule, message bodies, marker scan
 //! - `target`: the hub's URLs and credentials, `/api/v1/stats` memory, chat room creation
-//! - `token`: a private HS256 mint for bench users
 //! - `limits`: open-file limit, ephemeral ports, source addresses, machine limits versus hub failures
 //! - `workers`: one single-threaded runtime per core for the subscriber tasks
 //! - `subscriber`: one socket task: connect, timestamp frames, account for sequence numbers
@@ -37,7 +36,6 @@ mod subscriber;
 pub mod summary;
 mod target;
 pub mod threshold;
-mod token;
 mod workers;
 mod ws;
 

@@ -19,9 +19,9 @@ use super::stats::{Completion, Recorder, Sends, Shards, latency_histogram};
 use super::subscriber::{self, ACCEPTED, FAILED, Outcome, PENDING, Shared};
 use super::summary::*;
 use super::target::Target;
-use super::token::Mint;
 use super::workers::Workers;
 use super::{Config, limits};
+use crate::auth::{Minter, SigningKey};
 
 /// Delay between scheduling the first message and sending it, so the publisher starts on time.
 const SCHEDULE_LEAD: Duration = Duration::from_millis(50);
@@ -58,7 +58,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     let workers = Workers::start()?;
     let shared = Arc::new(Shared {
         target: target.clone(),
-        mint: Mint::new(&target.jwt_secret),
+        mint: Minter::new(&SigningKey::Hs256(target.jwt_secret.clone()), None)?,
         // One shard per worker: subscriber `key` is accounted on worker `key % count`, which is shard
         // `key % count` too, so deliveries lock only their own thread's shard and its histograms stay
         // in that core's cache (the publisher locks one for an error now and then). With 64 shards each

@@ -19,8 +19,17 @@ use super::reader;
 use super::scenario::{BENCH_ORG, Marker, Plan, Scenario};
 use super::stats::{Completion, Seen, Sends, SeqTracker, Shards};
 use super::target::Target;
-use super::token::Mint;
 use super::ws::{self, Frame, Frames};
+use crate::auth::{self, Claims, Identity, Minter};
+
+/// How long a bench token stays valid; long enough for any run, short enough not to be worth stealing.
+const TOKEN_LIFETIME: Duration = Duration::from_secs(6 * 3600);
+
+/// The claims of a subscriber's token: a member of the bench org, not staff.
+fn token_claims(user_id: String) -> Claims {
+    let identity = Identity { user_id, is_staff: false, orgs: vec![BENCH_ORG.to_owned()], name: None, email: None };
+    auth::claims_for(&identity, TOKEN_LIFETIME)
+}
 
 /// How long a subscriber waits for its close handshake when the run ends.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -34,7 +43,8 @@ pub const FAILED: u8 = 2;
 pub struct Shared {
     pub plan: Plan,
     pub target: Target,
-    pub mint: Mint,
+    /// Signs the subscribers' JWTs with the hub's secret, its key read once for the whole run.
+    pub mint: Minter,
     pub shards: Shards,
     pub completion: Completion,
     /// Per message: [`PENDING`], [`ACCEPTED`] or [`FAILED`].
@@ -123,7 +133,7 @@ pub async fn run(
 /// Connects, upgrades and waits for `connection_established`; a failure comes back as an error kind.
 async fn connect(shared: &Shared, key: u64) -> Result<Socket, String> {
     let plan = &shared.plan;
-    let token = shared.mint.token(&plan.user_id(key), &[BENCH_ORG], false).map_err(|_| "token".to_owned())?;
+    let token = shared.mint.mint(&token_claims(plan.user_id(key))).map_err(|_| "token".to_owned())?;
     let url = format!("{}{}?token={token}", shared.target.ws, plan.ws_path(key));
     let source = (!shared.source_ips.is_empty()).then(|| shared.source_ips[key as usize % shared.source_ips.len()]);
     let tcp = limits::connect_tcp(shared.target.addr, source).await.map_err(|e| limits::io_kind(&e).to_owned())?;

@@ -1,19 +1,15 @@
-//! Authentication (PROTOCOL §1): JWT verification (HS256 secret, RS256/ES256 PEM key, JWKS by `kid`),
-//! JWT minting for the CLI, and single-use ws tokens.
-
-use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! JWT verification: the keys the hub is configured with, pinned to their algorithm, and the identity a
+//! valid token carries.
 
 use anyhow::{Context, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rand::RngCore;
-use serde::{Deserialize, Serialize};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+
+use super::{AuthError, Identity, invalid};
 
 /// Clock skew tolerated on `exp`, in seconds: none. PROTOCOL §1-2 refuse an expired token (4001, HTTP 401)
 /// and `rtctl token inspect` calls a token past its `exp` expired, so the hub does too. It checks only
@@ -21,61 +17,6 @@ use serde_json::{Map, Value};
 /// token's life by that much, which a client that renews before `exp` never sees. jsonwebtoken's
 /// default would be 60 s.
 pub const JWT_LEEWAY_SECS: u64 = 0;
-
-/// Default lifetime of a ws token (PROTOCOL §1: 30 minutes, configurable).
-pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
-
-/// Prefix of every ws token; a JWT never starts with it (its first segment is base64url JSON, `eyJ`).
-pub const WS_TOKEN_PREFIX: &str = "wst_";
-
-/// Random bytes in a ws token or a generated secret: 256 bits, beyond guessing.
-const RANDOM_BYTES: usize = 32;
-
-/// Who a verified token says the caller is.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Identity {
-    pub user_id: String,
-    pub is_staff: bool,
-    pub orgs: Vec<String>,
-    pub name: Option<String>,
-    pub email: Option<String>,
-}
-
-/// Why a token was refused. Each maps to close 4001 / HTTP 401 and to a metric label.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("missing token")]
-    Missing,
-    #[error("token expired")]
-    Expired,
-    #[error("invalid token: {0}")]
-    Invalid(String),
-    #[error("token algorithm not allowed")]
-    Algorithm,
-    #[error("unknown or used ws token")]
-    UnknownWsToken,
-    /// The shared token store (Redis) did not answer: not the client's fault (close 1011, HTTP 503).
-    #[error("token store unavailable")]
-    Unavailable,
-}
-
-impl AuthError {
-    /// A stable label for metrics: `missing`, `expired`, `invalid`, `algorithm`, `ws_token`.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            AuthError::Missing => "missing",
-            AuthError::Expired => "expired",
-            AuthError::Invalid(_) => "invalid",
-            AuthError::Algorithm => "algorithm",
-            AuthError::UnknownWsToken => "ws_token",
-            AuthError::Unavailable => "unavailable",
-        }
-    }
-}
-
-fn invalid(why: impl Into<String>) -> AuthError {
-    AuthError::Invalid(why.into())
-}
 
 /// Where the hub's JWT verification keys come from.
 #[derive(Clone)]
@@ -336,272 +277,18 @@ pub fn inspect(token: &str) -> Result<(Value, Value), AuthError> {
     split_decode(token)
 }
 
-/// Whether `token` has a JWT's shape: three dot-separated base64url segments. The signature may be
-/// empty so that an `alg: none` token is routed to the verifier and refused there with a clear reason.
-pub fn looks_like_jwt(token: &str) -> bool {
-    let b64url = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    let parts: Vec<&str> = token.split('.').collect();
-    matches!(parts.as_slice(), [h, p, s] if !h.is_empty() && !p.is_empty() && b64url(h) && b64url(p) && b64url(s))
-}
-
-/// 32 random bytes, base64url without padding: a fresh JWT secret or API key for the first-start config.
-pub fn random_secret() -> String {
-    let mut bytes = [0u8; RANDOM_BYTES];
-    // ThreadRng is a CSPRNG seeded from the OS.
-    rand::rng().fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// The claims the hub reads, under their wire names; what `mint` signs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    /// The user id.
-    pub sub: String,
-    /// Expiry, seconds since the Unix epoch.
-    pub exp: u64,
-    /// Issued at, seconds since the Unix epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<u64>,
-    #[serde(default)]
-    pub is_staff: bool,
-    #[serde(default)]
-    pub orgs: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Set it when the hub is configured with an issuer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    /// Set it when the hub is configured with an audience.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
-}
-
-/// Claims for `identity`, issued now and expiring after `ttl`.
-pub fn claims_for(identity: &Identity, ttl: Duration) -> Claims {
-    let now = jsonwebtoken::get_current_timestamp();
-    Claims {
-        sub: identity.user_id.clone(),
-        exp: now.saturating_add(ttl.as_secs()),
-        iat: Some(now),
-        is_staff: identity.is_staff,
-        orgs: identity.orgs.clone(),
-        name: identity.name.clone(),
-        email: identity.email.clone(),
-        iss: None,
-        aud: None,
-    }
-}
-
-/// A key to sign JWTs with, one variant per supported algorithm.
-#[derive(Debug, Clone)]
-pub enum SigningKey {
-    /// HS256 shared secret.
-    Hs256(String),
-    /// RS256 private key, PEM (PKCS#8 "PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY").
-    Rs256(String),
-    /// ES256 private key, PEM (PKCS#8 "PRIVATE KEY" on curve P-256).
-    Es256(String),
-}
-
-/// Signs `claims` with `key`, without a `kid` header.
-pub fn mint(claims: &Claims, key: &SigningKey) -> anyhow::Result<String> {
-    mint_with_kid(claims, key, None)
-}
-
-/// Signs `claims` with `key`, naming the key in the header's `kid` (needed when the hub uses a JWKS).
-pub fn mint_with_kid(claims: &Claims, key: &SigningKey, kid: Option<&str>) -> anyhow::Result<String> {
-    let (alg, encoding) = match key {
-        SigningKey::Hs256(secret) => (Algorithm::HS256, EncodingKey::from_secret(secret.as_bytes())),
-        SigningKey::Rs256(pem) => {
-            (Algorithm::RS256, EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|_| not_a_private_key(pem, "RSA"))?)
-        }
-        SigningKey::Es256(pem) => (Algorithm::ES256, es256_key(pem).ok_or_else(|| not_a_private_key(pem, "EC P-256"))?),
-    };
-    let mut header = Header::new(alg);
-    header.kid = kid.map(str::to_owned);
-    jsonwebtoken::encode(&header, claims, &encoding).context("signing the JWT")
-}
-
-/// Reads an ES256 signing key: an EC private key on P-256. jsonwebtoken reads a key on any curve and fails
-/// only when it signs, so a trial signature tells P-256 from the others.
-fn es256_key(pem: &str) -> Option<EncodingKey> {
-    let key = EncodingKey::from_ec_pem(pem.as_bytes()).ok()?;
-    jsonwebtoken::crypto::sign(b"probe", &key, Algorithm::ES256).ok()?;
-    Some(key)
-}
-
-/// Says that `pem`, refused as a `wanted` private key, is not one, and what it holds instead when that is
-/// cheap to tell: the other kind of key and the algorithm it signs, a key in a form jsonwebtoken does not
-/// read, or a public key. jsonwebtoken's own error is a bare `InvalidKeyFormat`.
-fn not_a_private_key(pem: &str, wanted: &str) -> anyhow::Error {
-    let holds = if EncodingKey::from_rsa_pem(pem.as_bytes()).is_ok() {
-        ": it is an RSA private key, which signs RS256"
-    } else if es256_key(pem).is_some() {
-        ": it is an EC P-256 private key, which signs ES256"
-    } else if EncodingKey::from_ec_pem(pem.as_bytes()).is_ok() {
-        ": it is an EC private key on another curve (ES256 needs P-256)"
-    } else if pem.contains("BEGIN EC PRIVATE KEY") {
-        ": it is an EC private key in SEC1 form, and ES256 takes PKCS#8 (`openssl pkcs8 -topk8 -nocrypt`)"
-    } else if pem.contains("PUBLIC KEY") {
-        ": it is a public key"
-    } else {
-        ""
-    };
-    anyhow::anyhow!("not an {wanted} private key in PEM{holds}")
-}
-
-/// Single-use ws tokens (PROTOCOL §1): in this node's memory, or in Redis so that a token minted by one
-/// node opens a connection on any other.
-///
-/// In memory, expiry uses `std::time::Instant` (monotonic, immune to wall-clock jumps); the `*_at`
-/// variants take the current instant so tests can move time without sleeping. In Redis, the key
-/// expires by itself and `GETDEL` makes redemption single-use across nodes.
-pub struct WsTokens {
-    ttl: Duration,
-    /// A std Mutex: every critical section is a few map operations and is never held across `.await`.
-    inner: Mutex<WsTokenMap>,
-    /// The shared store and its key prefix, when the hub runs with Redis.
-    redis: Option<(redis::aio::ConnectionManager, String)>,
-}
-
-impl std::fmt::Debug for WsTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let store = if self.redis.is_some() { "redis" } else { "memory" };
-        f.debug_struct("WsTokens").field("ttl", &self.ttl).field("store", &store).finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Default)]
-struct WsTokenMap {
-    live: HashMap<String, (Identity, Instant)>,
-    /// Tokens in minting order. With one ttl for all, expiries are in the same order, so purging pops
-    /// from the front: amortised O(1) per mint, and the map never outgrows mint rate × ttl.
-    order: VecDeque<(Instant, String)>,
-}
-
-impl WsTokenMap {
-    fn purge(&mut self, now: Instant) {
-        while let Some((expires, _)) = self.order.front()
-            && *expires <= now
-        {
-            if let Some((_, token)) = self.order.pop_front() {
-                // Already gone if it was redeemed; remove is then a no-op.
-                self.live.remove(&token);
-            }
-        }
-    }
-}
-
-impl WsTokens {
-    pub fn new(ttl: Duration) -> Self {
-        WsTokens { ttl, inner: Mutex::new(WsTokenMap::default()), redis: None }
-    }
-
-    /// Tokens kept in Redis under `{prefix}:wst:`, shared by every node on it.
-    pub fn in_redis(ttl: Duration, conn: redis::aio::ConnectionManager, prefix: &str) -> Self {
-        WsTokens { redis: Some((conn, format!("{prefix}:wst:"))), ..Self::new(ttl) }
-    }
-
-    /// How long a minted token stays redeemable (the API's `expires_in`).
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    /// A fresh token carrying `identity`.
-    pub async fn mint(&self, identity: Identity) -> Result<String, AuthError> {
-        let Some((conn, prefix)) = &self.redis else { return Ok(self.mint_at(identity, Instant::now())) };
-        let token = format!("{WS_TOKEN_PREFIX}{}", random_secret());
-        let value = serde_json::to_string(&identity).expect("an identity serializes");
-        redis::cmd("SET")
-            .arg(format!("{prefix}{token}"))
-            .arg(value)
-            .arg("PX")
-            .arg(self.ttl.as_millis() as u64)
-            .query_async::<()>(&mut conn.clone())
-            .await
-            .map_err(|error| {
-                tracing::warn!(%error, "cannot store a ws token");
-                AuthError::Unavailable
-            })?;
-        Ok(token)
-    }
-
-    /// Takes the token out (single use) and returns its identity.
-    pub async fn redeem(&self, token: &str) -> Result<Identity, AuthError> {
-        let Some((conn, prefix)) = &self.redis else { return self.redeem_at(token, Instant::now()) };
-        if token.is_empty() {
-            return Err(AuthError::Missing);
-        }
-        let value: Option<String> =
-            redis::cmd("GETDEL").arg(format!("{prefix}{token}")).query_async(&mut conn.clone()).await.map_err(
-                |error| {
-                    tracing::warn!(%error, "cannot redeem a ws token");
-                    AuthError::Unavailable
-                },
-            )?;
-        // Expired keys are gone from Redis: an expired token reads as unknown (both are 4001).
-        let value = value.ok_or(AuthError::UnknownWsToken)?;
-        serde_json::from_str(&value).map_err(|_| AuthError::UnknownWsToken)
-    }
-
-    fn mint_at(&self, identity: Identity, now: Instant) -> String {
-        let token = format!("{WS_TOKEN_PREFIX}{}", random_secret());
-        let expires = now + self.ttl;
-        let mut map = self.lock();
-        map.purge(now);
-        map.live.insert(token.clone(), (identity, expires));
-        map.order.push_back((expires, token.clone()));
-        token
-    }
-
-    fn redeem_at(&self, token: &str, now: Instant) -> Result<Identity, AuthError> {
-        if token.is_empty() {
-            return Err(AuthError::Missing);
-        }
-        let (identity, expires) = self.lock().live.remove(token).ok_or(AuthError::UnknownWsToken)?;
-        // An expired token not yet purged says `Expired`; once purged it is `UnknownWsToken`. Both are 4001.
-        if expires <= now {
-            return Err(AuthError::Expired);
-        }
-        Ok(identity)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, WsTokenMap> {
-        // A panic while holding the lock cannot leave the map half-updated in a way that matters
-        // (at worst a token is missing from `order` and lives until redeemed), so keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.lock().live.len()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
+
+    use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
 
-    const SECRET: &str = "test-secret-with-enough-bytes-for-hs256";
-    const RS_PRIVATE: &str = include_str!("../tests/fixtures/rs256-private.pem");
-    const RS_PUBLIC: &str = include_str!("../tests/fixtures/rs256-public.pem");
-    const RS_PUBLIC_PKCS1: &str = include_str!("../tests/fixtures/rs256-public-pkcs1.pem");
-    const EC_PRIVATE: &str = include_str!("../tests/fixtures/es256-private.pem");
-    const EC_PUBLIC: &str = include_str!("../tests/fixtures/es256-public.pem");
-    const JWKS: &str = include_str!("../tests/fixtures/jwks.json");
-
-    fn alice() -> Identity {
-        Identity {
-            user_id: "42".into(),
-            is_staff: true,
-            orgs: vec!["acme".into(), "7".into()],
-            name: Some("Alice".into()),
-            email: Some("alice@example.com".into()),
-        }
-    }
+    use super::super::tests::{
+        EC_PRIVATE, EC_PUBLIC, JWKS, RS_PRIVATE, RS_PUBLIC, RS_PUBLIC_PKCS1, SECRET, alice, b64,
+    };
+    use super::super::{SigningKey, claims_for, looks_like_jwt, mint, mint_with_kid};
+    use super::*;
 
     fn hs_verifier() -> Verifier {
         Verifier::new(&KeySource::Secret(SECRET.into()), None, None).unwrap()
@@ -615,10 +302,6 @@ mod tests {
     fn hs_raw(payload: Value) -> String {
         let key = EncodingKey::from_secret(SECRET.as_bytes());
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &payload, &key).unwrap()
-    }
-
-    fn b64(v: &Value) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
     }
 
     /// A token minted from an identity verifies back to the same identity.
@@ -825,65 +508,5 @@ mod tests {
         assert_eq!(claims["sub"], "42");
         assert_eq!(claims["orgs"], json!(["acme", "7"]));
         assert!(matches!(inspect("nope"), Err(AuthError::Invalid(_))));
-    }
-
-    /// Only the JWT shape passes looks_like_jwt; ws tokens never do.
-    #[test]
-    fn jwt_shape() {
-        assert!(looks_like_jwt("eyJh.eyJz.c2ln"));
-        assert!(!looks_like_jwt("eyJh.eyJz"));
-        assert!(!looks_like_jwt("a.b.c.d"));
-        assert!(!looks_like_jwt(".b.c"));
-        assert!(!looks_like_jwt("a+/.b.c"));
-        assert!(!looks_like_jwt(&WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint_at(alice(), Instant::now())));
-    }
-
-    /// Each label is stable.
-    #[test]
-    fn reasons() {
-        assert_eq!(AuthError::Missing.reason(), "missing");
-        assert_eq!(invalid("x").reason(), "invalid");
-        assert_eq!(AuthError::Algorithm.reason(), "algorithm");
-        assert_eq!(AuthError::UnknownWsToken.reason(), "ws_token");
-    }
-
-    /// Secrets are 32 random bytes in unpadded base64url, and differ each time.
-    #[test]
-    fn secrets_are_random() {
-        let (a, b) = (random_secret(), random_secret());
-        assert_eq!(a.len(), 43);
-        assert_ne!(a, b);
-        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
-    }
-
-    /// A ws token redeems once to its identity, then is unknown.
-    #[tokio::test]
-    async fn ws_token_single_use() {
-        let tokens = WsTokens::new(Duration::from_secs(60));
-        assert_eq!(tokens.ttl(), Duration::from_secs(60));
-        let t = tokens.mint(alice()).await.unwrap();
-        assert!(t.starts_with(WS_TOKEN_PREFIX));
-        assert_eq!(tokens.redeem(&t).await, Ok(alice()));
-        assert_eq!(tokens.redeem(&t).await, Err(AuthError::UnknownWsToken));
-        assert_eq!(tokens.redeem("wst_never-minted").await, Err(AuthError::UnknownWsToken));
-        assert_eq!(tokens.redeem("").await, Err(AuthError::Missing));
-    }
-
-    /// A ws token is refused after its ttl, and expired tokens are purged by later mints.
-    #[test]
-    fn ws_token_expiry_and_purge() {
-        let ttl = Duration::from_secs(60);
-        let tokens = WsTokens::new(ttl);
-        let t0 = Instant::now();
-        let early = tokens.mint_at(alice(), t0);
-        let stale: Vec<String> = (0..100).map(|_| tokens.mint_at(alice(), t0)).collect();
-        assert_eq!(tokens.redeem_at(&early, t0 + ttl - Duration::from_secs(1)), Ok(alice()));
-        assert_eq!(tokens.redeem_at(&stale[0], t0 + ttl), Err(AuthError::Expired));
-        assert_eq!(tokens.len(), 99);
-
-        let fresh = tokens.mint_at(alice(), t0 + ttl + Duration::from_secs(1));
-        assert_eq!(tokens.len(), 1);
-        assert_eq!(tokens.redeem_at(&stale[1], t0 + ttl), Err(AuthError::UnknownWsToken));
-        assert_eq!(tokens.redeem_at(&fresh, t0 + ttl + Duration::from_secs(2)), Ok(alice()));
     }
 }

@@ -1,0 +1,138 @@
+//! Authentication (PROTOCOL §1): who a token says the caller is, and why a token is refused. The
+//! hub verifies JWTs ([`Verifier`]: HS256 secret, RS256/ES256 PEM key, JWKS by `kid`) and redeems
+//! single-use ws tokens ([`WsTokens`]); the CLI and the bench mint JWTs ([`mint`], [`Minter`]).
+
+mod mint;
+mod verify;
+mod ws_token;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+
+pub use mint::{Claims, Minter, SigningKey, claims_for, mint, mint_with_kid};
+pub use verify::{JWT_LEEWAY_SECS, KeySource, Verifier, inspect};
+pub use ws_token::{DEFAULT_WS_TOKEN_TTL, WS_TOKEN_PREFIX, WsTokens};
+
+/// Random bytes in a ws token or a generated secret: 256 bits, beyond guessing.
+const RANDOM_BYTES: usize = 32;
+
+/// Who a verified token says the caller is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Identity {
+    pub user_id: String,
+    pub is_staff: bool,
+    pub orgs: Vec<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+}
+
+/// Why a token was refused. Each maps to close 4001 / HTTP 401 and to a metric label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("missing token")]
+    Missing,
+    #[error("token expired")]
+    Expired,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+    #[error("token algorithm not allowed")]
+    Algorithm,
+    #[error("unknown or used ws token")]
+    UnknownWsToken,
+    /// The shared token store (Redis) did not answer: not the client's fault (close 1011, HTTP 503).
+    #[error("token store unavailable")]
+    Unavailable,
+}
+
+impl AuthError {
+    /// A stable label for metrics: `missing`, `expired`, `invalid`, `algorithm`, `ws_token`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Expired => "expired",
+            AuthError::Invalid(_) => "invalid",
+            AuthError::Algorithm => "algorithm",
+            AuthError::UnknownWsToken => "ws_token",
+            AuthError::Unavailable => "unavailable",
+        }
+    }
+}
+
+fn invalid(why: impl Into<String>) -> AuthError {
+    AuthError::Invalid(why.into())
+}
+
+/// Whether `token` has a JWT's shape: three dot-separated base64url segments. The signature may be
+/// empty so that an `alg: none` token is routed to the verifier and refused there with a clear reason.
+pub fn looks_like_jwt(token: &str) -> bool {
+    let b64url = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let parts: Vec<&str> = token.split('.').collect();
+    matches!(parts.as_slice(), [h, p, s] if !h.is_empty() && !p.is_empty() && b64url(h) && b64url(p) && b64url(s))
+}
+
+/// 32 random bytes, base64url without padding: a fresh JWT secret or API key for the first-start config.
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; RANDOM_BYTES];
+    // ThreadRng is a CSPRNG seeded from the OS.
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    pub(super) const SECRET: &str = "test-secret-with-enough-bytes-for-hs256";
+    pub(super) const RS_PRIVATE: &str = include_str!("../../tests/fixtures/rs256-private.pem");
+    pub(super) const RS_PUBLIC: &str = include_str!("../../tests/fixtures/rs256-public.pem");
+    pub(super) const RS_PUBLIC_PKCS1: &str = include_str!("../../tests/fixtures/rs256-public-pkcs1.pem");
+    pub(super) const EC_PRIVATE: &str = include_str!("../../tests/fixtures/es256-private.pem");
+    pub(super) const EC_PUBLIC: &str = include_str!("../../tests/fixtures/es256-public.pem");
+    pub(super) const JWKS: &str = include_str!("../../tests/fixtures/jwks.json");
+
+    pub(super) fn alice() -> Identity {
+        Identity {
+            user_id: "42".into(),
+            is_staff: true,
+            orgs: vec!["acme".into(), "7".into()],
+            name: Some("Alice".into()),
+            email: Some("alice@example.com".into()),
+        }
+    }
+
+    pub(super) fn b64(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    }
+
+    /// Only the JWT shape passes looks_like_jwt; ws tokens never do.
+    #[test]
+    fn jwt_shape() {
+        assert!(looks_like_jwt("eyJh.eyJz.c2ln"));
+        assert!(!looks_like_jwt("eyJh.eyJz"));
+        assert!(!looks_like_jwt("a.b.c.d"));
+        assert!(!looks_like_jwt(".b.c"));
+        assert!(!looks_like_jwt("a+/.b.c"));
+        assert!(!looks_like_jwt(&WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint_at(alice(), std::time::Instant::now())));
+    }
+
+    /// Each label is stable.
+    #[test]
+    fn reasons() {
+        assert_eq!(AuthError::Missing.reason(), "missing");
+        assert_eq!(invalid("x").reason(), "invalid");
+        assert_eq!(AuthError::Algorithm.reason(), "algorithm");
+        assert_eq!(AuthError::UnknownWsToken.reason(), "ws_token");
+    }
+
+    /// Secrets are 32 random bytes in unpadded base64url, and differ each time.
+    #[test]
+    fn secrets_are_random() {
+        let (a, b) = (random_secret(), random_secret());
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a).unwrap().len(), 32);
+    }
+}
