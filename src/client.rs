@@ -1,5 +1,6 @@
-//! The WebSocket client shared by `rtctl connect` and `rtctl bench`: opens a `ws://` or `wss://` URL with
-//! a token, extra headers, an origin and a subprotocol, and says why when it cannot.
+//! The WebSocket client of `rtctl connect`: opens a `ws://` or `wss://` URL with a token, extra headers,
+//! an origin and a subprotocol, and says why when it cannot. (`rtctl bench` has a client of its own,
+//! `bench::ws`, that parses frames in place to time them.)
 
 use std::time::Duration;
 

@@ -618,11 +618,8 @@ mod tests {
         let path = dir.path().join("rtctl.toml");
         let (first, created) = FileConfig::create_or_adopt(&path).unwrap();
         assert!(created);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        }
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let before = std::fs::read_to_string(&path).unwrap();
         // As a second node that looked before the first had written: its create fails, it adopts.
         let (second, created) = FileConfig::create_or_adopt(&path).unwrap();

@@ -124,32 +124,24 @@ fn save(editor: &mut Editor<Helper, DefaultHistory>, path: &std::path::Path) {
 /// Restores the terminal as it was when dropped. The session can end (the hub closed) while the editor
 /// thread is blocked in raw mode; the process then exits without rustyline's own restore.
 pub struct TerminalGuard {
-    #[cfg(unix)]
     saved: Option<libc::termios>,
 }
 
 impl TerminalGuard {
     pub fn save() -> Self {
-        #[cfg(unix)]
-        {
-            if !std::io::stdin().is_terminal() {
-                return Self { saved: None };
-            }
-            let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
-            // SAFETY: tcgetattr writes a termios into the pointer on success; it is only read then.
-            let saved = unsafe {
-                (libc::tcgetattr(libc::STDIN_FILENO, termios.as_mut_ptr()) == 0).then(|| termios.assume_init())
-            };
-            Self { saved }
+        if !std::io::stdin().is_terminal() {
+            return Self { saved: None };
         }
-        #[cfg(not(unix))]
-        Self {}
+        let mut termios = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: tcgetattr writes a termios into the pointer on success; it is only read then.
+        let saved =
+            unsafe { (libc::tcgetattr(libc::STDIN_FILENO, termios.as_mut_ptr()) == 0).then(|| termios.assume_init()) };
+        Self { saved }
     }
 }
 
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
-        #[cfg(unix)]
         if let Some(saved) = &self.saved {
             // SAFETY: restores settings read from the same descriptor by tcgetattr.
             unsafe {
