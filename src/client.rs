@@ -9,6 +9,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
+use crate::config::redact_url;
+
 /// An open WebSocket to a hub.
 pub type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -60,40 +62,6 @@ impl ConnectRequest {
             }
         }
     }
-}
-
-/// Query parameters whose value is a credential: `token` (PROTOCOL §1), and the names other WebSocket
-/// servers commonly take one under.
-const SECRET_PARAMS: &[&str] =
-    &["token", "access_token", "ws_token", "jwt", "auth", "api_key", "apikey", "password", "secret", "ticket"];
-
-/// The URL as it may be printed: the user info, and the value of every query parameter that holds a
-/// credential (a name such as `token` or `password`, or a ws token or a JWT under any name), become `***`.
-/// Tokens never reach logs or output (PROTOCOL §1); the rest of the URL stays, to say where we went.
-pub fn redact_url(url: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
-    let mut shown = crate::config::mask_userinfo(base);
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, value)) if is_credential(name, value) => format!("{name}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&pairs.join("&"));
-    }
-    shown
-}
-
-/// Whether a query parameter holds a credential; an empty value holds none, and shows that it is empty.
-fn is_credential(name: &str, value: &str) -> bool {
-    let looks_like_jwt = value.starts_with("eyJ") && value.matches('.').count() == 2;
-    !value.is_empty()
-        && (SECRET_PARAMS.iter().any(|secret| secret.eq_ignore_ascii_case(name))
-            || value.starts_with(crate::auth::WS_TOKEN_PREFIX)
-            || looks_like_jwt)
 }
 
 /// Opens the WebSocket; returns the stream and the subprotocol the server chose.
@@ -174,18 +142,6 @@ mod tests {
         assert_eq!(request.full_url(), "ws://h/ws/x/?token=a.b%2Bc");
         request.url = "ws://h/ws/x/?v=1".into();
         assert_eq!(request.full_url(), "ws://h/ws/x/?v=1&token=a.b%2Bc");
-    }
-
-    /// Credentials in a URL are masked wherever they sit; everything else is kept as it was.
-    #[test]
-    fn urls_are_redacted() {
-        let jwt = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiI3In0.c2ln";
-        assert_eq!(redact_url(&format!("ws://h:1/ws/x/?token={jwt}")), "ws://h:1/ws/x/?token=***");
-        assert_eq!(redact_url("ws://h/ws/x/?v=1&Token=wst_abc&room=r1"), "ws://h/ws/x/?v=1&Token=***&room=r1");
-        assert_eq!(redact_url("ws://h/?t=wst_abc&bearer=eyJa.eyJb.c"), "ws://h/?t=***&bearer=***");
-        assert_eq!(redact_url("wss://user:pass@h/ws/x/?access_token=s3cret"), "wss://***@h/ws/x/?access_token=***");
-        assert_eq!(redact_url("ws://h/ws/x/?token=&v=a@b"), "ws://h/ws/x/?token=&v=a@b");
-        assert_eq!(redact_url("ws://h/ws/notifications/"), "ws://h/ws/notifications/");
     }
 
     /// A hub error body yields its message; anything else is shown as is.

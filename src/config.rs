@@ -200,15 +200,43 @@ impl fmt::Debug for HubConfig {
     }
 }
 
-/// A database or HTTP URL for messages: no user info (`***@`) and no query string (sqlx also takes
-/// `?password=`).
+/// Words that make a query parameter's value a credential, wherever they appear in its name (`token`,
+/// `access_token`, `api_key`, `password`, sqlx's `sslpassword`, `X-Amz-Signature`, ...).
+const SECRET_PARAM_WORDS: &[&str] = &["token", "jwt", "auth", "key", "pass", "secret", "ticket", "signature"];
+
+/// Any URL as it may be printed or logged (a database, Redis, HTTP or WebSocket URL): the user info
+/// becomes `***@`, and so does the value of every query parameter that holds a credential (its name
+/// says so, or the value is a ws token or a JWT); the rest stays, to say where we went.
 pub fn redact_url(url: &str) -> String {
-    mask_userinfo(url.split('?').next().unwrap_or_default())
+    let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
+    let mut shown = mask_userinfo(base);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value)) if is_credential(name, value) => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        shown.push('?');
+        shown.push_str(&pairs.join("&"));
+    }
+    shown
+}
+
+/// Whether a query parameter holds a credential; an empty value holds none, and shows that it is empty.
+fn is_credential(name: &str, value: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let looks_like_jwt = value.starts_with("eyJ") && value.matches('.').count() == 2;
+    !value.is_empty()
+        && (SECRET_PARAM_WORDS.iter().any(|word| name.contains(word))
+            || value.starts_with(crate::auth::WS_TOKEN_PREFIX)
+            || looks_like_jwt)
 }
 
 /// `url` with its user info (`user:pass@`) shown as `***@`. Only the authority is looked at: an `@` in
 /// the path (a user id such as `a@b`) is not a password.
-pub fn mask_userinfo(url: &str) -> String {
+fn mask_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
     match authority.rfind('@') {
@@ -650,10 +678,27 @@ mod tests {
         assert!(text.contains("postgres://***@db.example/rtctl"), "{text}");
     }
 
+    /// Credentials in a URL are masked wherever they sit, in the user info or the query (by the
+    /// parameter's name or the value's shape); everything else is kept as it was.
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://h/db?sslmode=require&password=p1&sslpassword=p2"),
+            "postgres://h/db?sslmode=require&password=***&sslpassword=***"
+        );
+        let jwt = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiI3In0.c2ln";
+        assert_eq!(redact_url(&format!("ws://h:1/ws/x/?token={jwt}")), "ws://h:1/ws/x/?token=***");
+        assert_eq!(redact_url("ws://h/ws/x/?v=1&Token=wst_abc&room=r1"), "ws://h/ws/x/?v=1&Token=***&room=r1");
+        assert_eq!(redact_url("ws://h/?t=wst_abc&bearer=eyJa.eyJb.c"), "ws://h/?t=***&bearer=***");
+        assert_eq!(redact_url("wss://user:pass@h/ws/x/?access_token=s3cret"), "wss://***@h/ws/x/?access_token=***");
+        assert_eq!(redact_url("ws://h/ws/x/?token=&v=a@b"), "ws://h/ws/x/?token=&v=a@b");
+        assert_eq!(redact_url("ws://h/ws/notifications/"), "ws://h/ws/notifications/");
+    }
+
     /// Only the authority's user info is masked: an `@` in the path (a user id) keeps the URL readable.
     #[test]
     fn user_info_is_masked_in_the_authority_only() {
-        assert_eq!(redact_url("http://u:pw@h:1/api/?k=v"), "http://***@h:1/api/");
+        assert_eq!(redact_url("http://u:pw@h:1/api/?k=v"), "http://***@h:1/api/?k=v");
         assert_eq!(
             redact_url("http://h/api/v1/admin-dashboard/users/a@b/approve/"),
             "http://h/api/v1/admin-dashboard/users/a@b/approve/"

@@ -21,7 +21,7 @@ use self::session::{Ended, Session};
 use super::token::MintArgs;
 use crate::cli::ClientArgs;
 use crate::client::{self, ConnectError, ConnectRequest};
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, redact_url};
 use crate::protocol::{self, Endpoint};
 
 /// Exit codes of `rtctl connect`.
@@ -132,7 +132,7 @@ impl Target {
     fn parse(target: &str, scope: Option<&str>) -> anyhow::Result<Self> {
         // Echoed with any token in it masked: a mistyped target may be a URL that carries one.
         let needs_none = |t: Target| match scope {
-            Some(extra) => bail!("unexpected `{}` after `{}`", client::redact_url(extra), client::redact_url(target)),
+            Some(extra) => bail!("unexpected `{}` after `{}`", redact_url(extra), redact_url(target)),
             None => Ok(t),
         };
         match (target, scope) {
@@ -146,7 +146,7 @@ impl Target {
             (other, _) => {
                 bail!(
                     "unknown target `{}`: expected notifications, events ORG, dashboard, chat ROOM or a ws:// URL",
-                    client::redact_url(other)
+                    redact_url(other)
                 )
             }
         }
@@ -301,7 +301,7 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
     };
     let mut output = Output::new(sink, !args.raw, args.timestamps);
     if interactive {
-        let url = client::redact_url(&request.url);
+        let url = redact_url(&request.url);
         output.system(&format!("{url} — /help for commands, Tab completes, Ctrl-D quits"));
     }
 
@@ -358,7 +358,7 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
             Ok((stream, protocol)) => {
                 ever_connected = true;
                 let chosen = protocol.map(|p| format!(" (subprotocol {p})")).unwrap_or_default();
-                session.output.system(&format!("connected to {}{chosen}", client::redact_url(&request.url)));
+                session.output.system(&format!("connected to {}{chosen}", redact_url(&request.url)));
                 session.run(stream).await
             }
             Err(ConnectError::Refused { status, body }) => {
@@ -371,7 +371,7 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
                 return exit::USAGE;
             }
             Err(error) if !ever_connected => {
-                session.output.error(&format!("cannot connect to {}: {error}", client::redact_url(&request.url)));
+                session.output.error(&format!("cannot connect to {}: {error}", redact_url(&request.url)));
                 return exit::ERROR;
             }
             Err(error) => {
