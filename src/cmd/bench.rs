@@ -125,19 +125,19 @@ pub enum ScenarioArg {
 
 /// How a bench that ran to the end came out; errors are the caller's exit code 1 (2 for a usage error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum BenchOutcome {
     /// Every threshold held: exit 0.
     Passed,
     /// A threshold failed: exit 3.
     ThresholdFailed,
 }
 
-impl Verdict {
+impl BenchOutcome {
     /// 0 when every threshold held, 3 when one failed (errors exit 1, usage errors 2, through `main`).
     pub fn exit_code(self) -> u8 {
         match self {
-            Verdict::Passed => 0,
-            Verdict::ThresholdFailed => 3,
+            BenchOutcome::Passed => 0,
+            BenchOutcome::ThresholdFailed => 3,
         }
     }
 }
@@ -208,7 +208,7 @@ impl BenchArgs {
 }
 
 /// Runs the bench the flags describe and prints its summary.
-pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Result<Verdict> {
+pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Result<BenchOutcome> {
     let config = args.config().map_err(super::UsageError)?;
     if let Some(path) = &args.report {
         check_writable(path)?;
@@ -277,7 +277,7 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     if summary.messages.accepted == 0 && summary.messages.failed > 0 {
         bail!("the hub refused every message ({})", kinds());
     }
-    Ok(if summary.passed { Verdict::Passed } else { Verdict::ThresholdFailed })
+    Ok(if summary.passed { BenchOutcome::Passed } else { BenchOutcome::ThresholdFailed })
 }
 
 /// Fails now, not after the run, when the report could not be written: opens the file without

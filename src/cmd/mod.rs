@@ -56,7 +56,7 @@ impl UsageError {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Serve(args) => serve::run(&cli.config, args).await,
-        Command::Bench(args) => bench::run(&cli.config, args).await.map(|verdict| verdict.exit_code()),
+        Command::Bench(args) => bench::run(&cli.config, args).await.map(|outcome| outcome.exit_code()),
         Command::Token(args) => token::run(&cli.config, args).await,
         Command::Connect(args) => connect::run(&cli.config, args).await,
         Command::Notify(args) => notify::run(&cli.config, args).await,

@@ -42,7 +42,7 @@ fn quota(limits: &Limits) -> Option<Quota> {
 
 /// What to do with one inbound frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum Admission {
     /// Handle it.
     Allow,
     /// Drop it and answer with a `rate_limited` error.
@@ -71,13 +71,13 @@ impl RateLimit {
     }
 
     /// Counts one inbound frame.
-    pub fn check(&self) -> Verdict {
+    pub fn check(&self) -> Admission {
         if self.frames.check().is_ok() {
-            Verdict::Allow
+            Admission::Allow
         } else if self.strikes.check().is_ok() {
-            Verdict::Refuse
+            Admission::Refuse
         } else {
-            Verdict::Close
+            Admission::Close
         }
     }
 }
@@ -129,10 +129,10 @@ mod tests {
     #[test]
     fn a_burst_passes_then_frames_are_refused_then_the_connection_closes() {
         let limit = RateLimit::new(&limits(1, 5)).expect("a limit");
-        let verdicts: Vec<Verdict> = (0..5 + STRIKES + 1).map(|_| limit.check()).collect();
-        assert_eq!(verdicts[..5], [Verdict::Allow; 5]);
-        assert_eq!(verdicts[5..5 + STRIKES as usize], [Verdict::Refuse; STRIKES as usize]);
-        assert_eq!(verdicts[5 + STRIKES as usize], Verdict::Close);
+        let admissions: Vec<Admission> = (0..5 + STRIKES + 1).map(|_| limit.check()).collect();
+        assert_eq!(admissions[..5], [Admission::Allow; 5]);
+        assert_eq!(admissions[5..5 + STRIKES as usize], [Admission::Refuse; STRIKES as usize]);
+        assert_eq!(admissions[5 + STRIKES as usize], Admission::Close);
     }
 
     #[test]

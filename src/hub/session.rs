@@ -23,7 +23,7 @@ use tracing::debug;
 use super::Hub;
 use super::error::HubError;
 use super::outbox::{Event, Outbox, QueueFull, Wire};
-use super::ratelimit::{RateLimit, Verdict};
+use super::ratelimit::{Admission, RateLimit};
 use crate::auth::Identity;
 use crate::layer::ConnId;
 use crate::protocol::Endpoint;
@@ -207,17 +207,17 @@ async fn run_loop<S: Session>(
                 match frame {
                     Some(Ok(Message::Text(text))) => {
                         hub.metrics.frame_in(S::ENDPOINT);
-                        let verdict = rate_limit.as_ref().map_or(Verdict::Allow, RateLimit::check);
-                        if verdict != Verdict::Allow {
+                        let admission = rate_limit.as_ref().map_or(Admission::Allow, RateLimit::check);
+                        if admission != Admission::Allow {
                             hub.metrics.rate_limited(S::ENDPOINT);
                         }
-                        if verdict == Verdict::Close {
+                        if admission == Admission::Close {
                             hub.metrics.rate_limit_close();
                             debug!(user = %conn.identity.user_id, "closing a client that ignored rate_limited errors");
                             return End::Close(close::RATE_LIMITED, "rate limit exceeded repeatedly");
                         }
                         conn.outbox.hold();
-                        if verdict == Verdict::Allow {
+                        if admission == Admission::Allow {
                             answer(session, &text, &mut replies).await;
                         } else {
                             replies.push(refusal(&text, limits.message_rate));

@@ -385,12 +385,12 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
                 attempt = 0;
                 continue;
             }
-            Ended::Lost { code } => match session::verdict(code) {
-                session::Verdict::Normal => return exit::OK,
-                session::Verdict::Refused => return exit::REFUSED,
-                session::Verdict::Error => return exit::ERROR,
-                session::Verdict::Retry if !reconnect => return exit::LOST,
-                session::Verdict::Retry => code == Some(crate::protocol::close::RATE_LIMITED),
+            Ended::Lost { code } => match session::advice(code) {
+                session::CloseAdvice::Normal => return exit::OK,
+                session::CloseAdvice::Refused => return exit::REFUSED,
+                session::CloseAdvice::Error => return exit::ERROR,
+                session::CloseAdvice::Retry if !reconnect => return exit::LOST,
+                session::CloseAdvice::Retry => code == Some(crate::protocol::close::RATE_LIMITED),
             },
         };
         if started.elapsed() >= STABLE_AFTER {

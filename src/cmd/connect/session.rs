@@ -47,22 +47,22 @@ pub enum Paused {
 
 /// What a close code asks of the client (PROTOCOL §2).
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub enum CloseAdvice {
     Normal,
     Retry,
     Refused,
     Error,
 }
 
-pub fn verdict(code: Option<u16>) -> Verdict {
+pub fn advice(code: Option<u16>) -> CloseAdvice {
     match code {
-        Some(close::NORMAL) => Verdict::Normal,
+        Some(close::NORMAL) => CloseAdvice::Normal,
         None
         | Some(
             close::GOING_AWAY | close::INTERNAL | close::HEARTBEAT_TIMEOUT | close::SLOW_CONSUMER | close::RATE_LIMITED,
-        ) => Verdict::Retry,
-        Some(close::UNAUTHORIZED | close::FORBIDDEN | close::NOT_FOUND) => Verdict::Refused,
-        Some(_) => Verdict::Error,
+        ) => CloseAdvice::Retry,
+        Some(close::UNAUTHORIZED | close::FORBIDDEN | close::NOT_FOUND) => CloseAdvice::Refused,
+        Some(_) => CloseAdvice::Error,
     }
 }
 
@@ -334,7 +334,7 @@ impl Session {
         match tokio::time::timeout(CLOSE_TIMEOUT, drain).await {
             // The hub closed first with its own code (a refused token, a flood's 4029): that code decides,
             // as if our close had never been sent.
-            Ok(Some((echo, why))) if echo != code && verdict(Some(echo)) != Verdict::Normal => {
+            Ok(Some((echo, why))) if echo != code && advice(Some(echo)) != CloseAdvice::Normal => {
                 self.report_close("closed by the hub", echo, &why);
                 return Ended::Lost { code: Some(echo) };
             }
@@ -347,7 +347,7 @@ impl Session {
     fn report_close(&mut self, what: &str, code: u16, reason: &str) {
         let reason = if reason.is_empty() { String::new() } else { format!(" \"{reason}\"") };
         let line = format!("{what}: {code}{reason} ({})", meaning(code));
-        if verdict(Some(code)) == Verdict::Normal { self.output.system(&line) } else { self.output.error(&line) }
+        if advice(Some(code)) == CloseAdvice::Normal { self.output.system(&line) } else { self.output.error(&line) }
     }
 }
 
