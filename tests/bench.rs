@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use rtctl::bench::{Summary, Target};
-use rtctl::cmd::bench::BenchArgs;
+use rtctl::cli::bench::BenchArgs;
 use tokio::sync::broadcast;
 
 /// How the fake hub misbehaves.

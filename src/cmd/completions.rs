@@ -1,17 +1,10 @@
 //! `rtctl completions SHELL`: the completion script for a shell, generated from the same clap
 //! definition as the parser, so it never lags behind the flags. `completions/` holds committed copies.
 
-use clap::{Args, CommandFactory};
-use clap_complete::Shell;
+use clap::CommandFactory;
 
 use crate::cli::Cli;
-
-#[derive(Debug, Args)]
-pub struct CompletionsArgs {
-    /// The shell to complete for
-    #[arg(value_enum)]
-    pub shell: Shell,
-}
+use crate::cli::completions::CompletionsArgs;
 
 pub fn run(args: CompletionsArgs) -> anyhow::Result<u8> {
     let mut command = Cli::command();

@@ -3,26 +3,13 @@
 
 use std::path::Path;
 
-use clap::Args;
-
 use super::UsageError;
+use crate::cli::copy_store::CopyStoreArgs;
 use crate::config::{DEFAULT_DATABASE_URL, FileConfig, redact_url};
 use crate::store::{
     self,
     copy::{self, CopyError},
 };
-
-#[derive(Debug, Args)]
-pub struct CopyStoreArgs {
-    /// The SQLite database to copy (stop the hubs that write to it first) [default: database_url in the
-    /// config file when it is SQLite, else sqlite://rtctl-data/rtctl.db]
-    #[arg(long, value_name = "URL")]
-    pub from: Option<String>,
-
-    /// The PostgreSQL database to copy into; it must hold no rows yet (its tables are made if missing)
-    #[arg(long, value_name = "URL", env = "RTCTL_DATABASE_URL", hide_env_values = true)]
-    pub to: String,
-}
 
 pub async fn run(config_path: &Path, args: CopyStoreArgs) -> anyhow::Result<u8> {
     // The store `rtctl serve` would open in this directory, as long as it is still SQLite.

@@ -1,4 +1,5 @@
-//! One file per subcommand, each with a `run`; [`dispatch`] is the one `match`.
+//! One file per subcommand, each with a `run` that takes its flags from `cli` and turns them into a
+//! validated config; [`dispatch`] is the one `match`.
 
 pub mod bench;
 pub mod completions;
@@ -15,7 +16,8 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, ClientArgs, Command};
+use crate::config::ClientConfig;
 
 /// A log target that would print a credential, and the most it may log. tungstenite traces a client's
 /// whole handshake request, whose query string carries the JWT or ws token (`-vv`, `RUST_LOG=trace`).
@@ -50,6 +52,13 @@ pub struct UsageError(pub anyhow::Error);
 impl UsageError {
     /// The exit code of a usage error, clap's.
     pub const EXIT_CODE: u8 = 2;
+}
+
+impl ClientArgs {
+    /// Merges with the config file at `config_path`.
+    pub fn resolve(&self, config_path: &std::path::Path) -> anyhow::Result<ClientConfig> {
+        ClientConfig::resolve(self.url.clone(), self.jwt_secret.clone(), self.api_key.clone(), config_path)
+    }
 }
 
 /// Runs the chosen subcommand; the result is the process's exit code.

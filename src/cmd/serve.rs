@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use crate::cli::ServeArgs;
+use crate::cli::serve::ServeArgs;
 use crate::config::FileConfig;
 
 pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {

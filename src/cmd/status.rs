@@ -6,31 +6,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
 use colored::{ColoredString, Colorize};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::http::{self, Auth};
-use crate::cli::ClientArgs;
+use crate::cli::status::StatusArgs;
 use crate::config::{ClientConfig, redact_url};
 
 /// How often `--watch` redraws.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
-
-    /// Print one JSON object with the three answers
-    #[arg(long)]
-    pub json: bool,
-
-    /// Redraw every second until Ctrl-C
-    #[arg(long, short)]
-    pub watch: bool,
-}
 
 /// The three answers of one poll.
 struct Snapshot {

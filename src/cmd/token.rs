@@ -1,125 +1,18 @@
 //! `rtctl token`: mint a JWT (`jwt`), exchange one for a ws token (`ws`), or decode and verify a token
 //! (`inspect`) and say in human terms when it expires.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand, ValueEnum};
 use colored::Colorize;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::http::{self, Auth};
 use crate::auth::{self, AuthError, Claims, Identity, KeySource, SigningKey, Verifier};
-use crate::cli::ClientArgs;
+use crate::cli::token::{InspectArgs, KeyAlg, MintArgs, TokenArgs, TokenCommand};
 use crate::config::ClientConfig;
-
-#[derive(Debug, Args)]
-pub struct TokenArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
-
-    #[command(subcommand)]
-    pub command: TokenCommand,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Print a JWT for a user, signed with the configured HS256 secret or a private key
-    Jwt(JwtArgs),
-    /// Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token
-    Ws(JwtArgs),
-    /// Decode a token, verify it against the configured key, and show when it expires
-    Inspect(InspectArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct JwtArgs {
-    #[command(flatten)]
-    pub mint: MintArgs,
-
-    /// Print JSON (the token with its claims) instead of the bare token
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Who a minted JWT names and how it is signed; shared by `token` and `connect`.
-#[derive(Debug, Clone, Args)]
-pub struct MintArgs {
-    /// The user id (`sub` claim) of a minted token
-    #[arg(long, env = "RTCTL_USER_ID", value_name = "ID")]
-    pub user_id: Option<String>,
-
-    /// Mint a staff token (`is_staff: true`)
-    #[arg(long)]
-    pub staff: bool,
-
-    /// An organization the token's user belongs to (`orgs` claim); repeat for several
-    #[arg(long = "org", value_name = "ORG")]
-    pub orgs: Vec<String>,
-
-    /// The `name` claim
-    #[arg(long)]
-    pub name: Option<String>,
-
-    /// The `email` claim
-    #[arg(long)]
-    pub email: Option<String>,
-
-    /// Lifetime of a minted token, e.g. 15m, 1h, 7d
-    #[arg(long, default_value = "1h", value_name = "DURATION")]
-    pub ttl: String,
-
-    /// The `iss` claim, for a hub configured with an issuer
-    #[arg(long, value_name = "ISSUER")]
-    pub iss: Option<String>,
-
-    /// The `aud` claim, for a hub configured with an audience
-    #[arg(long, value_name = "AUDIENCE")]
-    pub aud: Option<String>,
-
-    /// Sign with this PEM private key instead of the HS256 secret (needs --alg)
-    #[arg(long, env = "RTCTL_PRIVATE_KEY", value_name = "PEM_FILE", requires = "alg")]
-    pub private_key: Option<PathBuf>,
-
-    /// Algorithm of --private-key
-    #[arg(long, value_enum, ignore_case = true, requires = "private_key")]
-    pub alg: Option<KeyAlg>,
-
-    /// `kid` header naming the key, for a hub that verifies with a JWKS
-    #[arg(long)]
-    pub kid: Option<String>,
-}
-
-/// The asymmetric algorithms a minted JWT may use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KeyAlg {
-    /// RSA with SHA-256
-    #[value(name = "RS256")]
-    Rs256,
-    /// ECDSA on P-256 with SHA-256
-    #[value(name = "ES256")]
-    Es256,
-}
-
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    /// The token to inspect (`-` reads it from stdin)
-    pub token: String,
-
-    /// Verify with this PEM public key instead of the HS256 secret
-    #[arg(long, value_name = "PEM_FILE", conflicts_with = "jwks")]
-    pub public_key: Option<PathBuf>,
-
-    /// Verify with this JWKS file (the key chosen by the token's kid)
-    #[arg(long, value_name = "JSON_FILE")]
-    pub jwks: Option<PathBuf>,
-
-    /// Print JSON: header, claims, validity and seconds until expiry
-    #[arg(long)]
-    pub json: bool,
-}
 
 impl MintArgs {
     /// The identity a minted token carries: these flags plus `extra_orgs` (from a connect target).
