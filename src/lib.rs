@@ -6,16 +6,27 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: clap types only, turned once into the validated structs of [`config`].
-//! - [`config`]: `rtctl.toml`, `RTCTL_*` and flags merged into `HubConfig` / `ClientConfig`.
-//! - [`cmd`]: one file per subcommand, each with a `run`.
+//! Dependencies run one way: `protocol` imports nothing of the crate; `store` and `layer` sit below
+//! `hub`; the commands sit on top.
+//!
+//! - [`protocol`]: the wire protocol, a leaf: every message (serde enums with their lists of types), the
+//!   records they carry, close codes, error codes, limits, the id and timestamp rules.
+//! - [`auth`]: identities and why a token is refused; JWT verification (`verify`), minting (`mint`) and
+//!   single-use ws tokens (`ws_token`).
+//! - [`store`]: the store trait and its SQLite and PostgreSQL implementations, with migrations, and the
+//!   SQLite-to-PostgreSQL copy.
+//! - [`layer`]: the channel layer (publish to a group on every node): in memory, or Redis pub/sub; it
+//!   delivers through its own `LocalGroups` trait.
+//! - [`hub`]: the server: routes, sessions (parse → handle → reply), one file per endpoint, the HTTP
+//!   API, its one error type (`hub::error`), the registry of local groups, outboxes, rate limits,
+//!   presence and metrics.
+//! - [`cli`]: clap types only, one file per subcommand.
+//! - [`config`]: `rtctl.toml`, `RTCTL_*` and flags merged into `HubConfig` / `ClientConfig`; URL
+//!   redaction.
+//! - [`cmd`]: one file per subcommand, each with a `run` that validates its flags and runs it.
 //! - [`client`]: the WebSocket client of `rtctl connect`.
-//! - [`protocol`]: the wire messages (serde enums), close codes, error codes, ids, timestamps.
-//! - [`auth`]: JWT verification and minting, ws tokens.
-//! - [`bench`](mod@bench): the fan-out load tester behind `rtctl bench`: scenarios, measurement, reports.
-//! - [`hub`]: the server: routes, sessions, endpoints, HTTP API, metrics, presence.
-//! - [`layer`]: the channel layer trait (publish to a group): in memory, or Redis pub/sub across nodes.
-//! - [`store`]: the store trait and its SQLite and PostgreSQL implementations, with migrations.
+//! - [`bench`](mod@bench): the fan-out load tester behind `rtctl bench`: scenarios, its own WebSocket
+//!   client, measurement, reports.
 //!
 //! rtctl runs on Unix only (it is built and tested on Linux): see the `compile_error!` below.
 

@@ -2,7 +2,6 @@
 //! optional throwaway hub (`--spawn`), and the summary.
 
 use std::io::{self, Write};
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
