@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use strum::{EnumString, IntoStaticStr, VariantArray};
 
 /// A stored notification (PROTOCOL §4.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,18 +30,7 @@ pub struct NotificationPage {
 
 /// Where a registered user stands. The strum names are the serde ones (lowercase), which the stores
 /// keep in their `status` columns too.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum ApprovalStatus {
@@ -50,18 +40,7 @@ pub enum ApprovalStatus {
 }
 
 /// An admin's decision on a pending user: the `status` of an [`Approval`].
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum DecisionStatus {
@@ -91,18 +70,7 @@ pub struct Approval {
 
 /// The kinds of entries in the admin activity feed; the strum names are the serde ones (snake_case),
 /// which the stores keep in their `kind` columns too.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::IntoStaticStr,
-    strum::EnumString,
-    strum::VariantArray,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, IntoStaticStr, EnumString, VariantArray)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum ActivityKind {
@@ -175,8 +143,6 @@ pub struct MessagePage {
 
 #[cfg(test)]
 mod tests {
-    use strum::VariantArray;
-
     use super::*;
 
     /// Each enum's one text (strum, for the stores' columns) is its wire name (serde), both ways.
