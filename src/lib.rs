@@ -1,7 +1,7 @@
 //! rtctl: a realtime WebSocket hub (user notifications, organization events, admin dashboard, chat
 //! rooms) that replaces a Django Channels + Redis stack, and the tools to run and test it.
 //!
-//! The wire contract is PROTOCOL.md; `rtctl serve` is [`hub::run`], and every other subcommand is a
+//! The wire contract is `docs/protocol.md`; `rtctl serve` is [`hub::run`], and every other subcommand is a
 //! client of a running hub.
 //!
 //! # Layout

@@ -13,7 +13,7 @@ use crate::util::*;
 
 fn redis_url() -> String {
     std::env::var("RTCTL_TEST_REDIS_URL")
-        .expect("RTCTL_TEST_REDIS_URL names the Redis these tests use (see the README's Tests section)")
+        .expect("RTCTL_TEST_REDIS_URL names the Redis these tests use (see CONTRIBUTING.md)")
 }
 
 /// A deployment's Redis settings: the test Redis, a prefix no other test uses.

@@ -6,6 +6,7 @@ mod bench;
 mod chat;
 mod cli;
 mod dashboard;
+mod docs;
 mod events;
 mod http;
 mod lifecycle;

@@ -1,5 +1,5 @@
 //! The hub: `run(listener, config, shutdown)` serves every WebSocket endpoint and HTTP route of
-//! PROTOCOL.md on one port until `shutdown` resolves, then closes sockets with 1001 and drains.
+//! docs/protocol.md on one port until `shutdown` resolves, then closes sockets with 1001 and drains.
 //!
 //! A push reads as one straight line: API handler or client message → store (when stored) →
 //! `layer.publish(group, push)` → this node's [`registry::Registry`] → each connection's
