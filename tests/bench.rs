@@ -397,7 +397,7 @@ async fn every_publish_refused_is_an_error() {
     let secret = hub.config.jwt_secret().expect("ephemeral hubs use HS256").to_owned();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
         .args(["bench", "fanout", "--url", hub.http_url("").trim_end_matches('/'), "-n", "5", "-r", "100"])
-        .args(["--jwt-secret", &secret, "--api-key", "wrong-key-0123456789", "--messages", "5"])
+        .args([&format!("--jwt-secret={secret}"), "--api-key", "wrong-key-0123456789", "--messages", "5"])
         .args(["--warmup", "0s", "--drain", "1s", "-q", "--json", "-t", "loss=0"])
         .env("NO_COLOR", "1")
         .output()
