@@ -208,6 +208,7 @@ async fn a_stalled_socket_is_closed_with_4008_after_the_send_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    stalled.widen_receive_buffer();
     let (code, reason, texts, _) = stalled.close().await;
     assert_eq!((code, reason.as_str()), (4008, "slow consumer: write timed out"));
     assert_eq!(texts[0]["type"], "connection_established");
