@@ -63,6 +63,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'Longest a shutdown waits for sockets and requests [default: 10s]')
             [CompletionResult]::new('--message-rate', '--message-rate', [CompletionResultType]::ParameterName, 'Frames a connection (and JWT requests a user) may send per second, sustained; above it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns the limits off [default: 50]')
             [CompletionResult]::new('--message-burst', '--message-burst', [CompletionResultType]::ParameterName, 'Frames (requests) that may come at once before --message-rate applies [default: 200]')
+            [CompletionResult]::new('--console', '--console', [CompletionResultType]::ParameterName, 'Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404) [default: true]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')

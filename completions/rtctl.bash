@@ -1001,7 +1001,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__serve)
-            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --config --verbose --help"
+            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --console --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1093,6 +1093,10 @@ _rtctl() {
                     ;;
                 --message-burst)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --console)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
                     return 0
                     ;;
                 --config)

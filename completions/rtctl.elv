@@ -59,6 +59,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --shutdown-timeout 'Longest a shutdown waits for sockets and requests [default: 10s]'
             cand --message-rate 'Frames a connection (and JWT requests a user) may send per second, sustained; above it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns the limits off [default: 50]'
             cand --message-burst 'Frames (requests) that may come at once before --message-rate applies [default: 200]'
+            cand --console 'Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404) [default: true]'
             cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
             cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
             cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'

@@ -60,6 +60,8 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l ws-token-ttl -d 'L
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l shutdown-timeout -d 'Longest a shutdown waits for sockets and requests [default: 10s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l message-rate -d 'Frames a connection (and JWT requests a user) may send per second, sustained; above it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns the limits off [default: 50]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l message-burst -d 'Frames (requests) that may come at once before --message-rate applies [default: 200]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l console -d 'Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404) [default: true]' -r -f -a "true\t''
+false\t''"
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -s h -l help -d 'Print help'

@@ -181,6 +181,8 @@ pub struct HubConfig {
     /// Where the hub nodes meet; `None`: this node alone, in memory.
     pub redis: Option<RedisConfig>,
     pub limits: Limits,
+    /// Serve the web console at `/console/` (on unless turned off).
+    pub console: bool,
 }
 
 impl fmt::Debug for HubConfig {
@@ -196,6 +198,7 @@ impl fmt::Debug for HubConfig {
             .field("database_pool", &self.database_pool)
             .field("redis", &self.redis)
             .field("limits", &self.limits)
+            .field("console", &self.console)
             .finish()
     }
 }
@@ -271,6 +274,7 @@ impl HubConfig {
             database_pool: None,
             redis: None,
             limits: Limits::default(),
+            console: true,
         }
     }
 
@@ -311,6 +315,7 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<String>,
     pub message_rate: Option<u32>,
     pub message_burst: Option<u32>,
+    pub console: Option<bool>,
 }
 
 /// A TOML error as one line, `line L, column C: what`, that shows no value of the file: toml's own
@@ -554,6 +559,7 @@ impl FileConfig {
             database_pool,
             redis,
             limits,
+            console: self.console.or(file.console).unwrap_or(true),
         })
     }
 }

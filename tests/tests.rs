@@ -5,6 +5,7 @@ mod auth;
 mod bench;
 mod chat;
 mod cli;
+mod console;
 mod cors;
 mod dashboard;
 mod docs;

@@ -103,4 +103,10 @@ pub struct ServeArgs {
     /// Frames (requests) that may come at once before --message-rate applies [default: 200]
     #[arg(long, env = "RTCTL_MESSAGE_BURST", value_name = "FRAMES")]
     pub message_burst: Option<u32>,
+
+    /// Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404)
+    /// [default: true]
+    #[arg(long, env = "RTCTL_CONSOLE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub console: Option<bool>,
 }

@@ -76,6 +76,7 @@ fn settings(args: ServeArgs) -> FileConfig {
         shutdown_timeout: args.shutdown_timeout,
         message_rate: args.message_rate,
         message_burst: args.message_burst,
+        console: args.console,
     }
 }
 

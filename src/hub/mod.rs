@@ -8,6 +8,7 @@
 
 pub mod api;
 mod chat;
+mod console;
 mod cors;
 mod dashboard;
 pub mod error;
@@ -218,6 +219,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .merge(dashboard::routes())
         .merge(chat::routes())
         .merge(api::routes())
+        .merge(console::routes(hub.config.console))
         .layer(axum::middleware::from_fn_with_state(hub.config.limits.http_request_timeout, api::receive_body))
         .layer(axum::middleware::from_fn_with_state(cors::Cors::new(Arc::clone(&hub)), cors::guard))
         .layer(axum::middleware::from_fn(api::log_request))
