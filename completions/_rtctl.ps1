@@ -35,6 +35,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('notify', 'notify', [CompletionResultType]::ParameterValue, 'Publish notifications (or, with a subcommand, pending users and order updates) through the API')
             [CompletionResult]::new('event', 'event', [CompletionResultType]::ParameterValue, 'Publish an organization event through the API')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show a hub''s health, readiness and figures')
+            [CompletionResult]::new('console', 'console', [CompletionResultType]::ParameterValue, 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token')
             [CompletionResult]::new('copy-store', 'copy-store', [CompletionResultType]::ParameterValue, 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -365,6 +366,29 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'rtctl;console' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'An organization the token''s user belongs to (`orgs` claim); repeat for several')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The `name` claim')
+            [CompletionResult]::new('--email', '--email', [CompletionResultType]::ParameterName, 'The `email` claim')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Lifetime of a minted token, e.g. 15m, 1h, 7d')
+            [CompletionResult]::new('--iss', '--iss', [CompletionResultType]::ParameterName, 'The `iss` claim, for a hub configured with an issuer')
+            [CompletionResult]::new('--aud', '--aud', [CompletionResultType]::ParameterName, 'The `aud` claim, for a hub configured with an audience')
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Sign with this PEM private key instead of the HS256 secret (needs --alg)')
+            [CompletionResult]::new('--alg', '--alg', [CompletionResultType]::ParameterName, 'Algorithm of --private-key')
+            [CompletionResult]::new('--kid', '--kid', [CompletionResultType]::ParameterName, '`kid` header naming the key, for a hub that verifies with a JWKS')
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'Who the console signs in as (the token''s `sub`): whose notifications, rooms and events it shows')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--open', '--open', [CompletionResultType]::ParameterName, 'Open the link in the browser ($BROWSER, else xdg-open, or open on macOS) as well as printing it')
+            [CompletionResult]::new('--staff', '--staff', [CompletionResultType]::ParameterName, 'Mint a staff token (`is_staff: true`)')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
         'rtctl;copy-store' {
             [CompletionResult]::new('--from', '--from', [CompletionResultType]::ParameterName, 'The SQLite database to copy (stop the hubs that write to it first) [default: database_url in the config file when it is SQLite, else sqlite://rtctl-data/rtctl.db]')
             [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'The PostgreSQL database to copy into; it must hold no rows yet (its tables are made if missing)')
@@ -391,6 +415,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('notify', 'notify', [CompletionResultType]::ParameterValue, 'Publish notifications (or, with a subcommand, pending users and order updates) through the API')
             [CompletionResult]::new('event', 'event', [CompletionResultType]::ParameterValue, 'Publish an organization event through the API')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show a hub''s health, readiness and figures')
+            [CompletionResult]::new('console', 'console', [CompletionResultType]::ParameterValue, 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token')
             [CompletionResult]::new('copy-store', 'copy-store', [CompletionResultType]::ParameterValue, 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -439,6 +464,9 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             break
         }
         'rtctl;help;status' {
+            break
+        }
+        'rtctl;help;console' {
             break
         }
         'rtctl;help;copy-store' {

@@ -25,6 +25,9 @@ _rtctl() {
             rtctl,connect)
                 cmd="rtctl__subcmd__connect"
                 ;;
+            rtctl,console)
+                cmd="rtctl__subcmd__console"
+                ;;
             rtctl,copy-store)
                 cmd="rtctl__subcmd__copy__subcmd__store"
                 ;;
@@ -54,6 +57,9 @@ _rtctl() {
                 ;;
             rtctl__subcmd__help,connect)
                 cmd="rtctl__subcmd__help__subcmd__connect"
+                ;;
+            rtctl__subcmd__help,console)
+                cmd="rtctl__subcmd__help__subcmd__console"
                 ;;
             rtctl__subcmd__help,copy-store)
                 cmd="rtctl__subcmd__help__subcmd__copy__subcmd__store"
@@ -149,7 +155,7 @@ _rtctl() {
 
     case "${cmd}" in
         rtctl)
-            opts="-v -h -V --config --verbose --help --version serve bench token connect notify event status copy-store completions help"
+            opts="-v -h -V --config --verbose --help --version serve bench token connect notify event status console copy-store completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -424,6 +430,76 @@ _rtctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rtctl__subcmd__console)
+            opts="-v -h --open --url --jwt-secret --api-key --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --user-id --config --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwt-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --org)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --email)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --iss)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --aud)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --private-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --alg)
+                    COMPREPLY=($(compgen -W "RS256 ES256" -- "${cur}"))
+                    return 0
+                    ;;
+                --kid)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --user-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rtctl__subcmd__copy__subcmd__store)
             opts="-v -h --from --to --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -493,7 +569,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__help)
-            opts="serve bench token connect notify event status copy-store completions help"
+            opts="serve bench token connect notify event status console copy-store completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -535,6 +611,20 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__help__subcmd__connect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rtctl__subcmd__help__subcmd__console)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

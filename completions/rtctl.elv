@@ -32,6 +32,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand notify 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
             cand event 'Publish an organization event through the API'
             cand status 'Show a hub''s health, readiness and figures'
+            cand console 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token'
             cand copy-store 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -338,6 +339,28 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'rtctl;console'= {
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --org 'An organization the token''s user belongs to (`orgs` claim); repeat for several'
+            cand --name 'The `name` claim'
+            cand --email 'The `email` claim'
+            cand --ttl 'Lifetime of a minted token, e.g. 15m, 1h, 7d'
+            cand --iss 'The `iss` claim, for a hub configured with an issuer'
+            cand --aud 'The `aud` claim, for a hub configured with an audience'
+            cand --private-key 'Sign with this PEM private key instead of the HS256 secret (needs --alg)'
+            cand --alg 'Algorithm of --private-key'
+            cand --kid '`kid` header naming the key, for a hub that verifies with a JWKS'
+            cand --user-id 'Who the console signs in as (the token''s `sub`): whose notifications, rooms and events it shows'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --open 'Open the link in the browser ($BROWSER, else xdg-open, or open on macOS) as well as printing it'
+            cand --staff 'Mint a staff token (`is_staff: true`)'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
         &'rtctl;copy-store'= {
             cand --from 'The SQLite database to copy (stop the hubs that write to it first) [default: database_url in the config file when it is SQLite, else sqlite://rtctl-data/rtctl.db]'
             cand --to 'The PostgreSQL database to copy into; it must hold no rows yet (its tables are made if missing)'
@@ -362,6 +385,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand notify 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
             cand event 'Publish an organization event through the API'
             cand status 'Show a hub''s health, readiness and figures'
+            cand console 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token'
             cand copy-store 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -397,6 +421,8 @@ set edit:completion:arg-completer[rtctl] = {|@words|
         &'rtctl;help;event'= {
         }
         &'rtctl;help;status'= {
+        }
+        &'rtctl;help;console'= {
         }
         &'rtctl;help;copy-store'= {
         }

@@ -35,6 +35,7 @@ complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "connect" -d 'Open an in
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "notify" -d 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "event" -d 'Publish an organization event through the API'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "status" -d 'Show a hub\'s health, readiness and figures'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "console" -d 'Print (or --open) a link that signs in to the hub\'s web console with a short-lived token'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "copy-store" -d 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -262,6 +263,25 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l json -d 'Print on
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s w -l watch -d 'Redraw every second until Ctrl-C'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l name -d 'The `name` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l email -d 'The `email` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l ttl -d 'Lifetime of a minted token, e.g. 15m, 1h, 7d' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l iss -d 'The `iss` claim, for a hub configured with an issuer' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l aud -d 'The `aud` claim, for a hub configured with an audience' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l private-key -d 'Sign with this PEM private key instead of the HS256 secret (needs --alg)' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
+ES256\t'ECDSA on P-256 with SHA-256'"
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l user-id -d 'Who the console signs in as (the token\'s `sub`): whose notifications, rooms and events it shows' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l open -d 'Open the link in the browser ($BROWSER, else xdg-open, or open on macOS) as well as printing it'
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l staff -d 'Mint a staff token (`is_staff: true`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -l from -d 'The SQLite database to copy (stop the hubs that write to it first) [default: database_url in the config file when it is SQLite, else sqlite://rtctl-data/rtctl.db]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -l to -d 'The PostgreSQL database to copy into; it must hold no rows yet (its tables are made if missing)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
@@ -270,16 +290,17 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -s h -l help -d 
 complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "serve" -d 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "bench" -d 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "token" -d 'Mint a JWT, exchange it for a ws token, or inspect and verify a token'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "connect" -d 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "notify" -d 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "event" -d 'Publish an organization event through the API'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "status" -d 'Show a hub\'s health, readiness and figures'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "copy-store" -d 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status copy-store completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "serve" -d 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "bench" -d 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "token" -d 'Mint a JWT, exchange it for a ws token, or inspect and verify a token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "connect" -d 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "notify" -d 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "event" -d 'Publish an organization event through the API'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "status" -d 'Show a hub\'s health, readiness and figures'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "console" -d 'Print (or --open) a link that signs in to the hub\'s web console with a short-lived token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "copy-store" -d 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "jwt" -d 'Print a JWT for a user, signed with the configured HS256 secret or a private key'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "ws" -d 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "inspect" -d 'Decode a token, verify it against the configured key, and show when it expires'

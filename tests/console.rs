@@ -1,6 +1,7 @@
 //! The web console as HTTP sees it: every file of its module graph served with the right type and the
 //! security headers, revalidation by ETag, `--console false` / `RTCTL_CONSOLE` / `console = false`
-//! turning it off. What the console does in a browser is in `browser.rs`.
+//! turning it off, and `rtctl console` printing (or opening) a link whose token the hub accepts. What the
+//! console does in a browser is in `browser.rs`.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader};
@@ -8,6 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use rtctl::auth::{KeySource, Verifier};
 use serde_json::json;
 
 use crate::util::{TestHub, api_error, http, json_response, send};
@@ -196,4 +198,94 @@ async fn the_console_setting_comes_from_flags_env_and_the_file() {
     assert_eq!(status(addr).await, 404, "console = false in the file");
     let (_on, addr) = serve(dir.path(), &["--console"], &[]);
     assert_eq!(status(addr).await, 200, "a bare --console over the file");
+}
+
+/// `rtctl console` in an empty directory with no `RTCTL_*` from the test's environment, pointed at `url`
+/// with `secret`.
+fn console_command(dir: &Path, url: &str, secret: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"));
+    command.current_dir(dir).env_remove("RUST_LOG").env_remove("BROWSER").kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RTCTL_") {
+            command.env_remove(name);
+        }
+    }
+    command.arg("console").env("RTCTL_URL", url).env("RTCTL_JWT_SECRET", secret).stdin(Stdio::null());
+    command
+}
+
+async fn run(mut command: tokio::process::Command) -> (i32, String, String) {
+    let out = tokio::time::timeout(Duration::from_secs(20), command.output()).await.expect("in time").expect("ran");
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("UTF-8");
+    (out.status.code().unwrap_or(-1), text(out.stdout), text(out.stderr))
+}
+
+/// `rtctl console` prints one link, `URL/console/#token=JWT` (the token in the fragment), and nothing
+/// else; the hub accepts the token: user `console` by default, or `--user-id`, `--staff`, `--org` as
+/// asked, for `--ttl`.
+#[tokio::test]
+async fn rtctl_console_prints_a_link_with_a_token_the_hub_accepts() {
+    let hub = TestHub::start().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let secret = hub.config.jwt_secret().expect("a secret").to_owned();
+    let verifier = Verifier::new(&KeySource::Secret(secret.clone()), None, None).expect("a verifier");
+    let prefix = format!("{}/console/#token=", hub.http_url(""));
+
+    let (code, stdout, stderr) = run(console_command(dir.path(), &hub.http_url(""), &secret)).await;
+    assert_eq!((code, stderr.as_str()), (0, ""), "{stdout}");
+    let token = stdout.strip_suffix('\n').and_then(|line| line.strip_prefix(&prefix)).expect("one link line");
+    let identity = verifier.verify(token).expect("the hub's secret signed it");
+    assert_eq!((identity.user_id.as_str(), identity.is_staff, identity.orgs.len()), ("console", false, 0));
+
+    let mut command = console_command(dir.path(), &hub.http_url(""), &secret);
+    command.args(["--staff", "--user-id", "ada", "--org", "acme", "--org", "globex", "--ttl", "10m"]);
+    let (code, stdout, _) = run(command).await;
+    assert_eq!(code, 0);
+    let token = stdout.trim_end().strip_prefix(&prefix).expect("a link");
+    let identity = verifier.verify(token).expect("valid");
+    assert_eq!((identity.user_id.as_str(), identity.is_staff), ("ada", true));
+    assert_eq!(identity.orgs, ["acme", "globex"]);
+    let (_, claims) = rtctl::auth::inspect(token).expect("a JWT");
+    let lifetime = claims["exp"].as_i64().expect("exp") - claims["iat"].as_i64().expect("iat");
+    assert_eq!(lifetime, 600);
+    let bearer = format!("Bearer {token}");
+    let (status, _) = hub.get_json("/api/v1/admin-dashboard/dashboard/", &[("authorization", &bearer)]).await;
+    assert_eq!(status, 200, "the link's token is a staff token the hub accepts");
+}
+
+/// `--open` hands the link to `$BROWSER` and still prints it; a hub that is down or has no console gets
+/// a warning on stderr naming the problem, and the link is printed all the same.
+#[tokio::test]
+async fn rtctl_console_opens_the_link_and_warns_about_a_hub_that_cannot_serve_it() {
+    let hub = TestHub::start().await;
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let secret = hub.config.jwt_secret().expect("a secret").to_owned();
+    let opened = dir.path().join("opened");
+    let browser = dir.path().join("browser.sh");
+    std::fs::write(&browser, format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", opened.display())).expect("write");
+    std::fs::set_permissions(&browser, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let mut command = console_command(dir.path(), &hub.http_url(""), &secret);
+    command.arg("--open").env("BROWSER", &browser);
+    let (code, stdout, stderr) = run(command).await;
+    assert_eq!((code, stderr.as_str()), (0, ""));
+    assert_eq!(std::fs::read_to_string(&opened).expect("the browser was started"), stdout.trim_end());
+
+    let off = TestHub::start_with(|config| config.console = false).await;
+    let (code, stdout, stderr) = run(console_command(dir.path(), &off.http_url(""), &secret)).await;
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with(&format!("{}/console/#token=", off.http_url(""))), "{stdout}");
+    let url = off.http_url("");
+    assert_eq!(stderr, format!("rtctl: warning: the hub at {url} serves no console: it runs with --console false\n"));
+
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("an address");
+    let url = format!("http://{gone}");
+    let (code, stdout, stderr) = run(console_command(dir.path(), &url, &secret)).await;
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with(&format!("{url}/console/#token=")), "{stdout}");
+    assert_eq!(
+        stderr,
+        format!(
+            "rtctl: warning: no hub answers at {url} (start one with `rtctl serve`); the link works once it runs\n"
+        )
+    );
 }

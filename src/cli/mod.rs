@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod completions;
 pub mod connect;
+pub mod console;
 pub mod copy_store;
 pub mod notify;
 pub mod serve;
@@ -46,6 +47,8 @@ pub enum Command {
     Event(notify::EventArgs),
     /// Show a hub's health, readiness and figures
     Status(status::StatusArgs),
+    /// Print (or --open) a link that signs in to the hub's web console with a short-lived token
+    Console(console::ConsoleArgs),
     /// Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)
     CopyStore(copy_store::CopyStoreArgs),
     /// Print a shell completion script

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod completions;
 pub mod connect;
+pub mod console;
 pub mod copy_store;
 mod http;
 pub mod notify;
@@ -71,6 +72,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Notify(args) => notify::run(&cli.config, args).await,
         Command::Event(args) => notify::run_event(&cli.config, args).await,
         Command::Status(args) => status::run(&cli.config, args).await,
+        Command::Console(args) => console::run(&cli.config, args).await,
         Command::CopyStore(args) => copy_store::run(&cli.config, args).await,
         Command::Completions(args) => completions::run(args),
     }
