@@ -1,9 +1,15 @@
 // A live line chart in SVG, drawn by hand (no library): the last few minutes of a few series, with a
-// grid, a y axis on round numbers, a legend with the latest values and a hover readout.
+// grid, a y axis on round numbers, a legend with the latest values and a hover readout. A chart opened a
+// moment ago spans the time it has data for (a minute at least), not a mostly empty window.
 
 import { h, number, svg, replace, formatTime } from './dom.js';
 
 const HEIGHT = 170;
+/** A fresh chart spans at least this much time, then grows with its data up to `windowSeconds`. */
+const MIN_SPAN_MS = 60000;
+/** Time-axis steps, in seconds: the first that leaves each label about this much room is used. */
+const TICKS = [10, 15, 30, 60, 120, 300, 600];
+const TICK_ROOM_PX = 64;
 const PAD = { top: 10, right: 12, bottom: 22, left: 46 };
 
 /** The axis top, the smallest "round" number (1, 2 or 5 × 10^k) at or above `value`, and how many
@@ -30,12 +36,17 @@ export class LineChart {
     this.windowMs = windowSeconds * 1000;
     this.format = format;
     this.points = [];
+    this.span = MIN_SPAN_MS;
     this.hover = null;
     this.legend = h('div', { class: 'legend' });
     this.plot = h('div', { class: 'plot' });
-    this.el = h('section', { class: 'card chart' }, h('header', {}, h('h3', { text: title }), this.legend), this.plot);
+    this.el = h('section', { class: 'card chart' }, h('header', {}, h('h3', { text: title })), this.plot, this.legend);
     this.width = 0;
-    this.resize = new ResizeObserver(() => this.draw());
+    // Redrawn only when the width changed, and in the next frame: drawing inside the observer's
+    // callback would resize what it observes and trip the browser's ResizeObserver loop error.
+    this.resize = new ResizeObserver(() => {
+      if (this.plot.clientWidth !== this.width) requestAnimationFrame(() => this.draw());
+    });
     this.resize.observe(this.plot);
     this.plot.addEventListener('mousemove', (event) => this.pointAt(event));
     this.plot.addEventListener('mouseleave', () => {
@@ -60,7 +71,7 @@ export class LineChart {
     if (!this.points.length || !this.width) return;
     const box = this.plot.getBoundingClientRect();
     const now = this.points[this.points.length - 1].time;
-    const time = now - this.windowMs + ((event.clientX - box.left - PAD.left) / (this.width - PAD.left - PAD.right)) * this.windowMs;
+    const time = now - this.span + ((event.clientX - box.left - PAD.left) / (this.width - PAD.left - PAD.right)) * this.span;
     let best = null;
     for (const point of this.points) if (!best || Math.abs(point.time - time) < Math.abs(best.time - time)) best = point;
     this.hover = best;
@@ -72,11 +83,13 @@ export class LineChart {
     const width = this.width;
     if (!width) return;
     const now = this.points.length ? this.points[this.points.length - 1].time : Date.now();
-    const start = now - this.windowMs;
+    const first = this.points.length ? this.points[0].time : now;
+    this.span = Math.min(this.windowMs, Math.max(MIN_SPAN_MS, now - first));
+    const start = now - this.span;
     let max = 0;
     for (const point of this.points) for (const s of this.series) max = Math.max(max, point.values[s.key] ?? 0);
     const { top, steps } = niceScale(Math.max(max, this.minTop));
-    const x = (time) => PAD.left + ((time - start) / this.windowMs) * (width - PAD.left - PAD.right);
+    const x = (time) => PAD.left + ((time - start) / this.span) * (width - PAD.left - PAD.right);
     const y = (value) => PAD.top + (1 - value / top) * (HEIGHT - PAD.top - PAD.bottom);
 
     const grid = [];
@@ -85,11 +98,12 @@ export class LineChart {
       grid.push(svg('line', { class: 'grid', x1: PAD.left, x2: width - PAD.right, y1: y(value), y2: y(value) }));
       grid.push(svg('text', { class: 'axis', x: PAD.left - 6, y: y(value) + 4, 'text-anchor': 'end' }, this.format(value)));
     }
-    const minutes = Math.round(this.windowMs / 60000);
-    for (let m = 0; m <= minutes; m += 1) {
-      const at = x(now - m * 60000);
-      const label = m === 0 ? 'now' : `−${m}m`;
-      grid.push(svg('text', { class: 'axis', x: at, y: HEIGHT - 6, 'text-anchor': m === 0 ? 'end' : 'middle' }, label));
+    const room = Math.max(2, Math.floor((width - PAD.left - PAD.right) / TICK_ROOM_PX));
+    const step = TICKS.find((s) => this.span / 1000 / s <= room) ?? TICKS[TICKS.length - 1];
+    for (let s = 0; s * 1000 <= this.span; s += step) {
+      const label = s === 0 ? 'now' : `−${s % 60 === 0 ? `${s / 60}m` : `${s}s`}`;
+      const anchor = s === 0 ? 'end' : (s + step) * 1000 > this.span ? 'start' : 'middle';
+      grid.push(svg('text', { class: 'axis', x: x(now - s * 1000), y: HEIGHT - 6, 'text-anchor': anchor }, label));
     }
 
     const lines = this.series.map((s, index) => {

@@ -50,7 +50,6 @@ function leave() {
   page.center.stop();
   clearTimeout(page.expiry);
   clearInterval(page.clock);
-  window.removeEventListener('hashchange', route);
   page = null;
 }
 
@@ -96,7 +95,8 @@ function enter(session) {
           'div',
           { class: 'who' },
           h('div', { class: 'hint', text: 'Signed in as' }),
-          h('div', { class: 'user' }, h('b', { dataset: { field: 'user' }, text: session.name ? `${session.name} (${session.userId})` : session.userId }), session.isStaff ? h('span', { class: 'tag staff', text: 'staff' }) : null),
+          h('div', { class: 'user' }, h('b', { dataset: { field: session.name ? 'name' : 'user' }, text: session.name ?? session.userId }), session.isStaff ? h('span', { class: 'tag staff', text: 'staff' }) : null),
+          session.name ? h('div', { class: 'hint mono', title: 'user id (the token\u2019s sub)', dataset: { field: 'user' }, text: session.userId }) : null,
           session.orgs.length ? h('div', { class: 'hint', text: `orgs: ${session.orgs.join(', ')}` }) : null,
           expires,
           h('button', { class: 'ghost small', dataset: { action: 'sign-out' }, text: 'Sign out', on: { click: () => signOut('You signed out.') } }),
@@ -129,7 +129,6 @@ function enter(session) {
     // A timer longer than 2^31 ms fires at once: cap it, the next page load sets it again.
     expiry: setTimeout(() => signOut(EXPIRED), Math.min(session.secondsLeft() * 1000, 2 ** 31 - 1)),
   };
-  window.addEventListener('hashchange', route);
   route();
 }
 
@@ -184,8 +183,14 @@ function report(message) {
   const target = page?.banner ?? app;
   target.append(h('div', { class: 'banner' }, errorBox('Something went wrong in the console.', message), h('button', { class: 'ghost small', text: 'Dismiss', on: { click: (e) => e.target.parentElement.remove() } })));
 }
-window.addEventListener('error', (event) => report(event.message));
+window.addEventListener('error', (event) => {
+  // Chromium reports a ResizeObserver that could not deliver everything in one frame as an error; it is
+  // harmless (the next frame delivers it) and not the console's failure.
+  if (!String(event.message).startsWith('ResizeObserver loop')) report(event.message);
+});
 window.addEventListener('unhandledrejection', (event) => report(String(event.reason?.message ?? event.reason)));
 window.addEventListener('rtctl:signed-out', () => showSignIn());
+// A new link pasted into this tab changes only the fragment: no reload, so sign in from here too.
+window.addEventListener('hashchange', () => (new URLSearchParams(location.hash.slice(1)).has('token') ? start() : route()));
 
 start();

@@ -1,6 +1,7 @@
 // Notifications: the person's notification center over /ws/notifications/ (the page-wide connection of
 // center.js): the list with paging, mark read, mark all read, delete, new ones arriving live, the
-// subscribe filter, and other tabs' changes followed through the hub's unread_count pushes.
+// subscribe filter (the hub then pushes only those types; the list shows only them too), and other
+// tabs' changes followed through the hub's unread_count pushes.
 
 import { ago, empty, errorBox, formatTime, h, number, replace, safeLink } from '../dom.js';
 
@@ -30,7 +31,7 @@ export function mount(root, ctx) {
   const filter = h(
     'form',
     { class: 'inline', on: { submit: (e) => { e.preventDefault(); act(() => applyTypes()); } } },
-    h('label', { text: 'Live pushes of types' }),
+    h('label', { text: 'Only types' }),
     typesInput,
     h('button', { type: 'submit', class: 'ghost', dataset: { action: 'subscribe' }, text: 'Apply' }),
     typesNote,
@@ -114,12 +115,18 @@ export function mount(root, ctx) {
     const types = typesInput.value.split(',').map((t) => t.trim()).filter(Boolean);
     await center.subscribe(types);
     drawTypes();
+    draw();
+  }
+
+  /** The loaded notifications of the chosen types (all when none is chosen). */
+  function shown() {
+    return center.types.length ? items.filter((n) => center.types.includes(n.type)) : items;
   }
 
   function drawTypes() {
     typesNote.textContent = center.types.length
-      ? `only ${center.types.join(', ')} arrive live on this tab (the list shows every type)`
-      : 'every type arrives live';
+      ? `the hub pushes only ${center.types.join(', ')} to this tab`
+      : 'every type, comma separated to narrow';
   }
 
   function draw() {
@@ -127,18 +134,20 @@ export function mount(root, ctx) {
     unreadBadge.textContent = unread ? `${number(unread)} unread` : 'all read';
     unreadBadge.dataset.count = String(unread);
     markAll.disabled = unread === 0;
-    if (!items.length) {
+    const visible = shown();
+    if (!visible.length) {
       replace(
         list,
-        h('li', {}, empty(unreadOnly ? 'Nothing unread.' : 'No notifications yet.',
+        h('li', {}, empty(unreadOnly ? 'Nothing unread.' : center.types.length ? `No ${center.types.join(' or ')} notifications loaded.` : 'No notifications yet.',
           h('p', { class: 'hint' }, 'Send one with ', h('code', { text: `rtctl notify --user-id ${ctx.session.userId} --title Hi --message "Hello"` })))),
       );
     } else {
-      replace(list, items.map((n) => item(n)));
+      replace(list, visible.map((n) => item(n)));
     }
+    const filtered = visible.length === items.length ? '' : `${number(visible.length)} shown, `;
     replace(
       footer,
-      h('span', { class: 'hint', text: `${number(items.length)} of ${number(total)}${unreadOnly ? ' (unread only)' : ''}` }),
+      h('span', { class: 'hint', text: `${filtered}${number(items.length)} of ${number(total)} loaded${unreadOnly ? ' (unread only)' : ''}` }),
       hasMore ? h('button', { class: 'ghost', dataset: { action: 'older' }, text: 'Load older', on: { click: () => act(loadOlder) } }) : null,
     );
   }

@@ -76,6 +76,7 @@ export function mount(root, ctx) {
     root,
     problem,
     h('div', { class: 'tiles' }, Object.values(tiles).map((t) => t.el)),
+    h('div', { class: 'charts' }, connections.el, messages.el, users.el),
     h(
       'div',
       { class: 'split' },
@@ -94,7 +95,6 @@ export function mount(root, ctx) {
         h('dl', { class: 'facts' }, ENDPOINTS.map((e) => [h('dt', { text: `/ws/${e === 'dashboard' ? 'admin/dashboard' : e}/` }), endpointCells[e]])),
       ),
     ),
-    h('div', { class: 'charts' }, connections.el, messages.el, users.el),
   );
 
   let previous = null;
