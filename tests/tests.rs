@@ -3,6 +3,7 @@
 
 mod auth;
 mod bench;
+mod browser;
 mod chat;
 mod cli;
 mod console;
