@@ -30,6 +30,19 @@ if [ -z "${RTCTL_TEST_REDIS_URL:-}" ]; then
     exit 1
   fi
 fi
+# The browser tests drive a headless Chromium through chromedriver: Debian's packages are installed when
+# there is no chromedriver, and RTCTL_TEST_BROWSER=1 makes a browser that cannot start a failure, not a skip.
+if ! command -v chromedriver >/dev/null; then
+  echo "== apt-get install chromium chromium-driver (the browser tests)"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  if ! { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }; then
+    echo "cannot install chromium and chromium-driver: the browser tests need chromedriver on PATH" >&2
+    exit 1
+  fi
+fi
+export RTCTL_TEST_BROWSER=1
+
 echo "== cargo test (SQLite store; multi-node tests on $RTCTL_TEST_REDIS_URL)"
 # copy_store copies a SQLite hub into PostgreSQL: it runs in the PostgreSQL pass below.
 env -u RTCTL_TEST_DATABASE_URL cargo test -- --include-ignored --skip copy_store
