@@ -18,8 +18,8 @@
 //! - [`layer`]: the channel layer (publish to a group on every node): in memory, or Redis pub/sub; it
 //!   delivers through its own `LocalGroups` trait.
 //! - [`hub`]: the server: routes, sessions (parse → handle → reply), one file per endpoint, the HTTP
-//!   API, its one error type (`hub::error`), the registry of local groups, outboxes, rate limits,
-//!   presence and metrics.
+//!   API and its CORS, its one error type (`hub::error`), the registry of local groups, outboxes, rate
+//!   limits, presence and metrics, and the web console's files (`console/`, embedded).
 //! - [`cli`]: clap types only, one file per subcommand.
 //! - [`config`]: `rtctl.toml`, `RTCTL_*` and flags merged into `HubConfig` / `ClientConfig`; URL
 //!   redaction.
