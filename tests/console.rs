@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rtctl::auth::{KeySource, Verifier};
@@ -143,7 +144,7 @@ async fn a_hub_without_the_console_answers_404() {
 }
 
 /// `rtctl serve` as a process in `dir` with `args` and `env`; returns it and its address once listening.
-fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ServeChild, String) {
+pub fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ServeChild, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rtctl"));
     command.current_dir(dir).env_remove("RUST_LOG").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     for (name, _) in std::env::vars_os() {
@@ -152,27 +153,40 @@ fn serve(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ServeChild, String
         }
     }
     command.args(["serve", "--bind", "127.0.0.1:0"]).args(args).envs(env.iter().copied());
-    let mut child = ServeChild(command.spawn().expect("start rtctl serve"));
-    let stderr = child.0.stderr.take().expect("piped stderr");
+    let mut child = ServeChild { child: command.spawn().expect("start rtctl serve"), log: Arc::default() };
+    let stderr = child.child.stderr.take().expect("piped stderr");
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::clone(&child.log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("address=").nth(1) {
                 let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
             }
+            log.lock().expect("the log lock").push(line);
         }
     });
     let addr = rx.recv_timeout(Duration::from_secs(30)).expect("rtctl serve logged its address");
     (child, addr)
 }
 
-/// Stops an `rtctl serve` the test started, also when an assertion failed.
-struct ServeChild(std::process::Child);
+/// An `rtctl serve` the test started (stopped when dropped, also when an assertion failed), with what
+/// it logged so far.
+pub struct ServeChild {
+    child: std::process::Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServeChild {
+    /// The hub's log up to now, one line each.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("the log lock").join("\n")
+    }
+}
 
 impl Drop for ServeChild {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -419,3 +419,38 @@ async fn the_console_reconnects_after_a_restart_and_signs_out_on_4001() {
     assert_eq!(notice, "The hub closed the connection with 4001 (unknown or used ws token): sign in again.");
     browser.close().await;
 }
+
+/// The console's JWT travels in the fragment and its ws tokens in upgrade URLs: neither reaches the log
+/// of an `rtctl serve -v` (debug), which does record the console's requests.
+#[tokio::test]
+async fn the_consoles_tokens_never_reach_the_hubs_log() {
+    let Some(browser) = Browser::start("the_consoles_tokens_never_reach_the_hubs_log").await else { return };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (hub, addr) = crate::console::serve(dir.path(), &["-v"], &[]);
+    let file = std::fs::read_to_string(dir.path().join("rtctl.toml")).expect("the config file serve created");
+    let file: toml::Table = toml::from_str(&file).expect("TOML");
+    let secret = file["jwt_secret"].as_str().expect("a secret").to_owned();
+    let claims = auth::claims_for(&staff("admin"), Duration::from_secs(600));
+    let token = auth::mint(&claims, &SigningKey::Hs256(secret)).expect("mint");
+
+    browser.goto(&format!("http://{addr}/console/#token={token}")).await;
+    browser.wait_for("the console", "return document.querySelectorAll('.nav a').length", vec![]).await;
+    for route in ["#/dashboard", "#/notifications", "#/chat"] {
+        browser.eval("location.hash = arguments[0]", vec![json!(route)]).await;
+        if route != "#/chat" {
+            live(&browser).await;
+        }
+    }
+    let logged = "path=\"/api/v1/chat/rooms\" status=200";
+    let deadline = Instant::now() + WAIT;
+    while !hub.log().contains(logged) {
+        assert!(Instant::now() < deadline, "the requests are not logged:\n{}", hub.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = hub.log();
+    assert!(log.contains("path=\"/api/user/ws-token/\" status=200"), "{log}");
+    assert!(!log.contains(&token[token.len() - 24..]), "the JWT is in the log:\n{log}");
+    assert!(!log.contains("wst_"), "a ws token is in the log:\n{log}");
+    assert!(!log.contains("token="), "a token parameter is in the log:\n{log}");
+    browser.close().await;
+}
