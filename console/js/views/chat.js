@@ -15,6 +15,13 @@ const TYPING_IDLE_MS = 3000;
 /** Another user's indicator goes away this long after their last `typing: true`. */
 const TYPING_SHOWN_MS = 6000;
 
+/** A client_id for an optimistic message. Not crypto.randomUUID: a hub reached over plain HTTP on
+ * another host is not a secure context, where browsers leave it out. */
+function clientIdNow() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `c-${Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('')}`;
+}
+
 export function mount(root, ctx) {
   const roomId = ctx.params[0] ? decodeURIComponent(ctx.params[0]) : null;
   const me = ctx.session.userId;
@@ -199,7 +206,7 @@ export function mount(root, ctx) {
   async function send() {
     const text = input.value;
     if (!text.trim() || !socket.phaseIs('live')) return;
-    const clientId = crypto.randomUUID();
+    const clientId = clientIdNow();
     messages.push({ pending: true, client_id: clientId, sender_id: me, content: text, created_at: new Date().toISOString() });
     input.value = '';
     stopTyping();
