@@ -25,6 +25,9 @@ pub const DEFAULT_NODE_TTL: Duration = Duration::from_secs(30);
 /// How long a client may take to send an HTTP request's headers (hyper's own default, which
 /// `axum::serve` never armed), also the longest an idle keep-alive connection is kept.
 pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the hub waits for a client to answer its close frame before it drops the connection: long
+/// enough for a client that is reading to take the rest of a partly written frame and the close.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long an HTTP request's body may take to arrive (1 MiB at most: 35 KB/s will do).
 pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The shortest `node_ttl`: it is refreshed every third of it, and a refresh that a busy Redis or a
@@ -144,6 +147,8 @@ pub struct Limits {
     pub http_header_timeout: Duration,
     /// How long an HTTP request's body may take to arrive before the hub answers 408.
     pub http_request_timeout: Duration,
+    /// How long the hub waits for the client's answer to its close frame (not a flag; tests lengthen it).
+    pub close_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -160,6 +165,7 @@ impl Default for Limits {
             message_burst: DEFAULT_MESSAGE_BURST,
             http_header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
             http_request_timeout: DEFAULT_HTTP_REQUEST_TIMEOUT,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
         }
     }
 }

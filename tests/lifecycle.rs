@@ -194,7 +194,13 @@ async fn a_client_close_is_echoed() {
 /// never filled, and counted once; what it had taken is a prefix of the events, in order.
 #[tokio::test]
 async fn a_stalled_socket_is_closed_with_4008_after_the_send_timeout() {
-    let hub = TestHub::start_with(|config| config.limits.send_timeout = Duration::from_millis(300)).await;
+    let hub = TestHub::start_with(|config| {
+        config.limits.send_timeout = Duration::from_millis(300);
+        // The 4008 may come while the test is still publishing (40 requests of 256 KiB take seconds on
+        // a loaded machine), and the test reads only afterwards: the hub must still be waiting then.
+        config.limits.close_timeout = Duration::from_secs(60);
+    })
+    .await;
     let token = hub.member_jwt("stalled", &["acme"]);
     let mut stalled = RawWs::connect_small(hub.addr, &format!("/ws/events/acme/?token={token}")).await;
     let pad = "p".repeat(256 * 1024);

@@ -502,7 +502,7 @@ impl RawWs {
     /// Lets the socket take a large window again after [`RawWs::connect_small`] made the hub's writes
     /// block: what the hub still sends after a stall (the rest of a partly written frame, its close) then
     /// arrives in a few round trips instead of one per 4 KiB, each a pair of wake-ups that a loaded
-    /// machine can delay past the hub's 2 s close wait.
+    /// machine can delay past the hub's close wait.
     pub fn widen_receive_buffer(&self) {
         socket2::SockRef::from(&self.stream).set_recv_buffer_size(1 << 20).expect("set SO_RCVBUF");
     }

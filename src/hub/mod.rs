@@ -290,10 +290,11 @@ where
             let identity = match hub.authenticate(token.as_deref()).await {
                 Ok(identity) => identity,
                 Err(AuthError::Unavailable) => {
-                    return session::refuse(socket, Refusal::new(close::INTERNAL, "token store unavailable")).await;
+                    return session::refuse(&hub, socket, Refusal::new(close::INTERNAL, "token store unavailable"))
+                        .await;
                 }
                 Err(error) => {
-                    return session::refuse(socket, Refusal::new(close::UNAUTHORIZED, error.to_string())).await;
+                    return session::refuse(&hub, socket, Refusal::new(close::UNAUTHORIZED, error.to_string())).await;
                 }
             };
             tracing::Span::current().record("user", identity.user_id.as_str());
@@ -305,7 +306,7 @@ where
             let conn = Conn { id: hub.next_conn_id(), identity, outbox };
             match open(Arc::clone(&hub), conn).await {
                 Ok(accepted) => session::serve(Arc::clone(&hub), socket, accepted).await,
-                Err(refusal) => session::refuse(socket, refusal).await,
+                Err(refusal) => session::refuse(&hub, socket, refusal).await,
             }
             hub.metrics.disconnected(S::ENDPOINT);
             hub.presence.leave(presence::scope::HUB, &user_id).await;

@@ -32,8 +32,6 @@ use crate::protocol::{self, ErrorCode, Request, RequestError, RequestId, close};
 /// An upgraded connection: tungstenite reads from the TCP socket and writes through the outbox.
 pub type WebSocket = WebSocketStream<Wire>;
 
-/// How long the hub waits for the client's answer to its close frame.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The 4008 reasons: the socket took nothing for `send_timeout`, or more was queued than it may hold.
 const WRITE_TIMED_OUT: &str = "slow consumer: write timed out";
 const QUEUE_OVERFLOWED: &str = "slow consumer: outbound queue overflowed";
@@ -137,9 +135,9 @@ enum End {
 }
 
 /// Closes a freshly upgraded socket with a refusal (4001, 4003, 4004).
-pub async fn refuse(mut socket: WebSocket, refusal: Refusal) {
+pub async fn refuse(hub: &Hub, mut socket: WebSocket, refusal: Refusal) {
     debug!(code = refusal.code, reason = %refusal.reason, "refused after upgrade");
-    close_socket(&mut socket, refusal.code, refusal.reason).await;
+    close_socket(&mut socket, refusal.code, refusal.reason, hub.config.limits.close_timeout).await;
     socket.get_ref().outbox().close();
 }
 
@@ -152,7 +150,7 @@ pub async fn serve<S: Session>(hub: Arc<Hub>, mut socket: WebSocket, accepted: A
         if code == close::SLOW_CONSUMER {
             debug!(user = %conn.identity.user_id, "closing slow consumer");
         }
-        close_socket(&mut socket, code, reason.to_owned()).await;
+        close_socket(&mut socket, code, reason.to_owned(), hub.config.limits.close_timeout).await;
     }
     conn.outbox.close();
     session.on_close().await;
@@ -242,7 +240,7 @@ async fn run_loop<S: Session>(
                         conn.outbox.begin_close();
                         let _ = socket.flush().await;
                         let drain = std::future::poll_fn(|cx| conn.outbox.poll_drain(cx));
-                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain).await;
+                        let _ = tokio::time::timeout(limits.close_timeout, drain).await;
                         return End::Gone;
                     }
                     None => return End::Gone,
@@ -340,9 +338,9 @@ fn read_error(error: tungstenite::Error) -> End {
     }
 }
 
-/// Sends a close frame and waits briefly for the client's answer, so it sees a clean close.
-async fn close_socket(socket: &mut WebSocket, code: u16, reason: String) {
-    let deadline = Instant::now() + CLOSE_TIMEOUT;
+/// Sends a close frame and waits up to `wait` for the client's answer, so it sees a clean close.
+async fn close_socket(socket: &mut WebSocket, code: u16, reason: String, wait: Duration) {
+    let deadline = Instant::now() + wait;
     socket.get_ref().outbox().begin_close();
     let frame = CloseFrame { code: code.into(), reason: reason.into() };
     let answer = async {
