@@ -71,7 +71,8 @@ struct Client {
 
 impl Client {
     fn spawn(mut command: Command) -> Self {
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        // Its stderr (`connected to …`, `reconnecting in …`) would land in the test's output.
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = command.spawn().unwrap();
         let lines = BufReader::new(child.stdout.take().unwrap()).lines();
         Self { child, lines }
@@ -741,7 +742,7 @@ async fn status_watch_into_a_pipe() {
     let hub = TestHub::start().await;
     let dir = TempDir::new().unwrap();
     let mut status = rtctl(&hub, dir.path());
-    status.args(["status", "--watch"]).stdin(Stdio::null()).stdout(Stdio::piped());
+    status.args(["status", "--watch"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = status.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();

@@ -7,7 +7,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// `rtctl` with a clean `RTCTL_*` environment, run in `dir`.
+/// `rtctl` with a clean `RTCTL_*` environment, run in `dir`. A `serve` without `--bind` listens on a
+/// port the kernel picks, never on the default 8000: a hub a developer keeps running there (the README's
+/// quick start) would turn a test's expected error into "Address already in use".
 fn rtctl(dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rtctl"));
     command.current_dir(dir).env_remove("RUST_LOG");
@@ -16,6 +18,7 @@ fn rtctl(dir: &std::path::Path) -> Command {
             command.env_remove(name);
         }
     }
+    command.env("RTCTL_BIND", "127.0.0.1:0");
     command
 }
 
