@@ -266,6 +266,24 @@ async fn a_jwks_hub_chooses_the_key_by_kid() {
     assert!(reason.contains("kid"), "{reason}");
 }
 
+/// A `kid` of 200 characters, quoted in the refusal, still gives a clean close 4001: the reason is cut
+/// to the 123 bytes a close frame can carry (an invalid frame would reach the client as 1006).
+#[tokio::test]
+async fn an_overlong_kid_still_closes_cleanly_with_4001() {
+    let hub = TestHub::start_with(|config| {
+        config.keys = auth::KeySource::Jwks(include_str!("fixtures/jwks.json").to_owned());
+    })
+    .await;
+    let claims = auth::claims_for(&user_identity("u2"), Duration::from_secs(3600));
+    let key = SigningKey::Es256(include_str!("fixtures/es256-private.pem").into());
+    let kid = "é".repeat(200);
+    let token = auth::mint_with_kid(&claims, &key, Some(&kid)).expect("mint");
+    let (code, reason) = refused(&hub, &token).await;
+    assert_eq!(code, 4001);
+    assert!(reason.starts_with("invalid token: unknown kid \"éé"), "{reason}");
+    assert!(reason.len() <= 123 && reason.len() > 120, "{} bytes: {reason}", reason.len());
+}
+
 /// With an issuer and an audience configured, a token must carry both, matching.
 #[tokio::test]
 async fn configured_issuer_and_audience_are_required() {

@@ -441,3 +441,28 @@ async fn one_request_for_many_users_reaches_each_of_them() {
         assert_quiet(ws).await;
     }
 }
+
+/// 1,100 copies of one id in `user_ids` (more than the 1,024 frames a connection's queue holds) make one
+/// notification: one row, one push, and the user's reading client stays open. `1` and `"1"` are one user.
+#[tokio::test]
+async fn repeated_recipients_get_one_notification() {
+    let hub = TestHub::start().await;
+    let mut ws = hub.notifications("1").await;
+    let mut ids: Vec<Value> = vec![json!("1"); 1_100];
+    ids.push(json!(1));
+    let body = json!({"user_ids": ids, "title": "Once", "body": "only once"});
+    let response = hub.post_api("/api/v1/notifications", &body).await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.expect("a JSON body");
+    let created = created["notifications"].as_array().expect("a list of notifications");
+    assert_eq!(created.len(), 1, "one notification, not one per copy");
+    assert_eq!(created[0]["user_id"], "1");
+    let push = recv(&mut ws).await;
+    assert_eq!((&push["type"], &push["notification"]["title"]), (&json!("notification"), &json!("Once")));
+    assert_eq!(recv(&mut ws).await, json!({"type": "unread_count", "count": 1}));
+    assert_quiet(&mut ws).await;
+    let (status, page) =
+        hub.get_json("/api/v1/notifications", &[("authorization", &format!("Bearer {}", hub.jwt("1")))]).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["notifications"].as_array().map(Vec::len), Some(1), "{page}");
+}

@@ -269,16 +269,25 @@ async fn create_notifications(
     Ok((StatusCode::CREATED, axum::Json(json!({"notifications": created}))).into_response())
 }
 
-/// `user_id` or `user_ids` (exactly one of them), each a string or an integer.
+/// `user_id` or `user_ids` (exactly one of them), each a string or an integer; repeats are dropped.
 fn recipients(user_id: Option<String>, user_ids: Option<&[Value]>) -> Result<Vec<String>, HubError> {
     match (user_id, user_ids) {
         (Some(user), None) => Ok(vec![user]),
-        (None, Some(ids)) if !ids.is_empty() && ids.len() <= MAX_RECIPIENTS => ids
-            .iter()
-            .map(|id| {
-                protocol::user_id(id).map_err(|_| HubError::bad_request("user_ids must hold strings or integers"))
-            })
-            .collect(),
+        (None, Some(ids)) if !ids.is_empty() && ids.len() <= MAX_RECIPIENTS => {
+            // Each user once, in the order given: a repeated id would store and push the notification
+            // again for every copy, and more copies than a connection's queue holds would close the
+            // user's reading client as a slow consumer (4008). `1` and `"1"` are the same user.
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            let mut users = Vec::with_capacity(ids.len());
+            for id in ids {
+                let user = protocol::user_id(id)
+                    .map_err(|_| HubError::bad_request("user_ids must hold strings or integers"))?;
+                if seen.insert(user.clone()) {
+                    users.push(user);
+                }
+            }
+            Ok(users)
+        }
         (None, Some(_)) => Err(HubError::bad_request(format!("user_ids must hold 1..{MAX_RECIPIENTS} ids"))),
         (Some(_), Some(_)) => Err(HubError::bad_request("give user_id or user_ids, not both")),
         (None, None) => Err(HubError::bad_request("missing field `user_id` (or `user_ids`)")),

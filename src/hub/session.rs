@@ -342,6 +342,7 @@ fn read_error(error: tungstenite::Error) -> End {
 async fn close_socket(socket: &mut WebSocket, code: u16, reason: String, wait: Duration) {
     let deadline = Instant::now() + wait;
     socket.get_ref().outbox().begin_close();
+    let reason = close::truncate_reason(&reason).to_owned();
     let frame = CloseFrame { code: code.into(), reason: reason.into() };
     let answer = async {
         socket.send(Message::Close(Some(frame))).await?;

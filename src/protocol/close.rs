@@ -40,6 +40,20 @@ close_codes! {
     RATE_LIMITED = 4029, "too many messages: rate limit exceeded repeatedly";
 }
 
+/// The longest close reason, in bytes: a close frame's payload is at most 125 bytes (RFC 6455 §5.5), two
+/// of them the code. A longer reason makes the frame invalid and the client sees 1006 instead of the code.
+pub const MAX_REASON: usize = 123;
+
+/// `reason` cut to [`MAX_REASON`] bytes at a character boundary; every close the hub sends goes through
+/// this, since a reason may quote what a client sent (an unknown JWT `kid`, say).
+pub fn truncate_reason(reason: &str) -> &str {
+    if reason.len() <= MAX_REASON {
+        return reason;
+    }
+    let end = (0..=MAX_REASON).rev().find(|&i| reason.is_char_boundary(i)).unwrap_or(0);
+    &reason[..end]
+}
+
 /// What a close code means, in a few words; `None` for a code the protocol does not use.
 pub fn meaning(code: u16) -> Option<&'static str> {
     ALL.iter().find(|(known, _)| *known == code).map(|(_, meaning)| *meaning)
@@ -53,5 +67,17 @@ mod tests {
         assert!(super::ALL.windows(2).all(|pair| pair[0].0 < pair[1].0));
         assert_eq!(super::meaning(super::SLOW_CONSUMER), Some("slow consumer: the outbound queue overflowed"));
         assert_eq!(super::meaning(1006), None);
+    }
+
+    /// A reason is cut to 123 bytes, never inside a character; a short one is left alone.
+    #[test]
+    fn reasons_are_cut_to_123_bytes_on_a_character_boundary() {
+        assert_eq!(super::truncate_reason("token expired"), "token expired");
+        let ascii = "k".repeat(200);
+        assert_eq!(super::truncate_reason(&ascii), &ascii[..123]);
+        // "é" is two bytes: after the "a", 61 of them end at byte 123; alone, the 62nd would end at 124.
+        let accented = format!("a{}", "é".repeat(100));
+        assert_eq!(super::truncate_reason(&accented), format!("a{}", "é".repeat(61)));
+        assert_eq!(super::truncate_reason(&"é".repeat(100)).len(), 122);
     }
 }
