@@ -521,7 +521,9 @@ async fn json_summary_has_every_documented_field() {
             &[
                 "window_s",
                 "bench_cores",
+                "bench_system_cores",
                 "hub_cores",
+                "hub_system_cores",
                 "machine_cores",
                 "machine_busy_pct",
                 "machine_softirq_pct",
@@ -529,6 +531,7 @@ async fn json_summary_has_every_documented_field() {
                 "saturated",
             ],
         ),
+        ("cost", &["hub_ns", "hub_system_ns", "bench_ns", "bench_system_ns", "softirq_ns", "machine_ns"]),
         ("timeline/0", &["t_s", "deliveries", "per_s", "p50_ms", "p99_ms", "max_ms"]),
         ("distribution/0", &["percentile", "latency_ms"]),
         ("thresholds/0", &["expr", "value", "passed"]),
@@ -552,12 +555,21 @@ async fn json_summary_has_every_documented_field() {
     let busy = cpu["machine_busy_pct"].as_f64().unwrap();
     assert!((0.0..=100.0).contains(&busy), "{cpu}");
     assert!(cpu["machine_softirq_pct"].as_f64().unwrap() <= busy, "{cpu}");
+    // The cost per delivery is the window's cores over the deliveries per second.
+    let cost = &json["cost"];
+    assert_eq!(cost["hub_ns"], serde_json::Value::Null, "{cost}");
+    let per_s = json["deliveries"]["per_s"].as_f64().unwrap();
+    let bench_ns = cost["bench_ns"].as_f64().unwrap();
+    assert!((bench_ns - cpu["bench_cores"].as_f64().unwrap() * 1e9 / per_s).abs() < 1e-3, "{cost} {cpu}");
+    assert!(cost["bench_system_ns"].as_f64().unwrap() <= bench_ns, "{cost}");
+    assert!(cost["softirq_ns"].as_f64().unwrap() <= cost["machine_ns"].as_f64().unwrap(), "{cost}");
     assert_eq!(json["thresholds"][1]["expr"], "machine_busy_pct<=100");
     assert_eq!(json["thresholds"][1]["value"].as_f64(), Some(busy));
     assert_eq!(json["thresholds"][1]["passed"], true);
 }
 
-/// `--spawn` starts its own hub in a child process, which it observes: CPU and memory come from that
+/// `--spawn` starts its own hub in a child process, which it observes: CPU (per delivery too, with
+/// thresholds on it) and memory come from that
 /// process, so a run needs nothing else. The hub's store is temporary whatever the environment says: the
 /// `RTCTL_*` variables of the user's own hub (here unreachable ones, which would stop the hub from
 /// starting) do not reach it.
@@ -566,7 +578,7 @@ async fn spawn_runs_and_observes_its_own_hub() {
     let dir = tempfile::tempdir().unwrap();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
         .args(["bench", "fanout", "--spawn", "-n", "20", "-r", "50", "--messages", "50", "--warmup", "0s"])
-        .args(["--json", "-q", "-t", "loss=0"])
+        .args(["--json", "-q", "-t", "loss=0", "-t", "hub_ns_per_delivery>0", "-t", "bench_ns_per_delivery<1"])
         .current_dir(dir.path())
         .env("RTCTL_DATABASE_URL", "postgres://nobody@127.0.0.1:9/production")
         .env("RTCTL_REDIS_URL", "redis://127.0.0.1:9")
@@ -574,8 +586,21 @@ async fn spawn_runs_and_observes_its_own_hub() {
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Exit 3: no bench receives a delivery in under a nanosecond of CPU.
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cost = &json["cost"];
+    let hub_ns = cost["hub_ns"].as_f64().expect("the spawned hub's CPU is observed");
+    assert!(cost["hub_system_ns"].as_f64().unwrap() <= hub_ns, "{cost}");
+    let verdicts: Vec<(&str, bool)> = json["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["expr"].as_str().unwrap(), t["passed"] == true))
+        .collect();
+    assert_eq!(verdicts, [("loss=0", true), ("hub_ns_per_delivery>0", true), ("bench_ns_per_delivery<1", false)]);
+    assert_eq!(json["thresholds"][1]["value"].as_f64(), Some(hub_ns));
+    assert_eq!(json["thresholds"][2]["value"], cost["bench_ns"]);
     assert_eq!(json["deliveries"]["expected"], 1000);
     assert_eq!(json["deliveries"]["received"], 1000);
     assert_eq!(json["bench"]["includes_hub"], false);

@@ -20,9 +20,28 @@ const STEAL_WARNING_PCT: f64 = 5.0;
 /// The CPU counters at one instant.
 pub struct Sample {
     at: Instant,
-    bench: Duration,
-    hub: Option<Duration>,
+    bench: Times,
+    hub: Option<Times>,
     machine: Option<Ticks>,
+}
+
+/// A process's CPU time, split where it was spent: its own code, or the kernel working for it
+/// (system calls: most of a socket's cost). Softirq work the kernel does for nobody in particular, such
+/// as loopback's receive side, is in neither; [`Ticks`] counts it machine-wide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl Times {
+    pub fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    fn since(self, start: Times) -> Times {
+        Times { user: self.user.saturating_sub(start.user), system: self.system.saturating_sub(start.system) }
+    }
 }
 
 impl Sample {
@@ -30,8 +49,8 @@ impl Sample {
     pub fn take(hub_pid: Option<u32>) -> Self {
         Self {
             at: Instant::now(),
-            bench: process_cpu(),
-            hub: hub_pid.and_then(pid_cpu),
+            bench: process_times(),
+            hub: hub_pid.and_then(pid_times),
             machine: std::fs::read_to_string("/proc/stat").ok().and_then(|stat| Ticks::parse(&stat)),
         }
     }
@@ -40,12 +59,15 @@ impl Sample {
     pub fn since(&self, start: &Sample) -> CpuWindow {
         let window = self.at.duration_since(start.at).as_secs_f64();
         let cores = |used: Duration| if window > 0.0 { used.as_secs_f64() / window } else { 0.0 };
-        let hub = self.hub.zip(start.hub).and_then(|(end, start)| end.checked_sub(start));
+        let hub = self.hub.zip(start.hub).map(|(end, start)| end.since(start));
+        let bench = self.bench.since(start.bench);
         let machine = self.machine.zip(start.machine).and_then(|(end, start)| end.since(&start));
         CpuWindow {
             window_s: window,
-            bench_cores: cores(self.bench.saturating_sub(start.bench)),
-            hub_cores: hub.map(cores),
+            bench_cores: cores(bench.total()),
+            bench_system_cores: Some(cores(bench.system)),
+            hub_cores: hub.map(|hub| cores(hub.total())),
+            hub_system_cores: hub.map(|hub| cores(hub.system)),
             machine_cores: machine.map(|m| m.cores),
             machine_busy_pct: machine.map(|m| m.busy_pct),
             machine_softirq_pct: machine.map(|m| m.softirq_pct),
@@ -127,30 +149,41 @@ pub fn warnings(cpu: &CpuWindow) -> Vec<String> {
     warnings
 }
 
-/// User plus system CPU time this process has used so far (getrusage `RUSAGE_SELF`).
+/// User plus system CPU time this process has used so far.
 pub fn process_cpu() -> Duration {
+    process_times().total()
+}
+
+/// User plus system CPU time of another process (Linux only).
+pub fn pid_cpu(pid: u32) -> Option<Duration> {
+    pid_times(pid).map(Times::total)
+}
+
+/// The CPU time this process has used so far (getrusage `RUSAGE_SELF`).
+fn process_times() -> Times {
     // SAFETY: getrusage only writes into the zeroed struct we own.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
         if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return Duration::ZERO;
+            return Times::default();
         }
         usage
     };
     let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
+    Times { user: time(usage.ru_utime), system: time(usage.ru_stime) }
 }
 
-/// User plus system CPU time of another process, from `/proc/PID/stat` (Linux only).
-pub fn pid_cpu(pid: u32) -> Option<Duration> {
+/// The CPU time of another process, from `/proc/PID/stat` (Linux only).
+fn pid_times(pid: u32) -> Option<Times> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; fields are counted after its closing parenthesis.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line, so 11 and 12 after the name.
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let (user, system): (u64, u64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (per_second > 0).then(|| Duration::from_secs_f64(ticks as f64 / per_second as f64))
+    let time = |ticks: u64| Duration::from_secs_f64(ticks as f64 / per_second as f64);
+    (per_second > 0).then(|| Times { user: time(user), system: time(system) })
 }
 
 #[cfg(test)]
@@ -186,20 +219,22 @@ mod tests {
     fn a_window_reports_cores_and_saturation() {
         let start = Sample {
             at: Instant::now(),
-            bench: Duration::from_millis(500),
-            hub: Some(Duration::from_secs(1)),
+            bench: Times { user: Duration::from_millis(300), system: Duration::from_millis(200) },
+            hub: Some(Times { user: Duration::from_millis(400), system: Duration::from_millis(600) }),
             machine: Ticks::parse(STAT),
         };
         let end = Sample {
             at: start.at + Duration::from_secs(2),
-            bench: Duration::from_millis(2100),
-            hub: Some(Duration::from_millis(2500)),
+            bench: Times { user: Duration::from_millis(1100), system: Duration::from_millis(1000) },
+            hub: Some(Times { user: Duration::from_millis(900), system: Duration::from_millis(1600) }),
             machine: Some(Ticks { total: 1400, idle: 660, softirq: 190, steal: 17, cores: 2 }),
         };
         let window = end.since(&start);
         assert_eq!(window.window_s, 2.0);
         assert!((window.bench_cores - 0.8).abs() < 1e-9, "{}", window.bench_cores);
         assert_eq!(window.hub_cores, Some(0.75));
+        // Of which system calls: 0.8 s of the bench's 1.6 s, 1 s of the hub's 1.5 s.
+        assert_eq!((window.bench_system_cores, window.hub_system_cores), (Some(0.4), Some(0.5)));
         assert_eq!((window.machine_cores, window.machine_busy_pct), (Some(2), Some(90.0)));
         assert!(window.saturated);
         let idler = Sample { machine: Some(Ticks { idle: 700, ..end.machine.unwrap() }), ..end };

@@ -137,6 +137,9 @@ fn figures(h: &mut String, s: &Summary) {
         rows.push(("hub CPU", format!("{cores:.2} cores")));
     }
     rows.push(("CPU while measuring", super::report::window_line(&s.cpu)));
+    if let Some(line) = super::report::cost_line(&s.cost) {
+        rows.push(("CPU per delivery", line));
+    }
     if let Some(per) = s.hub.memory_per_connection_bytes {
         rows.push(("hub memory per connection", format!("{:.1} KiB", per / 1024.0)));
     }

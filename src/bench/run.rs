@@ -143,6 +143,8 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         .map(|(before, after)| (after as f64 - before as f64) / established as f64);
     let machine_limit = recorder.errors.keys().find_map(|kind| limits::machine_limit(kind)).map(str::to_owned);
     let deliveries = account(&shared, &outcomes, measure_start);
+    let cpu_window = window_end.since(&window_start);
+    let cost = DeliveryCost::new(&cpu_window, deliveries.per_s);
     let mut summary = Summary {
         schema: SCHEMA,
         scenario: plan.scenario.name().into(),
@@ -195,7 +197,8 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
             layer: stats_before.as_ref().and_then(|stats| stats.layer.clone()),
             store: stats_before.and_then(|stats| stats.store),
         },
-        cpu: window_end.since(&window_start),
+        cost,
+        cpu: cpu_window,
         timeline: timeline(&recorder, shared.shards.bucket_ns()),
         distribution: distribution(&recorder.latency),
         thresholds: Vec::new(),

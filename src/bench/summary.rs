@@ -51,6 +51,10 @@ pub struct Summary {
     pub hub: HubUsage,
     /// CPU use during the measured window: the bench's, the hub's and the machine's.
     pub cpu: CpuWindow,
+    /// CPU time per delivery in the measured window, for the hub, the bench and the kernel. Absent from
+    /// summaries before it was added.
+    #[serde(default)]
+    pub cost: DeliveryCost,
     /// Deliveries and latency per time slice of the measured window.
     pub timeline: Vec<TimelinePoint>,
     /// The latency distribution: latency at percentiles from 0 to 100 (for plotting).
@@ -187,8 +191,15 @@ pub struct CpuWindow {
     pub window_s: f64,
     /// Cores the bench process kept busy (with an in-process hub, the hub included).
     pub bench_cores: f64,
+    /// Of `bench_cores`, the share spent in the kernel on the bench's behalf (system calls). Absent from
+    /// summaries before it was added.
+    #[serde(default)]
+    pub bench_system_cores: Option<f64>,
     /// Cores the hub process kept busy (`--spawn` or `--hub-pid`); null when it could not be observed.
     pub hub_cores: Option<f64>,
+    /// Of `hub_cores`, the share spent in system calls.
+    #[serde(default)]
+    pub hub_system_cores: Option<f64>,
     /// CPUs online on this machine; this and the other `machine_` figures are null without `/proc/stat`.
     pub machine_cores: Option<u64>,
     /// Share of the machine's CPU time (all CPUs) that was not idle, in percent.
@@ -201,6 +212,45 @@ pub struct CpuWindow {
     /// True when the machine was at least 90 % busy: latency then includes waiting for a CPU, and the
     /// hub and the bench competed for cores.
     pub saturated: bool,
+}
+
+/// CPU time per delivery, in nanoseconds: the cores a party kept busy in the measured window divided by
+/// the measured deliveries per second. A regression of the hub's send path shows in `hub_ns`, of the
+/// bench's receive path in `bench_ns`, of the kernel's TCP path in the `_system_ns` and `softirq_ns`
+/// figures. Null where a party could not be observed (a hub without a pid, no `/proc/stat`) or nothing
+/// was delivered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeliveryCost {
+    /// The hub process, user plus system.
+    pub hub_ns: Option<f64>,
+    /// Of `hub_ns`, system calls (sending, epoll).
+    pub hub_system_ns: Option<f64>,
+    /// The bench process, user plus system (with an in-process hub, the hub included).
+    pub bench_ns: Option<f64>,
+    /// Of `bench_ns`, system calls (receiving, epoll).
+    pub bench_system_ns: Option<f64>,
+    /// The whole machine's softirq time: on loopback, most of TCP's delivery and acknowledgement work,
+    /// charged to no process.
+    pub softirq_ns: Option<f64>,
+    /// Every busy CPU of the machine, whoever used it: above `hub_ns + bench_ns + softirq_ns` by what
+    /// else ran (the publisher's HTTP calls are in `bench_ns`; other programs are not).
+    pub machine_ns: Option<f64>,
+}
+
+impl DeliveryCost {
+    /// The cost of `per_s` deliveries per second at the CPU use `cpu`.
+    pub fn new(cpu: &CpuWindow, per_s: f64) -> Self {
+        let ns = |cores: f64| (per_s > 0.0).then(|| cores * 1e9 / per_s);
+        let machine_share = |pct: Option<f64>| pct.zip(cpu.machine_cores).map(|(pct, n)| pct / 100.0 * n as f64);
+        Self {
+            hub_ns: cpu.hub_cores.and_then(ns),
+            hub_system_ns: cpu.hub_system_cores.and_then(ns),
+            bench_ns: ns(cpu.bench_cores),
+            bench_system_ns: cpu.bench_system_cores.and_then(ns),
+            softirq_ns: machine_share(cpu.machine_softirq_pct).and_then(ns),
+            machine_ns: machine_share(cpu.machine_busy_pct).and_then(ns),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -304,6 +354,8 @@ impl Summary {
             "deliveries_per_s" => self.deliveries.per_s,
             "connect_per_s" => self.connections.connect_per_s,
             "bench_cpu_cores" => self.bench.cpu_cores,
+            "hub_ns_per_delivery" => return self.cost.hub_ns,
+            "bench_ns_per_delivery" => return self.cost.bench_ns,
             "machine_busy_pct" => return self.cpu.machine_busy_pct,
             "machine_steal_pct" => return self.cpu.machine_steal_pct,
             "memory_per_connection" => return self.hub.memory_per_connection_bytes,

@@ -79,6 +79,8 @@ const METRICS: &[(&str, Kind)] = &[
     ("deliveries_per_s", Kind::Number),
     ("connect_per_s", Kind::Number),
     ("bench_cpu_cores", Kind::Number),
+    ("hub_ns_per_delivery", Kind::Number),
+    ("bench_ns_per_delivery", Kind::Number),
     ("machine_busy_pct", Kind::Number),
     ("machine_steal_pct", Kind::Number),
     ("memory_per_connection", Kind::Bytes),
