@@ -50,6 +50,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --database-pool 'Most connections this node opens to the database (PostgreSQL''s are shared by every node) [default: 8 for SQLite, 16 for PostgreSQL]'
             cand --redis-url 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]'
             cand --redis-prefix 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]'
+            cand --redis-frame-key 'Key of the HMAC that authenticates every frame the nodes exchange through Redis; the same on every node, at least 16 characters [default: from the config file, else derived from the API key]'
             cand --node-ttl 'With Redis: how long a node that died without closing its sockets still counts in presence (users and admins online, room members), e.g. 15s; it refreshes every third of this [default: 30s]'
             cand --max-frame 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]'
             cand --queue 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]'

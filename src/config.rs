@@ -264,6 +264,10 @@ pub struct RedisConfig {
     /// How long a node's liveness key outlives its last refresh (every third of this): a node that died
     /// without closing its sockets stops counting in presence that long after.
     pub node_ttl: Duration,
+    /// Keys the HMAC-SHA256 tag on every frame the nodes exchange through Redis: a node drops what it
+    /// cannot verify, so a client of the same Redis cannot write into users' sockets. Every node of a
+    /// deployment must have the same one.
+    pub frame_key: Secret,
 }
 
 impl HubConfig {
@@ -311,6 +315,7 @@ pub struct FileConfig {
     pub database_pool: Option<u32>,
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
+    pub redis_frame_key: Option<String>,
     pub node_ttl: Option<String>,
     pub max_frame: Option<String>,
     pub queue: Option<usize>,
@@ -375,6 +380,7 @@ impl FileConfig {
         let config = Self {
             jwt_secret: Some(crate::auth::random_secret()),
             api_key: Some(crate::auth::random_secret()),
+            redis_frame_key: Some(crate::auth::random_secret()),
             ..Self::default()
         };
         let text = format!(
@@ -399,6 +405,18 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.as_file().sync_all()?;
     file.persist_noclobber(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// The Redis frame key of a deployment whose settings name none: derived from the API key (which every
+/// node shares, and which Redis never sees), so that a config file written before `redis_frame_key`
+/// existed still authenticates its frames.
+fn derived_frame_key(api_key: &Secret) -> Secret {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(api_key.expose().as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(b"rtctl redis frame key v1");
+    let digest = mac.finalize().into_bytes();
+    Secret::new(digest.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// Parses a duration such as `20s`, `1m30s`, `1h`, naming the setting when it is wrong.
@@ -503,7 +521,13 @@ impl FileConfig {
                 if node_ttl < MIN_NODE_TTL {
                     bail!("invalid node_ttl: must be at least {}", humantime::format_duration(MIN_NODE_TTL));
                 }
-                Some(RedisConfig { url: Secret::new(url), prefix, node_ttl })
+                let frame_key = match self.redis_frame_key.or(file.redis_frame_key.clone()) {
+                    Some(key) if key.len() >= 16 => Secret::new(key),
+                    Some(_) => bail!("invalid redis_frame_key: must be at least 16 characters"),
+                    // A config file from before the setting: every node already shares the API key.
+                    None => derived_frame_key(&api_key),
+                };
+                Some(RedisConfig { url: Secret::new(url), prefix, node_ttl, frame_key })
             }
             None => None,
         };
@@ -682,9 +706,17 @@ mod tests {
             url: Secret::new("redis://:redis-pass-1@cache.example"),
             prefix: "rtctl".into(),
             node_ttl: DEFAULT_NODE_TTL,
+            frame_key: Secret::new("frame-key-value-2"),
         });
         let text = format!("{config:?}");
-        for secret in ["jwt-secret-value-123", "api-key-value-456", "db-pass-789", "query-pass-0", "redis-pass-1"] {
+        for secret in [
+            "jwt-secret-value-123",
+            "api-key-value-456",
+            "db-pass-789",
+            "query-pass-0",
+            "redis-pass-1",
+            "frame-key-value-2",
+        ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("postgres://***@db.example/rtctl"), "{text}");
@@ -795,6 +827,38 @@ mod tests {
         let flags = FileConfig { message_burst: Some(0), ..FileConfig::default() };
         let err = flags.resolve(&file).unwrap_err().to_string();
         assert_eq!(err, "invalid message_burst: must be at least 1 while message_rate is on");
+    }
+
+    /// A new config file holds a Redis frame key; a setting wins over the file, a short one is refused by
+    /// name, and a file without one gets a key derived from the API key (the same on every node that
+    /// shares the key, and never the API key itself).
+    #[test]
+    fn redis_frame_key_comes_from_the_settings_or_the_api_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = FileConfig::create(&dir.path().join("rtctl.toml")).unwrap();
+        assert!(created.redis_frame_key.as_ref().is_some_and(|key| key.len() >= 32));
+        let file = FileConfig {
+            jwt_secret: Some("file-secret-0123456789".into()),
+            api_key: Some("file-key-0123456789".into()),
+            redis_url: Some("redis://127.0.0.1:6379".into()),
+            ..FileConfig::default()
+        };
+        let key = |flags: FileConfig, file: &FileConfig| {
+            flags.resolve(file).map(|c| c.redis.expect("redis").frame_key.expose().to_owned())
+        };
+        let derived = key(FileConfig::default(), &file).unwrap();
+        assert_eq!(derived.len(), 64);
+        assert_ne!(derived, "file-key-0123456789");
+        assert_eq!(key(FileConfig::default(), &file).unwrap(), derived, "every node derives the same key");
+        let file = FileConfig { redis_frame_key: Some("file-frame-key-0123".into()), ..file };
+        assert_eq!(key(FileConfig::default(), &file).unwrap(), "file-frame-key-0123");
+        let flags = FileConfig { redis_frame_key: Some("flag-frame-key-0123".into()), ..FileConfig::default() };
+        assert_eq!(key(flags, &file).unwrap(), "flag-frame-key-0123", "the flag wins over the file");
+        let flags = FileConfig { redis_frame_key: Some("short".into()), ..FileConfig::default() };
+        assert_eq!(
+            key(flags, &file).unwrap_err().to_string(),
+            "invalid redis_frame_key: must be at least 16 characters"
+        );
     }
 
     /// `database_pool` is unset by default (each store picks its own), taken from the file or a flag,

@@ -22,6 +22,7 @@ fn redis_config() -> RedisConfig {
         url: Secret::new(redis_url()),
         prefix: format!("rtctl-test-{:016x}", rand::random::<u64>()),
         node_ttl: DEFAULT_NODE_TTL,
+        frame_key: Secret::new(rtctl::auth::random_secret()),
     }
 }
 
@@ -321,7 +322,12 @@ async fn a_node_keeps_its_members_through_a_redis_restart() {
     let mut server = start_redis().await;
     let url = format!("redis://127.0.0.1:{port}");
     let hub = TestHub::start_with(|config| {
-        config.redis = Some(RedisConfig { url: Secret::new(url), prefix: "restart".into(), node_ttl: DEFAULT_NODE_TTL })
+        config.redis = Some(RedisConfig {
+            url: Secret::new(url),
+            prefix: "restart".into(),
+            node_ttl: DEFAULT_NODE_TTL,
+            frame_key: Secret::new(rtctl::auth::random_secret()),
+        })
     })
     .await;
     let (mut ws, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("u1", &["acme"])).await;
@@ -394,6 +400,7 @@ async fn an_unreachable_redis_fails_the_start_without_showing_its_password() {
         url: Secret::new("redis://:hunter2@127.0.0.1:1/"),
         prefix: "rtctl".into(),
         node_ttl: DEFAULT_NODE_TTL,
+        frame_key: Secret::new(rtctl::auth::random_secret()),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let run = rtctl::hub::run(listener, config, std::future::pending());

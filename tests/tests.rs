@@ -11,6 +11,7 @@ mod cors;
 mod dashboard;
 mod docs;
 mod events;
+mod faults;
 mod http;
 mod lifecycle;
 mod multinode;

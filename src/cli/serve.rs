@@ -61,6 +61,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
 
+    /// Key of the HMAC that authenticates every frame the nodes exchange through Redis; the same on every
+    /// node, at least 16 characters [default: from the config file, else derived from the API key]
+    #[arg(long, env = "RTCTL_REDIS_FRAME_KEY", hide_env_values = true)]
+    pub redis_frame_key: Option<String>,
+
     /// With Redis: how long a node that died without closing its sockets still counts in presence
     /// (users and admins online, room members), e.g. 15s; it refreshes every third of this [default: 30s]
     #[arg(long, env = "RTCTL_NODE_TTL", value_name = "DURATION")]

@@ -66,6 +66,7 @@ fn settings(args: ServeArgs) -> FileConfig {
         database_pool: args.database_pool,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
+        redis_frame_key: args.redis_frame_key,
         node_ttl: args.node_ttl,
         max_frame: args.max_frame,
         queue: args.queue,

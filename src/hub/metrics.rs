@@ -41,6 +41,7 @@ pub struct Metrics {
     rate_limited_requests: Counter,
     auth_failures: Family<ReasonLabel, Counter>,
     layer_losses: Counter,
+    layer_rejected: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +63,7 @@ impl Metrics {
         let rate_limited_requests = Counter::default();
         let auth_failures = Family::<ReasonLabel, Counter>::default();
         let layer_losses = Counter::default();
+        let layer_rejected = Counter::default();
         registry.register("connections", "Open WebSocket connections", connections.clone());
         registry.register("frames_in", "WebSocket text frames received from clients", frames_in.clone());
         registry.register("frames_out", "WebSocket text frames sent to clients", frames_out.clone());
@@ -75,6 +77,11 @@ impl Metrics {
             "layer_connection_losses",
             "Times the Redis layer's subscriber connection was lost (pushes published meanwhile missed this node)",
             layer_losses.clone(),
+        );
+        registry.register(
+            "layer_rejected_payloads",
+            "Redis pub/sub payloads dropped because their HMAC did not verify (forged, corrupted, another key)",
+            layer_rejected.clone(),
         );
         let per_endpoint = |family: &Family<EndpointLabel, Counter>| {
             Endpoint::ALL.map(|e| family.get_or_create(&EndpointLabel { endpoint: e.label() }).clone())
@@ -91,6 +98,7 @@ impl Metrics {
             rate_limited_requests,
             auth_failures,
             layer_losses,
+            layer_rejected,
             registry,
         }
     }
@@ -116,9 +124,10 @@ impl Metrics {
         self.publishes.get_or_create(&KindLabel { kind }).inc();
     }
 
-    /// The counter of the Redis layer's subscriber connection outages, for the layer to count them in.
-    pub fn layer_connection_losses(&self) -> Counter {
-        self.layer_losses.clone()
+    /// The Redis layer's counters (subscriber connection outages, unverified payloads), for the layer
+    /// to count in.
+    pub fn redis_counters(&self) -> crate::layer::redis::RedisCounters {
+        crate::layer::redis::RedisCounters { losses: self.layer_losses.clone(), rejected: self.layer_rejected.clone() }
     }
 
     pub fn slow_consumer(&self) {

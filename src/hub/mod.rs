@@ -100,8 +100,8 @@ impl Hub {
             Some(redis) => {
                 // Cancelled on failure too: the layer's tasks and connections must not outlive a failed start.
                 let stop_on_error = shutdown.clone().drop_guard();
-                let losses = metrics.layer_connection_losses();
-                let layer = RedisLayer::connect(redis, Arc::clone(&registry), losses, shutdown.clone())
+                let counters = metrics.redis_counters();
+                let layer = RedisLayer::connect(redis, Arc::clone(&registry), counters, shutdown.clone())
                     .await
                     .context("cannot connect to redis_url")?;
                 let presence = RedisPresence::start(layer.commands(), redis, &node_id, shutdown.clone())

@@ -5,6 +5,11 @@
 //! Delivery is at most once, like Redis pub/sub itself: pushes published while a node's subscriber
 //! connection is down do not reach that node's members (the node reconnects and resubscribes; the loss
 //! is logged).
+//!
+//! Every payload opens with an HMAC-SHA256 tag over its channel and the rest of it, keyed by the
+//! deployment's `redis_frame_key`: whatever else is on a channel (a forged frame from another client of
+//! the same Redis, garbage, a frame of another deployment) is counted, logged now and then, and dropped
+//! before it can reach a socket.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,8 +18,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
+use hmac::{Hmac, KeyInit, Mac};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use sha2::Sha256;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -34,11 +41,26 @@ const CONNECT_RETRIES: usize = 2;
 /// Envelope flags: what follows the flag byte before the frame itself.
 const HAS_SKIP: u8 = 1;
 const HAS_TAG: u8 = 2;
+/// The HMAC-SHA256 tag that opens every envelope.
+const MAC_LEN: usize = 32;
+/// At most one log line per this long about payloads that failed verification (each is counted): a
+/// flood of forgeries must not flood the log too.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// What the Redis layer counts for `/metrics`.
+#[derive(Clone, Default)]
+pub struct RedisCounters {
+    /// Outages of the subscriber connection (pushes published meanwhile missed this node).
+    pub losses: Counter,
+    /// Payloads dropped because their tag did not verify (forged, corrupted, another key).
+    pub rejected: Counter,
+}
 
 /// Fan-out through Redis to every node, delivering what this node receives to its local groups `G`.
 pub struct RedisLayer<G> {
     /// Publishes; also the connection ws tokens and presence use (see [`RedisLayer::commands`]).
     commands: ConnectionManager,
+    signer: Signer,
     shared: Arc<Shared<G>>,
     changes: mpsc::UnboundedSender<Change>,
 }
@@ -54,9 +76,9 @@ struct Shared<G> {
     subscribed: Mutex<HashSet<String>>,
     /// Whether the subscriber connection is up, for `/readyz`.
     up: AtomicBool,
-    /// Outages of the subscriber connection (pushes published meanwhile missed this node); the hub
-    /// shows it as a metric.
-    losses: Counter,
+    /// Outages of the subscriber connection (pushes published meanwhile missed this node), and
+    /// payloads dropped unverified; the hub shows them as metrics.
+    counters: RedisCounters,
 }
 
 /// Work for the task that owns the subscriber connection.
@@ -72,11 +94,12 @@ enum Change {
 impl<G: LocalGroups> RedisLayer<G> {
     /// Connects twice (commands, and a RESP3 subscriber connection that resubscribes by itself after a
     /// reconnect) and starts the tasks that keep subscriptions and deliver pushes to `local`, until
-    /// `shutdown`. Each outage of the subscriber connection counts one in `losses`.
+    /// `shutdown`. Each outage of the subscriber connection counts one in `counters.losses`, each payload
+    /// that fails verification one in `counters.rejected`.
     pub async fn connect(
         config: &RedisConfig,
         local: Arc<G>,
-        losses: Counter,
+        counters: RedisCounters,
         shutdown: CancellationToken,
     ) -> Result<Self, LayerError> {
         let info = config.url.expose().into_connection_info().map_err(|e| LayerError::Unavailable(e.to_string()))?;
@@ -100,12 +123,13 @@ impl<G: LocalGroups> RedisLayer<G> {
             local,
             subscribed: Mutex::default(),
             up: AtomicBool::new(true),
-            losses,
+            counters,
         });
+        let signer = Signer::new(&config.frame_key);
         let (changes, changes_rx) = mpsc::unbounded_channel();
         tokio::spawn(keep_subscriptions(Arc::clone(&shared), subscriber, changes_rx, shutdown.clone()));
-        tokio::spawn(deliver_pushes(Arc::clone(&shared), pushes, changes.clone(), shutdown));
-        Ok(Self { commands, shared, changes })
+        tokio::spawn(deliver_pushes(Arc::clone(&shared), signer.clone(), pushes, changes.clone(), shutdown));
+        Ok(Self { commands, signer, shared, changes })
     }
 
     /// The command connection, shared with the other multi-node parts (it reconnects by itself).
@@ -119,7 +143,7 @@ impl<G> Shared<G> {
     fn lost(&self) {
         // Counted once per outage, however many ways it was noticed.
         if self.up.swap(false, Ordering::Relaxed) {
-            self.losses.inc();
+            self.counters.losses.inc();
         }
         self.subscribed.lock().expect("subscription lock poisoned").clear();
     }
@@ -141,9 +165,10 @@ impl<G: LocalGroups> Layer for RedisLayer<G> {
 
     async fn publish(&self, group: &str, push: Push) -> Result<(), LayerError> {
         let mut conn = self.commands.clone();
+        let channel = self.shared.channel(group);
         redis::cmd("PUBLISH")
-            .arg(self.shared.channel(group))
-            .arg(encode(&push).as_ref())
+            .arg(&channel)
+            .arg(encode(&self.signer, &channel, &push).as_ref())
             .query_async::<i64>(&mut conn)
             .await
             .map_err(redis_error)?;
@@ -328,6 +353,7 @@ const LANES_PER_CORE: usize = 2;
 /// Hands each pushed message to a delivery lane by its group, in the order Redis sent them.
 async fn deliver_pushes<G: LocalGroups>(
     shared: Arc<Shared<G>>,
+    signer: Signer,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     changes: mpsc::UnboundedSender<Change>,
     shutdown: CancellationToken,
@@ -345,6 +371,7 @@ async fn deliver_pushes<G: LocalGroups>(
             tx
         })
         .collect();
+    let mut rejections = Rejections::default();
     // The lanes end when their senders drop, when this task returns.
     loop {
         let info = tokio::select! {
@@ -362,8 +389,13 @@ async fn deliver_pushes<G: LocalGroups>(
                     continue;
                 };
                 let channel = String::from_utf8_lossy(&channel);
-                let (Some(group), Some(push)) = (shared.group(&channel), decode(payload)) else {
-                    warn!(%channel, "undecodable push");
+                let Some(group) = shared.group(&channel) else {
+                    warn!(%channel, "pub/sub message on a channel of no group");
+                    continue;
+                };
+                let Some(push) = open(&signer, &channel, payload) else {
+                    shared.counters.rejected.inc();
+                    rejections.note(&channel);
                     continue;
                 };
                 let mut hasher = std::hash::DefaultHasher::new();
@@ -381,11 +413,58 @@ async fn deliver_pushes<G: LocalGroups>(
     }
 }
 
-/// The push as one pub/sub payload: flags, then the connection to skip and the tag when present, then
-/// the WebSocket frame exactly as it goes on the sockets (so receiving nodes serialize nothing).
-fn encode(push: &Push) -> Bytes {
+/// The deployment's frame key, ready to tag and verify (keyed once; each use clones the keyed state).
+#[derive(Clone)]
+struct Signer(Hmac<Sha256>);
+
+impl Signer {
+    fn new(key: &crate::config::Secret) -> Self {
+        Self(Hmac::new_from_slice(key.expose().as_bytes()).expect("HMAC takes keys of any length"))
+    }
+
+    /// The MAC of `body` as published on `channel`: the channel is covered so that a genuine payload
+    /// copied onto another group's channel (another user's) does not verify there.
+    fn mac(&self, channel: &str, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = self.0.clone();
+        mac.update(&(channel.len() as u64).to_be_bytes());
+        mac.update(channel.as_bytes());
+        mac.update(body);
+        mac
+    }
+}
+
+/// Counts the payloads that failed verification between two log lines, so that the log says how many
+/// without a line for each.
+#[derive(Default)]
+struct Rejections {
+    last_logged: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl Rejections {
+    fn note(&mut self, channel: &str) {
+        self.unlogged += 1;
+        let now = tokio::time::Instant::now();
+        if self.last_logged.is_none_or(|last| now.duration_since(last) >= REJECT_LOG_EVERY) {
+            // The channel names a group (a user id at most), never a secret; the payload is not shown.
+            warn!(
+                %channel,
+                dropped = self.unlogged,
+                "dropped pub/sub payloads that fail verification (forged, corrupted, or another redis_frame_key)"
+            );
+            self.last_logged = Some(now);
+            self.unlogged = 0;
+        }
+    }
+}
+
+/// The push as one pub/sub payload for `channel`: its MAC, then flags, then the connection to skip and
+/// the tag when present, then the WebSocket frame exactly as it goes on the sockets (so receiving nodes
+/// serialize nothing).
+fn encode(signer: &Signer, channel: &str, push: &Push) -> Bytes {
     let tag = push.tag.as_deref().unwrap_or_default();
-    let mut out = BytesMut::with_capacity(1 + 8 + 2 + tag.len() + push.wire.len());
+    let mut out = BytesMut::with_capacity(MAC_LEN + 1 + 8 + 2 + tag.len() + push.wire.len());
+    out.put_bytes(0, MAC_LEN);
     let flags = if push.skip.is_some() { HAS_SKIP } else { 0 } | if push.tag.is_some() { HAS_TAG } else { 0 };
     out.put_u8(flags);
     if let Some(skip) = push.skip {
@@ -398,12 +477,23 @@ fn encode(push: &Push) -> Bytes {
         out.put_slice(&tag.as_bytes()[..len]);
     }
     out.put_slice(&push.wire);
+    let mac = signer.mac(channel, &out[MAC_LEN..]).finalize().into_bytes();
+    out[..MAC_LEN].copy_from_slice(&mac);
     out.freeze()
 }
 
-/// Reads an envelope back; the frame keeps the payload's buffer (no copy).
-fn decode(payload: Vec<u8>) -> Option<Push> {
-    let mut rest = payload.as_slice();
+/// Verifies a payload received on `channel` (in constant time) and reads its push; `None` when the MAC
+/// does not verify or the envelope is cut.
+fn open(signer: &Signer, channel: &str, payload: Vec<u8>) -> Option<Push> {
+    let (mac, body) = payload.split_at_checked(MAC_LEN)?;
+    signer.mac(channel, body).verify_slice(mac).ok()?;
+    let mut payload = Bytes::from(payload);
+    decode(payload.split_off(MAC_LEN))
+}
+
+/// Reads an envelope (after its MAC) back; the frame keeps the payload's buffer (no copy).
+fn decode(payload: Bytes) -> Option<Push> {
+    let mut rest = &payload[..];
     let mut take = |n: usize| -> Option<&[u8]> {
         let (head, tail) = rest.split_at_checked(n)?;
         rest = tail;
@@ -418,7 +508,7 @@ fn decode(payload: Vec<u8>) -> Option<Push> {
         None
     };
     let header = payload.len() - rest.len();
-    Some(Push { wire: Bytes::from(payload).slice(header..), tag, skip })
+    Some(Push { wire: payload.slice(header..), tag, skip })
 }
 
 /// The oldest Redis with what the hub uses: RESP3 pushes (6.0) and `GETDEL` for ws tokens (6.2).
@@ -458,13 +548,15 @@ mod tests {
             url: crate::config::Secret::new(url),
             prefix: prefix.clone(),
             node_ttl: crate::config::DEFAULT_NODE_TTL,
+            frame_key: crate::config::Secret::new("test-frame-key-0123456789"),
         };
         let local = Arc::new(Recorder::default());
         local.members.lock().unwrap().push("room:r1".to_owned());
         let shutdown = CancellationToken::new();
         let _stop = shutdown.clone().drop_guard();
-        let losses = Counter::default();
-        let layer = RedisLayer::connect(&config, Arc::clone(&local), losses.clone(), shutdown).await.expect("connects");
+        let counters = RedisCounters::default();
+        let layer =
+            RedisLayer::connect(&config, Arc::clone(&local), counters.clone(), shutdown).await.expect("connects");
         layer.subscribe("room:r1").await.expect("subscribes");
 
         let push = Push::tagged("{\"n\":1}".into(), "order_update");
@@ -493,21 +585,47 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(subscribers().await, 0, "the node left the channel of a group it has no member of");
-        assert_eq!(losses.get(), 0);
+        assert_eq!((counters.losses.get(), counters.rejected.get()), (0, 0));
+    }
+
+    fn signer(key: &str) -> Signer {
+        Signer::new(&crate::config::Secret::new(key))
     }
 
     /// A push crosses Redis unchanged: frame bytes, tag and the connection to skip, in every combination.
     #[test]
     fn envelopes_round_trip() {
+        let signer = signer("key-0123456789abcdef");
         for push in [
             Push::new("{\"a\":1}".into()),
             Push::tagged("{\"b\":2}".into(), "order_update"),
             Push::skipping("{\"typing\":true}".into(), 0xdead_beef_0000_0007),
         ] {
-            let back = decode(encode(&push).to_vec()).expect("decodes");
+            let back = open(&signer, "p:g:room:r1", encode(&signer, "p:g:room:r1", &push).to_vec()).expect("opens");
             assert_eq!((back.wire, back.tag, back.skip), (push.wire, push.tag, push.skip));
         }
-        assert!(decode(vec![HAS_SKIP, 1, 2]).is_none(), "a cut envelope is refused");
-        assert!(decode(Vec::new()).is_none());
+        assert!(decode(Bytes::from_static(&[HAS_SKIP, 1, 2])).is_none(), "a cut envelope is refused");
+        assert!(decode(Bytes::new()).is_none());
+    }
+
+    /// Only a payload tagged with the deployment's key for this very channel opens: not one under
+    /// another key, not a genuine one copied to another channel, not one with a byte changed, not a
+    /// pre-HMAC raw frame, not a cut one.
+    #[test]
+    fn only_payloads_tagged_for_their_channel_with_the_key_open() {
+        let (ours, theirs) = (signer("key-0123456789abcdef"), signer("other-key-0123456789"));
+        let push = || Push::new("{\"type\":\"notification\"}".into());
+        let genuine = encode(&ours, "p:g:user:alice", &push()).to_vec();
+        assert!(open(&ours, "p:g:user:alice", genuine.clone()).is_some());
+        assert!(open(&ours, "p:g:user:bob", genuine.clone()).is_none(), "copied to another user's channel");
+        assert!(open(&ours, "p:g:user:alice", encode(&theirs, "p:g:user:alice", &push()).to_vec()).is_none());
+        let mut changed = genuine.clone();
+        *changed.last_mut().expect("a payload") ^= 1;
+        assert!(open(&ours, "p:g:user:alice", changed).is_none(), "one byte changed");
+        let mut raw = vec![0];
+        raw.extend_from_slice(&push().wire);
+        assert!(open(&ours, "p:g:user:alice", raw).is_none(), "the pre-HMAC envelope");
+        assert!(open(&ours, "p:g:user:alice", genuine[..MAC_LEN - 1].to_vec()).is_none(), "cut in the MAC");
+        assert!(open(&ours, "p:g:user:alice", Vec::new()).is_none());
     }
 }
