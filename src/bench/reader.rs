@@ -28,6 +28,8 @@ use super::ws::{self, Frame, Frames};
 
 /// Readiness events taken from the epoll instance per wake-up.
 const EVENTS: usize = 1024;
+/// The buffer every socket with nothing pending is read into: a burst of a few dozen frames fits.
+const SCRATCH: usize = 64 << 10;
 
 thread_local! {
     /// This worker thread's reader, started by its first listener so that it runs on the thread's own
@@ -92,7 +94,8 @@ fn start(shared: Arc<Shared>) -> io::Result<mpsc::UnboundedSender<Listener>> {
     let poll = unsafe { AsyncFd::register_with_interest(Poll::new()?, tokio::io::Interest::READABLE) }
         .map_err(|e| e.into_parts().1)?;
     let (sender, arrivals) = mpsc::unbounded_channel();
-    tokio::spawn(Reader { shared, poll, listeners: Vec::new(), free: Vec::new(), open: 0 }.run(arrivals));
+    let scratch = vec![0; SCRATCH];
+    tokio::spawn(Reader { shared, poll, listeners: Vec::new(), free: Vec::new(), open: 0, scratch }.run(arrivals));
     Ok(sender)
 }
 
@@ -104,6 +107,8 @@ struct Reader {
     listeners: Vec<Option<Listener>>,
     free: Vec<usize>,
     open: usize,
+    /// Lent to the socket being read when it has nothing pending (see [`Frames::lend`]).
+    scratch: Vec<u8>,
 }
 
 impl Reader {
@@ -228,7 +233,8 @@ impl Reader {
                 // An event for a socket finished earlier in the same batch.
                 return;
             };
-            let spare = listener.frames.spare();
+            let lend = listener.frames.is_idle();
+            let spare = if lend { &mut self.scratch[..] } else { listener.frames.spare() };
             let room = spare.len();
             let read = (&listener.stream).read(spare);
             // Timestamp first: everything after this line counts as the bench's cost, not the hub's.
@@ -241,8 +247,18 @@ impl Reader {
                 Ok(0) => return self.end(token, End::Broken("eof")),
                 Err(e) => return self.end(token, End::Broken(limits::io_kind(&e))),
                 Ok(n) => {
-                    listener.frames.filled(n);
-                    if !self.take(token, recv_ns) || (n < room && !to_the_end) {
+                    if lend {
+                        listener.frames.lend(&mut self.scratch, n);
+                    } else {
+                        listener.frames.filled(n);
+                    }
+                    let open = self.take(token, recv_ns);
+                    if open {
+                        // A subscription that ended gave the buffer back in `finish`.
+                        let listener = self.listeners[token].as_mut().expect("still open");
+                        listener.frames.give_back(&mut self.scratch);
+                    }
+                    if !open || (n < room && !to_the_end) {
                         // A short read emptied the socket: epoll reports the next bytes afresh.
                         return;
                     }
@@ -325,6 +341,7 @@ impl Reader {
             return;
         };
         let _ = self.poll.get_ref().registry().deregister(&mut listener.stream);
+        listener.frames.give_back(&mut self.scratch);
         self.free.push(token);
         self.open -= 1;
         let _ = listener.done.send(listener.outcome);

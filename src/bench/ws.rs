@@ -155,8 +155,16 @@ pub enum Frame<'a> {
 pub type Violation = &'static str;
 
 /// Received bytes not yet parsed, and a fragmented message being joined.
+///
+/// A socket's own buffer is allocated only when it has to hold something between reads. The epoll
+/// reader reads every socket with nothing pending into one buffer of its own, lent here with
+/// [`Frames::lend`] while the frames are parsed and taken back with [`Frames::give_back`]: at 10,000
+/// subscribers, 10,000 own buffers were 40 MiB, and each delivery read into one that no cache held.
 pub struct Frames {
     buf: Vec<u8>,
+    /// `buf` is a reader's buffer, lent for the bytes of one read; this socket's own is in `own`.
+    lent: bool,
+    own: Vec<u8>,
     start: usize,
     end: usize,
     /// Bytes the frame at `start` needs in all, once its header says so.
@@ -171,13 +179,48 @@ impl Frames {
     /// Frames starting with `early`, bytes already read.
     pub fn new(early: Vec<u8>) -> Self {
         let end = early.len();
-        let mut buf = early;
-        buf.resize(end.max(MIN_READ), 0);
-        Self { buf, start: 0, end, need: 0, joined: Vec::new(), joining: false, joined_taken: false }
+        Self {
+            buf: early,
+            lent: false,
+            own: Vec::new(),
+            start: 0,
+            end,
+            need: 0,
+            joined: Vec::new(),
+            joining: false,
+            joined_taken: false,
+        }
+    }
+
+    /// True when no received byte waits to be parsed: the next read may go into a lent buffer.
+    pub fn is_idle(&self) -> bool {
+        self.start == self.end && !self.lent
+    }
+
+    /// Takes `buf`, into which `n` bytes were just read, as this socket's buffer until
+    /// [`Frames::give_back`]; `buf` is left empty meanwhile. Only while [`Frames::is_idle`].
+    pub fn lend(&mut self, buf: &mut Vec<u8>, n: usize) {
+        debug_assert!(self.is_idle(), "bytes are pending: they must be parsed first");
+        self.own = std::mem::replace(&mut self.buf, std::mem::take(buf));
+        (self.lent, self.start, self.end, self.need) = (true, 0, n, 0);
+    }
+
+    /// Returns a buffer taken with [`Frames::lend`] to `buf`, first copying any bytes not yet parsed (the
+    /// start of a frame) into this socket's own buffer. Does nothing when nothing was lent.
+    pub fn give_back(&mut self, buf: &mut Vec<u8>) {
+        if !self.lent {
+            return;
+        }
+        let mut own = std::mem::take(&mut self.own);
+        own.clear();
+        own.extend_from_slice(&self.buf[self.start..self.end]);
+        *buf = std::mem::replace(&mut self.buf, own);
+        (self.lent, self.start, self.end) = (false, 0, self.end - self.start);
     }
 
     /// Free space to read into: room for the frame being received, or at least [`MIN_READ`].
     pub fn spare(&mut self) -> &mut [u8] {
+        debug_assert!(!self.lent, "a lent buffer is given back before the next read");
         if self.start == self.end {
             (self.start, self.end) = (0, 0);
         }
@@ -380,6 +423,55 @@ mod tests {
         // Bytes that came with the handshake response are the first frames.
         let mut frames = Frames::new(frame(true, TEXT, b"early"));
         assert_eq!(feed(&mut frames, &frame(true, TEXT, b"late"), 2).unwrap(), ["msg:early", "msg:late"]);
+    }
+
+    /// Read the way the epoll reader reads: into a lent buffer whenever the socket has nothing pending,
+    /// into its own otherwise. Frames are the same, a frame split across reads survives the buffer's
+    /// return, and the lent buffer always comes back whole.
+    #[test]
+    fn frames_read_into_a_lent_buffer_are_the_same() {
+        let mut bytes = Vec::new();
+        for i in 0..50 {
+            bytes.extend(frame(true, TEXT, format!("message {i} {}", "p".repeat(i * 7)).as_bytes()));
+        }
+        bytes.extend(frame(true, BINARY, "b".repeat(70_000).as_bytes()));
+        bytes.extend(frame(true, CLOSE, &1000u16.to_be_bytes()));
+        let mut want = feed(&mut Frames::new(Vec::new()), &bytes, bytes.len()).unwrap();
+        want.sort();
+        for step in [1, 2, 60, 100, 4096, 65_536] {
+            let (mut frames, mut scratch, mut seen, mut lent) =
+                (Frames::new(Vec::new()), vec![0; 65_536], Vec::new(), 0);
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                // A read takes what fits, as `read(2)` would.
+                if frames.is_idle() {
+                    let n = step.min(rest.len()).min(scratch.len());
+                    scratch[..n].copy_from_slice(&rest[..n]);
+                    frames.lend(&mut scratch, n);
+                    assert!(scratch.is_empty(), "the buffer is the socket's while lent");
+                    lent += 1;
+                    rest = &rest[n..];
+                } else {
+                    let spare = frames.spare();
+                    let n = step.min(rest.len()).min(spare.len());
+                    spare[..n].copy_from_slice(&rest[..n]);
+                    frames.filled(n);
+                    rest = &rest[n..];
+                }
+                while let Some(frame) = frames.next().unwrap() {
+                    seen.push(match frame {
+                        Frame::Message(m) => format!("msg:{}", String::from_utf8_lossy(m)),
+                        Frame::Close(code) => format!("close:{code:?}"),
+                        other => panic!("unexpected {other:?}"),
+                    });
+                }
+                frames.give_back(&mut scratch);
+                assert_eq!(scratch.len(), 65_536, "step {step}: the lent buffer comes back whole");
+            }
+            seen.sort();
+            assert_eq!(seen, want, "step {step}");
+            assert!(lent > 0, "step {step}: some reads were lent");
+        }
     }
 
     /// Masked server frames, reserved bits, long or fragmented control frames, stray continuations and
