@@ -1091,7 +1091,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__serve)
-            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --console --config --verbose --help"
+            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --console --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1110,6 +1110,10 @@ _rtctl() {
                     return 0
                     ;;
                 --jwks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwks-refresh)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -42,7 +42,8 @@ complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "help" -d 'Print this me
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l bind -d 'Address to listen on [default: 127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-secret -d 'HS256 secret that JWTs are signed with (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-public-key -d 'PEM public key to verify RS256/ES256 JWTs with, instead of the secret' -r -F
-complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwks -d 'JWKS file to verify RS256/ES256 JWTs with, the key chosen by `kid`' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwks -d 'JWKS to verify RS256/ES256 JWTs with, the key chosen by `kid`: a file, or an http(s):// URL (an identity provider\'s certs endpoint) fetched at start and kept fresh' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwks-refresh -d 'With a JWKS URL: how often it is fetched again (a token with an unknown `kid` fetches it at once, at most every 10s) [default: 5m]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-issuer -d 'Required `iss` claim' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-audience -d 'Required `aud` claim' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l api-key -d 'Key that backends send in X-API-Key (default: from the config file)' -r

@@ -306,7 +306,9 @@ pub struct FileConfig {
     pub url: Option<String>,
     pub jwt_secret: Option<String>,
     pub jwt_public_key: Option<PathBuf>,
-    pub jwks: Option<PathBuf>,
+    /// A JWKS file path, or an `http(s)://` URL fetched and kept fresh.
+    pub jwks: Option<String>,
+    pub jwks_refresh: Option<String>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub api_key: Option<String>,
@@ -456,10 +458,18 @@ impl FileConfig {
             .parse()
             .with_context(|| format!("invalid bind `{bind_text}`: expected an address like 127.0.0.1:8000"))?;
 
-        let keys = if let Some(path) = self.jwks.or(file.jwks.clone()) {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("invalid jwks: cannot read {}", path.display()))?;
-            KeySource::Jwks(text)
+        let jwks_refresh = match self.jwks_refresh.or(file.jwks_refresh.clone()) {
+            Some(text) => parse_duration("jwks_refresh", &text)?,
+            None => crate::auth::DEFAULT_JWKS_REFRESH,
+        };
+        let keys = if let Some(jwks) = self.jwks.or(file.jwks.clone()) {
+            if jwks.starts_with("http://") || jwks.starts_with("https://") {
+                KeySource::JwksUrl(crate::auth::JwksUrl { refresh: jwks_refresh, ..crate::auth::JwksUrl::new(jwks) })
+            } else {
+                let text =
+                    std::fs::read_to_string(&jwks).with_context(|| format!("invalid jwks: cannot read {jwks}"))?;
+                KeySource::Jwks(text)
+            }
         } else if let Some(path) = self.jwt_public_key.or(file.jwt_public_key.clone()) {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("invalid jwt_public_key: cannot read {}", path.display()))?;
@@ -479,7 +489,7 @@ impl FileConfig {
         let setting = match &keys {
             KeySource::Secret(_) => "jwt_secret",
             KeySource::PublicKeyPem(_) => "jwt_public_key",
-            KeySource::Jwks(_) => "jwks",
+            KeySource::Jwks(_) | KeySource::JwksUrl(_) => "jwks",
         };
         crate::auth::Verifier::new(&keys, jwt_issuer.clone(), jwt_audience.clone())
             .with_context(|| format!("invalid {setting}"))?;
@@ -859,6 +869,28 @@ mod tests {
             key(flags, &file).unwrap_err().to_string(),
             "invalid redis_frame_key: must be at least 16 characters"
         );
+    }
+
+    /// `jwks` is a URL when it starts with http(s)://, kept fresh every `jwks_refresh`; otherwise a file.
+    #[test]
+    fn jwks_takes_a_url_or_a_file() {
+        let file = FileConfig {
+            api_key: Some("file-key-0123456789".into()),
+            jwks: Some("https://idp.example/realms/app/protocol/openid-connect/certs".into()),
+            ..FileConfig::default()
+        };
+        let flags = FileConfig { jwks_refresh: Some("1m".into()), ..FileConfig::default() };
+        match flags.resolve(&file).unwrap().keys {
+            KeySource::JwksUrl(source) => {
+                assert_eq!(source.url, "https://idp.example/realms/app/protocol/openid-connect/certs");
+                assert_eq!(source.refresh, Duration::from_secs(60));
+                assert_eq!(source.min_refetch, crate::auth::DEFAULT_JWKS_MIN_REFETCH);
+            }
+            other => panic!("expected a JWKS URL, got {other:?}"),
+        }
+        let file = FileConfig { jwks: Some("/nonexistent/jwks.json".into()), ..file };
+        let err = FileConfig::default().resolve(&file).unwrap_err().to_string();
+        assert_eq!(err, "invalid jwks: cannot read /nonexistent/jwks.json");
     }
 
     /// `database_pool` is unset by default (each store picks its own), taken from the file or a flag,

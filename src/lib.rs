@@ -11,8 +11,8 @@
 //!
 //! - [`protocol`]: the wire protocol, a leaf: every message (serde enums with their lists of types), the
 //!   records they carry, close codes, error codes, limits, the id and timestamp rules.
-//! - [`auth`]: identities and why a token is refused; JWT verification (`verify`), minting (`mint`) and
-//!   single-use ws tokens (`ws_token`).
+//! - [`auth`]: identities and why a token is refused; JWT verification (`verify`), a JWKS URL kept fresh
+//!   (`jwks`), minting (`mint`) and single-use ws tokens (`ws_token`).
 //! - [`store`]: the store trait and its SQLite and PostgreSQL implementations, with migrations, and the
 //!   SQLite-to-PostgreSQL copy.
 //! - [`layer`]: the channel layer (publish to a group on every node): in memory, or Redis pub/sub; it

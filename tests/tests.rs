@@ -13,6 +13,7 @@ mod docs;
 mod events;
 mod faults;
 mod http;
+mod jwks;
 mod lifecycle;
 mod multinode;
 mod notifications;

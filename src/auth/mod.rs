@@ -1,7 +1,9 @@
 //! Authentication (PROTOCOL §1): who a token says the caller is, and why a token is refused. The
-//! hub verifies JWTs ([`Verifier`]: HS256 secret, RS256/ES256 PEM key, JWKS by `kid`) and redeems
+//! hub verifies JWTs ([`Verifier`]: HS256 secret, RS256/ES256 PEM key, JWKS by `kid` from a file or a URL kept
+//! fresh by [`jwks`](JwksUrl)) and redeems
 //! single-use ws tokens ([`WsTokens`]); the CLI and the bench mint JWTs ([`mint`], [`Minter`]).
 
+mod jwks;
 mod mint;
 mod verify;
 mod ws_token;
@@ -10,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 
+pub use jwks::{DEFAULT_JWKS_MIN_REFETCH, DEFAULT_JWKS_REFRESH, JwksStatus, JwksUrl};
 pub use mint::{Claims, Minter, SigningKey, claims_for, mint, mint_with_kid};
 pub use verify::{JWT_LEEWAY_SECS, KeySource, Verifier, inspect};
 pub use ws_token::{DEFAULT_WS_TOKEN_TTL, WS_TOKEN_PREFIX, WsTokens};
@@ -43,6 +46,9 @@ pub enum AuthError {
     /// The shared token store (Redis) did not answer: not the client's fault (close 1011, HTTP 503).
     #[error("token store unavailable")]
     Unavailable,
+    /// A JWKS URL was never fetched, so no JWT can be checked: not the client's fault (1011, 503).
+    #[error("JWT keys unavailable")]
+    KeysUnavailable,
 }
 
 impl AuthError {
@@ -55,6 +61,7 @@ impl AuthError {
             AuthError::Algorithm => "algorithm",
             AuthError::UnknownWsToken => "ws_token",
             AuthError::Unavailable => "unavailable",
+            AuthError::KeysUnavailable => "keys_unavailable",
         }
     }
 }

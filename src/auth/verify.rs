@@ -9,6 +9,9 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
+use std::sync::Arc;
+
+use super::jwks::{JwksStatus, JwksUrl, RemoteJwks};
 use super::{AuthError, Identity, invalid};
 
 /// Clock skew tolerated on `exp`, in seconds: none. PROTOCOL §1-2 refuse an expired token (4001, HTTP 401)
@@ -27,6 +30,8 @@ pub enum KeySource {
     PublicKeyPem(String),
     /// JWKS document (JSON text); the key is chosen by the token's `kid`.
     Jwks(String),
+    /// JWKS fetched from a URL and kept fresh ([`super::JwksUrl`]); the key is chosen by `kid`.
+    JwksUrl(JwksUrl),
 }
 
 /// Names the kind of key, never the secret (public keys are left out too: they are long, not secret).
@@ -36,6 +41,7 @@ impl std::fmt::Debug for KeySource {
             KeySource::Secret(_) => "Secret(***)",
             KeySource::PublicKeyPem(_) => "PublicKeyPem(..)",
             KeySource::Jwks(_) => "Jwks(..)",
+            KeySource::JwksUrl(_) => "JwksUrl(..)",
         })
     }
 }
@@ -43,18 +49,26 @@ impl std::fmt::Debug for KeySource {
 /// One verification key, pinned to the single algorithm it may verify: a token never picks the
 /// algorithm for a key, which is what rules out the classic RS256-public-key-as-HS256-secret confusion.
 #[derive(Debug, Clone)]
-struct VerifyKey {
-    kid: Option<String>,
+pub(super) struct VerifyKey {
+    pub(super) kid: Option<String>,
     alg: Algorithm,
     key: DecodingKey,
+}
+
+/// The keys a verifier checks signatures with.
+#[derive(Debug, Clone)]
+enum KeySet {
+    /// Keys read once from the configuration. Only a JWKS selects keys by `kid`; a secret or a PEM key
+    /// is used whatever the token's `kid` says.
+    Fixed { keys: Arc<Vec<VerifyKey>>, by_kid: bool },
+    /// A JWKS fetched from a URL, replaced as it is fetched again; always by `kid`.
+    Remote(Arc<RemoteJwks>),
 }
 
 /// Verifies JWTs for one configuration.
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    keys: Vec<VerifyKey>,
-    /// Only a JWKS selects keys by `kid`; a secret or a PEM key is used whatever the token's `kid` says.
-    by_kid: bool,
+    keys: KeySet,
     issuer: Option<String>,
     audience: Option<String>,
 }
@@ -62,18 +76,56 @@ pub struct Verifier {
 impl Verifier {
     /// Builds a verifier; fails with a message naming what is wrong with the key material.
     pub fn new(keys: &KeySource, issuer: Option<String>, audience: Option<String>) -> anyhow::Result<Self> {
-        let (keys, by_kid) = match keys {
+        let fixed = |keys, by_kid| KeySet::Fixed { keys: Arc::new(keys), by_kid };
+        let keys = match keys {
             KeySource::Secret(secret) => {
                 if secret.is_empty() {
                     bail!("the JWT secret is empty");
                 }
                 let key = DecodingKey::from_secret(secret.as_bytes());
-                (vec![VerifyKey { kid: None, alg: Algorithm::HS256, key }], false)
+                fixed(vec![VerifyKey { kid: None, alg: Algorithm::HS256, key }], false)
             }
-            KeySource::PublicKeyPem(pem) => (vec![pem_key(pem)?], false),
-            KeySource::Jwks(json) => (jwks_keys(json)?, true),
+            KeySource::PublicKeyPem(pem) => fixed(vec![pem_key(pem)?], false),
+            KeySource::Jwks(json) => fixed(jwks_keys(json)?, true),
+            KeySource::JwksUrl(source) => KeySet::Remote(Arc::new(RemoteJwks::new(source)?)),
         };
-        Ok(Verifier { keys, by_kid, issuer, audience })
+        Ok(Verifier { keys, issuer, audience })
+    }
+
+    /// With a JWKS URL: fetches the keys now (at start), and keeps them fresh until `shutdown`. A
+    /// failed first fetch is logged, not fatal: the hub starts, `/readyz` says why JWTs fail, and the
+    /// fetch is retried. Nothing to do for keys from the configuration.
+    pub async fn start_fetching(&self, shutdown: tokio_util::sync::CancellationToken) {
+        if let KeySet::Remote(remote) = &self.keys {
+            if let Ok(count) = remote.refresh().await {
+                tracing::info!(keys = count, "JWKS fetched");
+            }
+            tokio::spawn(Arc::clone(remote).keep_fresh(shutdown));
+        }
+    }
+
+    /// With a JWKS URL, fetches the set at once (rate-limited) when `token` names a `kid` it lacks, so
+    /// that a token signed with a newly rotated key verifies on its first use.
+    pub async fn prepare_for(&self, token: &str) {
+        let KeySet::Remote(remote) = &self.keys else { return };
+        let Ok((header, _)) = split_decode(token) else { return };
+        let kid = header.get("kid").and_then(Value::as_str);
+        let keys = remote.keys();
+        let known = match kid {
+            Some(kid) => keys.iter().any(|k| k.kid.as_deref() == Some(kid)),
+            None => !keys.is_empty(),
+        };
+        if !known {
+            remote.refetch_for(kid).await;
+        }
+    }
+
+    /// The state of a JWKS URL's fetching, for `/readyz`; `None` for keys from the configuration.
+    pub fn jwks_status(&self) -> Option<JwksStatus> {
+        match &self.keys {
+            KeySet::Remote(remote) => Some(remote.status()),
+            KeySet::Fixed { .. } => None,
+        }
     }
 
     /// Verifies a JWT and returns the identity it carries.
@@ -82,13 +134,21 @@ impl Verifier {
             return Err(AuthError::Missing);
         }
         let (header, _) = split_decode(token)?;
+        let (keys, by_kid) = match &self.keys {
+            KeySet::Fixed { keys, by_kid } => (Arc::clone(keys), *by_kid),
+            KeySet::Remote(remote) => (remote.keys(), true),
+        };
+        if keys.is_empty() {
+            // Only a JWKS URL that was never fetched has no keys: not the client's fault.
+            return Err(AuthError::KeysUnavailable);
+        }
         // Checked on the raw header, before jsonwebtoken parses it: its `Algorithm` has no `none`, so a
         // `none` token would otherwise come back as a confusing JSON error rather than `Algorithm`.
         let alg = header.get("alg").and_then(Value::as_str).ok_or_else(|| invalid("header has no alg"))?;
-        if !self.keys.iter().any(|k| alg_name(k.alg) == alg) {
+        if !keys.iter().any(|k| alg_name(k.alg) == alg) {
             return Err(AuthError::Algorithm);
         }
-        let key = self.select_key(header.get("kid").and_then(Value::as_str))?;
+        let key = select_key(&keys, by_kid, header.get("kid").and_then(Value::as_str))?;
         if alg_name(key.alg) != alg {
             // The kid names a key of another type, e.g. an ES256 token carrying an RSA key's kid.
             return Err(AuthError::Algorithm);
@@ -97,21 +157,6 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation(key.alg))
             .map_err(map_jwt_error)?;
         identity_from_claims(&data.claims)
-    }
-
-    fn select_key(&self, kid: Option<&str>) -> Result<&VerifyKey, AuthError> {
-        if !self.by_kid {
-            return self.keys.first().ok_or_else(|| invalid("no verification key"));
-        }
-        match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|k| k.kid.as_deref() == Some(kid))
-                .ok_or_else(|| invalid(format!("unknown kid {kid:?}"))),
-            None if self.keys.len() == 1 => Ok(&self.keys[0]),
-            None => Err(invalid(format!("token has no kid and the key set has {} keys", self.keys.len()))),
-        }
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -132,6 +177,19 @@ impl Verifier {
             None => v.validate_aud = false,
         }
         v
+    }
+}
+
+fn select_key<'k>(keys: &'k [VerifyKey], by_kid: bool, kid: Option<&str>) -> Result<&'k VerifyKey, AuthError> {
+    if !by_kid {
+        return keys.first().ok_or_else(|| invalid("no verification key"));
+    }
+    match kid {
+        Some(kid) => {
+            keys.iter().find(|k| k.kid.as_deref() == Some(kid)).ok_or_else(|| invalid(format!("unknown kid {kid:?}")))
+        }
+        None if keys.len() == 1 => Ok(&keys[0]),
+        None => Err(invalid(format!("token has no kid and the key set has {} keys", keys.len()))),
     }
 }
 
@@ -156,7 +214,7 @@ fn pem_key(pem: &str) -> anyhow::Result<VerifyKey> {
 /// Reads the RS256 and ES256 signing keys of a JWKS document. Other keys (encryption keys, other
 /// algorithms, symmetric keys) are skipped rather than refused: Keycloak publishes its RSA-OAEP key
 /// in the same set.
-fn jwks_keys(json: &str) -> anyhow::Result<Vec<VerifyKey>> {
+pub(super) fn jwks_keys(json: &str) -> anyhow::Result<Vec<VerifyKey>> {
     let doc: Value = serde_json::from_str(json).context("the JWKS is not JSON")?;
     let entries = doc.get("keys").and_then(Value::as_array).context("the JWKS has no \"keys\" array")?;
     let mut keys = Vec::new();

@@ -22,9 +22,15 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_JWT_PUBLIC_KEY", value_name = "PEM_FILE")]
     pub jwt_public_key: Option<PathBuf>,
 
-    /// JWKS file to verify RS256/ES256 JWTs with, the key chosen by `kid`
-    #[arg(long, env = "RTCTL_JWKS", value_name = "JSON_FILE")]
-    pub jwks: Option<PathBuf>,
+    /// JWKS to verify RS256/ES256 JWTs with, the key chosen by `kid`: a file, or an http(s):// URL
+    /// (an identity provider's certs endpoint) fetched at start and kept fresh
+    #[arg(long, env = "RTCTL_JWKS", value_name = "FILE_OR_URL")]
+    pub jwks: Option<String>,
+
+    /// With a JWKS URL: how often it is fetched again (a token with an unknown `kid` fetches it at once,
+    /// at most every 10s) [default: 5m]
+    #[arg(long, env = "RTCTL_JWKS_REFRESH", value_name = "DURATION")]
+    pub jwks_refresh: Option<String>,
 
     /// Required `iss` claim
     #[arg(long, env = "RTCTL_JWT_ISSUER")]

@@ -58,6 +58,7 @@ fn settings(args: ServeArgs) -> FileConfig {
         jwt_secret: args.jwt_secret,
         jwt_public_key: args.jwt_public_key,
         jwks: args.jwks,
+        jwks_refresh: args.jwks_refresh,
         jwt_issuer: args.jwt_issuer,
         jwt_audience: args.jwt_audience,
         api_key: args.api_key,

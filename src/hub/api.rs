@@ -21,8 +21,8 @@ use tracing::info;
 use super::error::HubError;
 use super::metrics::resident_memory_bytes;
 use super::presence::scope;
-use super::{Hub, events, notifications};
-use crate::auth::Identity;
+use super::{Hub, events, jwks, notifications};
+use crate::auth::{AuthError, Identity};
 use crate::protocol::Endpoint;
 use crate::protocol::limits::{MAX_BODY, MAX_EVENT_TYPE, MAX_RECIPIENTS};
 use crate::protocol::{self, NewNotificationFields};
@@ -89,7 +89,10 @@ pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, HubError> {
     }
     match bearer(headers) {
         Some(token) if crate::auth::looks_like_jwt(token) => {
-            let identity = hub.verify_jwt(token).map_err(|e| HubError::unauthorized(e.to_string()))?;
+            let identity = hub.verify_jwt(token).map_err(|e| match e {
+                AuthError::KeysUnavailable => HubError::unavailable(e.to_string()),
+                e => HubError::unauthorized(e.to_string()),
+            })?;
             hub.http_limit.check(&identity.user_id).map_err(|wait| {
                 hub.metrics.rate_limited_request();
                 HubError::rate_limited(wait)
@@ -200,12 +203,17 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
     let layer = hub.layer.ping().await;
     let store = hub.store.ping().await;
     let state = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let ready = layer.is_ok() && store.is_ok();
-    let body = json!({
+    let jwks = hub.verifier.jwks_status();
+    // Keys that are stale (the last fetch failed) still verify: only a set never fetched is not ready.
+    let ready = layer.is_ok() && store.is_ok() && jwks.as_ref().is_none_or(|jwks| jwks.keys > 0);
+    let mut body = json!({
         "status": state(ready),
         "layer": {"name": hub.layer.name(), "status": state(layer.is_ok())},
         "store": {"name": hub.store.name(), "status": state(store.is_ok())},
     });
+    if let Some(jwks) = jwks {
+        body["jwks"] = jwks::readiness(&jwks);
+    }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(body)).into_response()
 }

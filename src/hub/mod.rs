@@ -13,6 +13,7 @@ mod cors;
 mod dashboard;
 pub mod error;
 mod events;
+mod jwks;
 mod listener;
 pub mod metrics;
 mod notifications;
@@ -90,6 +91,7 @@ impl Hub {
         let node = rand::random::<u32>();
         let node_id = format!("{node:08x}");
         let shutdown = CancellationToken::new();
+        verifier.start_fetching(shutdown.clone()).await;
         let ttl = config.limits.ws_token_ttl;
         let (layer, presence, ws_tokens): (SharedLayer, Arc<dyn Presence>, _) = match &config.redis {
             None => (
@@ -222,6 +224,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .merge(console::routes(hub.config.console))
         .layer(axum::middleware::from_fn_with_state(hub.config.limits.http_request_timeout, api::receive_body))
         .layer(axum::middleware::from_fn_with_state(cors::Cors::new(Arc::clone(&hub)), cors::guard))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&hub), jwks::fetch_unknown_kid))
         .layer(axum::middleware::from_fn(api::log_request))
         .with_state(hub)
 }
@@ -289,9 +292,8 @@ where
                 WebSocketStream::from_partially_read(wire, read_already, Role::Server, Some(ws_config(&hub))).await;
             let identity = match hub.authenticate(token.as_deref()).await {
                 Ok(identity) => identity,
-                Err(AuthError::Unavailable) => {
-                    return session::refuse(&hub, socket, Refusal::new(close::INTERNAL, "token store unavailable"))
-                        .await;
+                Err(error @ (AuthError::Unavailable | AuthError::KeysUnavailable)) => {
+                    return session::refuse(&hub, socket, Refusal::new(close::INTERNAL, error.to_string())).await;
                 }
                 Err(error) => {
                     return session::refuse(&hub, socket, Refusal::new(close::UNAUTHORIZED, error.to_string())).await;
