@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::KeySource;
 
+pub mod listening;
+
 /// Where the hub listens when nothing says otherwise.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
 /// The hub's URL for the CLI when nothing says otherwise.
@@ -371,20 +373,31 @@ impl FileConfig {
     /// between our look and our write (it is written whole, see `write_private`): every node of a
     /// deployment must use the same secrets. True when this call created it.
     pub fn create_or_adopt(path: &Path) -> anyhow::Result<(Self, bool)> {
-        match Self::create(path) {
+        Self::write_or_adopt(path, Self::generate())
+    }
+
+    /// [`FileConfig::create_or_adopt`] with settings made beforehand by [`FileConfig::generate`]: `serve`
+    /// checks them (and binds) first, so that a start that fails leaves no file with unused secrets.
+    pub fn write_or_adopt(path: &Path, fresh: Self) -> anyhow::Result<(Self, bool)> {
+        match fresh.create(path) {
             Ok(config) => Ok((config, true)),
             Err(error) => Ok((Self::load(path)?.ok_or(error)?, false)),
         }
     }
 
-    /// Creates the file with a fresh JWT secret and API key, readable by its owner only.
-    pub fn create(path: &Path) -> anyhow::Result<Self> {
-        let config = Self {
+    /// A new file's settings: a fresh JWT secret and API key, nothing else.
+    pub fn generate() -> Self {
+        Self {
             jwt_secret: Some(crate::auth::random_secret()),
             api_key: Some(crate::auth::random_secret()),
             redis_frame_key: Some(crate::auth::random_secret()),
             ..Self::default()
-        };
+        }
+    }
+
+    /// Writes these settings as a new file, readable by its owner only.
+    fn create(self, path: &Path) -> anyhow::Result<Self> {
+        let config = self;
         let text = format!(
             "# rtctl configuration, created by the first `rtctl serve`. Every subcommand reads it.\n\
              # Settings are named like the long flags (bind, database_url, allowed_origins, ...);\n\
@@ -454,9 +467,13 @@ impl FileConfig {
     /// Merges with the file and the defaults and validates; every error names its setting.
     pub fn resolve(self, file: &FileConfig) -> anyhow::Result<HubConfig> {
         let bind_text = self.bind.or(file.bind.clone()).unwrap_or_else(|| DEFAULT_BIND.to_owned());
-        let bind = bind_text
-            .parse()
-            .with_context(|| format!("invalid bind `{bind_text}`: expected an address like 127.0.0.1:8000"))?;
+        // A port alone (`--bind 8012`) is one on the loopback address, as the default is.
+        let bind = match bind_text.trim().parse::<u16>() {
+            Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+            Err(_) => bind_text.parse().with_context(|| {
+                format!("invalid bind `{bind_text}`: expected an address like 127.0.0.1:8000 or a port like 8000")
+            })?,
+        };
 
         let jwks_refresh = match self.jwks_refresh.or(file.jwks_refresh.clone()) {
             Some(text) => parse_duration("jwks_refresh", &text)?,
@@ -616,6 +633,24 @@ pub struct ClientConfig {
     pub config_file: PathBuf,
     /// Whether `config_file` exists.
     pub config_file_found: bool,
+    /// Where the secrets came from, for the hint when the hub refuses a secret.
+    pub sources: Sources,
+}
+
+/// Where a [`ClientConfig`]'s secrets came from.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The JWT secret came from the config file, not from a flag or `RTCTL_JWT_SECRET`.
+    pub jwt_secret_from_file: bool,
+    /// The API key came from the config file, not from a flag or `RTCTL_API_KEY`.
+    pub api_key_from_file: bool,
+}
+
+/// A secret a hub may refuse.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential {
+    JwtSecret,
+    ApiKey,
 }
 
 impl ClientConfig {
@@ -629,18 +664,41 @@ impl ClientConfig {
         let loaded = FileConfig::load(path)?;
         let config_file_found = loaded.is_some();
         let file = loaded.unwrap_or_default();
-        let url = url.or(file.url).unwrap_or_else(|| DEFAULT_URL.to_owned());
+        // After a URL given or configured: the hub that `rtctl serve` with this config file recorded
+        // (see `listening`), which may listen elsewhere than the default.
+        let url = url.or(file.url).or_else(|| listening::find(path)).unwrap_or_else(|| DEFAULT_URL.to_owned());
         let url = url.trim_end_matches('/').to_owned();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("invalid url `{url}`: expected http://HOST:PORT or https://HOST");
         }
+        let sources = Sources {
+            jwt_secret_from_file: jwt_secret.is_none() && file.jwt_secret.is_some(),
+            api_key_from_file: api_key.is_none() && file.api_key.is_some(),
+        };
         Ok(Self {
             url,
             jwt_secret: jwt_secret.or(file.jwt_secret).map(Secret::new),
             api_key: api_key.or(file.api_key).map(Secret::new),
             config_file: path.to_owned(),
             config_file_found,
+            sources,
         })
+    }
+
+    /// What to add when the hub refused `credential` (HTTP 401, close 4001) and it came from the config
+    /// file: that file belongs to another hub than the one at `url`.
+    pub fn mismatch_hint(&self, credential: Credential) -> Option<String> {
+        let (setting, flags) = match credential {
+            Credential::JwtSecret if self.sources.jwt_secret_from_file => ("jwt_secret", "--jwt-secret"),
+            Credential::ApiKey if self.sources.api_key_from_file => ("api_key", "--api-key"),
+            _ => return None,
+        };
+        let path = self.config_file.display();
+        let url = redact_url(&self.url);
+        Some(format!(
+            "the {setting} in {path} is not the one of the hub at {url}: run rtctl in the directory of that hub's \
+             config file, point --config (or RTCTL_CONFIG) at it, or pass {flags}"
+        ))
     }
 
     /// The WebSocket base URL: `ws://` for `http://`, `wss://` for `https://`.
@@ -670,7 +728,12 @@ impl ClientConfig {
         if self.config_file_found {
             anyhow::anyhow!("no {what}: config file {path} has no {setting}; pass {flags}")
         } else if self.config_file == Path::new(DEFAULT_CONFIG_PATH) {
-            anyhow::anyhow!("no {what}: run `rtctl serve` once here to create {path}, or pass {flags}")
+            // Not "run `rtctl serve` here": a second hub would make secrets that the running one does
+            // not know.
+            anyhow::anyhow!(
+                "no {what}: no {path} here; run rtctl in the directory where the hub runs, point --config \
+                 (or RTCTL_CONFIG) at its {path}, or pass {flags}"
+            )
         } else {
             anyhow::anyhow!(
                 "no {what}: config file {path} does not exist; point --config at the one `rtctl serve` created, \
@@ -702,6 +765,18 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "the first node's file is untouched");
         let entries = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(entries, 1, "no temporary file left");
+    }
+
+    /// `bind` takes a port alone as one on the loopback address, and a full address as it is.
+    #[test]
+    fn a_port_alone_binds_the_loopback_address() {
+        let bind = |text: &str| {
+            let flags = FileConfig { bind: Some(text.into()), ..FileConfig::generate() };
+            flags.resolve(&FileConfig::default()).map(|config| config.bind.to_string())
+        };
+        assert_eq!(bind("8012").unwrap(), "127.0.0.1:8012");
+        assert_eq!(bind("0.0.0.0:8012").unwrap(), "0.0.0.0:8012");
+        assert!(bind("80120").is_err());
     }
 
     /// A hub config's Debug output names no secret: not the JWT secret, the API key, the database

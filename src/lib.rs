@@ -22,7 +22,7 @@
 //!   limits, presence and metrics, and the web console's files (`console/`, embedded).
 //! - [`cli`]: clap types only, one file per subcommand.
 //! - [`config`]: `rtctl.toml`, `RTCTL_*` and flags merged into `HubConfig` / `ClientConfig`; URL
-//!   redaction.
+//!   redaction; the listen file (`config::listening`) by which `serve` tells the clients its address.
 //! - [`cmd`]: one file per subcommand, each with a `run` that validates its flags and runs it.
 //! - [`client`]: the WebSocket client of `rtctl connect`.
 //! - [`bench`](mod@bench): the fan-out load tester behind `rtctl bench`: scenarios, its own WebSocket

@@ -284,7 +284,8 @@ async fn a_missing_secret_names_the_config_file() {
     assert_eq!(code, 1);
     assert_eq!(
         err,
-        "rtctl: no JWT secret: run `rtctl serve` once here to create rtctl.toml, or pass --jwt-secret / RTCTL_JWT_SECRET\n"
+        "rtctl: no JWT secret: no rtctl.toml here; run rtctl in the directory where the hub runs, point --config (or \
+         RTCTL_CONFIG) at its rtctl.toml, or pass --jwt-secret / RTCTL_JWT_SECRET\n"
     );
 }
 

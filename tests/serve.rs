@@ -187,7 +187,8 @@ fn bad_settings_are_refused_naming_the_setting() {
         (&["--max-frame", "lots"], "rtctl: invalid max_frame `lots`: expected a size like 65536, 64KiB or 1MiB"),
         (
             &["--bind", "here"],
-            "rtctl: invalid bind `here`: expected an address like 127.0.0.1:8000: invalid socket address syntax",
+            "rtctl: invalid bind `here`: expected an address like 127.0.0.1:8000 or a port like 8000: invalid socket \
+             address syntax",
         ),
     ];
     for (args, message) in cases {
@@ -196,6 +197,7 @@ fn bad_settings_are_refused_naming_the_setting() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().last(), Some(message), "{args:?}: {stderr}");
+        assert!(!dir.path().join("rtctl.toml").exists(), "{args:?}: a failed start wrote rtctl.toml");
     }
 }
 
@@ -218,7 +220,8 @@ fn a_broken_config_file_is_one_line_without_its_secret() {
     }
 }
 
-/// A port that another process listens on is refused with one line naming the address and the cause.
+/// A port that another process listens on is refused with one line naming the address, the cause and
+/// `--bind`; the failed start leaves no config file behind.
 #[test]
 fn a_taken_port_is_refused_naming_the_address() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
@@ -229,5 +232,6 @@ fn a_taken_port_is_refused_naming_the_address() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
     assert!(last.starts_with(&format!("rtctl: cannot listen on {addr}: ")), "{stderr}");
-    assert!(last.contains("in use"), "{stderr}");
+    assert!(last.contains("in use") && last.contains("--bind"), "{stderr}");
+    assert!(!dir.path().join("rtctl.toml").exists(), "a failed start wrote rtctl.toml");
 }

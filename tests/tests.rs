@@ -12,6 +12,7 @@ mod dashboard;
 mod docs;
 mod events;
 mod faults;
+mod first_steps;
 mod http;
 mod jwks;
 mod lifecycle;

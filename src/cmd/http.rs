@@ -7,6 +7,8 @@ use anyhow::{Context, anyhow};
 use reqwest::{Method, RequestBuilder};
 use serde_json::Value;
 
+use crate::config::{ClientConfig, Credential};
+
 /// How long one API call may take. The hub answers in milliseconds; a mass notification to thousands of
 /// users stores them first, which stays well under this.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,13 +48,24 @@ pub async fn send_raw(builder: RequestBuilder) -> anyhow::Result<(u16, Value)> {
     Ok((status, body))
 }
 
-/// The JSON body of a 2xx response; anything else is an error naming the status and the hub's message.
-pub async fn send(builder: RequestBuilder) -> anyhow::Result<Value> {
+/// The JSON body of a 2xx response; anything else is an error naming the status and the hub's message,
+/// and after a 401 why, when `credential` came from the config file (another hub's file is the usual
+/// cause).
+pub async fn send_as(builder: RequestBuilder, config: &ClientConfig, credential: Credential) -> anyhow::Result<Value> {
     let (status, body) = send_raw(builder).await?;
     if (200..300).contains(&status) {
         return Ok(body);
     }
-    Err(anyhow!("{}", status_error(status, &body)))
+    Err(anyhow!("{}", refused(status, &body, config, credential)))
+}
+
+/// [`status_error`], with [`ClientConfig::mismatch_hint`] after a 401.
+pub fn refused(status: u16, body: &Value, config: &ClientConfig, credential: Credential) -> String {
+    let error = status_error(status, body);
+    match config.mismatch_hint(credential) {
+        Some(hint) if status == 401 => format!("{error}; {hint}"),
+        _ => error,
+    }
 }
 
 /// `HTTP 404 not_found: no such route`, from a PROTOCOL §5 error body (or whatever came back).

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::http::{self, Auth};
 use crate::cli::notify::{EventArgs, NotifyArgs, NotifyCommand, OrderArgs, PendingUserArgs, UserNotification};
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Credential};
 
 pub async fn run(config_path: &Path, args: NotifyArgs) -> anyhow::Result<u8> {
     let config = args.client.resolve(config_path)?;
@@ -45,7 +45,7 @@ async fn notify_users(config: &ClientConfig, args: UserNotification) -> anyhow::
         insert_some(&mut body, "link", args.link.clone().map(Value::from));
         let request =
             http::request(&client, Method::POST, &config.url, "/api/v1/notifications", Auth::ApiKey(key)).json(&body);
-        let reply = http::send(request).await.context("cannot send the notification")?;
+        let reply = http::send_as(request, config, Credential::ApiKey).await.context("cannot send the notification")?;
         let notifications = reply["notifications"].as_array().cloned().unwrap_or_default();
         if !args.json {
             for n in &notifications {
@@ -69,7 +69,7 @@ async fn pending_user(config: &ClientConfig, args: PendingUserArgs) -> anyhow::R
     let client = http::client()?;
     let path = "/api/v1/admin-dashboard/users/";
     let request = http::request(&client, Method::POST, &config.url, path, Auth::ApiKey(key)).json(&body);
-    let reply = http::send(request).await.context("cannot register the pending user")?;
+    let reply = http::send_as(request, config, Credential::ApiKey).await.context("cannot register the pending user")?;
     if args.json {
         println!("{reply}");
     } else {
@@ -86,7 +86,7 @@ async fn order_update(config: &ClientConfig, args: OrderArgs) -> anyhow::Result<
     let client = http::client()?;
     let path = format!("/api/v1/admin-dashboard/orders/{}/", path_segment(&args.order_id));
     let request = http::request(&client, Method::POST, &config.url, &path, Auth::ApiKey(key)).json(&body);
-    let reply = http::send(request).await.context("cannot send the order update")?;
+    let reply = http::send_as(request, config, Credential::ApiKey).await.context("cannot send the order update")?;
     if args.json {
         println!("{reply}");
     } else {
@@ -104,7 +104,7 @@ pub async fn run_event(config_path: &Path, args: EventArgs) -> anyhow::Result<u8
     let client = http::client()?;
     let path = format!("/api/v1/orgs/{}/events", path_segment(&args.org));
     let request = http::request(&client, Method::POST, &config.url, &path, Auth::ApiKey(key)).json(&body);
-    let reply = http::send(request).await.context("cannot publish the event")?;
+    let reply = http::send_as(request, &config, Credential::ApiKey).await.context("cannot publish the event")?;
     if args.json {
         println!("{reply}");
     } else {

@@ -9,21 +9,18 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
 use crate::cli::serve::ServeArgs;
-use crate::config::FileConfig;
+use crate::config::{FileConfig, listening};
 
 pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
-    let file = match FileConfig::load(config_path)? {
-        Some(file) => file,
-        None => {
-            let (file, created) = FileConfig::create_or_adopt(config_path)?;
-            if created {
-                info!(path = %config_path.display(), "created config file with a new JWT secret and API key (mode 0600)");
-            }
-            file
-        }
+    // A new config file is written only once the hub has started: a start that fails (a taken port, a
+    // bad setting, a database it cannot open) must not leave secrets behind that no hub uses, which
+    // every later command in this directory would then sign with.
+    let (file, fresh) = match FileConfig::load(config_path)? {
+        Some(file) => (file, false),
+        None => (FileConfig::generate(), true),
     };
-    let config = settings(args).resolve(&file)?;
-    info!(path = %config_path.display(), "using config file");
+    let flags = settings(args);
+    let mut config = flags.clone().resolve(&file)?;
     // Every connection is a file descriptor: the usual soft limit (1024) would cap the hub there.
     match crate::bench::limits::raise_nofile() {
         Ok(limit) => info!(open_files = limit, "open-file limit"),
@@ -31,9 +28,52 @@ pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
     }
     // Installed before the hub says it is listening: a SIGTERM from then on is a graceful shutdown.
     let shutdown = shutdown_signal()?;
-    let listener = listen(config.bind).with_context(|| format!("cannot listen on {}", config.bind))?;
-    crate::hub::run(listener, config, shutdown).await?;
+    let listener = listen(config.bind).map_err(|error| bind_error(config.bind, error))?;
+    let mut created = false;
+    if fresh {
+        let (file, wrote) = FileConfig::write_or_adopt(config_path, file)?;
+        if wrote {
+            info!(path = %config_path.display(), "created config file with a new JWT secret and API key (mode 0600)");
+        } else {
+            // Another node starting in this directory wrote it first: its secrets are the deployment's.
+            config = flags.resolve(&file)?;
+        }
+        created = wrote;
+    }
+    info!(path = %config_path.display(), "using config file");
+    let hub = match crate::hub::Hub::start(config).await {
+        Ok(hub) => hub,
+        Err(error) => {
+            if created {
+                let _ = std::fs::remove_file(config_path);
+            }
+            return Err(error);
+        }
+    };
+    let local = listener.local_addr().context("the listener has no local address")?;
+    // Where the other commands run with this config file find the hub; removed when it stops.
+    let _recorded = match listening::record(config_path, local) {
+        Ok(recorded) => Some(recorded),
+        Err(error) => {
+            let path = listening::path_for(config_path);
+            tracing::warn!(path = %path.display(), %error, "cannot record the address; clients here need --url");
+            None
+        }
+    };
+    crate::hub::run_started(listener, hub, shutdown).await?;
     Ok(0)
+}
+
+/// Why the hub cannot listen, with the fix when the address is taken (often by a hub started earlier).
+fn bind_error(addr: SocketAddr, error: std::io::Error) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        anyhow::anyhow!(
+            "cannot listen on {addr}: {error}; another process (another hub?) listens there: stop it, or choose \
+             a free address with --bind (RTCTL_BIND, bind in rtctl.toml), e.g. --bind 127.0.0.1:8001"
+        )
+    } else {
+        anyhow::Error::from(error).context(format!("cannot listen on {addr}"))
+    }
 }
 
 /// Connections the kernel holds for the hub before it accepts them (the kernel caps it at

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::http::{self, Auth};
 use crate::cli::status::StatusArgs;
-use crate::config::{ClientConfig, redact_url};
+use crate::config::{ClientConfig, Credential, redact_url};
 
 /// How often `--watch` redraws.
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -30,6 +30,12 @@ struct Snapshot {
 impl Snapshot {
     fn is_ready(&self) -> bool {
         self.ready_status == 200
+    }
+
+    /// Why the hub could not be read whole: the stats were asked for (there is an API key) and refused
+    /// or lost. Without a key they are simply not asked for.
+    fn unread(&self, config: &ClientConfig) -> Option<&str> {
+        self.stats.as_ref().err().filter(|_| config.api_key.is_some()).map(String::as_str)
     }
 
     fn to_json(&self) -> Value {
@@ -52,6 +58,11 @@ pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
             println!("{}", snapshot.to_json());
         } else {
             print!("{}", render(&snapshot));
+        }
+        // A script (or a person) must not take a refused stats request for a healthy hub.
+        if let Some(why) = snapshot.unread(&config) {
+            eprintln!("rtctl: cannot read the hub's stats: {why}");
+            return Ok(1);
         }
         return Ok(if snapshot.is_ready() { 0 } else { 1 });
     }
@@ -100,7 +111,7 @@ async fn poll(client: &reqwest::Client, config: &ClientConfig) -> anyhow::Result
             None => Err("no API key: stats need --api-key, RTCTL_API_KEY or rtctl.toml".to_owned()),
             Some(key) => match get("/api/v1/stats", Auth::ApiKey(key.expose())).await {
                 Ok((200, body)) => Ok(body),
-                Ok((status, body)) => Err(http::status_error(status, &body)),
+                Ok((status, body)) => Err(http::refused(status, &body, config, Credential::ApiKey)),
                 Err(error) => Err(format!("{error:#}")),
             },
         }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::http::{self, Auth};
 use crate::auth::{self, AuthError, Claims, Identity, KeySource, SigningKey, Verifier};
 use crate::cli::token::{InspectArgs, KeyAlg, MintArgs, TokenArgs, TokenCommand};
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, Credential};
 
 impl MintArgs {
     /// The identity a minted token carries: these flags plus `extra_orgs` (from a connect target).
@@ -88,7 +88,7 @@ pub async fn run(config_path: &Path, args: TokenArgs) -> anyhow::Result<u8> {
 pub async fn exchange(config: &ClientConfig, jwt: &str) -> anyhow::Result<Value> {
     let client = http::client()?;
     let request = http::request(&client, Method::GET, &config.url, "/api/user/ws-token/", Auth::Bearer(jwt));
-    http::send(request).await.context("cannot get a ws token")
+    http::send_as(request, config, Credential::JwtSecret).await.context("cannot get a ws token")
 }
 
 fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {

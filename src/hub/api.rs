@@ -191,8 +191,20 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
-    info!(%method, path, status = response.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    let status = response.status().as_u16();
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    // Probes answered (load balancers, `rtctl status --watch`: three a second) would drown the log.
+    if method == axum::http::Method::GET && is_probe(&path) && response.status().is_success() {
+        tracing::debug!(%method, path, status, elapsed_ms, "request");
+    } else {
+        info!(%method, path, status, elapsed_ms, "request");
+    }
     response
+}
+
+/// The read-only routes that monitors poll.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/api/v1/stats")
 }
 
 async fn healthz() -> axum::Json<Value> {

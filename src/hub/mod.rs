@@ -176,7 +176,16 @@ pub async fn run(
     config: HubConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let hub = Hub::start(config).await?;
+    run_started(listener, Hub::start(config).await?, shutdown).await
+}
+
+/// [`run`] with a hub already started (store open, layer connected): `rtctl serve` keeps a new config
+/// file only once the hub could start.
+pub async fn run_started(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let local = listener.local_addr().context("listener has no local address")?;
     info!(
         address = %local,

@@ -136,7 +136,8 @@ enum End {
 
 /// Closes a freshly upgraded socket with a refusal (4001, 4003, 4004).
 pub async fn refuse(hub: &Hub, mut socket: WebSocket, refusal: Refusal) {
-    debug!(code = refusal.code, reason = %refusal.reason, "refused after upgrade");
+    // At the default level: an operator asked why a client cannot connect finds the reason here.
+    tracing::info!(code = refusal.code, reason = %refusal.reason, "connection refused");
     close_socket(&mut socket, refusal.code, refusal.reason, hub.config.limits.close_timeout).await;
     socket.get_ref().outbox().close();
 }

@@ -154,6 +154,17 @@ struct Minter {
 }
 
 impl TokenSource {
+    /// After a close with `code`: why a token minted with the config file's secret was refused, when
+    /// that is the likely cause (4001: the file is another hub's).
+    fn mismatch_hint(&self, code: Option<u16>) -> Option<String> {
+        match self {
+            TokenSource::Minted(minter) if code == Some(crate::protocol::close::UNAUTHORIZED) => {
+                minter.config.mismatch_hint(crate::config::Credential::JwtSecret)
+            }
+            _ => None,
+        }
+    }
+
     async fn next(&self) -> anyhow::Result<Option<String>> {
         match self {
             TokenSource::None => Ok(None),
@@ -317,7 +328,12 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
             }
             Ended::Lost { code } => match session::advice(code) {
                 session::CloseAdvice::Normal => return exit::OK,
-                session::CloseAdvice::Refused => return exit::REFUSED,
+                session::CloseAdvice::Refused => {
+                    if let Some(hint) = tokens.mismatch_hint(code) {
+                        session.output.error(&hint);
+                    }
+                    return exit::REFUSED;
+                }
                 session::CloseAdvice::Error => return exit::ERROR,
                 session::CloseAdvice::Retry if !reconnect => return exit::LOST,
                 session::CloseAdvice::Retry => code == Some(crate::protocol::close::RATE_LIMITED),
@@ -402,6 +418,7 @@ mod tests {
             api_key: None,
             config_file: crate::config::DEFAULT_CONFIG_PATH.into(),
             config_file_found: false,
+            sources: Default::default(),
         };
         let events = Target::parse("events", Some("acme")).unwrap();
         assert_eq!(events.url(&config), "wss://hub.example/ws/events/acme/");

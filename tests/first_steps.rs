@@ -1,0 +1,187 @@
+//! What a newcomer meets first (issue 21): the commands run beside `rtctl serve` find that hub, a
+//! config file that belongs to another hub is named as the cause of a refusal, and the hub's log says
+//! why it refused a connection without drowning in `status --watch`'s polling.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// Longest a step waits for the binary.
+const STEP: Duration = Duration::from_secs(20);
+
+/// `rtctl` run in `dir` with no `RTCTL_*` or `RUST_LOG` from the test's environment.
+fn rtctl(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rtctl"));
+    command.current_dir(dir).env_remove("RUST_LOG").env("NO_COLOR", "1").env("XDG_STATE_HOME", dir);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("RTCTL_") {
+            command.env_remove(name);
+        }
+    }
+    command.stdin(Stdio::null());
+    command
+}
+
+/// Runs to completion; exit code, stdout, stderr.
+fn run(command: &mut Command) -> (i32, String, String) {
+    let Output { status, stdout, stderr } = command.output().expect("run rtctl");
+    (status.code().unwrap_or(-1), String::from_utf8_lossy(&stdout).into(), String::from_utf8_lossy(&stderr).into())
+}
+
+/// An `rtctl serve` started in a directory, killed when dropped, with its log so far.
+struct Hub {
+    child: std::process::Child,
+    log: Arc<Mutex<Vec<String>>>,
+    addr: String,
+}
+
+impl Hub {
+    /// `rtctl serve --bind 127.0.0.1:0 ARGS` in `dir`, once it logged its address.
+    fn start(dir: &Path, args: &[&str]) -> Self {
+        let mut command = rtctl(dir);
+        command.args(["serve", "--bind", "127.0.0.1:0"]).args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start rtctl serve");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let lines = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("address=").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+                lines.lock().expect("the log lock").push(line);
+            }
+        });
+        let addr = rx.recv_timeout(STEP).expect("rtctl serve logged its address");
+        Self { child, log, addr }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("the log lock").join("\n")
+    }
+
+    /// SIGTERM, then the exit status.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid that fits");
+        // SAFETY: kill has no memory preconditions; the pid is our own child, not yet waited for.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for rtctl serve") {
+                return status;
+            }
+            assert!(started.elapsed() < STEP, "rtctl serve did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until the hub's log has a line with every one of `parts`; returns that line.
+fn logged(hub: &Hub, parts: &[&str]) -> String {
+    let started = Instant::now();
+    loop {
+        let log = hub.log();
+        if let Some(line) = log.lines().find(|line| parts.iter().all(|part| line.contains(part))) {
+            return line.to_owned();
+        }
+        assert!(started.elapsed() < STEP, "no line with {parts:?} in the log:\n{log}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `rtctl status`, `notify` and `connect` in the directory of an `rtctl serve` that listens elsewhere
+/// than the default address reach that hub through `rtctl.listen`, which is removed when the hub stops;
+/// status's polling is logged at DEBUG only.
+#[test]
+fn commands_beside_serve_find_its_address() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut hub = Hub::start(dir.path(), &[]);
+    let listen = dir.path().join("rtctl.listen");
+    assert!(listen.exists(), "serve recorded where it listens");
+
+    let (code, out, err) = run(rtctl(dir.path()).arg("status"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with(&format!("hub         http://{}  node ", hub.addr)), "{out}");
+    let (code, out, err) = run(rtctl(dir.path()).args(["notify", "--user-id", "7", "--title", "Hi", "--message", "M"]));
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "created notification 1 for user 7\n", ""));
+    let (code, out, err) = run(rtctl(dir.path())
+        .args(["connect", "notifications", "--user-id", "7", "--until"])
+        .arg("connection_established"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("\"unread_count\":1"), "{out}");
+
+    // Logged after the POST and the upgrade (INFO), so the probes before them are in the log too.
+    logged(&hub, &[" INFO ", "path=\"/ws/notifications/\""]);
+    let log = hub.log();
+    for probe in ["/healthz", "/readyz", "/api/v1/stats"] {
+        assert!(!log.contains(&format!("path=\"{probe}\"")), "{probe} polled by status is logged at INFO:\n{log}");
+    }
+    assert!(hub.terminate().success());
+    assert!(!listen.exists(), "rtctl.listen is removed when the hub stops");
+    let (code, _, err) = run(rtctl(dir.path()).args(["status", "--url", "http://127.0.0.1:1"]));
+    assert_eq!(code, 1, "{err}");
+}
+
+/// A config file whose secrets are not the hub's: `status` exits 1 instead of 0, and `status`,
+/// `notify`, `token ws` and `connect` each name the config file as the cause and the fix; the hub logs
+/// the refused WebSocket at INFO with its reason.
+#[test]
+fn secrets_of_another_hub_are_named_as_the_cause() {
+    let hub_dir = tempfile::tempdir().expect("a temp dir");
+    let hub = Hub::start(hub_dir.path(), &[]);
+    let other = tempfile::tempdir().expect("a temp dir");
+    let config = format!(
+        "url = \"http://{}\"\njwt_secret = \"another-hubs-secret-0123456789abcdef\"\napi_key = \"another-hubs-key\"\n",
+        hub.addr
+    );
+    std::fs::write(other.path().join("rtctl.toml"), config).expect("write rtctl.toml");
+    let hint = |setting: &str, flag: &str| {
+        format!(
+            "the {setting} in rtctl.toml is not the one of the hub at http://{}: run rtctl in the directory of that \
+             hub's config file, point --config (or RTCTL_CONFIG) at it, or pass {flag}",
+            hub.addr
+        )
+    };
+
+    let (code, out, err) = run(rtctl(other.path()).arg("status"));
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        err,
+        format!(
+            "rtctl: cannot read the hub's stats: HTTP 401 unauthorized: invalid API key; {}\n",
+            hint("api_key", "--api-key")
+        )
+    );
+    let (code, _, err) = run(rtctl(other.path()).args(["notify", "--user-id", "7", "--title", "Hi", "--message", "M"]));
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!(
+            "rtctl: cannot send the notification: HTTP 401 unauthorized: invalid API key; {}\n",
+            hint("api_key", "--api-key")
+        )
+    );
+    let (code, _, err) = run(rtctl(other.path()).args(["token", "ws", "--user-id", "7"]));
+    assert_eq!(code, 1);
+    assert!(err.ends_with(&format!("; {}\n", hint("jwt_secret", "--jwt-secret"))), "{err}");
+    let (code, _, err) = run(rtctl(other.path()).args(["connect", "--user-id", "7", "--wait", "5"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("4001") && err.contains(&hint("jwt_secret", "--jwt-secret")), "{err}");
+    let line = logged(&hub, &["connection refused"]);
+    assert!(line.contains(" INFO ") && line.contains("code=4001") && line.contains("bad signature"), "{line}");
+
+    // The same secrets given by flag are the caller's own choice: the hub's answer alone.
+    let (code, _, err) =
+        run(rtctl(other.path()).args(["notify", "--api-key", "x", "--user-id", "7", "--title", "a", "--message", "b"]));
+    assert_eq!((code, err.contains("rtctl.toml")), (1, false), "{err}");
+}
