@@ -385,7 +385,7 @@ impl FileConfig {
         }
     }
 
-    /// A new file's settings: a fresh JWT secret and API key, nothing else.
+    /// A new file's settings: a fresh JWT secret, API key and Redis frame key, nothing else.
     pub fn generate() -> Self {
         Self {
             jwt_secret: Some(crate::auth::random_secret()),
@@ -920,7 +920,7 @@ mod tests {
     #[test]
     fn redis_frame_key_comes_from_the_settings_or_the_api_key() {
         let dir = tempfile::tempdir().unwrap();
-        let created = FileConfig::create(&dir.path().join("rtctl.toml")).unwrap();
+        let created = FileConfig::generate().create(&dir.path().join("rtctl.toml")).unwrap();
         assert!(created.redis_frame_key.as_ref().is_some_and(|key| key.len() >= 32));
         let file = FileConfig {
             jwt_secret: Some("file-secret-0123456789".into()),
