@@ -179,13 +179,13 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s H -l header -d '
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l origin -d 'Origin header to send, as a browser would' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l subprotocol -d 'Subprotocol to request in Sec-WebSocket-Protocol' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s x -l execute -d 'Send this message after connecting (JSON or `type key=value`); repeat for several' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l wait -d 'End the session this many seconds after connecting' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l wait -d 'End the session this long after connecting: 500ms, 2s, 1m (a plain number is seconds)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l until -d 'End the session when a message of this type arrives' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l ws-token -d 'Exchange the minted JWT for a single-use ws token first, as a browser would'
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l raw -d 'Show frames as they arrive, without pretty-printing JSON'
-complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s t -l timestamps -d 'Prefix every line with the local time'
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l timestamps -d 'Prefix every line with the local time'
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l no-color -d 'No colors (NO_COLOR does the same)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l json -d 'Write every frame to stdout as one JSON line (the default when stdin or stdout is not a terminal)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l no-reconnect -d 'End instead of reconnecting when the connection is lost (exit code 4)'

@@ -629,7 +629,7 @@ async fn exit_codes_for_refused_and_lost() {
     assert!(err.contains("HTTP 404"), "{err}");
 
     let mut connect = rtctl(&hub, dir.path());
-    connect.args(["connect", "--user-id", "7", "--no-reconnect", "--until", "never"]);
+    connect.args(["connect", "--user-id", "7", "--no-reconnect", "--until", "chat_message"]);
     let mut client = Client::spawn(connect);
     client.until("connection_established").await;
     hub.stop().await;

@@ -185,3 +185,45 @@ fn secrets_of_another_hub_are_named_as_the_cause() {
         run(rtctl(other.path()).args(["notify", "--api-key", "x", "--user-id", "7", "--title", "a", "--message", "b"]));
     assert_eq!((code, err.contains("rtctl.toml")), (1, false), "{err}");
 }
+
+/// `--until` with a type the hub never sends, or an unknown target, is a usage error (2) with the
+/// closest name, before anything connects; `--wait` takes durations; Ctrl-C before what `--until` waits
+/// for exits 130, not 0.
+#[test]
+fn waits_are_checked_and_an_interrupted_wait_fails() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let hub = Hub::start(dir.path(), &[]);
+    let (code, out, err) = run(rtctl(dir.path()).args(["connect", "--user-id", "7", "--until", "notification_list"]));
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert_eq!(
+        err,
+        "rtctl: --until `notification_list`: the hub never sends that type; did you mean `notifications_list`?\n"
+    );
+    let (code, _, err) = run(rtctl(dir.path()).args(["connect", "notification", "--user-id", "7"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("rtctl: unknown target `notification`: did you mean `notifications`? "), "{err}");
+
+    for wait in ["300ms", "0.3"] {
+        let (code, out, err) = run(rtctl(dir.path()).args(["connect", "--user-id", "7", "--wait", wait]));
+        assert_eq!(code, 0, "--wait {wait}: {err}");
+        assert!(out.contains("connection_established"), "{out}");
+    }
+    let (code, _, err) = run(rtctl(dir.path()).args(["connect", "--user-id", "7", "--wait", "soon"]));
+    assert_eq!(code, 2, "{err}");
+
+    let mut connect = rtctl(dir.path());
+    connect.args(["connect", "--user-id", "7", "--until", "chat_message"]);
+    let mut child = connect.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start rtctl connect");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a first frame");
+    assert!(first.contains("connection_established"), "{first}");
+    let pid = libc::pid_t::try_from(child.id()).expect("a pid that fits");
+    // SAFETY: kill has no memory preconditions; the pid is our own child, not yet waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().expect("wait for rtctl connect");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted before the session's end"), "{err}");
+    drop(hub);
+}

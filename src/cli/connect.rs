@@ -45,9 +45,9 @@ pub struct ConnectArgs {
     #[arg(short = 'x', long = "execute", value_name = "MSG")]
     pub execute: Vec<String>,
 
-    /// End the session this many seconds after connecting
-    #[arg(long, value_name = "SECONDS")]
-    pub wait: Option<f64>,
+    /// End the session this long after connecting: 500ms, 2s, 1m (a plain number is seconds)
+    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    pub wait: Option<std::time::Duration>,
 
     /// End the session when a message of this type arrives
     #[arg(long, value_name = "TYPE")]
@@ -58,7 +58,7 @@ pub struct ConnectArgs {
     pub raw: bool,
 
     /// Prefix every line with the local time
-    #[arg(short = 't', long)]
+    #[arg(long)]
     pub timestamps: bool,
 
     /// No colors (NO_COLOR does the same)
@@ -72,4 +72,13 @@ pub struct ConnectArgs {
     /// End instead of reconnecting when the connection is lost (exit code 4)
     #[arg(long)]
     pub no_reconnect: bool,
+}
+
+/// `--wait`: a duration (`2s`, `500ms`), or a number of seconds as before (`0.3`).
+fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("`{text}` is not a duration like 2s, 500ms or 1m"));
+    }
+    humantime::parse_duration(text.trim()).map_err(|e| format!("`{text}` is not a duration like 2s, 500ms or 1m: {e}"))
 }

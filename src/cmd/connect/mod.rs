@@ -37,6 +37,8 @@ pub mod exit {
     /// The connection was lost (1001, 1006, 1011, 4000, 4008, 4029) and reconnecting is off, or the
     /// session ended (end of input, `--wait`) while it was reconnecting.
     pub const LOST: u8 = 4;
+    /// Ctrl-C ended a session that waited for `--until` or `--wait` (128 + SIGINT, as a shell reports).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// First reconnect delay; doubles each attempt up to [`BACKOFF_MAX`], with jitter.
@@ -74,8 +76,11 @@ impl Target {
             ("events", None) => bail!("`events` needs the org: rtctl connect events ORG"),
             ("chat", None) => bail!("`chat` needs the room: rtctl connect chat ROOM"),
             (other, _) => {
+                let hint = suggest(other, &["notifications", "events", "dashboard", "chat"])
+                    .map(|t| format!("did you mean `{t}`? "))
+                    .unwrap_or_default();
                 bail!(
-                    "unknown target `{}`: expected notifications, events ORG, dashboard, chat ROOM or a ws:// URL",
+                    "unknown target `{}`: {hint}expected notifications, events ORG, dashboard, chat ROOM or a ws:// URL",
                     redact_url(other)
                 )
             }
@@ -264,11 +269,27 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
             }
         }
     }
-    let deadline = args.wait.map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs.max(0.0)));
+    // A raw URL may be any server; the hub's endpoints send only the protocol's types.
+    if let (Some(until), false) = (&args.until, matches!(target, Target::Url(_)))
+        && !protocol::SERVER_TYPES.contains(&until.as_str())
+    {
+        let hint = match suggest(until, protocol::SERVER_TYPES) {
+            Some(near) => format!("did you mean `{near}`?"),
+            None => format!("it sends {}", protocol::SERVER_TYPES.join(", ")),
+        };
+        eprintln!("rtctl: --until `{until}`: the hub never sends that type; {hint}");
+        return Ok(exit::USAGE);
+    }
+    let deadline = args.wait.map(|wait| tokio::time::Instant::now() + wait);
     let piped = input.is_some() && !interactive;
     let mut session = Session::new(output, input, pending, deadline, args.until.clone(), target.types(), piped);
     let reconnect = !args.no_reconnect;
     let mut code = run_loop(&mut session, &tokens, request, reconnect).await;
+    // What the script waited for did not happen: it must not read the Ctrl-C as success.
+    if session.interrupted && (args.until.is_some() || args.wait.is_some()) && code == exit::OK {
+        session.output.error("interrupted before the session's end (--until, --wait)");
+        code = exit::INTERRUPTED;
+    }
     // Each refused line had its error already; the exit code tells the script that ran it. A refusal or a
     // lost connection (3, 4) says more and is kept.
     let refused = session.refused_lines();
@@ -356,6 +377,26 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
     }
 }
 
+/// The closest of `known` to a mistyped `word` (at most a third of its letters off), for "did you mean".
+pub(crate) fn suggest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut previous = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let substitution = previous + usize::from(ca != *cb);
+                previous = row[j + 1];
+                row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+            }
+        }
+        row[b.len()]
+    };
+    let (best, far) = known.iter().map(|k| (*k, distance(word, k))).min_by_key(|(_, d)| *d)?;
+    (far <= word.chars().count().div_ceil(3).max(1)).then_some(best)
+}
+
 /// Exponential backoff with jitter: a random point in the upper half of base × 2^attempt (capped), so
 /// that clients dropped together by a restart do not all come back in the same instant.
 fn backoff(attempt: u32) -> Duration {
@@ -428,6 +469,15 @@ mod tests {
         let url = Target::parse("ws://h:1/ws/chat/r1/?token=secret", None).unwrap();
         assert_eq!(url.history_key(), "h_1_ws_chat_r1_");
         assert!(url.types().contains(&"chat_message"));
+    }
+
+    /// A near miss gets the closest name; a word far from all of them gets none.
+    #[test]
+    fn suggestions_for_near_misses() {
+        let known = crate::protocol::SERVER_TYPES;
+        assert_eq!(suggest("notification_list", known), Some("notifications_list"));
+        assert_eq!(suggest("notification", &["notifications", "events", "dashboard", "chat"]), Some("notifications"));
+        assert_eq!(suggest("never", known), None);
     }
 
     /// Delays grow, stay under the cap, and vary.

@@ -85,6 +85,8 @@ pub struct Session {
     pings: HashMap<String, std::time::Instant>,
     /// The tally of piped input; `None` for typed input, where a person sees the error and types again.
     piped: Option<PipedLines>,
+    /// Ctrl-C (SIGINT) ended the session before what `--wait` or `--until` waited for.
+    pub interrupted: bool,
 }
 
 /// Lines read from a pipe, and how many of them were refused (not valid, so not sent): a script learns
@@ -112,7 +114,7 @@ impl Session {
         piped: bool,
     ) -> Self {
         let piped = piped.then(PipedLines::default);
-        Self { output, input, pending, deadline, until, types, pings: HashMap::new(), piped }
+        Self { output, input, pending, deadline, until, types, pings: HashMap::new(), piped, interrupted: false }
     }
 
     /// How many piped lines were refused, and so not sent.
@@ -183,6 +185,7 @@ impl Session {
                     return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
                 }
                 _ = tokio::signal::ctrl_c(), if closed.is_none() => {
+                    self.interrupted = true;
                     return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
                 }
             }
@@ -225,7 +228,10 @@ impl Session {
                     self.output.error("--wait elapsed while reconnecting: the connection stays lost");
                     return Paused::GaveUp;
                 }
-                _ = tokio::signal::ctrl_c() => return Paused::Quit,
+                _ = tokio::signal::ctrl_c() => {
+                    self.interrupted = true;
+                    return Paused::Quit;
+                }
             }
         }
     }
