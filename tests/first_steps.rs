@@ -227,3 +227,43 @@ fn waits_are_checked_and_an_interrupted_wait_fails() {
     assert!(err.contains("interrupted before the session's end"), "{err}");
     drop(hub);
 }
+
+/// Usage mistakes exit 2 like clap's own, each with the fix: a mint without `--user-id` (`token ws`,
+/// `connect`), a `--ttl` without a unit, a `--url` that is not the hub's HTTP URL.
+#[test]
+fn usage_mistakes_exit_2() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["token", "ws", "--jwt-secret", "a-secret-of-16-chars"],
+            "rtctl: minting a token needs --user-id (or RTCTL_USER_ID)\n",
+        ),
+        (
+            &["connect", "--url", "http://127.0.0.1:9", "--jwt-secret", "a-secret-of-16-chars"],
+            "rtctl: minting a token needs --user-id (or RTCTL_USER_ID)\n",
+        ),
+        (
+            &["token", "jwt", "--user-id", "7", "--ttl", "1", "--jwt-secret", "a-secret-of-16-chars"],
+            "rtctl: invalid --ttl `1`: expected a duration like 20s, 5m or 1h: time unit needed, for example 1sec or 1ms\n",
+        ),
+        (
+            &["status", "--url", "localhost:8000"],
+            "rtctl: invalid --url `localhost:8000`: expected http://HOST:PORT or https://HOST; did you mean \
+             http://localhost:8000?\n",
+        ),
+        (
+            &["status", "--url", "ws://127.0.0.1:9"],
+            "rtctl: invalid --url `ws://127.0.0.1:9`: expected http://HOST:PORT or https://HOST; did you mean \
+             http://127.0.0.1:9?\n",
+        ),
+        (
+            &["notify", "--url", "wss://hub.example", "--user-id", "7", "--title", "a", "--message", "b"],
+            "rtctl: invalid --url `wss://hub.example`: expected http://HOST:PORT or https://HOST; did you mean \
+             https://hub.example?\n",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, out, err) = run(rtctl(dir.path()).args(args));
+        assert_eq!((code, out.as_str(), err.as_str()), (2, "", expected), "{args:?}");
+    }
+}

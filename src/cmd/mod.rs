@@ -58,8 +58,32 @@ impl UsageError {
 impl ClientArgs {
     /// Merges with the config file at `config_path`.
     pub fn resolve(&self, config_path: &std::path::Path) -> anyhow::Result<ClientConfig> {
+        if let Some(url) = &self.url {
+            check_url(url)?;
+        }
         ClientConfig::resolve(self.url.clone(), self.jwt_secret.clone(), self.api_key.clone(), config_path)
     }
+}
+
+/// A `--url` (or `RTCTL_URL`) that is not the hub's HTTP base URL is a usage error, with the URL it
+/// likely meant: `localhost:8000` → `http://localhost:8000`, `ws://…` → `http://…`.
+fn check_url(url: &str) -> anyhow::Result<()> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(());
+    }
+    let meant = if let Some(rest) = url.strip_prefix("ws://") {
+        format!("http://{rest}")
+    } else if let Some(rest) = url.strip_prefix("wss://") {
+        format!("https://{rest}")
+    } else if !url.contains("://") {
+        format!("http://{url}")
+    } else {
+        String::new()
+    };
+    let shown = crate::config::redact_url(url);
+    let hint =
+        if meant.is_empty() { String::new() } else { format!("; did you mean {}?", crate::config::redact_url(&meant)) };
+    Err(UsageError(anyhow::anyhow!("invalid --url `{shown}`: expected http://HOST:PORT or https://HOST{hint}")).into())
 }
 
 /// Runs the chosen subcommand; the result is the process's exit code.

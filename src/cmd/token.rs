@@ -9,6 +9,7 @@ use colored::Colorize;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::UsageError;
 use super::http::{self, Auth};
 use crate::auth::{self, AuthError, Claims, Identity, KeySource, SigningKey, Verifier};
 use crate::cli::token::{InspectArgs, KeyAlg, MintArgs, TokenArgs, TokenCommand};
@@ -18,7 +19,7 @@ impl MintArgs {
     /// The identity a minted token carries: these flags plus `extra_orgs` (from a connect target).
     pub fn identity(&self, extra_orgs: &[String], staff: bool) -> anyhow::Result<Identity> {
         let Some(user_id) = self.user_id.clone() else {
-            bail!("minting a token needs --user-id (or RTCTL_USER_ID)");
+            return Err(UsageError(anyhow::anyhow!("minting a token needs --user-id (or RTCTL_USER_ID)")).into());
         };
         let mut orgs = self.orgs.clone();
         orgs.extend(extra_orgs.iter().filter(|org| !self.orgs.contains(org)).cloned());
@@ -33,7 +34,7 @@ impl MintArgs {
 
     /// Signs a token for `identity` with the private key, else the configured secret.
     pub fn mint(&self, identity: &Identity, config: &ClientConfig) -> anyhow::Result<(String, Claims)> {
-        let ttl = crate::config::parse_duration("--ttl", &self.ttl)?;
+        let ttl = crate::config::parse_duration("--ttl", &self.ttl).map_err(UsageError)?;
         let mut claims = auth::claims_for(identity, ttl);
         claims.iss = self.iss.clone();
         claims.aud = self.aud.clone();
@@ -46,7 +47,9 @@ impl MintArgs {
                     KeyAlg::Es256 => SigningKey::Es256(pem),
                 }
             }
-            (Some(_), None) => bail!("--private-key needs --alg RS256 or ES256"),
+            (Some(_), None) => {
+                return Err(UsageError(anyhow::anyhow!("--private-key needs --alg RS256 or ES256")).into());
+            }
             (None, _) => SigningKey::Hs256(config.require_jwt_secret()?.expose().to_owned()),
         };
         let token = auth::mint_with_kid(&claims, &key, self.kid.as_deref());

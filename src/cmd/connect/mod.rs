@@ -312,7 +312,9 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
             Ok(token) => token,
             Err(error) => {
                 session.output.error(&format!("{error:#}"));
-                return exit::ERROR;
+                // No --user-id, a bad --ttl: the call is wrong, not the run.
+                let usage = error.downcast_ref::<super::UsageError>().is_some();
+                return if usage { exit::USAGE } else { exit::ERROR };
             }
         };
         let started = tokio::time::Instant::now();
