@@ -34,6 +34,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL')
             [CompletionResult]::new('notify', 'notify', [CompletionResultType]::ParameterValue, 'Publish notifications (or, with a subcommand, pending users and order updates) through the API')
             [CompletionResult]::new('event', 'event', [CompletionResultType]::ParameterValue, 'Publish an organization event through the API')
+            [CompletionResult]::new('room', 'room', [CompletionResultType]::ParameterValue, 'Chat rooms through the API: create one with its members, list a user''s, post a message')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show a hub''s health, readiness and figures')
             [CompletionResult]::new('console', 'console', [CompletionResultType]::ParameterValue, 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token')
             [CompletionResult]::new('copy-store', 'copy-store', [CompletionResultType]::ParameterValue, 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)')
@@ -353,6 +354,100 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'rtctl;room' {
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)')
+            [CompletionResult]::new('post', 'post', [CompletionResultType]::ParameterValue, 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;room;create' {
+            [CompletionResult]::new('--member', '--member', [CompletionResultType]::ParameterName, 'A member''s user id; repeat for several')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The room''s display name [default: its id]')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the hub''s reply as JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;room;list' {
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'The user id (`sub` claim) of a minted token')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'An organization the token''s user belongs to (`orgs` claim); repeat for several')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The `name` claim')
+            [CompletionResult]::new('--email', '--email', [CompletionResultType]::ParameterName, 'The `email` claim')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Lifetime of a minted token, e.g. 15m, 1h, 7d')
+            [CompletionResult]::new('--iss', '--iss', [CompletionResultType]::ParameterName, 'The `iss` claim, for a hub configured with an issuer')
+            [CompletionResult]::new('--aud', '--aud', [CompletionResultType]::ParameterName, 'The `aud` claim, for a hub configured with an audience')
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Sign with this PEM private key instead of the HS256 secret (needs --alg)')
+            [CompletionResult]::new('--alg', '--alg', [CompletionResultType]::ParameterName, 'Algorithm of --private-key')
+            [CompletionResult]::new('--kid', '--kid', [CompletionResultType]::ParameterName, '`kid` header naming the key, for a hub that verifies with a JWKS')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--staff', '--staff', [CompletionResultType]::ParameterName, 'Mint a staff token (`is_staff: true`)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the hub''s reply as JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'rtctl;room;post' {
+            [CompletionResult]::new('--user-id', '--user-id', [CompletionResultType]::ParameterName, 'The user id (`sub` claim) of a minted token')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'An organization the token''s user belongs to (`orgs` claim); repeat for several')
+            [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'The `name` claim')
+            [CompletionResult]::new('--email', '--email', [CompletionResultType]::ParameterName, 'The `email` claim')
+            [CompletionResult]::new('--ttl', '--ttl', [CompletionResultType]::ParameterName, 'Lifetime of a minted token, e.g. 15m, 1h, 7d')
+            [CompletionResult]::new('--iss', '--iss', [CompletionResultType]::ParameterName, 'The `iss` claim, for a hub configured with an issuer')
+            [CompletionResult]::new('--aud', '--aud', [CompletionResultType]::ParameterName, 'The `aud` claim, for a hub configured with an audience')
+            [CompletionResult]::new('--private-key', '--private-key', [CompletionResultType]::ParameterName, 'Sign with this PEM private key instead of the HS256 secret (needs --alg)')
+            [CompletionResult]::new('--alg', '--alg', [CompletionResultType]::ParameterName, 'Algorithm of --private-key')
+            [CompletionResult]::new('--kid', '--kid', [CompletionResultType]::ParameterName, '`kid` header naming the key, for a hub that verifies with a JWKS')
+            [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'API key for the publishing routes (default: from the config file)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('--staff', '--staff', [CompletionResultType]::ParameterName, 'Mint a staff token (`is_staff: true`)')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print the hub''s reply as JSON')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            break
+        }
+        'rtctl;room;help' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)')
+            [CompletionResult]::new('post', 'post', [CompletionResultType]::ParameterValue, 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;room;help;create' {
+            break
+        }
+        'rtctl;room;help;list' {
+            break
+        }
+        'rtctl;room;help;post' {
+            break
+        }
+        'rtctl;room;help;help' {
+            break
+        }
         'rtctl;status' {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]')
             [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret to mint JWTs with (default: from the config file)')
@@ -415,6 +510,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('connect', 'connect', [CompletionResultType]::ParameterValue, 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL')
             [CompletionResult]::new('notify', 'notify', [CompletionResultType]::ParameterValue, 'Publish notifications (or, with a subcommand, pending users and order updates) through the API')
             [CompletionResult]::new('event', 'event', [CompletionResultType]::ParameterValue, 'Publish an organization event through the API')
+            [CompletionResult]::new('room', 'room', [CompletionResultType]::ParameterValue, 'Chat rooms through the API: create one with its members, list a user''s, post a message')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show a hub''s health, readiness and figures')
             [CompletionResult]::new('console', 'console', [CompletionResultType]::ParameterValue, 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token')
             [CompletionResult]::new('copy-store', 'copy-store', [CompletionResultType]::ParameterValue, 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)')
@@ -462,6 +558,21 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             break
         }
         'rtctl;help;event' {
+            break
+        }
+        'rtctl;help;room' {
+            [CompletionResult]::new('create', 'create', [CompletionResultType]::ParameterValue, 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)')
+            [CompletionResult]::new('list', 'list', [CompletionResultType]::ParameterValue, 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)')
+            [CompletionResult]::new('post', 'post', [CompletionResultType]::ParameterValue, 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)')
+            break
+        }
+        'rtctl;help;room;create' {
+            break
+        }
+        'rtctl;help;room;list' {
+            break
+        }
+        'rtctl;help;room;post' {
             break
         }
         'rtctl;help;status' {

@@ -31,6 +31,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand connect 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
             cand notify 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
             cand event 'Publish an organization event through the API'
+            cand room 'Chat rooms through the API: create one with its members, list a user''s, post a message'
             cand status 'Show a hub''s health, readiness and figures'
             cand console 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token'
             cand copy-store 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
@@ -327,6 +328,91 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'rtctl;room'= {
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand create 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)'
+            cand list 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)'
+            cand post 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;room;create'= {
+            cand --member 'A member''s user id; repeat for several'
+            cand --name 'The room''s display name [default: its id]'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --json 'Print the hub''s reply as JSON'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;room;list'= {
+            cand --user-id 'The user id (`sub` claim) of a minted token'
+            cand --org 'An organization the token''s user belongs to (`orgs` claim); repeat for several'
+            cand --name 'The `name` claim'
+            cand --email 'The `email` claim'
+            cand --ttl 'Lifetime of a minted token, e.g. 15m, 1h, 7d'
+            cand --iss 'The `iss` claim, for a hub configured with an issuer'
+            cand --aud 'The `aud` claim, for a hub configured with an audience'
+            cand --private-key 'Sign with this PEM private key instead of the HS256 secret (needs --alg)'
+            cand --alg 'Algorithm of --private-key'
+            cand --kid '`kid` header naming the key, for a hub that verifies with a JWKS'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --staff 'Mint a staff token (`is_staff: true`)'
+            cand --json 'Print the hub''s reply as JSON'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'rtctl;room;post'= {
+            cand --user-id 'The user id (`sub` claim) of a minted token'
+            cand --org 'An organization the token''s user belongs to (`orgs` claim); repeat for several'
+            cand --name 'The `name` claim'
+            cand --email 'The `email` claim'
+            cand --ttl 'Lifetime of a minted token, e.g. 15m, 1h, 7d'
+            cand --iss 'The `iss` claim, for a hub configured with an issuer'
+            cand --aud 'The `aud` claim, for a hub configured with an audience'
+            cand --private-key 'Sign with this PEM private key instead of the HS256 secret (needs --alg)'
+            cand --alg 'Algorithm of --private-key'
+            cand --kid '`kid` header naming the key, for a hub that verifies with a JWKS'
+            cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
+            cand --api-key 'API key for the publishing routes (default: from the config file)'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand --staff 'Mint a staff token (`is_staff: true`)'
+            cand --json 'Print the hub''s reply as JSON'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+        }
+        &'rtctl;room;help'= {
+            cand create 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)'
+            cand list 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)'
+            cand post 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;room;help;create'= {
+        }
+        &'rtctl;room;help;list'= {
+        }
+        &'rtctl;room;help;post'= {
+        }
+        &'rtctl;room;help;help'= {
+        }
         &'rtctl;status'= {
             cand --url 'The hub''s base URL [default: url in the config file, else http://127.0.0.1:8000]'
             cand --jwt-secret 'HS256 secret to mint JWTs with (default: from the config file)'
@@ -385,6 +471,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand connect 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
             cand notify 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
             cand event 'Publish an organization event through the API'
+            cand room 'Chat rooms through the API: create one with its members, list a user''s, post a message'
             cand status 'Show a hub''s health, readiness and figures'
             cand console 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token'
             cand copy-store 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
@@ -420,6 +507,17 @@ set edit:completion:arg-completer[rtctl] = {|@words|
         &'rtctl;help;notify;order'= {
         }
         &'rtctl;help;event'= {
+        }
+        &'rtctl;help;room'= {
+            cand create 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)'
+            cand list 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)'
+            cand post 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)'
+        }
+        &'rtctl;help;room;create'= {
+        }
+        &'rtctl;help;room;list'= {
+        }
+        &'rtctl;help;room;post'= {
         }
         &'rtctl;help;status'= {
         }

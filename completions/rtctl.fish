@@ -34,6 +34,7 @@ complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "token" -d 'Mint a JWT, 
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "connect" -d 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "notify" -d 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "event" -d 'Publish an organization event through the API'
+complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "room" -d 'Chat rooms through the API: create one with its members, list a user\'s, post a message'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "status" -d 'Show a hub\'s health, readiness and figures'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "console" -d 'Print (or --open) a link that signs in to the hub\'s web console with a short-lived token'
 complete -c rtctl -n "__fish_rtctl_needs_command" -f -a "copy-store" -d 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
@@ -257,6 +258,67 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l config -d 'Config 
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l json -d 'Print the hub\'s reply as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -f -a "create" -d 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -f -a "list" -d 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -f -a "post" -d 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l member -d 'A member\'s user id; repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l name -d 'The room\'s display name [default: its id]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l json -d 'Print the hub\'s reply as JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l user-id -d 'The user id (`sub` claim) of a minted token' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l name -d 'The `name` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l email -d 'The `email` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l ttl -d 'Lifetime of a minted token, e.g. 15m, 1h, 7d' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l iss -d 'The `iss` claim, for a hub configured with an issuer' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l aud -d 'The `aud` claim, for a hub configured with an audience' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l private-key -d 'Sign with this PEM private key instead of the HS256 secret (needs --alg)' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
+ES256\t'ECDSA on P-256 with SHA-256'"
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l staff -d 'Mint a staff token (`is_staff: true`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l json -d 'Print the hub\'s reply as JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l user-id -d 'The user id (`sub` claim) of a minted token' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l name -d 'The `name` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l email -d 'The `email` claim' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l ttl -d 'Lifetime of a minted token, e.g. 15m, 1h, 7d' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l iss -d 'The `iss` claim, for a hub configured with an issuer' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l aud -d 'The `aud` claim, for a hub configured with an audience' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l private-key -d 'Sign with this PEM private key instead of the HS256 secret (needs --alg)' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
+ES256\t'ECDSA on P-256 with SHA-256'"
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l staff -d 'Mint a staff token (`is_staff: true`)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l json -d 'Print the hub\'s reply as JSON'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from help" -f -a "post" -d 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
@@ -292,20 +354,24 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand copy-store" -s h -l help -d 
 complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "serve" -d 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "bench" -d 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "token" -d 'Mint a JWT, exchange it for a ws token, or inspect and verify a token'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "connect" -d 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "notify" -d 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "event" -d 'Publish an organization event through the API'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "status" -d 'Show a hub\'s health, readiness and figures'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "console" -d 'Print (or --open) a link that signs in to the hub\'s web console with a short-lived token'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "copy-store" -d 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event status console copy-store completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "serve" -d 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "bench" -d 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "token" -d 'Mint a JWT, exchange it for a ws token, or inspect and verify a token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "connect" -d 'Open an interactive (or scripted) WebSocket session with a hub endpoint or any ws:// URL'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "notify" -d 'Publish notifications (or, with a subcommand, pending users and order updates) through the API'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "event" -d 'Publish an organization event through the API'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "room" -d 'Chat rooms through the API: create one with its members, list a user\'s, post a message'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "status" -d 'Show a hub\'s health, readiness and figures'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "console" -d 'Print (or --open) a link that signs in to the hub\'s web console with a short-lived token'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "copy-store" -d 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and not __fish_seen_subcommand_from serve bench token connect notify event room status console copy-store completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "jwt" -d 'Print a JWT for a user, signed with the configured HS256 secret or a private key'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "ws" -d 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "inspect" -d 'Decode a token, verify it against the configured key, and show when it expires'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from notify" -f -a "user" -d 'Store and push a notification to users (the default: `rtctl notify --user-id ...`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from notify" -f -a "pending-user" -d 'Register a user awaiting approval; admins on the dashboard get `new_user`'
 complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from notify" -f -a "order" -d 'Push an order status change to the admins on the dashboard'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from room" -f -a "create" -d 'Create a room with its members (POST /api/v1/chat/rooms, with the API key)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from room" -f -a "list" -d 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)'
+complete -c rtctl -n "__fish_rtctl_using_subcommand help; and __fish_seen_subcommand_from room" -f -a "post" -d 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)'

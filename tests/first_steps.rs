@@ -267,3 +267,36 @@ fn usage_mistakes_exit_2() {
         assert_eq!((code, out.as_str(), err.as_str()), (2, "", expected), "{args:?}");
     }
 }
+
+/// `rtctl room` creates a room with its members (API key), posts as a member and lists a user's rooms
+/// (minted JWTs), without curl; the hub's refusals come back as one line, exit 1.
+#[test]
+fn rooms_are_created_listed_and_posted_to() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let _hub = Hub::start(dir.path(), &[]);
+    let room = |args: &[&str]| run(rtctl(dir.path()).arg("room").args(args));
+    assert_eq!(
+        room(&["create", "team", "--member", "7", "--member", "8", "--name", "Team chat"]),
+        (0, "created room team with members 7, 8\n".into(), String::new())
+    );
+    assert_eq!(
+        room(&["post", "team", "--user-id", "7", "hello there"]),
+        (0, "posted message 1 to room team\n".into(), String::new())
+    );
+    assert_eq!(
+        room(&["list", "--user-id", "8"]),
+        (0, "team  Team chat  members 7, 8  unread 1  last: hello there\n".into(), String::new())
+    );
+    assert_eq!(room(&["list", "--user-id", "9"]), (0, "no rooms\n".into(), String::new()));
+    let (code, _, err) = room(&["create", "team", "--member", "7"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "rtctl: cannot create the room: HTTP 409 conflict: room team exists already\n")
+    );
+    let (code, _, err) = room(&["post", "team", "--user-id", "9", "intruder"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with("rtctl: cannot post the message: HTTP 403 "), "{err}");
+    let (code, out, _) = room(&["list", "--user-id", "8", "--json"]);
+    let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!((code, &reply["rooms"][0]["members"]), (0, &serde_json::json!(["7", "8"])));
+}

@@ -7,6 +7,7 @@ pub mod connect;
 pub mod console;
 pub mod copy_store;
 pub mod notify;
+pub mod room;
 pub mod serve;
 pub mod status;
 pub mod token;
@@ -45,6 +46,8 @@ pub enum Command {
     Notify(notify::NotifyArgs),
     /// Publish an organization event through the API
     Event(notify::EventArgs),
+    /// Chat rooms through the API: create one with its members, list a user's, post a message
+    Room(room::RoomArgs),
     /// Show a hub's health, readiness and figures
     Status(status::StatusArgs),
     /// Print (or --open) a link that signs in to the hub's web console with a short-lived token

@@ -8,6 +8,7 @@ pub mod console;
 pub mod copy_store;
 mod http;
 pub mod notify;
+pub mod room;
 pub mod serve;
 pub mod status;
 pub mod token;
@@ -95,6 +96,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Connect(args) => connect::run(&cli.config, args).await,
         Command::Notify(args) => notify::run(&cli.config, args).await,
         Command::Event(args) => notify::run_event(&cli.config, args).await,
+        Command::Room(args) => room::run(&cli.config, args).await,
         Command::Status(args) => status::run(&cli.config, args).await,
         Command::Console(args) => console::run(&cli.config, args).await,
         Command::CopyStore(args) => copy_store::run(&cli.config, args).await,

@@ -126,7 +126,7 @@ fn plain(value: &Value) -> String {
 
 /// Percent-encodes an id for a URL path; the hub's ids are `[A-Za-z0-9_.-]`, so this only matters for
 /// a mistyped one, which then gets the hub's own 400 instead of reaching another route.
-fn path_segment(id: &str) -> String {
+pub(crate) fn path_segment(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
