@@ -1464,7 +1464,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__serve)
-            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --console --config --verbose --help"
+            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --console --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1563,6 +1563,26 @@ _rtctl() {
                     return 0
                     ;;
                 --message-burst)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-connections-per-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-unauthenticated-per-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --trusted-proxies)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -64,6 +64,11 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l ws-token-ttl -d 'L
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l shutdown-timeout -d 'Longest a shutdown waits for sockets and requests [default: 10s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l message-rate -d 'Frames a connection (and JWT requests a user) may send per second, sustained; above it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns the limits off [default: 50]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l message-burst -d 'Frames (requests) that may come at once before --message-rate applies [default: 200]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-connections -d 'WebSocket connections this node serves at once; more are accepted and closed with 1013 [default: what the open-file limit allows, less 64 descriptors kept for HTTP]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-connections-per-user -d 'WebSocket connections one user may hold on this node; more are closed with 4029 [default: 100]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-unauthenticated-per-ip -d 'Connections from one client address that may wait for their first request at once; more get 429 [default: 64]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l first-request-timeout -d 'How long a new connection may take to send its first request before it is dropped [default: 5s]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l trusted-proxies -d 'Proxies in front of the hub (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; from anyone else it is ignored [default: none]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l console -d 'Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404) [default: true]' -r -f -a "true\t''
 false\t''"
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F

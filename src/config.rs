@@ -62,6 +62,16 @@ pub const DEFAULT_MESSAGE_RATE: u32 = 50;
 /// its state, or a script posting a batch, fits.
 pub const DEFAULT_MESSAGE_BURST: u32 = 200;
 
+/// WebSocket connections one user may hold on a node (PROTOCOL §7: 4029 above it). Dozens of tabs and
+/// devices fit; one token opening thousands of sockets does not.
+pub const DEFAULT_MAX_CONNECTIONS_PER_USER: usize = 100;
+/// Connections from one client address that may wait for their first request at once. A browser opens
+/// six per host; 240 idle sockets from one address once starved `/healthz`.
+pub const DEFAULT_MAX_UNAUTHENTICATED_PER_IP: usize = 64;
+/// How long a new connection may take to send its first request's headers before it is dropped: a
+/// client connects and asks at once, and an idle socket holds a file descriptor for nothing.
+pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A secret value (JWT secret, API key) that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -151,6 +161,15 @@ pub struct Limits {
     pub http_request_timeout: Duration,
     /// How long the hub waits for the client's answer to its close frame (not a flag; tests lengthen it).
     pub close_timeout: Duration,
+    /// WebSocket connections this node serves at once (1013 above it); `None`: as many as its
+    /// open-file limit allows, less the descriptors kept for HTTP (`hub::admission`).
+    pub max_connections: Option<usize>,
+    /// WebSocket connections one user may hold on this node (4029 above it).
+    pub max_connections_per_user: usize,
+    /// Connections from one client address still waiting for their first request (429 above it).
+    pub max_unauthenticated_per_ip: usize,
+    /// How long a new connection may take to send its first request's headers.
+    pub first_request_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -168,6 +187,10 @@ impl Default for Limits {
             http_header_timeout: DEFAULT_HTTP_HEADER_TIMEOUT,
             http_request_timeout: DEFAULT_HTTP_REQUEST_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            max_connections: None,
+            max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
+            max_unauthenticated_per_ip: DEFAULT_MAX_UNAUTHENTICATED_PER_IP,
+            first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
         }
     }
 }
@@ -191,6 +214,8 @@ pub struct HubConfig {
     pub limits: Limits,
     /// Serve the web console at `/console/` (on unless turned off).
     pub console: bool,
+    /// Peers whose `X-Forwarded-For` names the client (proxies in front of the hub); empty: none.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl fmt::Debug for HubConfig {
@@ -207,6 +232,7 @@ impl fmt::Debug for HubConfig {
             .field("redis", &self.redis)
             .field("limits", &self.limits)
             .field("console", &self.console)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }
@@ -256,6 +282,50 @@ fn mask_userinfo(url: &str) -> String {
     }
 }
 
+/// The proxies in front of the hub, as addresses and CIDR ranges (`10.0.0.0/8`, `::1`): a connection
+/// from one of them is many clients', and its `X-Forwarded-For` says whose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<(std::net::IpAddr, u8)>);
+
+impl TrustedProxies {
+    /// Parses a comma-separated list of addresses and `address/prefix` ranges.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut nets = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|item| !item.is_empty()) {
+            let wrong = || format!("`{item}` is not an address or a range like 10.0.0.0/8");
+            let (addr, prefix) = item.split_once('/').map_or((item, None), |(addr, prefix)| (addr, Some(prefix)));
+            let addr: std::net::IpAddr = addr.parse().with_context(wrong)?;
+            let bits = if addr.is_ipv4() { 32 } else { 128 };
+            let prefix = match prefix {
+                Some(prefix) => prefix.parse::<u8>().ok().filter(|p| *p <= bits).with_context(wrong)?,
+                None => bits,
+            };
+            nets.push((addr, prefix));
+        }
+        Ok(Self(nets))
+    }
+
+    /// Whether `ip` is one of the proxies (an IPv4-mapped IPv6 address counts as its IPv4 address).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|(net, prefix)| match (net, ip) {
+            (std::net::IpAddr::V4(net), std::net::IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
+                u32::from(*net) & mask == u32::from(ip) & mask
+            }
+            (std::net::IpAddr::V6(net), std::net::IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
+                u128::from(*net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// A Redis shared by the hub nodes: the channel layer, ws tokens and presence.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -287,6 +357,7 @@ impl HubConfig {
             redis: None,
             limits: Limits::default(),
             console: true,
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 
@@ -331,6 +402,11 @@ pub struct FileConfig {
     pub message_rate: Option<u32>,
     pub message_burst: Option<u32>,
     pub console: Option<bool>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_user: Option<usize>,
+    pub max_unauthenticated_per_ip: Option<usize>,
+    pub first_request_timeout: Option<String>,
+    pub trusted_proxies: Option<String>,
 }
 
 /// A TOML error as one line, `line L, column C: what`, that shows no value of the file: toml's own
@@ -600,6 +676,24 @@ impl FileConfig {
             )?,
             message_rate,
             message_burst,
+            max_connections: match self.max_connections.or(file.max_connections) {
+                Some(0) => bail!("invalid max_connections: must be at least 1"),
+                other => other,
+            },
+            max_connections_per_user: match self.max_connections_per_user.or(file.max_connections_per_user) {
+                Some(0) => bail!("invalid max_connections_per_user: must be at least 1"),
+                other => other.unwrap_or(defaults.max_connections_per_user),
+            },
+            max_unauthenticated_per_ip: match self.max_unauthenticated_per_ip.or(file.max_unauthenticated_per_ip) {
+                Some(0) => bail!("invalid max_unauthenticated_per_ip: must be at least 1"),
+                other => other.unwrap_or(defaults.max_unauthenticated_per_ip),
+            },
+            first_request_timeout: duration(
+                "first_request_timeout",
+                self.first_request_timeout,
+                &file.first_request_timeout,
+                defaults.first_request_timeout,
+            )?,
             ..defaults
         };
         if limits.heartbeat_timeout <= limits.heartbeat_interval {
@@ -617,6 +711,10 @@ impl FileConfig {
             redis,
             limits,
             console: self.console.or(file.console).unwrap_or(true),
+            trusted_proxies: match self.trusted_proxies.or(file.trusted_proxies.clone()) {
+                Some(text) => TrustedProxies::parse(&text).context("invalid trusted_proxies")?,
+                None => TrustedProxies::default(),
+            },
         })
     }
 }

@@ -16,6 +16,7 @@ mod first_steps;
 mod http;
 mod jwks;
 mod lifecycle;
+mod limits;
 mod multinode;
 mod notifications;
 mod serve;

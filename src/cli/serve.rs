@@ -115,6 +115,29 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_MESSAGE_BURST", value_name = "FRAMES")]
     pub message_burst: Option<u32>,
 
+    /// WebSocket connections this node serves at once; more are accepted and closed with 1013 [default:
+    /// what the open-file limit allows, less 64 descriptors kept for HTTP]
+    #[arg(long, env = "RTCTL_MAX_CONNECTIONS", value_name = "CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// WebSocket connections one user may hold on this node; more are closed with 4029 [default: 100]
+    #[arg(long, env = "RTCTL_MAX_CONNECTIONS_PER_USER", value_name = "CONNECTIONS")]
+    pub max_connections_per_user: Option<usize>,
+
+    /// Connections from one client address that may wait for their first request at once; more get 429
+    /// [default: 64]
+    #[arg(long, env = "RTCTL_MAX_UNAUTHENTICATED_PER_IP", value_name = "CONNECTIONS")]
+    pub max_unauthenticated_per_ip: Option<usize>,
+
+    /// How long a new connection may take to send its first request before it is dropped [default: 5s]
+    #[arg(long, env = "RTCTL_FIRST_REQUEST_TIMEOUT", value_name = "DURATION")]
+    pub first_request_timeout: Option<String>,
+
+    /// Proxies in front of the hub (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For
+    /// names the client; from anyone else it is ignored [default: none]
+    #[arg(long, env = "RTCTL_TRUSTED_PROXIES", value_name = "ADDRESSES")]
+    pub trusted_proxies: Option<String>,
+
     /// Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404)
     /// [default: true]
     #[arg(long, env = "RTCTL_CONSOLE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",

@@ -119,6 +119,11 @@ fn settings(args: ServeArgs) -> FileConfig {
         message_rate: args.message_rate,
         message_burst: args.message_burst,
         console: args.console,
+        max_connections: args.max_connections,
+        max_connections_per_user: args.max_connections_per_user,
+        max_unauthenticated_per_ip: args.max_unauthenticated_per_ip,
+        first_request_timeout: args.first_request_timeout,
+        trusted_proxies: args.trusted_proxies,
     }
 }
 

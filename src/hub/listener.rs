@@ -5,59 +5,124 @@
 //! exhaust the file descriptors, and one of them held a graceful shutdown to its full timeout.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::pin;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
 use tracing::{debug, error, warn};
 
-/// How long the loop waits after an accept error that is not one connection's (no file descriptor
-/// left, say) before accepting again, instead of spinning on it.
-const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+use super::admission::{Admission, Waiting, WaitingSlot, refused};
+
+/// The first wait after an accept error that is not one connection's (no file descriptor left, say);
+/// it doubles while the errors go on, up to [`ACCEPT_RETRY_MAX`], instead of spinning on them.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
+/// Accept errors are logged at most once per this long, with how many there were: out of descriptors,
+/// the loop once logged 546 `os error 24` in a row.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The body of the answer to a connection over `--max-unauthenticated-per-ip`.
+const TOO_MANY_WAITING: &str = r#"{"error":{"code":"rate_limited","message":"too many connections from this address are waiting to send a request"}}"#;
+
+/// The deadlines of a connection's requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a request's headers, and for the next request on an idle keep-alive connection.
+    pub header: Duration,
+    /// For the first request's headers, from the accept.
+    pub first_request: Duration,
+}
+
+/// The peer address of a request's connection, in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
 
 /// Serves `app` over HTTP/1.1 on `listener` until `shutdown` is cancelled; then stops accepting, lets
 /// every HTTP connection finish the request it is serving, and returns. Upgraded WebSocket connections
 /// are not waited for here: their sessions have shutdown signals of their own.
 ///
-/// `header_timeout` bounds the wait for a request's headers, from the connection's first byte on and
-/// for the next request on an idle keep-alive connection: a connection that sends none within it is
-/// closed. HTTP/1.1 only, which WebSockets need: hyper's HTTP/2 detection would read the first bytes
-/// before any timer runs.
-pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration, shutdown: CancellationToken) {
+/// A connection must send its first request's headers within `timeouts.first_request`, and every later
+/// one within `timeouts.header` of the previous answer: a connection that sends none is closed. While it
+/// has sent no request it counts against its address's `--max-unauthenticated-per-ip`. HTTP/1.1 only,
+/// which WebSockets need: hyper's HTTP/2 detection would read the first bytes before any timer runs.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    admission: Arc<Admission>,
+    timeouts: Timeouts,
+    shutdown: CancellationToken,
+) {
     let connections = TaskTracker::new();
+    let mut errors = AcceptErrors::default();
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => tcp,
+                Ok(accepted) => {
+                    errors.recovered();
+                    accepted
+                }
                 Err(error) if is_connection_error(&error) => continue,
                 Err(error) => {
-                    error!(%error, "accept error");
-                    tokio::time::sleep(ACCEPT_RETRY).await;
-                    continue;
+                    let wait = errors.failed(&error);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => continue,
+                        () = shutdown.cancelled() => break,
+                    }
                 }
             },
             () = shutdown.cancelled() => break,
+        };
+        let waiting = match admission.waiting_slot(peer.ip()) {
+            Waiting::Counted(slot) => Some(slot),
+            Waiting::Proxy => None,
+            Waiting::Refused => {
+                refuse_waiting(tcp);
+                continue;
+            }
         };
         // No Nagle: a push must leave now, not wait for the ACK of the previous one (which a client's
         // delayed ACK can hold for 40 ms).
         if let Err(error) = tcp.set_nodelay(true) {
             warn!(%error, "cannot set TCP_NODELAY");
         }
-        let service = TowerToHyperService::new(app.clone());
+        let first = Arc::new(FirstRequest { arrived: AtomicBool::new(false), waiting: Mutex::new(waiting) });
+        let seen = Arc::clone(&first);
+        let service = TowerToHyperService::new(app.clone().map_request(move |mut request: Request<Incoming>| {
+            seen.arrived();
+            request.extensions_mut().insert(Peer(peer));
+            request
+        }));
         let shutdown = shutdown.clone();
+        let admission = Arc::clone(&admission);
         connections.spawn(async move {
             let mut builder = http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+            builder.timer(TokioTimer::new()).header_read_timeout(timeouts.header);
             // Upgrades hand over the socket as the `TokioIo<TcpStream>` that `upgrade::Pending` unwraps.
             let mut connection = pin!(builder.serve_connection(TokioIo::new(tcp), service).with_upgrades());
+            let first_deadline = async {
+                tokio::time::sleep(timeouts.first_request).await;
+                if first.arrived.load(Ordering::Acquire) {
+                    std::future::pending::<()>().await;
+                }
+            };
             let result = tokio::select! {
                 result = connection.as_mut() => result,
+                () = first_deadline => {
+                    admission.refused(refused::FIRST_REQUEST);
+                    return debug!(%peer, "no request within the first-request timeout");
+                }
                 () = shutdown.cancelled() => {
                     connection.as_mut().graceful_shutdown();
                     connection.await
@@ -70,6 +135,68 @@ pub async fn serve(listener: TcpListener, app: Router, header_timeout: Duration,
     }
     connections.close();
     connections.wait().await;
+}
+
+/// Whether a connection's first request arrived; until it does, it holds its address's waiting slot.
+struct FirstRequest {
+    arrived: AtomicBool,
+    waiting: Mutex<Option<WaitingSlot>>,
+}
+
+impl FirstRequest {
+    fn arrived(&self) {
+        if !self.arrived.swap(true, Ordering::AcqRel) {
+            // Locked once per connection, never across an await.
+            drop(self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+        }
+    }
+}
+
+/// Answers 429 to a connection over its address's cap without waiting for its request (the point is
+/// not to hold its descriptor), and closes it. The answer fits any socket buffer: one non-blocking
+/// write, no task.
+fn refuse_waiting(tcp: TcpStream) {
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 1\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{TOO_MANY_WAITING}",
+        TOO_MANY_WAITING.len()
+    );
+    let _ = tcp.try_write(answer.as_bytes());
+    // Unread input would make the close a reset, which can discard the answer before the client reads it.
+    let _ = socket2::SockRef::from(&tcp).shutdown(std::net::Shutdown::Write);
+}
+
+/// The accept loop's run of errors: its back-off, and its rate-limited log.
+#[derive(Default)]
+struct AcceptErrors {
+    /// Errors in a row.
+    in_a_row: u32,
+    /// Errors since the last log line, and when that was.
+    unlogged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl AcceptErrors {
+    /// Counts an error; returns how long to wait before accepting again.
+    fn failed(&mut self, error: &io::Error) -> Duration {
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        self.unlogged += 1;
+        if self.logged_at.is_none_or(|at| at.elapsed() >= ACCEPT_ERROR_LOG_EVERY) {
+            let hint = if error.raw_os_error() == Some(libc::EMFILE) {
+                "; out of file descriptors: raise the open-file limit or lower --max-connections"
+            } else {
+                ""
+            };
+            error!(%error, errors = self.unlogged, "accept failed{hint}; backing off");
+            self.unlogged = 0;
+            self.logged_at = Some(Instant::now());
+        }
+        ACCEPT_RETRY.saturating_mul(1 << self.in_a_row.min(7).saturating_sub(1)).min(ACCEPT_RETRY_MAX)
+    }
+
+    fn recovered(&mut self) {
+        self.in_a_row = 0;
+    }
 }
 
 /// Errors of one connection that was reset before we took it: the next accept is unaffected.

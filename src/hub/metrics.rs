@@ -42,6 +42,7 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabel, Counter>,
     layer_losses: Counter,
     layer_rejected: Counter,
+    connections_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -64,6 +65,7 @@ impl Metrics {
         let auth_failures = Family::<ReasonLabel, Counter>::default();
         let layer_losses = Counter::default();
         let layer_rejected = Counter::default();
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
         registry.register("connections", "Open WebSocket connections", connections.clone());
         registry.register("frames_in", "WebSocket text frames received from clients", frames_in.clone());
         registry.register("frames_out", "WebSocket text frames sent to clients", frames_out.clone());
@@ -83,6 +85,11 @@ impl Metrics {
             "Redis pub/sub payloads dropped because their HMAC did not verify (forged, corrupted, another key)",
             layer_rejected.clone(),
         );
+        registry.register(
+            "connections_refused",
+            "Connections refused by a connection limit, by limit (hub::admission::refused)",
+            connections_refused.clone(),
+        );
         let per_endpoint = |family: &Family<EndpointLabel, Counter>| {
             Endpoint::ALL.map(|e| family.get_or_create(&EndpointLabel { endpoint: e.label() }).clone())
         };
@@ -99,6 +106,7 @@ impl Metrics {
             auth_failures,
             layer_losses,
             layer_rejected,
+            connections_refused,
             registry,
         }
     }
@@ -155,6 +163,11 @@ impl Metrics {
     /// A refused token or origin; `reason` is one of `AuthError::reason` or `origin`.
     pub fn auth_failure(&self, reason: &'static str) {
         self.auth_failures.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// A connection refused by a limit; `reason` is one of `hub::admission::refused`.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     pub fn connections(&self, endpoint: Endpoint) -> i64 {

@@ -6,6 +6,7 @@
 //! [`outbox::Outbox`] → the socket (or, when the socket is full, its queue and then the session task).
 //! What a client sends passes [`ratelimit::RateLimit`] in its session before the endpoint sees it.
 
+pub mod admission;
 pub mod api;
 mod chat;
 mod console;
@@ -67,6 +68,8 @@ pub struct Hub {
     pub registry: Arc<Registry>,
     pub presence: Arc<dyn Presence>,
     pub metrics: Arc<Metrics>,
+    /// The connection caps and counts.
+    pub admission: Arc<admission::Admission>,
     /// Random per process, shown in `/api/v1/stats`; also the high bits of every [`ConnId`].
     pub node_id: String,
     pub started: std::time::Instant,
@@ -114,7 +117,10 @@ impl Hub {
                 (Arc::new(layer), presence, tokens)
             }
         };
+        // After the store and Redis connected: their descriptors count as taken.
+        let admission = Arc::new(admission::Admission::new(&config, Arc::clone(&metrics)));
         Ok(Arc::new(Self {
+            admission,
             ws_tokens,
             http_limit: ratelimit::PerUser::new(&config.limits),
             config,
@@ -194,9 +200,14 @@ pub async fn run_started(
         node = %hub.node_id,
         "hub listening"
     );
+    info!(max_connections = hub.admission.ws_capacity(), "websocket capacity");
     let token = hub.shutdown.clone();
-    let header_timeout = hub.config.limits.http_header_timeout;
-    let mut server = tokio::spawn(listener::serve(listener, app(Arc::clone(&hub)), header_timeout, token.clone()));
+    let timeouts = listener::Timeouts {
+        header: hub.config.limits.http_header_timeout,
+        first_request: hub.config.limits.first_request_timeout,
+    };
+    let admission = Arc::clone(&hub.admission);
+    let mut server = tokio::spawn(listener::serve(listener, app(Arc::clone(&hub)), admission, timeouts, token.clone()));
     tokio::select! {
         () = shutdown => info!("shutting down"),
         result = &mut server => {
@@ -280,7 +291,13 @@ fn ws_config(hub: &Hub) -> WebSocketConfig {
 const READ_BUFFER: usize = 1024;
 
 /// Authenticates, answers the upgrade and hands the socket to an endpoint's `open`, which may refuse it.
-fn accept<S, F, Fut>(hub: Arc<Hub>, upgrade: Upgrade, token: Option<&str>, open: F) -> Response
+fn accept<S, F, Fut>(
+    hub: Arc<Hub>,
+    upgrade: Upgrade,
+    client: Option<std::net::IpAddr>,
+    token: Option<&str>,
+    open: F,
+) -> Response
 where
     S: Session,
     F: FnOnce(Arc<Hub>, Conn) -> Fut + Send + 'static,
@@ -288,7 +305,8 @@ where
 {
     let token = token.map(str::to_owned);
     let (response, pending) = upgrade.respond();
-    let span = info_span!("ws", endpoint = S::ENDPOINT.label(), user = tracing::field::Empty);
+    let client = client.map(tracing::field::display);
+    let span = info_span!("ws", endpoint = S::ENDPOINT.label(), client, user = tracing::field::Empty);
     hub.sessions.clone().spawn(
         async move {
             let (tcp, read_already) = match pending.socket().await {
@@ -299,6 +317,10 @@ where
             let wire = outbox::Wire(Arc::clone(&outbox));
             let socket =
                 WebSocketStream::from_partially_read(wire, read_already, Role::Server, Some(ws_config(&hub))).await;
+            // Held until the session ends: the node's and the user's caps count open sockets.
+            let Some(_node_slot) = hub.admission.node_slot() else {
+                return session::refuse(&hub, socket, Refusal::new(close::TRY_AGAIN_LATER, "try again later")).await;
+            };
             let identity = match hub.authenticate(token.as_deref()).await {
                 Ok(identity) => identity,
                 Err(error @ (AuthError::Unavailable | AuthError::KeysUnavailable)) => {
@@ -309,6 +331,9 @@ where
                 }
             };
             tracing::Span::current().record("user", identity.user_id.as_str());
+            let Some(_user_slot) = hub.admission.user_slot(&identity.user_id) else {
+                return session::refuse(&hub, socket, Refusal::new(close::RATE_LIMITED, "too many connections")).await;
+            };
             // Counted (user and connection) before the endpoint opens, so that the stats in its
             // greeting include it; uncounted when the session ends or was refused.
             let user_id = identity.user_id.clone();
@@ -333,6 +358,8 @@ struct WsRequest {
     upgrade: Result<Upgrade, HubError>,
     query: TokenQuery,
     headers: HeaderMap,
+    /// The connection's peer (`None` in `oneshot` tests, which have no connection).
+    peer: Option<std::net::IpAddr>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WsRequest {
@@ -343,7 +370,8 @@ impl<S: Send + Sync> FromRequestParts<S> for WsRequest {
         let Query(query) = Query::<TokenQuery>::from_request_parts(parts, state)
             .await
             .map_err(|rejection| HubError::bad_request(rejection.body_text()))?;
-        Ok(Self { upgrade, query, headers: parts.headers.clone() })
+        let peer = parts.extensions.get::<listener::Peer>().map(|peer| peer.0.ip());
+        Ok(Self { upgrade, query, headers: parts.headers.clone(), peer })
     }
 }
 
@@ -356,8 +384,9 @@ impl WsRequest {
         Fut: Future<Output = Result<Accepted<S>, Refusal>> + Send,
     {
         let checked = self.upgrade.and_then(|upgrade| check_origin(&hub, &self.headers).map(|()| upgrade));
+        let client = self.peer.map(|peer| hub.admission.client_ip(peer, &self.headers));
         match checked {
-            Ok(upgrade) => accept(hub, upgrade, request_token(&self.query, &self.headers), open),
+            Ok(upgrade) => accept(hub, upgrade, client, request_token(&self.query, &self.headers), open),
             Err(error) => error.into_response(),
         }
     }

@@ -26,6 +26,8 @@ close_codes! {
     TOO_BIG = 1009, "frame larger than the hub's limit";
     /// Internal error; reconnect with backoff.
     INTERNAL = 1011, "internal error in the hub; reconnect with backoff";
+    /// The node serves as many connections as it may (`--max-connections`); reconnect with backoff.
+    TRY_AGAIN_LATER = 1013, "try again later: the node is at its connection limit";
     /// Nothing arrived from the client within the heartbeat timeout.
     HEARTBEAT_TIMEOUT = 4000, "heartbeat timeout: nothing arrived within the timeout";
     /// Missing, invalid or expired token.
@@ -36,8 +38,8 @@ close_codes! {
     NOT_FOUND = 4004, "not found: the chat room does not exist";
     /// The outbound queue overflowed: the client reads too slowly.
     SLOW_CONSUMER = 4008, "slow consumer: the outbound queue overflowed";
-    /// Rate limit exceeded repeatedly.
-    RATE_LIMITED = 4029, "too many messages: rate limit exceeded repeatedly";
+    /// Rate limit exceeded repeatedly, or the user holds `--max-connections-per-user` connections.
+    RATE_LIMITED = 4029, "too many messages or connections: a rate or connection limit exceeded";
 }
 
 /// The longest close reason, in bytes: a close frame's payload is at most 125 bytes (RFC 6455 §5.5), two

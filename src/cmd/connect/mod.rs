@@ -34,7 +34,7 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Refused: the handshake failed (HTTP status), or closed with 4001, 4003 or 4004.
     pub const REFUSED: u8 = 3;
-    /// The connection was lost (1001, 1006, 1011, 4000, 4008, 4029) and reconnecting is off, or the
+    /// The connection was lost (1001, 1006, 1011, 1013, 4000, 4008, 4029) and reconnecting is off, or the
     /// session ended (end of input, `--wait`) while it was reconnecting.
     pub const LOST: u8 = 4;
     /// Ctrl-C ended a session that waited for `--until` or `--wait` (128 + SIGINT, as a shell reports).

@@ -59,7 +59,12 @@ pub fn advice(code: Option<u16>) -> CloseAdvice {
         Some(close::NORMAL) => CloseAdvice::Normal,
         None
         | Some(
-            close::GOING_AWAY | close::INTERNAL | close::HEARTBEAT_TIMEOUT | close::SLOW_CONSUMER | close::RATE_LIMITED,
+            close::GOING_AWAY
+            | close::INTERNAL
+            | close::TRY_AGAIN_LATER
+            | close::HEARTBEAT_TIMEOUT
+            | close::SLOW_CONSUMER
+            | close::RATE_LIMITED,
         ) => CloseAdvice::Retry,
         Some(close::UNAUTHORIZED | close::FORBIDDEN | close::NOT_FOUND) => CloseAdvice::Refused,
         Some(_) => CloseAdvice::Error,
