@@ -72,6 +72,9 @@ pub const DEFAULT_MAX_UNAUTHENTICATED_PER_IP: usize = 64;
 /// client connects and asks at once, and an idle socket holds a file descriptor for nothing.
 pub const DEFAULT_FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bytes all HTTP request bodies in flight on a node may hold together: 64 bodies of the 1 MiB maximum.
+pub const DEFAULT_MAX_BODY_MEMORY: usize = 64 * 1024 * 1024;
+
 /// A secret value (JWT secret, API key) that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -170,6 +173,8 @@ pub struct Limits {
     pub max_unauthenticated_per_ip: usize,
     /// How long a new connection may take to send its first request's headers.
     pub first_request_timeout: Duration,
+    /// Bytes all request bodies in flight may hold together (503 above it).
+    pub max_body_memory: usize,
 }
 
 impl Default for Limits {
@@ -191,6 +196,7 @@ impl Default for Limits {
             max_connections_per_user: DEFAULT_MAX_CONNECTIONS_PER_USER,
             max_unauthenticated_per_ip: DEFAULT_MAX_UNAUTHENTICATED_PER_IP,
             first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
+            max_body_memory: DEFAULT_MAX_BODY_MEMORY,
         }
     }
 }
@@ -407,6 +413,7 @@ pub struct FileConfig {
     pub max_unauthenticated_per_ip: Option<usize>,
     pub first_request_timeout: Option<String>,
     pub trusted_proxies: Option<String>,
+    pub max_body_memory: Option<String>,
 }
 
 /// A TOML error as one line, `line L, column C: what`, that shows no value of the file: toml's own
@@ -694,6 +701,15 @@ impl FileConfig {
                 &file.first_request_timeout,
                 defaults.first_request_timeout,
             )?,
+            max_body_memory: match self.max_body_memory.or(file.max_body_memory.clone()) {
+                Some(text) => match parse_size("max_body_memory", &text)? {
+                    size if size < crate::protocol::limits::MAX_BODY => {
+                        bail!("invalid max_body_memory {size}: must be at least 1MiB, the largest body")
+                    }
+                    size => size,
+                },
+                None => defaults.max_body_memory,
+            },
             ..defaults
         };
         if limits.heartbeat_timeout <= limits.heartbeat_interval {

@@ -276,3 +276,51 @@ async fn the_accept_loop_backs_off_when_out_of_descriptors() {
     assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
     drop(idle);
 }
+
+/// The head of a POST to `/api/v1/notifications` declaring a `length`-byte JSON body, with `auth` lines.
+fn post_head(length: usize, auth: &str) -> String {
+    format!(
+        "POST /api/v1/notifications HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n{auth}\
+         Content-Length: {length}\r\n\r\n"
+    )
+}
+
+/// Stalled 1 MiB bodies from callers without credentials are answered 401 at once, before their bodies
+/// arrive; a bad body without credentials is 401, not 400; the API key still works meanwhile.
+#[tokio::test]
+async fn stalled_bodies_of_unauthenticated_callers_are_refused_at_once() {
+    let hub = TestHub::start().await;
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut tcp = TcpStream::connect(hub.addr).await.expect("connect");
+        tcp.write_all(post_head(1 << 20, "").as_bytes()).await.expect("send the head");
+        tcp.write_all(&[b' '; 1000]).await.expect("send part of the body");
+        stalled.push(tcp);
+    }
+    for tcp in &mut stalled {
+        assert_eq!(status_line(tcp).await, "HTTP/1.1 401 Unauthorized");
+    }
+    let bad_body = crate::util::http()
+        .post(hub.http_url("/api/v1/notifications"))
+        .header("content-type", "application/json")
+        .body("{not json");
+    assert_eq!(crate::util::send(bad_body).await.status(), 401);
+    hub.notify("u1", "still served", "general").await;
+}
+
+/// With `max_body_memory` just over one 1 MiB body, an authorized caller stalling a 1 MiB body holds
+/// it: another large body gets 503 with `Retry-After` at once (counted), a small one still fits.
+#[tokio::test]
+async fn request_bodies_in_flight_share_a_memory_budget() {
+    let hub = TestHub::start_with(|config| config.limits.max_body_memory = (1 << 20) + 4096).await;
+    let auth = format!("X-API-Key: {}\r\n", hub.api_key());
+    let mut stalled = TcpStream::connect(hub.addr).await.expect("connect");
+    stalled.write_all(post_head(1 << 20, &auth).as_bytes()).await.expect("send the head");
+    stalled.write_all(&[b' '; 1000]).await.expect("send part of the body");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut large = TcpStream::connect(hub.addr).await.expect("connect");
+    large.write_all(post_head(1_000_000, &auth).as_bytes()).await.expect("send the head");
+    assert_eq!(status_line(&mut large).await, "HTTP/1.1 503 Service Unavailable");
+    hub.notify("u1", "small enough", "general").await;
+    assert!(hub.metrics().await.lines().any(|l| l == refused_line("body_memory", 1)));
+}

@@ -138,6 +138,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_TRUSTED_PROXIES", value_name = "ADDRESSES")]
     pub trusted_proxies: Option<String>,
 
+    /// Bytes all HTTP request bodies in flight may hold together, e.g. 64MiB; a request that finds too
+    /// little left gets 503 with Retry-After [default: 64MiB]
+    #[arg(long, env = "RTCTL_MAX_BODY_MEMORY", value_name = "SIZE")]
+    pub max_body_memory: Option<String>,
+
     /// Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404)
     /// [default: true]
     #[arg(long, env = "RTCTL_CONSOLE", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",

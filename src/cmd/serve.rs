@@ -124,6 +124,7 @@ fn settings(args: ServeArgs) -> FileConfig {
         max_unauthenticated_per_ip: args.max_unauthenticated_per_ip,
         first_request_timeout: args.first_request_timeout,
         trusted_proxies: args.trusted_proxies,
+        max_body_memory: args.max_body_memory,
     }
 }
 

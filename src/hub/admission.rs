@@ -36,6 +36,8 @@ pub mod refused {
     pub const UNAUTHENTICATED: &str = "unauthenticated_per_ip";
     /// The connection sent no request within `--first-request-timeout`: dropped.
     pub const FIRST_REQUEST: &str = "first_request_timeout";
+    /// The request bodies in flight hold `--max-body-memory`: 503.
+    pub const BODY_MEMORY: &str = "body_memory";
 }
 
 /// The hub's connection caps and counts, one per process.

@@ -2,7 +2,7 @@
 //! org events and stats. Every error is a [`HubError`], answered as `{"error":{"code","message"}}`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, HttpBody};
@@ -78,8 +78,21 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The API key (`X-API-Key`) or a JWT (`Authorization: Bearer`); 401 for neither or a bad one.
+/// The API key (`X-API-Key`) or a JWT (`Authorization: Bearer`); 401 for neither or a bad one; 429 for
+/// a user over their request budget.
 pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, HubError> {
+    let caller = identify(hub, headers)?;
+    if let Caller::User(identity) = &caller {
+        hub.http_limit.check(&identity.user_id).map_err(|wait| {
+            hub.metrics.rate_limited_request();
+            HubError::rate_limited(wait)
+        })?;
+    }
+    Ok(caller)
+}
+
+/// Who the headers say is calling, without spending their request budget; 401 for nobody.
+fn identify(hub: &Hub, headers: &HeaderMap) -> Result<Caller, HubError> {
     if let Some(key) = headers.get("x-api-key") {
         if constant_time_eq(key.as_bytes(), hub.config.api_key.expose().as_bytes()) {
             return Ok(Caller::Backend);
@@ -92,10 +105,6 @@ pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, HubError> {
             let identity = hub.verify_jwt(token).map_err(|e| match e {
                 AuthError::KeysUnavailable => HubError::unavailable(e.to_string()),
                 e => HubError::unauthorized(e.to_string()),
-            })?;
-            hub.http_limit.check(&identity.user_id).map_err(|wait| {
-                hub.metrics.rate_limited_request();
-                HubError::rate_limited(wait)
             })?;
             Ok(Caller::User(identity))
         }
@@ -159,16 +168,52 @@ pub fn routes() -> Router<Arc<Hub>> {
         .method_not_allowed_fallback(|| async { HubError::method_not_allowed() })
 }
 
-/// Receives a request's whole body (at most [`MAX_BODY`]) within `timeout` before its handler runs:
-/// a client that sent part of a body and stalled gets 408 instead of holding the connection, and a
+/// What [`receive_body`] needs: the hub (to check the caller) and the bytes all bodies in flight may
+/// still take.
+#[derive(Clone)]
+pub struct BodyGate {
+    hub: Arc<Hub>,
+    memory: Arc<tokio::sync::Semaphore>,
+}
+
+impl BodyGate {
+    pub fn new(hub: Arc<Hub>) -> Self {
+        let memory = Arc::new(tokio::sync::Semaphore::new(hub.config.limits.max_body_memory));
+        Self { hub, memory }
+    }
+}
+
+/// Receives a request's whole body (at most [`MAX_BODY`]) within the request timeout before its handler
+/// runs, once the headers showed a caller: every route with a body needs one, so a caller without
+/// valid credentials gets 401 before a byte of its body is read (150 stalled unauthenticated 1 MiB bodies
+/// once held 140 MB for 30 s). The body's size (its `Content-Length`, else [`MAX_BODY`]) is reserved
+/// from `--max-body-memory` until the handler is done; a request that finds too little left gets 503
+/// with `Retry-After` at once instead of adding to it.
+///
+/// A client that sent part of a body and stalled gets 408 instead of holding the connection, and a
 /// handler, once it has its body, runs to completion however long its store and fan-out take (cutting
 /// it short could leave rows stored and half pushed). Requests without a body, WebSocket upgrades
 /// among them, pass straight through.
-pub async fn receive_body(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+pub async fn receive_body(State(gate): State<BodyGate>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     if body.is_end_stream() {
         return next.run(Request::from_parts(parts, body)).await;
     }
+    if let Err(error) = identify(&gate.hub, &parts.headers) {
+        return with_close(error.into_response());
+    }
+    let declared = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        let error = HubError::payload_too_large(format!("request body is larger than {MAX_BODY} bytes"));
+        return with_close(error.into_response());
+    }
+    let size = u32::try_from(declared.unwrap_or(MAX_BODY)).expect("MAX_BODY fits in u32");
+    let Ok(_reserved) = Arc::clone(&gate.memory).try_acquire_many_owned(size.max(1)) else {
+        gate.hub.metrics.connection_refused(super::admission::refused::BODY_MEMORY);
+        let error = HubError::busy("too many request bodies in flight on this node; retry shortly");
+        return with_close(error.into_response());
+    };
+    let timeout = gate.hub.config.limits.http_request_timeout;
     match tokio::time::timeout(timeout, Limited::new(body, MAX_BODY).collect()).await {
         Ok(Ok(collected)) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
         Ok(Err(error)) if error.is::<LengthLimitError>() => {
@@ -177,12 +222,16 @@ pub async fn receive_body(State(timeout): State<Duration>, request: Request, nex
         Ok(Err(error)) => HubError::bad_request(format!("cannot read the request body: {error}")).into_response(),
         Err(_) => {
             let message = format!("the request body was not received within {}", humantime::format_duration(timeout));
-            let mut response = HubError::request_timeout(message).into_response();
-            // The rest of the body may still come: the connection cannot carry another request.
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            response
+            with_close(HubError::request_timeout(message).into_response())
         }
     }
+}
+
+/// A response after which the connection closes: the body it did not read may still come, so the
+/// connection cannot carry another request.
+fn with_close(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Logs each request by method, path and status; never the query string, which may hold a token.

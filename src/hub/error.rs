@@ -22,7 +22,7 @@ pub struct HubError {
     http: HttpErrorCode,
     ws: ErrorCode,
     message: String,
-    /// Sent as `Retry-After` (whole seconds, rounded up) with a 429.
+    /// Sent as `Retry-After` (whole seconds, rounded up) with a 429 or a busy 503.
     retry_after: Option<Duration>,
 }
 
@@ -65,6 +65,12 @@ impl HubError {
     /// The channel layer or the token store does not answer: 503 `unavailable`; `internal` on a WebSocket.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, HttpErrorCode::Unavailable, ErrorCode::Internal, message)
+    }
+
+    /// The node holds as many request bodies as `--max-body-memory` allows: 503 `unavailable` with
+    /// `Retry-After: 1`.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self { retry_after: Some(Duration::from_secs(1)), ..Self::unavailable(message) }
     }
 
     /// 429: the caller is over their request budget and may retry after `wait`.

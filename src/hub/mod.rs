@@ -242,7 +242,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .merge(chat::routes())
         .merge(api::routes())
         .merge(console::routes(hub.config.console))
-        .layer(axum::middleware::from_fn_with_state(hub.config.limits.http_request_timeout, api::receive_body))
+        .layer(axum::middleware::from_fn_with_state(api::BodyGate::new(Arc::clone(&hub)), api::receive_body))
         .layer(axum::middleware::from_fn_with_state(cors::Cors::new(Arc::clone(&hub)), cors::guard))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&hub), jwks::fetch_unknown_kid))
         .layer(axum::middleware::from_fn(api::log_request))
