@@ -68,6 +68,8 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --max-unauthenticated-per-ip 'Connections from one client address that may wait for their first request at once; more get 429 [default: 64]'
             cand --first-request-timeout 'How long a new connection may take to send its first request before it is dropped [default: 5s]'
             cand --trusted-proxies 'Proxies in front of the hub (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; from anyone else it is ignored [default: none]'
+            cand --event-history 'Pushes each org''s event stream and the dashboard keep for clients that resume after a reconnect; at most --queue [default: 1000]'
+            cand --event-retention 'How long pushes stay resumable, e.g. 1h; older ones are pruned in the background [default: 24h]'
             cand --max-body-memory 'Bytes all HTTP request bodies in flight may hold together, e.g. 64MiB; a request that finds too little left gets 503 with Retry-After [default: 64MiB]'
             cand --console 'Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404) [default: true]'
             cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'

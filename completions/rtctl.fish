@@ -69,6 +69,8 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-connections-pe
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-unauthenticated-per-ip -d 'Connections from one client address that may wait for their first request at once; more get 429 [default: 64]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l first-request-timeout -d 'How long a new connection may take to send its first request before it is dropped [default: 5s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l trusted-proxies -d 'Proxies in front of the hub (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; from anyone else it is ignored [default: none]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l event-history -d 'Pushes each org\'s event stream and the dashboard keep for clients that resume after a reconnect; at most --queue [default: 1000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l event-retention -d 'How long pushes stay resumable, e.g. 1h; older ones are pruned in the background [default: 24h]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-body-memory -d 'Bytes all HTTP request bodies in flight may hold together, e.g. 64MiB; a request that finds too little left gets 503 with Retry-After [default: 64MiB]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l console -d 'Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404) [default: true]' -r -f -a "true\t''
 false\t''"

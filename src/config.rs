@@ -51,6 +51,11 @@ pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a client's socket may take nothing of what is queued for it before it is a slow consumer
 /// (4008). Long enough for a phone on a bad network; a reader that takes anything restarts it.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pushes each stream (an org's events, the dashboard) keeps for `resume` (PROTOCOL §7): a minute of
+/// a busy org's events, and within the default queue, through which a replay goes.
+pub const DEFAULT_EVENT_HISTORY: u32 = 1000;
+/// How long a stream's pushes stay resumable: a laptop closed overnight reloads instead.
+pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 /// How long a ws token stays valid (PROTOCOL §1).
 pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
 /// How long shutdown waits for sockets and in-flight requests.
@@ -175,6 +180,10 @@ pub struct Limits {
     pub first_request_timeout: Duration,
     /// Bytes all request bodies in flight may hold together (503 above it).
     pub max_body_memory: usize,
+    /// Pushes each stream keeps for `resume`; a replay sends at most this many.
+    pub event_history: u32,
+    /// How long a stream's pushes stay resumable.
+    pub event_retention: Duration,
 }
 
 impl Default for Limits {
@@ -197,6 +206,8 @@ impl Default for Limits {
             max_unauthenticated_per_ip: DEFAULT_MAX_UNAUTHENTICATED_PER_IP,
             first_request_timeout: DEFAULT_FIRST_REQUEST_TIMEOUT,
             max_body_memory: DEFAULT_MAX_BODY_MEMORY,
+            event_history: DEFAULT_EVENT_HISTORY,
+            event_retention: DEFAULT_EVENT_RETENTION,
         }
     }
 }
@@ -414,6 +425,8 @@ pub struct FileConfig {
     pub first_request_timeout: Option<String>,
     pub trusted_proxies: Option<String>,
     pub max_body_memory: Option<String>,
+    pub event_history: Option<u32>,
+    pub event_retention: Option<String>,
 }
 
 /// A TOML error as one line, `line L, column C: what`, that shows no value of the file: toml's own
@@ -710,8 +723,26 @@ impl FileConfig {
                 },
                 None => defaults.max_body_memory,
             },
+            event_history: self.event_history.or(file.event_history).unwrap_or(defaults.event_history),
+            event_retention: duration(
+                "event_retention",
+                self.event_retention,
+                &file.event_retention,
+                defaults.event_retention,
+            )?,
             ..defaults
         };
+        // A replay goes through the connection's queue: a longer one would close the client as slow.
+        if limits.event_history == 0 || limits.event_history as usize > limits.queue {
+            bail!(
+                "invalid event_history {}: must be between 1 and queue ({}), as a resume replays through the queue",
+                limits.event_history,
+                limits.queue
+            );
+        }
+        if limits.event_retention.is_zero() {
+            bail!("invalid event_retention: must be longer than 0s");
+        }
         if limits.heartbeat_timeout <= limits.heartbeat_interval {
             bail!("invalid heartbeat_timeout: must be longer than heartbeat_interval");
         }

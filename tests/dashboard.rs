@@ -5,8 +5,15 @@
 use serde_json::{Value, json};
 
 use crate::util::{
-    TestHub, Ws, api_error, assert_quiet, assert_timestamp, http, json_response, recv, recv_close, request, send,
+    TestHub, Ws, api_error, assert_quiet, assert_timestamp, http, json_response, recv_close, request, send,
+    unpositioned,
 };
+
+/// The next frame without its stream position: what these tests check is the rest (the positions are
+/// `tests/resume.rs`'s).
+async fn recv(ws: &mut Ws) -> Value {
+    unpositioned(crate::util::recv(ws).await)
+}
 
 const DASHBOARD: &str = "/ws/admin/dashboard/";
 
@@ -30,6 +37,7 @@ fn stats(pending: i64, approved: i64, rejected: i64, admins: u64, users: u64, co
 /// Connects `admin` (a staff JWT) to the dashboard; returns the socket and the greeting's stats.
 async fn admin(hub: &TestHub, admin: &str) -> (Ws, Value) {
     let (ws, greeting) = hub.connect(DASHBOARD, &hub.staff_jwt(admin)).await;
+    let greeting = unpositioned(greeting);
     let stats = greeting["stats"].clone();
     assert_eq!(
         greeting,

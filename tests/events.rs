@@ -14,16 +14,17 @@ async fn publish(hub: &TestHub, org: &str, body: Value) -> Value {
     reply
 }
 
-/// A member connects with `connection_established {message, user_id, org_id}`, and every member of the
-/// org receives `event {event_type, data, org_id, timestamp}` for an event published through the API,
-/// the timestamp being the one the 202 answer gave.
+/// A member connects with `connection_established {message, user_id, org_id, seq, epoch}` (seq 0 before
+/// the first event), and every member of the org receives `event {event_type, data, org_id, timestamp,
+/// seq, epoch}` for an event published through the API, the timestamp being the one the 202 answer gave.
 #[tokio::test]
 async fn members_receive_events_published_through_the_api() {
     let hub = TestHub::start().await;
     let (mut alice, greeting) = hub.connect("/ws/events/acme/", &hub.member_jwt("alice", &["acme"])).await;
+    let epoch = greeting["epoch"].clone();
     assert_eq!(
         greeting,
-        json!({"type": "connection_established", "message": "Connected to organization events", "user_id": "alice", "org_id": "acme"})
+        json!({"type": "connection_established", "message": "Connected to organization events", "user_id": "alice", "org_id": "acme", "seq": 0, "epoch": epoch})
     );
     let (mut bob, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("bob", &["other", "acme"])).await;
 
@@ -31,30 +32,30 @@ async fn members_receive_events_published_through_the_api() {
     let reply = publish(&hub, "acme", json!({"event_type": "user.joined", "data": data})).await;
     assert_timestamp(&reply["timestamp"]);
     assert_eq!(reply, json!({"org_id": "acme", "event_type": "user.joined", "timestamp": reply["timestamp"]}));
-    let event = json!({"type": "event", "event_type": "user.joined", "data": data, "org_id": "acme", "timestamp": reply["timestamp"]});
+    let event = json!({"type": "event", "event_type": "user.joined", "data": data, "org_id": "acme", "timestamp": reply["timestamp"], "seq": 1, "epoch": epoch});
     assert_eq!(recv(&mut alice).await, event);
     assert_eq!(recv(&mut bob).await, event);
 
     // `data` is optional and defaults to an empty object.
     let reply = publish(&hub, "acme", json!({"event_type": "resource.created"})).await;
-    let event = json!({"type": "event", "event_type": "resource.created", "data": {}, "org_id": "acme", "timestamp": reply["timestamp"]});
+    let event = json!({"type": "event", "event_type": "resource.created", "data": {}, "org_id": "acme", "timestamp": reply["timestamp"], "seq": 2, "epoch": epoch});
     assert_eq!(recv(&mut alice).await, event);
     assert_eq!(recv(&mut bob).await, event);
 }
 
 /// Events of one org never reach the members of another, and events from one publisher arrive in the
-/// order they were published.
+/// order they were published, at seq 1, 2, ... of the org's stream.
 #[tokio::test]
 async fn events_stay_within_their_org_and_in_order() {
     let hub = TestHub::start().await;
     let (mut a, _) = hub.connect("/ws/events/org-a/", &hub.member_jwt("u1", &["org-a"])).await;
-    let (mut b, _) = hub.connect("/ws/events/org-b/", &hub.member_jwt("u2", &["org-b"])).await;
+    let (mut b, greeting) = hub.connect("/ws/events/org-b/", &hub.member_jwt("u2", &["org-b"])).await;
     let mut sent = Vec::new();
     for seq in 0..5 {
         sent.push(publish(&hub, "org-b", json!({"event_type": "tick", "data": {"seq": seq}})).await);
     }
     for (seq, reply) in sent.iter().enumerate() {
-        let event = json!({"type": "event", "event_type": "tick", "data": {"seq": seq}, "org_id": "org-b", "timestamp": reply["timestamp"]});
+        let event = json!({"type": "event", "event_type": "tick", "data": {"seq": seq}, "org_id": "org-b", "timestamp": reply["timestamp"], "seq": seq + 1, "epoch": greeting["epoch"]});
         assert_eq!(recv(&mut b).await, event);
     }
     assert_quiet(&mut a).await;
@@ -107,7 +108,7 @@ async fn the_events_endpoint_answers_ping_and_refuses_other_requests() {
     let reply = request(&mut ws, json!({"type": "subscribe", "notification_types": [], "request_id": 4})).await;
     assert_eq!(
         reply,
-        json!({"type": "error", "code": "unknown_type", "message": "unknown message type `subscribe`; expected one of: ping", "request_id": 4})
+        json!({"type": "error", "code": "unknown_type", "message": "unknown message type `subscribe`; expected one of: resume, ping", "request_id": 4})
     );
     send_text(&mut ws, "not json").await;
     assert_eq!(

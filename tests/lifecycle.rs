@@ -148,7 +148,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_others_get_every_event() {
     let mut overflowed_at = None;
     while published < 400 {
         let timestamp = publish_event(&hub, published, &pad).await;
-        let event = recv(&mut healthy).await;
+        let event = crate::util::unpositioned(recv(&mut healthy).await);
         let expected = json!({"type": "event", "event_type": "load", "data": {"seq": published, "pad": pad}, "org_id": "acme", "timestamp": timestamp});
         assert!(event == expected, "healthy subscriber got the wrong event #{published}");
         published += 1;

@@ -19,5 +19,6 @@ mod lifecycle;
 mod limits;
 mod multinode;
 mod notifications;
+mod resume;
 mod serve;
 mod util;

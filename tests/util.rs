@@ -284,6 +284,20 @@ pub fn request_with(url: &str, name: &'static str, value: &str) -> tungstenite::
     request
 }
 
+/// A stream push (PROTOCOL §7) without its position: checks that `seq` is an integer and `epoch` a
+/// 16-digit hex string when the message has them, and removes both, for tests about the rest.
+pub fn unpositioned(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut()
+        && let Some(seq) = object.remove("seq")
+    {
+        assert!(seq.is_u64(), "seq is a non-negative integer: {seq}");
+        let epoch = object.remove("epoch").expect("a push with a seq has an epoch");
+        let epoch = epoch.as_str().expect("the epoch is a string");
+        assert!(epoch.len() == 16 && epoch.bytes().all(|b| b.is_ascii_hexdigit()), "epoch {epoch}");
+    }
+    value
+}
+
 /// The next JSON text frame (control frames skipped); fails on a close or after [`TIMEOUT`].
 pub async fn recv(ws: &mut Ws) -> Value {
     loop {

@@ -137,6 +137,14 @@ pub struct ServeArgs {
     /// names the client; from anyone else it is ignored [default: none]
     #[arg(long, env = "RTCTL_TRUSTED_PROXIES", value_name = "ADDRESSES")]
     pub trusted_proxies: Option<String>,
+    /// Pushes each org's event stream and the dashboard keep for clients that resume after a
+    /// reconnect; at most --queue [default: 1000]
+    #[arg(long, env = "RTCTL_EVENT_HISTORY", value_name = "EVENTS")]
+    pub event_history: Option<u32>,
+
+    /// How long pushes stay resumable, e.g. 1h; older ones are pruned in the background [default: 24h]
+    #[arg(long, env = "RTCTL_EVENT_RETENTION", value_name = "DURATION")]
+    pub event_retention: Option<String>,
 
     /// Bytes all HTTP request bodies in flight may hold together, e.g. 64MiB; a request that finds too
     /// little left gets 503 with Retry-After [default: 64MiB]

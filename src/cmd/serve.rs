@@ -125,6 +125,8 @@ fn settings(args: ServeArgs) -> FileConfig {
         first_request_timeout: args.first_request_timeout,
         trusted_proxies: args.trusted_proxies,
         max_body_memory: args.max_body_memory,
+        event_history: args.event_history,
+        event_retention: args.event_retention,
     }
 }
 

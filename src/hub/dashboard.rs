@@ -13,15 +13,17 @@ use serde_json::{Map, Value, json};
 
 use super::api::{self, ApiJson};
 use super::error::HubError;
+use super::outbox::Outbox;
 use super::presence::scope;
 use super::registry::Membership;
 use super::session::{Accepted, Conn, Refusal, Reply, Session};
-use super::{Hub, notifications};
-use crate::layer::{ConnId, Push, group};
+use super::{Hub, notifications, streams};
+use crate::layer::{ConnId, group};
 use crate::protocol::Endpoint;
 use crate::protocol::limits::{MAX_EMAIL, MAX_NAME, MAX_ORDER_STATUS, MAX_REASON};
 use crate::protocol::{
-    self, ActivityKind, Approval, DashboardRequest, DecisionStatus, PendingUser, ServerMessage, Stats, close,
+    self, ActivityKind, Approval, DashboardRequest, DecisionStatus, PendingUser, ResumeFrom, Sequenced, ServerMessage,
+    Stats, close,
 };
 use crate::store::{Created, Decision, NewNotification, NewPendingUser};
 
@@ -30,11 +32,13 @@ pub struct DashboardSession {
     hub: Arc<Hub>,
     conn_id: ConnId,
     user_id: String,
+    outbox: Arc<Outbox>,
     _membership: Membership,
 }
 
-/// Accepts staff only (else 4003); tells the other admins when this is the admin's first connection.
-pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<DashboardSession>, Refusal> {
+/// Accepts staff only (else 4003); catches up from `from` (PROTOCOL §7); tells the other admins when
+/// this is the admin's first connection.
+pub async fn open(hub: Arc<Hub>, conn: Conn, from: Option<ResumeFrom>) -> Result<Accepted<DashboardSession>, Refusal> {
     if !conn.identity.is_staff {
         return Err(Refusal::new(close::FORBIDDEN, "staff only"));
     }
@@ -42,6 +46,9 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<DashboardSession
     let membership =
         Membership::join(&hub.registry, &hub.layer, group::ADMINS.to_owned(), conn.id, Arc::clone(&conn.outbox))
             .await?;
+    let caught_up = streams::catch_up(&hub, group::ADMINS, &conn.outbox, from.as_ref())
+        .await
+        .map_err(|_| Refusal::new(close::INTERNAL, "store unavailable"))?;
     let first = hub.presence.join(scope::ADMINS, &user_id).await;
     let stats = match stats(&hub).await {
         Ok(stats) => stats,
@@ -52,20 +59,38 @@ pub async fn open(hub: Arc<Hub>, conn: Conn) -> Result<Accepted<DashboardSession
         }
     };
     if first {
-        let frame =
-            protocol::encode(&ServerMessage::AdminJoined { user_id: &user_id, admins_online: stats.admins_online });
-        // Live only: an admin who misses this still sees `admins_online` in the next stats.
-        let _ = hub.publish("admin_joined", group::ADMINS, Push::skipping(frame, conn.id)).await;
+        let joined = ServerMessage::AdminJoined { user_id: &user_id, admins_online: stats.admins_online };
+        // Best effort: an admin who misses this still sees `admins_online` in the next stats.
+        let _ = push(&hub, "admin_joined", &joined, Some(conn.id)).await;
     }
     let mut extra = Map::new();
     extra.insert("stats".to_owned(), serde_json::to_value(&stats).expect("stats serialize"));
+    extra.insert("seq".to_owned(), Value::from(caught_up.seq));
+    extra.insert("epoch".to_owned(), Value::String(caught_up.epoch));
     let greeting = protocol::encode(&ServerMessage::ConnectionEstablished {
         message: "Connected to admin dashboard",
         user_id: &user_id,
         extra,
     });
-    let session = DashboardSession { hub, conn_id: conn.id, user_id, _membership: membership };
-    Ok(Accepted { session, conn, greetings: vec![greeting] })
+    let mut greetings = vec![greeting];
+    match caught_up.refused {
+        Some(error) => greetings.push(error.frame(None)),
+        None => greetings.extend(caught_up.frames),
+    }
+    let outbox = Arc::clone(&conn.outbox);
+    let session = DashboardSession { hub, conn_id: conn.id, user_id, outbox, _membership: membership };
+    Ok(Accepted { session, conn, greetings })
+}
+
+/// Logs a push in the admins' stream (PROTOCOL §7) and publishes it to every admin connection but `skip`.
+async fn push(
+    hub: &Hub,
+    kind: &'static str,
+    message: &ServerMessage<'_>,
+    skip: Option<ConnId>,
+) -> Result<(), HubError> {
+    let render = |seq: i64, epoch: &str| protocol::encode(&Sequenced { message, seq, epoch });
+    streams::publish(hub, kind, group::ADMINS, skip, &render).await.map(|_| ())
 }
 
 impl Session for DashboardSession {
@@ -91,6 +116,13 @@ impl Session for DashboardSession {
                     decide(hub, &user_id, DecisionStatus::Rejected, reason, &self.user_id, Some(self.conn_id)).await?;
                 Reply::new(&ServerMessage::ApprovalUpdate(&approval))
             }
+            DashboardRequest::Resume(from) => {
+                let caught_up = streams::catch_up(hub, group::ADMINS, &self.outbox, Some(&from)).await?;
+                if let Some(error) = caught_up.refused {
+                    return Err(error);
+                }
+                Reply::frames(caught_up.frames)
+            }
         };
         Ok(Some(reply))
     }
@@ -98,8 +130,8 @@ impl Session for DashboardSession {
     async fn on_close(self) {
         if self.hub.presence.leave(scope::ADMINS, &self.user_id).await {
             let admins_online = self.hub.presence.online(scope::ADMINS).await;
-            let frame = protocol::encode(&ServerMessage::AdminLeft { user_id: &self.user_id, admins_online });
-            let _ = self.hub.publish("admin_left", group::ADMINS, Push::skipping(frame, self.conn_id)).await;
+            let left = ServerMessage::AdminLeft { user_id: &self.user_id, admins_online };
+            let _ = push(&self.hub, "admin_left", &left, Some(self.conn_id)).await;
         }
     }
 }
@@ -126,8 +158,7 @@ pub async fn stats(hub: &Hub) -> Result<Stats, HubError> {
 /// Pushes the current pending count to every admin.
 async fn push_pending_count(hub: &Hub) -> Result<(), HubError> {
     let count = hub.store.pending_count().await?;
-    let frame = protocol::encode(&ServerMessage::PendingCountUpdate { count });
-    hub.publish("pending_count_update", group::ADMINS, Push::new(frame)).await
+    push(hub, "pending_count_update", &ServerMessage::PendingCountUpdate { count }, None).await
 }
 
 /// Decides a pending user once (404 unknown, 409 decided already), tells every admin (but `skip`,
@@ -151,8 +182,7 @@ async fn decide(
     };
     let payload = serde_json::to_value(&approval).expect("approvals serialize");
     hub.store.append_activity(ActivityKind::Approval, &payload).await?;
-    let frame = protocol::encode(&ServerMessage::ApprovalUpdate(&approval));
-    hub.publish("approval_update", group::ADMINS, Push::all_but(frame, skip)).await?;
+    push(hub, "approval_update", &ServerMessage::ApprovalUpdate(&approval), skip).await?;
     push_pending_count(hub).await?;
     let (title, message) = match decision {
         DecisionStatus::Approved => ("Account approved", "Your account has been approved.".to_owned()),
@@ -218,8 +248,7 @@ async fn register(
     };
     let payload = serde_json::to_value(&user).expect("pending users serialize");
     hub.store.append_activity(ActivityKind::NewUser, &payload).await?;
-    hub.publish("new_user", group::ADMINS, Push::new(protocol::encode(&ServerMessage::NewUser { user: &user })))
-        .await?;
+    push(&hub, "new_user", &ServerMessage::NewUser { user: &user }, None).await?;
     push_pending_count(&hub).await?;
     Ok((StatusCode::CREATED, axum::Json(user)).into_response())
 }
@@ -332,8 +361,7 @@ async fn order_update(
     };
     let payload = json!({"order_id": order_id, "status": body.status, "data": data});
     hub.store.append_activity(ActivityKind::OrderUpdate, &payload).await?;
-    let frame =
-        protocol::encode(&ServerMessage::OrderUpdate { order_id: &order_id, status: &body.status, data: &data });
-    hub.publish("order_update", group::ADMINS, Push::new(frame)).await?;
+    let update = ServerMessage::OrderUpdate { order_id: &order_id, status: &body.status, data: &data };
+    push(&hub, "order_update", &update, None).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(payload)).into_response())
 }

@@ -23,6 +23,7 @@ pub mod presence;
 pub mod ratelimit;
 pub mod registry;
 pub mod session;
+pub mod streams;
 mod upgrade;
 
 use std::future::Future;
@@ -77,6 +78,8 @@ pub struct Hub {
     pub shutdown: CancellationToken,
     /// Every session task, so that shutdown can wait for their 1001 closes (axum does not).
     pub sessions: TaskTracker,
+    /// The order of this node's publishes per stream (org events, dashboard pushes).
+    pub streams: streams::Streams,
     conn_base: u64,
     next_conn: AtomicU64,
 }
@@ -134,6 +137,7 @@ impl Hub {
             started: std::time::Instant::now(),
             shutdown,
             sessions: TaskTracker::new(),
+            streams: streams::Streams::default(),
             conn_base: u64::from(node) << 32,
             next_conn: AtomicU64::new(1),
         }))
@@ -202,6 +206,8 @@ pub async fn run_started(
     );
     info!(max_connections = hub.admission.ws_capacity(), "websocket capacity");
     let token = hub.shutdown.clone();
+    let limits = &hub.config.limits;
+    tokio::spawn(streams::prune(Arc::clone(&hub.store), limits.event_history, limits.event_retention, token.clone()));
     let timeouts = listener::Timeouts {
         header: hub.config.limits.http_header_timeout,
         first_request: hub.config.limits.first_request_timeout,
@@ -396,12 +402,27 @@ async fn ws_notifications(State(hub): State<Arc<Hub>>, request: WsRequest) -> Re
     request.accept(hub, notifications::open)
 }
 
-async fn ws_events(State(hub): State<Arc<Hub>>, Path(org_id): Path<String>, request: WsRequest) -> Response {
-    request.accept(hub, move |hub, conn| events::open(hub, conn, org_id))
+async fn ws_events(
+    State(hub): State<Arc<Hub>>,
+    Path(org_id): Path<String>,
+    resume: Query<streams::ResumeQuery>,
+    request: WsRequest,
+) -> Response {
+    match resume.0.resume_from() {
+        Ok(from) => request.accept(hub, move |hub, conn| events::open(hub, conn, org_id, from)),
+        Err(error) => error.into_response(),
+    }
 }
 
-async fn ws_dashboard(State(hub): State<Arc<Hub>>, request: WsRequest) -> Response {
-    request.accept(hub, dashboard::open)
+async fn ws_dashboard(
+    State(hub): State<Arc<Hub>>,
+    resume: Query<streams::ResumeQuery>,
+    request: WsRequest,
+) -> Response {
+    match resume.0.resume_from() {
+        Ok(from) => request.accept(hub, move |hub, conn| dashboard::open(hub, conn, from)),
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn ws_chat(State(hub): State<Arc<Hub>>, Path(room_id): Path<String>, request: WsRequest) -> Response {

@@ -82,6 +82,9 @@ struct State {
     reply_at: Option<usize>,
     /// Push tags this connection wants (`subscribe` on notifications); empty means all.
     types: Vec<Box<str>>,
+    /// The stream position this connection has been sent up to by a resume: a later push at or below
+    /// it (one that was still on its way when the log was read) was in the replay already.
+    floor: u64,
 }
 
 impl State {
@@ -165,6 +168,9 @@ impl Outbox {
         if state.overflowed {
             return Pushed::Overflowed { first: false };
         }
+        if push.seq != 0 && push.seq <= state.floor {
+            return Pushed::Skipped;
+        }
         // Untagged pushes (unread_count) keep every tab in sync whatever it subscribed to.
         if let Some(tag) = &push.tag
             && !state.types.is_empty()
@@ -231,6 +237,33 @@ impl Outbox {
     /// Sets the `subscribe` filter: pushes tagged otherwise are skipped from now on.
     pub fn set_types(&self, types: &[String]) {
         self.lock().types = types.iter().map(|t| t.as_str().into()).collect();
+    }
+
+    /// A resume sent (or is about to send) the stream up to `seq`: drops the pushes held behind the
+    /// session's reply that are at or below it, and skips such pushes from now on. Called while the
+    /// session holds its replies ([`hold`], or a new connection before its greeting), so the held
+    /// pushes are exactly those that came since the connection joined its group or asked to resume.
+    ///
+    /// [`hold`]: Self::hold
+    pub fn skip_through(&self, seq: u64) {
+        let mut state = self.lock();
+        state.floor = state.floor.max(seq);
+        let from = state.reply_at.unwrap_or(state.queue.len()).max(usize::from(state.head_started));
+        let floor = state.floor;
+        let mut index = 0;
+        // Only at a resume, and only over the few pushes held meanwhile: the fan-out path stays untouched.
+        state.queue.retain(|frame| {
+            let keep = index < from || frame_seq(frame).is_none_or(|seq| seq > floor);
+            index += 1;
+            keep
+        });
+    }
+
+    /// The stream position of the first push held behind the session's reply, if one is held.
+    pub fn first_held_seq(&self) -> Option<u64> {
+        let state = self.lock();
+        let from = state.reply_at.unwrap_or(state.queue.len()).max(usize::from(state.head_started));
+        state.queue.iter().skip(from).find_map(|frame| frame_seq(frame))
     }
 
     /// Marks the connection a slow consumer from outside a push (a write that stalled too long); true
@@ -400,6 +433,20 @@ impl Outbox {
             }
         }
     }
+}
+
+/// The `seq` of a queued server frame (unmasked, as the hub writes them), if its JSON has one.
+fn frame_seq(frame: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Position {
+        seq: Option<u64>,
+    }
+    let header = match frame.get(1)? & 0x7f {
+        126 => 4,
+        127 => 10,
+        _ => 2,
+    };
+    serde_json::from_slice::<Position>(frame.get(header..)?).ok()?.seq
 }
 
 /// The stream under a session's tungstenite socket: reads come from the outbox's TCP socket, writes go

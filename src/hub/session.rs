@@ -94,16 +94,30 @@ pub trait Session: Send + Sync + Sized + 'static {
 }
 
 /// A direct reply to a request, before the request's `request_id` is added to it.
-pub struct Reply(Value);
+pub struct Reply(ReplyBody);
+
+enum ReplyBody {
+    Message(Value),
+    /// Frames sent as they are, in order: a resume's replay, the pushes exactly as they were pushed.
+    Frames(Vec<String>),
+}
 
 impl Reply {
     pub fn new<T: Serialize>(message: &T) -> Self {
-        Self(serde_json::to_value(message).expect("wire types always serialize"))
+        Self(ReplyBody::Message(serde_json::to_value(message).expect("wire types always serialize")))
     }
 
-    /// The frame, with `request_id` when the request carried one.
-    fn encode(&self, request_id: Option<&RequestId>) -> String {
-        protocol::encode_reply(&self.0, request_id)
+    /// Frames to send as they are (no `request_id` is added to them).
+    pub fn frames(frames: Vec<String>) -> Self {
+        Self(ReplyBody::Frames(frames))
+    }
+
+    /// The frames, the message's with `request_id` when the request carried one.
+    fn encode_into(self, request_id: Option<&RequestId>, out: &mut Vec<String>) {
+        match self.0 {
+            ReplyBody::Message(message) => out.push(protocol::encode_reply(&message, request_id)),
+            ReplyBody::Frames(frames) => out.extend(frames),
+        }
     }
 }
 
@@ -120,7 +134,7 @@ async fn answer<S: Session>(session: &mut S, text: &str, replies: &mut Vec<Strin
         Request::Endpoint(request) => session.handle(request).await,
     };
     match handled {
-        Ok(Some(reply)) => replies.push(reply.encode(request_id)),
+        Ok(Some(reply)) => reply.encode_into(request_id, replies),
         Ok(None) => {}
         Err(error) => replies.push(error.frame(request_id)),
     }

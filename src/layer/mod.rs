@@ -31,15 +31,23 @@ pub struct Push {
     pub tag: Option<Box<str>>,
     /// A connection that must not get it (the sender of a `typing` indicator).
     pub skip: Option<ConnId>,
+    /// Its position in its stream (org events, dashboard pushes), 0 for none: a connection that has
+    /// just been sent the stream up to some position by a resume skips pushes at or below it.
+    pub seq: u64,
 }
 
 impl Push {
     pub fn new(frame: String) -> Self {
-        Self { wire: text_frame(frame.as_bytes()), tag: None, skip: None }
+        Self { wire: text_frame(frame.as_bytes()), tag: None, skip: None, seq: 0 }
     }
 
     pub fn tagged(frame: String, tag: &str) -> Self {
-        Self { wire: text_frame(frame.as_bytes()), tag: Some(tag.into()), skip: None }
+        Self { wire: text_frame(frame.as_bytes()), tag: Some(tag.into()), skip: None, seq: 0 }
+    }
+
+    /// A push at position `seq` of its stream.
+    pub fn sequenced(frame: String, seq: u64) -> Self {
+        Self { seq, ..Self::new(frame) }
     }
 
     pub fn skipping(frame: String, skip: ConnId) -> Self {
@@ -48,7 +56,7 @@ impl Push {
 
     /// To every member, or every member but `skip` (a requester answered directly) when there is one.
     pub fn all_but(frame: String, skip: Option<ConnId>) -> Self {
-        Self { wire: text_frame(frame.as_bytes()), tag: None, skip }
+        Self { wire: text_frame(frame.as_bytes()), tag: None, skip, seq: 0 }
     }
 }
 

@@ -55,6 +55,8 @@ pub struct RedisCounters {
     /// Payloads dropped because their tag did not verify (forged, corrupted, another key).
     pub rejected: Counter,
 }
+/// The envelope carries the push's stream position.
+const HAS_SEQ: u8 = 4;
 
 /// Fan-out through Redis to every node, delivering what this node receives to its local groups `G`.
 pub struct RedisLayer<G> {
@@ -463,12 +465,17 @@ impl Rejections {
 /// serialize nothing).
 fn encode(signer: &Signer, channel: &str, push: &Push) -> Bytes {
     let tag = push.tag.as_deref().unwrap_or_default();
-    let mut out = BytesMut::with_capacity(MAC_LEN + 1 + 8 + 2 + tag.len() + push.wire.len());
+    let mut out = BytesMut::with_capacity(MAC_LEN + 1 + 8 + 8 + 2 + tag.len() + push.wire.len());
     out.put_bytes(0, MAC_LEN);
-    let flags = if push.skip.is_some() { HAS_SKIP } else { 0 } | if push.tag.is_some() { HAS_TAG } else { 0 };
+    let flags = if push.skip.is_some() { HAS_SKIP } else { 0 }
+        | if push.tag.is_some() { HAS_TAG } else { 0 }
+        | if push.seq > 0 { HAS_SEQ } else { 0 };
     out.put_u8(flags);
     if let Some(skip) = push.skip {
         out.put_u64(skip);
+    }
+    if push.seq > 0 {
+        out.put_u64(push.seq);
     }
     if push.tag.is_some() {
         // Tags are notification types, far below 64 KiB; a longer one is cut, never mis-framed.
@@ -501,6 +508,7 @@ fn decode(payload: Bytes) -> Option<Push> {
     };
     let flags = take(1)?[0];
     let skip = if flags & HAS_SKIP != 0 { Some(u64::from_be_bytes(take(8)?.try_into().ok()?)) } else { None };
+    let seq = if flags & HAS_SEQ != 0 { u64::from_be_bytes(take(8)?.try_into().ok()?) } else { 0 };
     let tag = if flags & HAS_TAG != 0 {
         let len = u16::from_be_bytes(take(2)?.try_into().ok()?);
         Some(std::str::from_utf8(take(usize::from(len))?).ok()?.into())
@@ -508,7 +516,7 @@ fn decode(payload: Bytes) -> Option<Push> {
         None
     };
     let header = payload.len() - rest.len();
-    Some(Push { wire: payload.slice(header..), tag, skip })
+    Some(Push { wire: payload.slice(header..), tag, skip, seq })
 }
 
 /// The oldest Redis with what the hub uses: RESP3 pushes (6.0) and `GETDEL` for ws tokens (6.2).
@@ -600,9 +608,10 @@ mod tests {
             Push::new("{\"a\":1}".into()),
             Push::tagged("{\"b\":2}".into(), "order_update"),
             Push::skipping("{\"typing\":true}".into(), 0xdead_beef_0000_0007),
+            Push::sequenced("{\"seq\":7}".into(), 7),
         ] {
             let back = open(&signer, "p:g:room:r1", encode(&signer, "p:g:room:r1", &push).to_vec()).expect("opens");
-            assert_eq!((back.wire, back.tag, back.skip), (push.wire, push.tag, push.skip));
+            assert_eq!((back.wire, back.tag, back.skip, back.seq), (push.wire, push.tag, push.skip, push.seq));
         }
         assert!(decode(Bytes::from_static(&[HAS_SKIP, 1, 2])).is_none(), "a cut envelope is refused");
         assert!(decode(Bytes::new()).is_none());

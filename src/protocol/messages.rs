@@ -47,9 +47,41 @@ pub struct NewNotificationFields {
     pub link: Option<String>,
 }
 
-/// Requests on `/ws/events/{org_id}/` (PROTOCOL §4.2): none besides `ping`.
+/// Requests on `/ws/events/{org_id}/` (PROTOCOL §4.2), besides `ping`.
 #[derive(Debug, Deserialize, strum::VariantNames)]
-pub enum EventRequest {}
+#[serde(tag = "type", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum EventRequest {
+    /// Send every event after `since` of this epoch, then continue live (PROTOCOL §7).
+    Resume(ResumeFrom),
+}
+
+/// Where a client resumes a stream from: the last `seq` it has, of the stream's `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ResumeFrom {
+    pub since: u64,
+    pub epoch: String,
+}
+
+/// Why a resume could not replay what was missed; the client reloads its state instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeFailure {
+    /// The log no longer reaches back to `since` (history or retention).
+    Expired,
+    /// The stream's history was lost since the client's position (another epoch).
+    EpochMismatch,
+}
+
+/// A push with its position in its stream (PROTOCOL §7): the message's own fields, then `seq` and
+/// `epoch`.
+#[derive(Debug, Serialize)]
+pub struct Sequenced<'a, T> {
+    #[serde(flatten)]
+    pub message: &'a T,
+    pub seq: i64,
+    pub epoch: &'a str,
+}
 
 /// Requests on `/ws/admin/dashboard/` (PROTOCOL §4.3), besides `ping`.
 #[derive(Debug, Deserialize, strum::VariantNames)]
@@ -71,6 +103,8 @@ pub enum DashboardRequest {
         user_id: String,
         reason: Option<String>,
     },
+    /// Send every push after `since` of this epoch, then continue live (PROTOCOL §7).
+    Resume(ResumeFrom),
 }
 
 /// Requests on `/ws/chat/{room_id}/` (PROTOCOL §4.4), besides `ping`.
@@ -146,6 +180,8 @@ pub enum ServerMessage<'a> {
     Typing { user_id: &'a str, is_typing: bool },
     /// Push to a room: a member's read position moved.
     ReadReceipt { user_id: &'a str, message_id: i64, read_at: &'a str },
+    /// Answer to a resume (on connect or `resume`) that cannot replay: continuing live from here.
+    ResumeFailed { reason: ResumeFailure, oldest_seq: i64, epoch: &'a str },
 }
 
 #[cfg(test)]
@@ -177,7 +213,10 @@ mod tests {
         check::<EventRequest>();
         check::<DashboardRequest>();
         check::<ChatRequest>();
-        assert_eq!(DashboardRequest::VARIANTS, ["get_stats", "get_pending_count", "approve_user", "reject_user"]);
+        assert_eq!(
+            DashboardRequest::VARIANTS,
+            ["get_stats", "get_pending_count", "approve_user", "reject_user", "resume"]
+        );
     }
 
     /// The list of server types is exactly the `type`s serde writes, variant by variant: one message of
@@ -251,6 +290,7 @@ mod tests {
             ServerMessage::ChatMessage { message: &chat, client_id: None },
             ServerMessage::Typing { user_id: "", is_typing: true },
             ServerMessage::ReadReceipt { user_id: "", message_id: 1, read_at: "" },
+            ServerMessage::ResumeFailed { reason: ResumeFailure::Expired, oldest_seq: 1, epoch: "" },
         ];
         let written: Vec<String> = all
             .iter()

@@ -361,7 +361,7 @@ mod tests {
     fn every_endpoint_takes_ping() {
         use strum::VariantArray;
         assert_eq!(Endpoint::ALL, Endpoint::VARIANTS);
-        assert_eq!(Endpoint::Events.request_types(), ["ping"]);
+        assert_eq!(Endpoint::Events.request_types(), ["resume", "ping"]);
         assert_eq!(Endpoint::Chat.request_types(), ["chat_message", "typing", "read_receipt", "get_history", "ping"]);
         let parsed = parse_request::<ChatRequest>(r#"{"type":"ping","timestamp":[1]}"#).unwrap();
         assert!(matches!(parsed.request, Request::Ping { timestamp: Some(Value::Array(_)) }));

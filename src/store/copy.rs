@@ -105,6 +105,19 @@ const TABLES: &[Table] = &[
         order: "room_id, user_id",
         identity: None,
     },
+    Table {
+        name: "streams",
+        columns: &[("stream", Text), ("epoch", Text), ("last_seq", Int)],
+        // WITHOUT ROWID, as the next one. Copied with its epoch: the log comes along, so resuming works.
+        order: "stream",
+        identity: None,
+    },
+    Table {
+        name: "stream_events",
+        columns: &[("stream", Text), ("seq", Int), ("frame", Text), ("created_at", Int)],
+        order: "stream, seq",
+        identity: None,
+    },
 ];
 
 /// Why a copy did not happen. Nothing is written to the target unless every table was copied.

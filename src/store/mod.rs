@@ -173,6 +173,34 @@ pub enum ReadUpdate {
     NotFound,
 }
 
+/// Where a stream (org events, dashboard pushes) stands (PROTOCOL §7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamHead {
+    /// Random when the stream's row was made; a store that lost it makes a new one.
+    pub epoch: String,
+    /// The last position given out; 0 before the first push.
+    pub last_seq: i64,
+}
+
+/// A push appended to its stream's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: i64,
+    pub epoch: String,
+    /// The frame as [`Store::append_event`]'s `render` made it, to push as it is.
+    pub frame: String,
+}
+
+/// One push of a stream's log, as it was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEvent {
+    pub seq: i64,
+    pub frame: String,
+}
+
+/// Renders a push for its position (seq, epoch), once: the same text is logged and pushed.
+pub type RenderEvent<'a> = &'a (dyn Fn(i64, &str) -> String + Send + Sync);
+
 /// The hub's persistent state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -254,6 +282,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Moves the user's read position in the room forward to `message_id` (never backwards).
     async fn set_read_position(&self, room_id: &str, user_id: &str, message_id: i64) -> Result<ReadUpdate, StoreError>;
+
+    /// Gives `stream` its next position (making the stream, with a new epoch, on its first push) and
+    /// logs the frame `render` makes for it, in one transaction: of two concurrent appends, on any
+    /// node, the later one waits for the earlier, so the committed positions are always 1..=last_seq.
+    async fn append_event(&self, stream: &str, render: RenderEvent<'_>) -> Result<Appended, StoreError>;
+
+    /// Where `stream` stands; makes it (seq 0, a new epoch) if it has never been used.
+    async fn stream_head(&self, stream: &str) -> Result<StreamHead, StoreError>;
+
+    /// Up to `limit` logged pushes of `stream` with a seq above `after_seq`, logged at or after
+    /// `since_millis`, oldest first.
+    async fn events_after(
+        &self,
+        stream: &str,
+        after_seq: i64,
+        since_millis: i64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>, StoreError>;
+
+    /// Deletes logged pushes beyond the last `keep` of each stream or logged before `before_millis`;
+    /// returns how many. Positions and epochs stay.
+    async fn prune_events(&self, keep: u32, before_millis: i64) -> Result<u64, StoreError>;
 }
 
 /// The row decoders of a backend (`notification(&Row)`, `pending_user`, `approval`, `activity`,
@@ -339,6 +389,12 @@ pub(crate) fn object_text(data: &Value) -> String {
 /// each maps to its text one way, through strum, with serde's names).
 pub(crate) fn column<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, sqlx::Error> {
     text.parse().map_err(|_| sqlx::Error::Decode(format!("unknown {what} `{text}`").into()))
+}
+
+/// A new stream's epoch: 64 random bits in hex, so that a stream made again (a store that lost its
+/// rows) cannot meet a position a client kept from before.
+pub(crate) fn new_epoch() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// Opens the store a database URL names, with `pool` connections at most (`None`: the backend's

@@ -9,6 +9,7 @@ use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
+use super::{Appended, LoggedEvent, RenderEvent, StreamHead};
 use super::{
     Created, Decision, DecisionCounts, Deleted, MarkRead, MessageQuery, NewChatMessage, NewNotification,
     NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, Store, StoreError, column, json_object,
@@ -532,5 +533,78 @@ impl Store for PostgresStore {
         tx.commit().await?;
         let position = ReadPosition { message_id, read_at: format_timestamp(read_at) };
         Ok(if moved { ReadUpdate::Moved(position) } else { ReadUpdate::Unchanged(position) })
+    }
+
+    async fn append_event(&self, stream: &str, render: RenderEvent<'_>) -> Result<Appended, StoreError> {
+        let created_at = now_millis();
+        let mut tx = self.pool.begin().await?;
+        // The upsert takes the stream row's lock until commit: the next append, on any node, waits.
+        let (seq, epoch): (i64, String) = sqlx::query_as(
+            "INSERT INTO streams (stream, epoch, last_seq) VALUES ($1, $2, 1)
+             ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + 1
+             RETURNING last_seq, epoch",
+        )
+        .bind(stream)
+        .bind(super::new_epoch())
+        .fetch_one(&mut *tx)
+        .await?;
+        let frame = render(seq, &epoch);
+        sqlx::query("INSERT INTO stream_events (stream, seq, frame, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(stream)
+            .bind(seq)
+            .bind(&frame)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Appended { seq, epoch, frame })
+    }
+
+    async fn stream_head(&self, stream: &str) -> Result<StreamHead, StoreError> {
+        // Read first: every connection asks, and only a stream's first one needs to write.
+        let select = "SELECT epoch, last_seq FROM streams WHERE stream = $1";
+        if let Some((epoch, last_seq)) = sqlx::query_as(select).bind(stream).fetch_optional(&self.pool).await? {
+            return Ok(StreamHead { epoch, last_seq });
+        }
+        sqlx::query("INSERT INTO streams (stream, epoch, last_seq) VALUES ($1, $2, 0) ON CONFLICT (stream) DO NOTHING")
+            .bind(stream)
+            .bind(super::new_epoch())
+            .execute(&self.pool)
+            .await?;
+        let (epoch, last_seq) = sqlx::query_as(select).bind(stream).fetch_one(&self.pool).await?;
+        Ok(StreamHead { epoch, last_seq })
+    }
+
+    async fn events_after(
+        &self,
+        stream: &str,
+        after_seq: i64,
+        since_millis: i64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, frame FROM stream_events WHERE stream = $1 AND seq > $2 AND created_at >= $3
+             ORDER BY seq LIMIT $4",
+        )
+        .bind(stream)
+        .bind(after_seq)
+        .bind(since_millis)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(seq, frame)| LoggedEvent { seq, frame }).collect())
+    }
+
+    async fn prune_events(&self, keep: u32, before_millis: i64) -> Result<u64, StoreError> {
+        let pruned = sqlx::query(
+            "DELETE FROM stream_events WHERE created_at < $2
+                OR seq <= (SELECT last_seq FROM streams WHERE streams.stream = stream_events.stream) - $1",
+        )
+        .bind(i64::from(keep))
+        .bind(before_millis)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(pruned)
     }
 }

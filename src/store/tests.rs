@@ -11,7 +11,7 @@ use tempfile::TempDir;
 use super::sqlite::MIGRATOR;
 use super::test_schema::TestSchema;
 use super::*;
-use crate::protocol::ApprovalStatus;
+use crate::protocol::{ApprovalStatus, now_millis};
 
 fn url(dir: &TempDir) -> String {
     format!("sqlite://{}", dir.path().join("nested/dir/rtctl.db").display())
@@ -477,4 +477,36 @@ async fn in_memory_database_keeps_its_data() {
     let store = SqliteStore::open("sqlite::memory:").await.unwrap();
     store.insert_notifications(&[note("u1", "a")]).await.unwrap();
     assert_eq!(store.unread_count("u1").await.unwrap(), 1);
+}
+
+/// Positions: a stream starts at seq 0 with an epoch of its own, each append takes the next seq and
+/// logs the frame its render made for it; `events_after` reads the log from a position and by age,
+/// and pruning keeps the last `keep` of each stream (and the positions).
+#[tokio::test]
+async fn stream_logs_give_positions_and_prune() {
+    let (_guard, store) = any_store().await;
+    let head = store.stream_head("org:a").await.unwrap();
+    assert_eq!(head.last_seq, 0);
+    assert_eq!(store.stream_head("org:a").await.unwrap(), head, "reading a stream again changes nothing");
+    let render = |seq: i64, epoch: &str| format!("{{\"seq\":{seq},\"epoch\":\"{epoch}\"}}");
+    for seq in 1..=5 {
+        let appended = store.append_event("org:a", &render).await.unwrap();
+        assert_eq!((appended.seq, &appended.epoch), (seq, &head.epoch));
+        assert_eq!(appended.frame, render(seq, &head.epoch));
+    }
+    let other = store.append_event("org:b", &render).await.unwrap();
+    assert_eq!(other.seq, 1);
+    assert_ne!(other.epoch, head.epoch, "every stream has its own epoch");
+    let after = store.events_after("org:a", 2, 0, 100).await.unwrap();
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(after[0].frame, render(3, &head.epoch));
+    assert_eq!(store.events_after("org:a", 0, 0, 2).await.unwrap().len(), 2);
+    assert!(store.events_after("org:a", 0, now_millis() + 60_000, 100).await.unwrap().is_empty());
+
+    assert_eq!(store.prune_events(2, 0).await.unwrap(), 3, "org:a keeps 4 and 5; org:b keeps its one");
+    let kept = store.events_after("org:a", 0, 0, 100).await.unwrap();
+    assert_eq!(kept.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+    assert_eq!(store.stream_head("org:a").await.unwrap().last_seq, 5, "positions survive pruning");
+    assert_eq!(store.prune_events(2, now_millis() + 60_000).await.unwrap(), 3, "by age: everything older");
+    assert_eq!(store.append_event("org:a", &render).await.unwrap().seq, 6);
 }
