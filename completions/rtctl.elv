@@ -61,7 +61,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --send-timeout 'Longest a client''s socket may refuse queued frames before it is closed with 4008 [default: 10s]'
             cand --ws-token-ttl 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]'
             cand --shutdown-timeout 'Longest a shutdown waits for sockets and requests [default: 10s]'
-            cand --message-rate 'Frames a connection (and JWT requests a user) may send per second, sustained; above it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns the limits off [default: 50]'
+            cand --message-rate 'WebSocket frames (and JWT requests) a user may send per second across their connections; above it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns the limits off [default: 50]'
             cand --message-burst 'Frames (requests) that may come at once before --message-rate applies [default: 200]'
             cand --max-connections 'WebSocket connections this node serves at once; more are accepted and closed with 1013 [default: what the open-file limit allows, less 64 descriptors kept for HTTP]'
             cand --max-connections-per-user 'WebSocket connections one user may hold on this node; more are closed with 4029 [default: 100]'

@@ -60,10 +60,10 @@ pub const DEFAULT_EVENT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_WS_TOKEN_TTL: Duration = Duration::from_secs(30 * 60);
 /// How long shutdown waits for sockets and in-flight requests.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Frames a connection may send per second, sustained (PROTOCOL §2, 4029). A person typing, reading and
+/// Frames a user may send per second over all their connections, sustained (PROTOCOL §2, 4029). A person typing, reading and
 /// paging stays far below; a client stuck in a loop sends thousands.
 pub const DEFAULT_MESSAGE_RATE: u32 = 50;
-/// Frames a connection may send at once above the sustained rate: a client that reconnects and replays
+/// Frames a user may send at once above the sustained rate: a client that reconnects and replays
 /// its state, or a script posting a batch, fits.
 pub const DEFAULT_MESSAGE_BURST: u32 = 200;
 
@@ -158,9 +158,9 @@ pub struct Limits {
     pub send_timeout: Duration,
     pub ws_token_ttl: Duration,
     pub shutdown_timeout: Duration,
-    /// Inbound text frames per second per connection, sustained; 0 turns the limit off.
+    /// Inbound text frames per second per user (all their connections), sustained; 0 turns the limit off.
     pub message_rate: u32,
-    /// Inbound text frames a connection may send at once before the sustained rate applies.
+    /// Inbound text frames a user may send at once before the sustained rate applies.
     pub message_burst: u32,
     /// How long a client may take to send an HTTP request's headers, or to start the next request on
     /// an idle keep-alive connection, before the hub closes the connection.

@@ -257,21 +257,30 @@ async fn frames_over_the_rate_limit_are_refused_then_the_connection_closes_with_
 }
 
 /// The limit refills at `message_rate`: a client that pauses after a refusal is served again, and
-/// other connections of the same user never shared its budget.
+/// The frame budget is the user's, shared by all their connections: five sockets of one user get one
+/// budget between them (a burst of 5 at 1/s: one frame each, then the sixth is refused on any of them),
+/// another user's is untouched, and it refills.
 #[tokio::test]
-async fn the_rate_limit_refills_and_is_per_connection() {
-    let hub = TestHub::with_message_rate(10, 2).await;
+async fn the_rate_limit_is_per_user_across_connections_and_refills() {
+    let hub = TestHub::with_message_rate(5, 5).await;
     let token = hub.member_jwt("u1", &["acme"]);
-    let (mut first, _) = hub.connect("/ws/events/acme/", &token).await;
-    let (mut second, _) = hub.connect("/ws/events/acme/", &token).await;
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        sockets.push(hub.connect("/ws/events/acme/", &token).await.0);
+    }
     let ping = |id: i64| json!({"type": "ping", "timestamp": id});
-    assert_eq!(request(&mut first, ping(1)).await["type"], "pong");
-    assert_eq!(request(&mut first, ping(2)).await["type"], "pong");
-    assert_eq!(request(&mut first, ping(3)).await["code"], "rate_limited");
-    assert_eq!(request(&mut second, ping(4)).await, json!({"type": "pong", "timestamp": 4}));
-    // One frame's worth of time at 10/s, and then some.
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(request(&mut first, ping(5)).await, json!({"type": "pong", "timestamp": 5}));
+    for (n, ws) in sockets.iter_mut().enumerate() {
+        let id = n as i64;
+        assert_eq!(request(ws, ping(id)).await, json!({"type": "pong", "timestamp": id}));
+    }
+    for ws in &mut sockets {
+        assert_eq!(request(ws, ping(9)).await["code"], "rate_limited");
+    }
+    let (mut other, _) = hub.connect("/ws/events/acme/", &hub.member_jwt("u2", &["acme"])).await;
+    assert_eq!(request(&mut other, ping(10)).await, json!({"type": "pong", "timestamp": 10}));
+    // One frame's worth of time at 5/s, and then some.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(request(&mut sockets[4], ping(11)).await, json!({"type": "pong", "timestamp": 11}));
 }
 
 /// `message_rate = 0` turns the limit off: a thousand frames at once are all served.

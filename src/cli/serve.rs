@@ -105,9 +105,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
 
-    /// Frames a connection (and JWT requests a user) may send per second, sustained; above it a frame
-    /// gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns
-    /// the limits off [default: 50]
+    /// WebSocket frames (and JWT requests) a user may send per second across their connections; above
+    /// it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429;
+    /// 0 turns the limits off [default: 50]
     #[arg(long, env = "RTCTL_MESSAGE_RATE", value_name = "PER_SECOND")]
     pub message_rate: Option<u32>,
 

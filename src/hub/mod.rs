@@ -64,6 +64,8 @@ pub struct Hub {
     pub ws_tokens: WsTokens,
     /// Each user's budget of HTTP requests (PROTOCOL §5, 429).
     pub http_limit: ratelimit::PerUser,
+    /// Each user's budget of WebSocket frames, shared by all their connections on this node.
+    pub ws_limit: ratelimit::PerUser,
     pub store: Arc<dyn Store>,
     pub layer: SharedLayer,
     pub registry: Arc<Registry>,
@@ -126,6 +128,7 @@ impl Hub {
             admission,
             ws_tokens,
             http_limit: ratelimit::PerUser::new(&config.limits),
+            ws_limit: ratelimit::PerUser::new(&config.limits),
             config,
             verifier,
             store,

@@ -1,5 +1,5 @@
 //! Inbound rate limits (PROTOCOL §2, §3 and §5). On a WebSocket, a frame above `message_rate` (with
-//! `message_burst` of slack) is not handled and gets a `rate_limited` error; a client that keeps going
+//! `message_burst` of slack, shared by all of a user's connections) is not handled and gets a `rate_limited` error; a client that keeps going
 //! after being told is closed with 4029. Over HTTP, a user's requests share one budget of the same size
 //! across connections, and a request over it gets 429 with `Retry-After`.
 //!
@@ -51,28 +51,25 @@ pub enum Admission {
     Close,
 }
 
-/// One connection's limiters (about a hundred bytes, in the session's task).
+/// One connection's strikes (in the session's task); its frames count against its user's budget in
+/// [`PerUser`], shared by all the user's connections: five sockets of one user once had five budgets.
 pub struct RateLimit {
-    frames: Limiter,
     strikes: Limiter,
 }
 
 impl RateLimit {
     /// The limit `limits` asks for, or `None` when `message_rate` is 0 (off).
     pub fn new(limits: &Limits) -> Option<Self> {
-        let frames = quota(limits)?;
+        quota(limits)?;
         let strikes = Quota::with_period(std::time::Duration::from_secs(STRIKE_PERIOD_SECS))
             .expect("the strike period is not zero")
             .allow_burst(NonZeroU32::new(STRIKES).expect("STRIKES is not zero"));
-        Some(Self {
-            frames: RateLimiter::direct_with_clock(frames, MonotonicClock),
-            strikes: RateLimiter::direct_with_clock(strikes, MonotonicClock),
-        })
+        Some(Self { strikes: RateLimiter::direct_with_clock(strikes, MonotonicClock) })
     }
 
-    /// Counts one inbound frame.
-    pub fn check(&self) -> Admission {
-        if self.frames.check().is_ok() {
+    /// Counts one inbound frame of `user` against the user's budget in `frames`.
+    pub fn check(&self, frames: &PerUser, user: &str) -> Admission {
+        if frames.check(user).is_ok() {
             Admission::Allow
         } else if self.strikes.check().is_ok() {
             Admission::Refuse
@@ -82,8 +79,8 @@ impl RateLimit {
     }
 }
 
-/// Every user's budget for HTTP requests made with their JWT. Backends (the API key) are not limited:
-/// they publish on behalf of everyone.
+/// Every user's budget, across their connections: one for HTTP requests made with their JWT (backends,
+/// with the API key, are not limited: they publish on behalf of everyone), one for WebSocket frames.
 pub struct PerUser {
     limiter: Option<KeyedLimiter>,
     /// When the map holds this many users, those whose budget is full again are forgotten, and the
@@ -129,7 +126,8 @@ mod tests {
     #[test]
     fn a_burst_passes_then_frames_are_refused_then_the_connection_closes() {
         let limit = RateLimit::new(&limits(1, 5)).expect("a limit");
-        let admissions: Vec<Admission> = (0..5 + STRIKES + 1).map(|_| limit.check()).collect();
+        let frames = PerUser::new(&limits(1, 5));
+        let admissions: Vec<Admission> = (0..5 + STRIKES + 1).map(|_| limit.check(&frames, "u1")).collect();
         assert_eq!(admissions[..5], [Admission::Allow; 5]);
         assert_eq!(admissions[5..5 + STRIKES as usize], [Admission::Refuse; STRIKES as usize]);
         assert_eq!(admissions[5 + STRIKES as usize], Admission::Close);

@@ -220,7 +220,9 @@ async fn run_loop<S: Session>(
                 match frame {
                     Some(Ok(Message::Text(text))) => {
                         hub.metrics.frame_in(S::ENDPOINT);
-                        let admission = rate_limit.as_ref().map_or(Admission::Allow, RateLimit::check);
+                        let admission = rate_limit
+                            .as_ref()
+                            .map_or(Admission::Allow, |limit| limit.check(&hub.ws_limit, &conn.identity.user_id));
                         if admission != Admission::Allow {
                             hub.metrics.rate_limited(S::ENDPOINT);
                         }
