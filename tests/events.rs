@@ -31,7 +31,10 @@ async fn members_receive_events_published_through_the_api() {
     let data = json!({"user": {"id": "carol", "name": "Carol"}, "seats": 3});
     let reply = publish(&hub, "acme", json!({"event_type": "user.joined", "data": data})).await;
     assert_timestamp(&reply["timestamp"]);
-    assert_eq!(reply, json!({"org_id": "acme", "event_type": "user.joined", "timestamp": reply["timestamp"]}));
+    assert_eq!(
+        reply,
+        json!({"org_id": "acme", "event_type": "user.joined", "timestamp": reply["timestamp"], "pushed": true})
+    );
     let event = json!({"type": "event", "event_type": "user.joined", "data": data, "org_id": "acme", "timestamp": reply["timestamp"], "seq": 1, "epoch": epoch});
     assert_eq!(recv(&mut alice).await, event);
     assert_eq!(recv(&mut bob).await, event);

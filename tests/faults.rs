@@ -109,3 +109,93 @@ async fn a_node_with_another_frame_key_is_not_heard() {
     // b's notification and its unread count.
     assert!(a.metrics().await.contains("\nrtctl_layer_rejected_payloads_total 2\n"));
 }
+
+/// A `redis-server` of the test's own on a free port, which the test may kill and start again.
+struct OwnRedis {
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    /// Starts one, or `None` (the caller skips) with a message when `redis-server` is not on PATH.
+    async fn start(test: &str) -> Option<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+        let mut redis = Self { port, child: None };
+        if !redis.up().await {
+            eprintln!("skipping {test}: redis-server is not on PATH");
+            return None;
+        }
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it on its port; false when there is no `redis-server`.
+    async fn up(&mut self) -> bool {
+        let Ok(child) = tokio::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+        else {
+            return false;
+        };
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(started.elapsed() < TIMEOUT, "redis-server did not listen");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+    }
+}
+
+/// With the channel layer down, whatever is stored is answered as success with `pushed: false`, never
+/// an error: a notification (201, one row), a chat message over HTTP (201, one row) and over the
+/// WebSocket (the sender's own `chat_message`, no `internal` error), and an event (202).
+#[tokio::test]
+async fn stored_writes_answer_pushed_false_while_redis_is_down() {
+    let Some(mut redis) = OwnRedis::start("stored_writes_answer_pushed_false_while_redis_is_down").await else {
+        return;
+    };
+    let config = redis_config(&redis.url());
+    let hub = TestHub::start_with(|c| c.redis = Some(config)).await;
+    let room = serde_json::json!({"room_id": "r1", "members": ["u1"]});
+    assert_eq!(hub.post_json("/api/v1/chat/rooms", &[("x-api-key", hub.api_key())], &room).await.0, 201);
+    let (mut chat, _) = hub.connect("/ws/chat/r1/", &hub.jwt("u1")).await;
+    assert_eq!(recv(&mut chat).await["type"], "history");
+    redis.kill().await;
+
+    let body = serde_json::json!({"user_id": "u7", "title": "Deploy", "message": "v2 is live"});
+    let response = hub.post_api("/api/v1/notifications", &body).await;
+    let (status, created) = json_response(response).await;
+    assert_eq!((status, &created["pushed"]), (201, &serde_json::json!(false)), "{created}");
+    let auth7 = format!("Bearer {}", hub.jwt("u7"));
+    assert_eq!(hub.get_json("/api/v1/notifications", &[("authorization", &auth7)]).await.1["total"], 1);
+
+    let auth = format!("Bearer {}", hub.jwt("u1"));
+    let message = serde_json::json!({"message": "over http"});
+    let (status, stored) = hub.post_json("/api/v1/chat/rooms/r1/messages", &[("authorization", &auth)], &message).await;
+    assert_eq!((status, &stored["pushed"]), (201, &serde_json::json!(false)), "{stored}");
+    let reply =
+        request(&mut chat, serde_json::json!({"type": "chat_message", "message": "over ws", "request_id": 1})).await;
+    assert_eq!(
+        (reply["type"].as_str(), &reply["request_id"]),
+        (Some("chat_message"), &serde_json::json!(1)),
+        "{reply}"
+    );
+    let (_, history) = hub.get_json("/api/v1/chat/rooms/r1/messages", &[("authorization", &auth)]).await;
+    assert_eq!(history["messages"].as_array().map(Vec::len), Some(2), "{history}");
+
+    let event = serde_json::json!({"event_type": "tick"});
+    let (status, accepted) = json_response(hub.post_api("/api/v1/orgs/acme/events", &event).await).await;
+    assert_eq!((status, &accepted["pushed"]), (202, &serde_json::json!(false)), "{accepted}");
+}

@@ -119,7 +119,7 @@ async fn notifications_are_created_and_listed_over_http() {
     let (status, created) = json_response(response).await;
     assert_eq!(status, 201, "{created}");
     let second = created["notifications"][0]["id"].as_i64().expect("an id");
-    assert_eq!(created, json!({"notifications": [{"id": second, "user_id": "u1"}]}));
+    assert_eq!(created, json!({"notifications": [{"id": second, "user_id": "u1"}], "pushed": true}));
     assert!(second > first);
 
     let bearer = format!("Bearer {}", hub.jwt("u1"));

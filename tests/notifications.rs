@@ -88,7 +88,7 @@ async fn an_api_notification_is_pushed_with_the_new_unread_count() {
     assert_eq!(response.status(), 201);
     let created: Value = response.json().await.expect("a JSON body");
     let id = created["notifications"][0]["id"].as_i64().expect("an id");
-    assert_eq!(created, json!({"notifications": [{"id": id, "user_id": "u1"}]}));
+    assert_eq!(created, json!({"notifications": [{"id": id, "user_id": "u1"}], "pushed": true}));
 
     let push = recv(&mut ws).await;
     assert_timestamp(&push["notification"]["created_at"]);
@@ -427,7 +427,10 @@ async fn one_request_for_many_users_reaches_each_of_them() {
     let created: Value = response.json().await.expect("a JSON body");
     let (a, b) = (created["notifications"][0]["id"].as_i64(), created["notifications"][1]["id"].as_i64());
     let (a, b) = (a.expect("an id"), b.expect("an id"));
-    assert_eq!(created, json!({"notifications": [{"id": a, "user_id": "1"}, {"id": b, "user_id": "two"}]}));
+    assert_eq!(
+        created,
+        json!({"notifications": [{"id": a, "user_id": "1"}, {"id": b, "user_id": "two"}], "pushed": true})
+    );
     for (ws, id) in [(&mut one, a), (&mut two, b)] {
         let push = recv(ws).await;
         let created_at = &push["notification"]["created_at"];

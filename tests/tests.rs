@@ -14,6 +14,7 @@ mod events;
 mod faults;
 mod first_steps;
 mod http;
+mod idempotency;
 mod jwks;
 mod lifecycle;
 mod limits;

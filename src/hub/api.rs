@@ -333,9 +333,10 @@ async fn create_notifications(
         .map(|user| notifications::validate(user, &fields))
         .collect::<Result<Vec<_>, _>>()
         .map_err(HubError::bad_request)?;
-    let stored = notifications::publish(&hub, new).await?;
-    let created: Vec<Value> = stored.iter().map(|(user, n)| json!({"id": n.id, "user_id": user})).collect();
-    Ok((StatusCode::CREATED, axum::Json(json!({"notifications": created}))).into_response())
+    let published = notifications::publish(&hub, new).await?;
+    let created: Vec<Value> = published.stored.iter().map(|(user, n)| json!({"id": n.id, "user_id": user})).collect();
+    let body = json!({"notifications": created, "pushed": published.pushed});
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }
 
 /// `user_id` or `user_ids` (exactly one of them), each a string or an integer; repeats are dropped.
@@ -403,8 +404,8 @@ async fn create_event(
         return Err(HubError::bad_request(format!("event_type must be 1..{MAX_EVENT_TYPE} characters")));
     }
     let data = body.data.unwrap_or_else(|| json!({}));
-    let timestamp = events::publish(&hub, &org_id, &body.event_type, &data).await?;
-    let body = json!({"org_id": org_id, "event_type": body.event_type, "timestamp": timestamp});
+    let (timestamp, pushed) = events::publish(&hub, &org_id, &body.event_type, &data).await?;
+    let body = json!({"org_id": org_id, "event_type": body.event_type, "timestamp": timestamp, "pushed": pushed});
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }
 

@@ -85,7 +85,7 @@ impl Session for ChatSession {
             ChatRequest::ChatMessage { message, client_id } => {
                 let client_id = client_id.as_deref();
                 let sender = Some(self.conn_id);
-                let message =
+                let (message, _pushed) =
                     post_to_room(hub, &self.room_id, &self.user_id, &message, None, client_id, sender).await?;
                 // This connection's copy is the direct reply, so that it repeats the request_id.
                 Ok(Some(Reply::new(&ServerMessage::ChatMessage { message: &message, client_id })))
@@ -164,7 +164,7 @@ async fn post_to_room(
     attachment_url: Option<String>,
     client_id: Option<&str>,
     skip: Option<ConnId>,
-) -> Result<ChatMessage, HubError> {
+) -> Result<(ChatMessage, bool), HubError> {
     // Counted in characters and stored as sent: the contract gives 1..4000 characters, and a client
     // that reconciles by content (or sends indented code) must get back what it wrote.
     let length = content.chars().count();
@@ -192,8 +192,10 @@ async fn post_to_room(
     };
     let message = hub.store.insert_message(&new).await?.ok_or_else(|| HubError::not_found("room not found"))?;
     let frame = protocol::encode(&ServerMessage::ChatMessage { message: &message, client_id });
-    hub.publish("chat_message", &group::room(room_id), Push::all_but(frame, skip)).await?;
-    Ok(message)
+    // Stored: from here on the sender gets its message whatever the push does (the room reads it
+    // from the history).
+    let pushed = hub.push_stored("chat_message", &group::room(room_id), Push::all_but(frame, skip)).await;
+    Ok((message, pushed))
 }
 
 /// The chat HTTP routes.
@@ -291,7 +293,9 @@ async fn post_message(
     ApiJson(body): ApiJson<PostMessage>,
 ) -> Result<Response, HubError> {
     let identity = entered_room(&hub, &headers, &room_id).await?;
-    let message =
+    let (message, pushed) =
         post_to_room(&hub, &room_id, &identity.user_id, &body.message, body.attachment_url, None, None).await?;
-    Ok((StatusCode::CREATED, axum::Json(message)).into_response())
+    let mut body = serde_json::to_value(&message).expect("chat messages serialize");
+    body["pushed"] = Value::Bool(pushed);
+    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
 }

@@ -180,10 +180,12 @@ async fn decide(
         Decision::NotFound => return Err(HubError::not_found(format!("no registered user {user_id}"))),
         Decision::AlreadyDecided => return Err(HubError::conflict(format!("user {user_id} was decided already"))),
     };
+    // Decided and committed: nothing after this may turn the answer into an error (a retry would get
+    // 409); each failure below is logged where it happens.
     let payload = serde_json::to_value(&approval).expect("approvals serialize");
-    hub.store.append_activity(ActivityKind::Approval, &payload).await?;
-    push(hub, "approval_update", &ServerMessage::ApprovalUpdate(&approval), skip).await?;
-    push_pending_count(hub).await?;
+    let _ = hub.store.append_activity(ActivityKind::Approval, &payload).await.map_err(HubError::from);
+    let _ = push(hub, "approval_update", &ServerMessage::ApprovalUpdate(&approval), skip).await;
+    let _ = push_pending_count(hub).await;
     let (title, message) = match decision {
         DecisionStatus::Approved => ("Account approved", "Your account has been approved.".to_owned()),
         DecisionStatus::Rejected => (
@@ -202,7 +204,7 @@ async fn decide(
         data: json!({"status": approval.status, "reason": approval.reason, "decided_by": approval.decided_by}),
         link: None,
     };
-    notifications::publish(hub, vec![notification]).await?;
+    let _ = notifications::publish(hub, vec![notification]).await;
     Ok(approval)
 }
 

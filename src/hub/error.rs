@@ -62,6 +62,23 @@ impl HubError {
         Self::new(StatusCode::CONFLICT, HttpErrorCode::Conflict, ErrorCode::InvalidMessage, message)
     }
 
+    /// 409 `idempotency_in_progress`: the first request with this `Idempotency-Key` has not finished.
+    pub fn idempotency_in_progress() -> Self {
+        let message = "a request with this Idempotency-Key is still in progress: retry it later";
+        Self::new(StatusCode::CONFLICT, HttpErrorCode::IdempotencyInProgress, ErrorCode::InvalidMessage, message)
+    }
+
+    /// 422 `idempotency_key_reused`: this `Idempotency-Key` was used for another request.
+    pub fn idempotency_key_reused() -> Self {
+        let message = "this Idempotency-Key was used for a different request: use a new key for a new request";
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            HttpErrorCode::IdempotencyKeyReused,
+            ErrorCode::InvalidMessage,
+            message,
+        )
+    }
+
     /// The channel layer or the token store does not answer: 503 `unavailable`; `internal` on a WebSocket.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, HttpErrorCode::Unavailable, ErrorCode::Internal, message)

@@ -78,11 +78,13 @@ impl Session for EventsSession {
     async fn on_close(self) {}
 }
 
-/// Logs an org event in the org's stream and publishes it to its members; returns its timestamp.
-pub async fn publish(hub: &Hub, org_id: &str, event_type: &str, data: &Value) -> Result<String, HubError> {
+/// Logs an org event in the org's stream and publishes it to its members; returns its timestamp and
+/// whether it reached the channel layer. Once logged, an event that did not is answered all the same
+/// with `pushed: false` (DECISIONS.md, 17b): members that resume from their last seq get it.
+pub async fn publish(hub: &Hub, org_id: &str, event_type: &str, data: &Value) -> Result<(String, bool), HubError> {
     let timestamp = protocol::format_timestamp(protocol::now_millis());
     let event = ServerMessage::Event { event_type, data, org_id, timestamp: &timestamp };
     let render = |seq: i64, epoch: &str| protocol::encode(&Sequenced { message: &event, seq, epoch });
-    streams::publish(hub, "event", &group::org(org_id), None, &render).await?;
-    Ok(timestamp)
+    let (_, pushed) = streams::publish(hub, "event", &group::org(org_id), None, &render).await?;
+    Ok((timestamp, pushed))
 }

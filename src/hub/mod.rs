@@ -14,6 +14,7 @@ mod cors;
 mod dashboard;
 pub mod error;
 mod events;
+mod idempotency;
 mod jwks;
 mod listener;
 pub mod metrics;
@@ -150,6 +151,12 @@ impl Hub {
         self.conn_base | (self.next_conn.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
     }
 
+    /// Publishes a push for something already stored: a failure is logged and answered `false` (the
+    /// caller says `pushed: false`), never an error, since the row exists (DECISIONS.md, 17b).
+    pub async fn push_stored(&self, kind: &'static str, group: &str, push: Push) -> bool {
+        self.publish(kind, group, push).await.is_ok()
+    }
+
     /// Publishes a push to a group through the layer, counting it by kind.
     pub async fn publish(&self, kind: &'static str, group: &str, push: Push) -> Result<(), HubError> {
         self.metrics.published(kind);
@@ -251,6 +258,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .merge(chat::routes())
         .merge(api::routes())
         .merge(console::routes(hub.config.console))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&hub), idempotency::guard))
         .layer(axum::middleware::from_fn_with_state(api::BodyGate::new(Arc::clone(&hub)), api::receive_body))
         .layer(axum::middleware::from_fn_with_state(cors::Cors::new(Arc::clone(&hub)), cors::guard))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&hub), jwks::fetch_unknown_kid))

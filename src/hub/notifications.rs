@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tracing::error;
+use tracing::{error, warn};
 
 use super::Hub;
 use super::error::HubError;
@@ -106,8 +106,9 @@ impl Session for NotificationsSession {
                     return Err(HubError::forbidden("send_notification is for staff only"));
                 }
                 let new = validate(fields.user_id.clone(), &fields).map_err(HubError::bad_request)?;
-                let stored = publish(hub, vec![new]).await?;
-                Reply::new(&ServerMessage::NotificationSent { success: true, notification_id: stored[0].1.id })
+                let published = publish(hub, vec![new]).await?;
+                let notification_id = published.stored[0].1.id;
+                Reply::new(&ServerMessage::NotificationSent { success: true, notification_id })
             }
         };
         Ok(Some(reply))
@@ -161,19 +162,38 @@ pub fn validate(user_id: String, fields: &NewNotificationFields) -> Result<NewNo
 }
 
 /// Stores notifications, then pushes each to its user and the new unread count to every user touched
-/// (PROTOCOL §6: stored before pushed).
-pub async fn publish(hub: &Hub, new: Vec<NewNotification>) -> Result<Vec<(String, Notification)>, HubError> {
+/// (PROTOCOL §6: stored before pushed). Fails only when nothing was stored; once stored, a push that
+/// fails is reported as `pushed: false` and the rest are not tried (the layer is down: each would wait
+/// for it in turn), since the rows reach their users through the lists and `get_notifications`.
+pub async fn publish(hub: &Hub, new: Vec<NewNotification>) -> Result<Published, HubError> {
     let stored = hub.store.insert_notifications(&new).await?;
     let mut users = BTreeSet::new();
+    let mut pushed = true;
     for (notification, new) in stored.iter().zip(&new) {
         let frame = protocol::encode(&ServerMessage::Notification { notification });
-        hub.publish("notification", &group::user(&new.user_id), Push::tagged(frame, &notification.kind)).await?;
+        let push = Push::tagged(frame, &notification.kind);
+        pushed = pushed && hub.push_stored("notification", &group::user(&new.user_id), push).await;
         users.insert(new.user_id.as_str());
     }
     for user in users {
-        push_unread_count(hub, user).await?;
+        if !pushed {
+            break;
+        }
+        pushed = match push_unread_count(hub, user).await {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(?error, "cannot push the unread count of stored notifications");
+                false
+            }
+        };
     }
-    Ok(new.iter().map(|n| n.user_id.clone()).zip(stored).collect())
+    Ok(Published { stored: new.iter().map(|n| n.user_id.clone()).zip(stored).collect(), pushed })
+}
+
+/// Notifications as stored, each with its user, and whether their pushes reached the channel layer.
+pub struct Published {
+    pub stored: Vec<(String, Notification)>,
+    pub pushed: bool,
 }
 
 /// Pushes the user's current unread count to all of their connections.

@@ -50,22 +50,24 @@ impl Streams {
 }
 
 /// Logs a push in `stream` and publishes it (counted as `kind`) to every member but `skip`; returns
-/// its seq. `render` makes the frame once, for its position: the log keeps the text the sockets get.
+/// its seq and whether the push reached the channel layer (once logged, a failed push is no error:
+/// resuming clients get it from the log). `render` makes the frame once, for its position: the log
+/// keeps the text the sockets get.
 pub async fn publish(
     hub: &Hub,
     kind: &'static str,
     stream: &str,
     skip: Option<ConnId>,
     render: RenderEvent<'_>,
-) -> Result<i64, HubError> {
+) -> Result<(i64, bool), HubError> {
     // Held from the allocation to the publish, so that this node's pushes of a stream reach the layer
     // in seq order; a client tracks the last seq it saw and must not see 6 before 5.
     let _order = hub.streams.order(stream).lock().await;
     let appended = hub.store.append_event(stream, render).await?;
     let seq = u64::try_from(appended.seq).unwrap_or_default();
     let push = Push { skip, ..Push::sequenced(appended.frame, seq) };
-    hub.publish(kind, stream, push).await?;
-    Ok(appended.seq)
+    let pushed = hub.push_stored(kind, stream, push).await;
+    Ok((appended.seq, pushed))
 }
 
 /// `?since=SEQ&epoch=E` on a WebSocket URL: both or neither.

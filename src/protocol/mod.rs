@@ -114,6 +114,10 @@ pub enum HttpErrorCode {
     RequestTimeout,
     /// 409: it exists already, or was decided already.
     Conflict,
+    /// 409: a request with the same `Idempotency-Key` is still running; retry it later.
+    IdempotencyInProgress,
+    /// 422: the `Idempotency-Key` was used for a different request (another route or body).
+    IdempotencyKeyReused,
     /// 413: the body is larger than [`limits::MAX_BODY`].
     PayloadTooLarge,
     /// 415: the body is not declared as JSON.

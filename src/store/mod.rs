@@ -201,6 +201,17 @@ pub struct LoggedEvent {
 /// Renders a push for its position (seq, epoch), once: the same text is logged and pushed.
 pub type RenderEvent<'a> = &'a (dyn Fn(i64, &str) -> String + Send + Sync);
 
+/// What an `Idempotency-Key` holds when a request claims it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum IdempotencyClaim {
+    /// The key was free (or its record had expired): the caller holds it now, and finishes or releases it.
+    Claimed,
+    /// A request with the key is still running; `fingerprint` is that request's.
+    InFlight { fingerprint: String },
+    /// A request with the key succeeded: its fingerprint and its answer.
+    Done { fingerprint: String, status: u16, body: String },
+}
+
 /// The hub's persistent state.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -304,6 +315,30 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes logged pushes beyond the last `keep` of each stream or logged before `before_millis`;
     /// returns how many. Positions and epochs stay.
     async fn prune_events(&self, keep: u32, before_millis: i64) -> Result<u64, StoreError>;
+
+    /// Claims `key` in `scope` (a caller) for a request with `fingerprint`. A record created before
+    /// `expired_before` (Unix ms) is forgotten first, and so is one still in flight since before
+    /// `abandoned_before` (its node died mid-request).
+    async fn claim_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        expired_before: i64,
+        abandoned_before: i64,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Records the answer of the request that claimed `key`, for its retries.
+    async fn finish_idempotency_key(&self, scope: &str, key: &str, status: u16, body: &str) -> Result<(), StoreError>;
+
+    /// Forgets a claim whose request failed without storing anything, so that a retry runs again.
+    async fn release_idempotency_key(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Deletes up to `batch` idempotency records created before `before` (Unix ms); returns how many.
+    async fn prune_idempotency_keys(&self, before: i64, batch: u32) -> Result<u64, StoreError>;
+
+    /// Deletes up to `batch` notifications created before `before` (Unix ms), oldest first; returns how many.
+    async fn prune_notifications(&self, before: i64, batch: u32) -> Result<u64, StoreError>;
 }
 
 /// The row decoders of a backend (`notification(&Row)`, `pending_user`, `approval`, `activity`,
@@ -382,6 +417,14 @@ pub(crate) fn object_text(data: &Value) -> String {
     match data {
         Value::Object(_) => data.to_string(),
         _ => "{}".to_owned(),
+    }
+}
+
+/// An idempotency record that was not free, as a claim finds it: done once it has an answer.
+pub(crate) fn idempotency_claim(fingerprint: String, status: Option<i64>, body: Option<String>) -> IdempotencyClaim {
+    match (status.and_then(|s| u16::try_from(s).ok()), body) {
+        (Some(status), Some(body)) => IdempotencyClaim::Done { fingerprint, status, body },
+        _ => IdempotencyClaim::InFlight { fingerprint },
     }
 }
 

@@ -11,9 +11,9 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
 use super::{Appended, LoggedEvent, RenderEvent, StreamHead};
 use super::{
-    Created, Decision, DecisionCounts, Deleted, MarkRead, MessageQuery, NewChatMessage, NewNotification,
-    NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, Store, StoreError, column, json_object,
-    object_text,
+    Created, Decision, DecisionCounts, Deleted, IdempotencyClaim, MarkRead, MessageQuery, NewChatMessage,
+    NewNotification, NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, Store, StoreError, column,
+    idempotency_claim, json_object, object_text,
 };
 use crate::protocol::{
     Activity, ActivityKind, Approval, ChatMessage, DecisionStatus, MessagePage, Notification, NotificationPage,
@@ -606,5 +606,96 @@ impl Store for PostgresStore {
         .await?
         .rows_affected();
         Ok(pruned)
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+        expired_before: i64,
+        abandoned_before: i64,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2
+             AND (created_at < $3 OR (status IS NULL AND created_at < $4))",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(expired_before)
+        .bind(abandoned_before)
+        .execute(&mut *tx)
+        .await?;
+        // A concurrent claim of the same key waits on the row's lock here, then sees it taken.
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (scope, key) DO NOTHING",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(fingerprint)
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        let claim = if claimed {
+            IdempotencyClaim::Claimed
+        } else {
+            let (fingerprint, status, body): (String, Option<i32>, Option<String>) =
+                sqlx::query_as("SELECT fingerprint, status, body FROM idempotency_keys WHERE scope = $1 AND key = $2")
+                    .bind(scope)
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            idempotency_claim(fingerprint, status.map(i64::from), body)
+        };
+        tx.commit().await?;
+        Ok(claim)
+    }
+
+    async fn finish_idempotency_key(&self, scope: &str, key: &str, status: u16, body: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE idempotency_keys SET status = $1, body = $2 WHERE scope = $3 AND key = $4")
+            .bind(i32::from(status))
+            .bind(body)
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_idempotency_key(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL")
+            .bind(scope)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn prune_idempotency_keys(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE (scope, key) IN
+             (SELECT scope, key FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected())
+    }
+
+    async fn prune_notifications(&self, before: i64, batch: u32) -> Result<u64, StoreError> {
+        let deleted = sqlx::query(
+            "DELETE FROM notifications WHERE id IN
+             (SELECT id FROM notifications WHERE created_at < $1 ORDER BY created_at LIMIT $2)",
+        )
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(deleted.rows_affected())
     }
 }
