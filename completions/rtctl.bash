@@ -1464,7 +1464,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__serve)
-            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --event-history --event-retention --max-body-memory --console --config --verbose --help"
+            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --event-history --event-retention --max-body-memory --console --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1487,6 +1487,26 @@ _rtctl() {
                     return 0
                     ;;
                 --jwks-refresh)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-user-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-staff)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-orgs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-email)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1744,7 +1764,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__token__subcmd__inspect)
-            opts="-v -h --public-key --jwks --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --public-key --jwks --json --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --url --jwt-secret --api-key --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1755,6 +1775,26 @@ _rtctl() {
                     return 0
                     ;;
                 --jwks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-user-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-staff)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-orgs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-name)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --claim-email)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -45,6 +45,11 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-secret -d 'HS2
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-public-key -d 'PEM public key to verify RS256/ES256 JWTs with, instead of the secret' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwks -d 'JWKS to verify RS256/ES256 JWTs with, the key chosen by `kid`: a file, or an http(s):// URL (an identity provider\'s certs endpoint) fetched at start and kept fresh' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwks-refresh -d 'With a JWKS URL: how often it is fetched again (a token with an unknown `kid` fetches it at once, at most every 10s) [default: 5m]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l claim-user-id -d 'Claim holding the user id; a comma list is tried in order, dotted paths reach into nested claims (e.g. preferred_username,sub or user_id) [default: sub]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l claim-staff -d 'Boolean claim that makes a user staff, or PATH=VALUE: staff when the claim is VALUE or an array holding it (e.g. realm_access.roles=admin) [default: is_staff]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l claim-orgs -d 'Claim holding the organizations (an array of ids, or an object whose keys are ids); a comma list is tried in order (e.g. organization,groups) [default: orgs]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l claim-name -d 'Claim holding the display name [default: name]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l claim-email -d 'Claim holding the email [default: email]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-issuer -d 'Required `iss` claim' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l jwt-audience -d 'Required `aud` claim' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l api-key -d 'Key that backends send in X-API-Key (default: from the config file)' -r
@@ -158,11 +163,16 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l public-key -d 'Verify with this PEM public key instead of the HS256 secret' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l jwks -d 'Verify with this JWKS file (the key chosen by the token\'s kid)' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-user-id -d 'Claim holding the user id; a comma list is tried in order, dotted paths reach into nested claims (e.g. preferred_username,sub or user_id) [default: sub]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-staff -d 'Boolean claim that makes a user staff, or PATH=VALUE: staff when the claim is VALUE or an array holding it (e.g. realm_access.roles=admin) [default: is_staff]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-orgs -d 'Claim holding the organizations (an array of ids, or an object whose keys are ids); a comma list is tried in order (e.g. organization,groups) [default: orgs]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-name -d 'Claim holding the display name [default: name]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-email -d 'Claim holding the email [default: email]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l json -d 'Print JSON: header, claims, validity and seconds until expiry'
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l json -d 'Print JSON: header, claims, the identity the hub maps them to, validity and seconds until expiry'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -s h -l help -d 'Print help'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "jwt" -d 'Print a JWT for a user, signed with the configured HS256 secret or a private key'

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::KeySource;
+use crate::auth::{ClaimMap, KeySource, StaffRule};
 
 pub mod listening;
 
@@ -220,6 +220,8 @@ pub struct HubConfig {
     pub keys: KeySource,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    /// Where the identity is in a token's claims.
+    pub claims: ClaimMap,
     pub api_key: Secret,
     pub allowed_origins: AllowedOrigins,
     pub database_url: String,
@@ -242,6 +244,7 @@ impl fmt::Debug for HubConfig {
             .field("keys", &self.keys)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
+            .field("claims", &self.claims)
             .field("api_key", &self.api_key)
             .field("allowed_origins", &self.allowed_origins)
             .field("database_url", &redact_url(&self.database_url))
@@ -367,6 +370,7 @@ impl HubConfig {
             keys: KeySource::Secret(crate::auth::random_secret()),
             jwt_issuer: None,
             jwt_audience: None,
+            claims: ClaimMap::default(),
             api_key: Secret::new(crate::auth::random_secret()),
             allowed_origins: AllowedOrigins::SameHost,
             database_url: format!("sqlite://{}", data_dir.join("rtctl.db").display()),
@@ -399,6 +403,11 @@ pub struct FileConfig {
     /// A JWKS file path, or an `http(s)://` URL fetched and kept fresh.
     pub jwks: Option<String>,
     pub jwks_refresh: Option<String>,
+    pub claim_user_id: Option<String>,
+    pub claim_staff: Option<String>,
+    pub claim_orgs: Option<String>,
+    pub claim_name: Option<String>,
+    pub claim_email: Option<String>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub api_key: Option<String>,
@@ -562,6 +571,7 @@ pub fn parse_size(setting: &str, text: &str) -> anyhow::Result<usize> {
 impl FileConfig {
     /// Merges with the file and the defaults and validates; every error names its setting.
     pub fn resolve(self, file: &FileConfig) -> anyhow::Result<HubConfig> {
+        let claims = self.claim_map(file)?;
         let bind_text = self.bind.or(file.bind.clone()).unwrap_or_else(|| DEFAULT_BIND.to_owned());
         // A port alone (`--bind 8012`) is one on the loopback address, as the default is.
         let bind = match bind_text.trim().parse::<u16>() {
@@ -751,6 +761,7 @@ impl FileConfig {
             keys,
             jwt_issuer,
             jwt_audience,
+            claims,
             api_key,
             allowed_origins,
             database_url,
@@ -762,6 +773,32 @@ impl FileConfig {
                 Some(text) => TrustedProxies::parse(&text).context("invalid trusted_proxies")?,
                 None => TrustedProxies::default(),
             },
+        })
+    }
+}
+
+impl FileConfig {
+    /// The claim mapping these settings (over `file`'s, over the defaults) give; errors name the setting.
+    pub fn claim_map(&self, file: &FileConfig) -> anyhow::Result<ClaimMap> {
+        let defaults = ClaimMap::default();
+        let pick = |flag: &Option<String>, file: &Option<String>| flag.clone().or(file.clone());
+        let paths = |setting: &str, text: Option<String>, default: Vec<String>| match text {
+            Some(text) => crate::auth::parse_claim_paths(&text).with_context(|| format!("invalid {setting}")),
+            None => Ok(default),
+        };
+        let path = |setting: &str, text: Option<String>, default: String| match text {
+            Some(text) => crate::auth::claim_path(&text).with_context(|| format!("invalid {setting}")),
+            None => Ok(default),
+        };
+        Ok(ClaimMap {
+            user_id: paths("claim_user_id", pick(&self.claim_user_id, &file.claim_user_id), defaults.user_id)?,
+            staff: match pick(&self.claim_staff, &file.claim_staff) {
+                Some(text) => StaffRule::parse(&text).context("invalid claim_staff")?,
+                None => defaults.staff,
+            },
+            orgs: paths("claim_orgs", pick(&self.claim_orgs, &file.claim_orgs), defaults.orgs)?,
+            name: path("claim_name", pick(&self.claim_name, &file.claim_name), defaults.name)?,
+            email: path("claim_email", pick(&self.claim_email, &file.claim_email), defaults.email)?,
         })
     }
 }
@@ -1111,6 +1148,26 @@ mod tests {
         let file = FileConfig { jwks: Some("/nonexistent/jwks.json".into()), ..file };
         let err = FileConfig::default().resolve(&file).unwrap_err().to_string();
         assert_eq!(err, "invalid jwks: cannot read /nonexistent/jwks.json");
+    }
+
+    /// Claim mapping defaults to PROTOCOL's claims; a flag wins over the file; a bad path names its setting.
+    #[test]
+    fn claim_mapping_merges_and_names_the_setting() {
+        let file = FileConfig {
+            api_key: Some("file-key-0123456789".into()),
+            jwt_secret: Some("file-secret-0123456789".into()),
+            claim_staff: Some("realm_access.roles=admin".into()),
+            claim_orgs: Some("organization,groups".into()),
+            ..FileConfig::default()
+        };
+        let flags = FileConfig { claim_user_id: Some("user_id".into()), ..FileConfig::default() };
+        let claims = flags.resolve(&file).unwrap().claims;
+        assert_eq!(claims.user_id, ["user_id"]);
+        assert_eq!(claims.staff, StaffRule::Holds("realm_access.roles".into(), "admin".into()));
+        assert_eq!(claims.orgs, ["organization", "groups"]);
+        assert_eq!((claims.name.as_str(), claims.email.as_str()), ("name", "email"));
+        let flags = FileConfig { claim_orgs: Some("groups,".into()), ..FileConfig::default() };
+        assert!(flags.resolve(&file).unwrap_err().to_string().starts_with("invalid claim_orgs"));
     }
 
     /// `database_pool` is unset by default (each store picks its own), taken from the file or a flag,

@@ -5,6 +5,7 @@ mod auth;
 mod bench;
 mod browser;
 mod chat;
+mod claims;
 mod cli;
 mod console;
 mod cors;

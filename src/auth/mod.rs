@@ -3,6 +3,7 @@
 //! fresh by [`jwks`](JwksUrl)) and redeems
 //! single-use ws tokens ([`WsTokens`]); the CLI and the bench mint JWTs ([`mint`], [`Minter`]).
 
+mod claims;
 mod jwks;
 mod mint;
 mod verify;
@@ -12,6 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 
+pub use claims::{ClaimMap, StaffRule, parse_paths as parse_claim_paths, path_setting as claim_path};
 pub use jwks::{DEFAULT_JWKS_MIN_REFETCH, DEFAULT_JWKS_REFRESH, JwksStatus, JwksUrl};
 pub use mint::{Claims, Minter, SigningKey, claims_for, mint, mint_with_kid};
 pub use verify::{JWT_LEEWAY_SECS, KeySource, Verifier, inspect};

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use std::sync::Arc;
 
+use super::claims::ClaimMap;
 use super::jwks::{JwksStatus, JwksUrl, RemoteJwks};
 use super::{AuthError, Identity, invalid};
 
@@ -71,6 +72,7 @@ pub struct Verifier {
     keys: KeySet,
     issuer: Option<String>,
     audience: Option<String>,
+    claims: ClaimMap,
 }
 
 impl Verifier {
@@ -89,7 +91,12 @@ impl Verifier {
             KeySource::Jwks(json) => fixed(jwks_keys(json)?, true),
             KeySource::JwksUrl(source) => KeySet::Remote(Arc::new(RemoteJwks::new(source)?)),
         };
-        Ok(Verifier { keys, issuer, audience })
+        Ok(Verifier { keys, issuer, audience, claims: ClaimMap::default() })
+    }
+
+    /// The same verifier, mapping claims to identities with `claims` instead of PROTOCOL §1's defaults.
+    pub fn with_claims(self, claims: ClaimMap) -> Self {
+        Self { claims, ..self }
     }
 
     /// With a JWKS URL: fetches the keys now (at start), and keeps them fresh until `shutdown`. A
@@ -156,7 +163,7 @@ impl Verifier {
 
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation(key.alg))
             .map_err(map_jwt_error)?;
-        identity_from_claims(&data.claims)
+        self.claims.identity(&data.claims)
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -265,45 +272,6 @@ fn map_jwt_error(e: jsonwebtoken::errors::Error) -> AuthError {
         ErrorKind::InvalidAudience => invalid("wrong audience"),
         ErrorKind::InvalidToken => invalid("malformed token"),
         _ => invalid(format!("malformed token: {e}")),
-    }
-}
-
-/// Turns verified claims into an identity, applying PROTOCOL §1's defaults and id rules.
-fn identity_from_claims(claims: &Map<String, Value>) -> Result<Identity, AuthError> {
-    let present = |name: &str| claims.get(name).filter(|v| !v.is_null());
-    let user_id = match present("sub") {
-        None => return Err(invalid("missing claim sub")),
-        // The protocol's user id rule, so that a token cannot name a user no request could name.
-        Some(v) => crate::protocol::user_id(v).map_err(|e| invalid(format!("claim sub: {e}")))?,
-    };
-    let is_staff = match present("is_staff") {
-        None => false,
-        Some(v) => v.as_bool().ok_or_else(|| invalid("claim is_staff must be a boolean"))?,
-    };
-    let orgs = match present("orgs") {
-        None => Vec::new(),
-        Some(v) => v
-            .as_array()
-            .and_then(|a| a.iter().map(id_string).collect::<Option<Vec<_>>>())
-            .ok_or_else(|| invalid("claim orgs must be an array of strings or integers"))?,
-    };
-    let text = |name: &str| -> Result<Option<String>, AuthError> {
-        match present(name) {
-            None => Ok(None),
-            Some(v) => {
-                v.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| invalid(format!("claim {name} must be a string")))
-            }
-        }
-    };
-    Ok(Identity { user_id, is_staff, orgs, name: text("name")?, email: text("email")? })
-}
-
-/// An org id: a non-empty string, or a JSON integer turned into its decimal string.
-fn id_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
-        _ => None,
     }
 }
 

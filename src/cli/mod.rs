@@ -2,6 +2,7 @@
 //! command shares, one file per subcommand's flags; `cmd` turns them into validated configs once.
 
 pub mod bench;
+pub mod claims;
 pub mod completions;
 pub mod connect;
 pub mod console;

@@ -32,6 +32,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_JWKS_REFRESH", value_name = "DURATION")]
     pub jwks_refresh: Option<String>,
 
+    #[command(flatten)]
+    pub claims: super::claims::ClaimArgs,
+
     /// Required `iss` claim
     #[arg(long, env = "RTCTL_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,

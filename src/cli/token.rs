@@ -107,7 +107,10 @@ pub struct InspectArgs {
     #[arg(long, value_name = "JSON_FILE")]
     pub jwks: Option<PathBuf>,
 
-    /// Print JSON: header, claims, validity and seconds until expiry
+    /// Print JSON: header, claims, the identity the hub maps them to, validity and seconds until expiry
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub claims: super::claims::ClaimArgs,
 }

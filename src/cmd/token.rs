@@ -105,12 +105,19 @@ fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
     }
     let (header, claims) = auth::inspect(&token).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (keys, key_name) = verification_key(config, &args)?;
+    let claim_map = claim_map(config, &args)?;
+    // How the hub's claim mapping reads these claims, whether or not the signature verifies.
+    let mapped = claims.as_object().map_or_else(
+        || Err("the claims are not a JSON object".to_owned()),
+        |object| claim_map.identity(object).map_err(|e| e.to_string()),
+    );
     // Read before the verifier (no leeway) reads the clock: a token it accepts has exp >= now; one it
     // refuses at the turn of a second may have exp == now, so the expiry line follows its verdict.
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let checked = match &keys {
         Some(keys) => {
-            Some(Verifier::new(keys, None, None).with_context(|| format!("invalid {key_name}"))?.verify(&token))
+            let verifier = Verifier::new(keys, None, None).with_context(|| format!("invalid {key_name}"))?;
+            Some(verifier.with_claims(claim_map.clone()).verify(&token))
         }
         None => None,
     };
@@ -126,6 +133,8 @@ fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
         let report = json!({
             "header": header,
             "claims": claims,
+            "identity": mapped.as_ref().ok(),
+            "identity_error": mapped.as_ref().err(),
             "valid": verdict.is_ok(),
             "error": verdict.as_ref().err(),
             "expires_in": exp.map(|exp| exp - now),
@@ -136,6 +145,10 @@ fn run_inspect(config: &ClientConfig, args: InspectArgs) -> anyhow::Result<u8> {
         println!("{} {}", label("header"), header);
         let pretty = serde_json::to_string_pretty(&claims)?.replace('\n', "\n         ");
         println!("{} {pretty}", label("claims"));
+        match &mapped {
+            Ok(identity) => println!("{} {}", label("maps to"), describe(identity)),
+            Err(why) => println!("{} {}", label("maps to"), format!("no identity: {why}").red()),
+        }
         if let Some(iat) = iat {
             println!("{} {} ({})", label("issued"), rfc3339(iat), relative(iat - now));
         }
@@ -175,6 +188,34 @@ fn verification_key(config: &ClientConfig, args: &InspectArgs) -> anyhow::Result
         return Ok((Some(KeySource::PublicKeyPem(text)), "public key"));
     }
     Ok((config.jwt_secret.as_ref().map(|s| KeySource::Secret(s.expose().to_owned())), "configured secret"))
+}
+
+/// The claim mapping `rtctl serve` would use with the same config file, env and flags.
+fn claim_map(config: &ClientConfig, args: &InspectArgs) -> anyhow::Result<auth::ClaimMap> {
+    let file = crate::config::FileConfig::load(&config.config_file)?.unwrap_or_default();
+    let flags = crate::config::FileConfig {
+        claim_user_id: args.claims.claim_user_id.clone(),
+        claim_staff: args.claims.claim_staff.clone(),
+        claim_orgs: args.claims.claim_orgs.clone(),
+        claim_name: args.claims.claim_name.clone(),
+        claim_email: args.claims.claim_email.clone(),
+        ..Default::default()
+    };
+    flags.claim_map(&file)
+}
+
+/// `user 42, staff, orgs [acme, 7], name "Alice", email "alice@example.com"`.
+fn describe(identity: &Identity) -> String {
+    let mut parts = vec![format!("user {}", identity.user_id)];
+    parts.push(if identity.is_staff { "staff" } else { "not staff" }.to_owned());
+    parts.push(format!("orgs [{}]", identity.orgs.join(", ")));
+    if let Some(name) = &identity.name {
+        parts.push(format!("name {name:?}"));
+    }
+    if let Some(email) = &identity.email {
+        parts.push(format!("email {email:?}"));
+    }
+    parts.join(", ")
 }
 
 fn rfc3339(secs: i64) -> String {

@@ -91,7 +91,8 @@ impl Hub {
     /// Opens the store and builds the shared state.
     pub async fn start(config: HubConfig) -> anyhow::Result<Arc<Self>> {
         let verifier = Verifier::new(&config.keys, config.jwt_issuer.clone(), config.jwt_audience.clone())
-            .context("invalid JWT key configuration")?;
+            .context("invalid JWT key configuration")?
+            .with_claims(config.claims.clone());
         let store = crate::store::open(&config.database_url, config.database_pool)
             .await
             .with_context(|| format!("cannot open database {}", crate::config::redact_url(&config.database_url)))?;
