@@ -36,7 +36,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port
-    Serve(serve::ServeArgs),
+    // Boxed: every hub setting is a field, which makes it far larger than the other commands.
+    Serve(Box<serve::ServeArgs>),
     /// Load-test fan-out latency of a hub (any hub that speaks the protocol)
     Bench(bench::BenchArgs),
     /// Mint a JWT, exchange it for a ws token, or inspect and verify a token

@@ -90,7 +90,7 @@ fn check_url(url: &str) -> anyhow::Result<()> {
 /// Runs the chosen subcommand; the result is the process's exit code.
 pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Serve(args) => serve::run(&cli.config, args).await,
+        Command::Serve(args) => serve::run(&cli.config, *args).await,
         Command::Bench(args) => bench::run(&cli.config, args).await.map(|outcome| outcome.exit_code()),
         Command::Token(args) => token::run(&cli.config, args).await,
         Command::Connect(args) => connect::run(&cli.config, args).await,
