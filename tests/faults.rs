@@ -199,3 +199,48 @@ async fn stored_writes_answer_pushed_false_while_redis_is_down() {
     let (status, accepted) = json_response(hub.post_api("/api/v1/orgs/acme/events", &event).await).await;
     assert_eq!((status, &accepted["pushed"]), (202, &serde_json::json!(false)), "{accepted}");
 }
+
+/// Redis killed under a running node and started again on its port: while it is away a notification
+/// is stored and answered `pushed: false`, a new WebSocket is closed with `1011` and a reason, and
+/// `/readyz` is 503; once it answers again, `/readyz` is 200 and a push reaches the connection held
+/// through the outage, each within 1 s (the figures are printed).
+#[tokio::test]
+async fn a_node_recovers_within_a_second_of_redis_coming_back() {
+    let Some(mut redis) = OwnRedis::start("a_node_recovers_within_a_second_of_redis_coming_back").await else {
+        return;
+    };
+    let config = redis_config(&redis.url());
+    let hub = TestHub::start_with(|c| c.redis = Some(config)).await;
+    let mut ws = hub.notifications("u1").await;
+    redis.kill().await;
+    let body = serde_json::json!({"user_id": "u1", "title": "during", "message": ""});
+    let (status, created) = json_response(hub.post_api("/api/v1/notifications", &body).await).await;
+    assert_eq!((status, &created["pushed"]), (201, &serde_json::json!(false)), "{created}");
+    assert_eq!(hub.get_json("/readyz", &[]).await.0, 503);
+    let mut during = hub.connect_raw("/ws/notifications/", &hub.jwt("u2")).await;
+    assert_eq!(recv_close(&mut during).await, (1011, "channel layer unavailable".to_owned()));
+    // Down for a few seconds, as a restart is: long enough for any backoff to grow.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
+    assert!(redis.up().await);
+    let back = std::time::Instant::now();
+    while hub.get_json("/readyz", &[]).await.0 != 200 {
+        assert!(back.elapsed() < TIMEOUT, "/readyz still 503");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let ready = back.elapsed();
+    let body = serde_json::json!({"user_id": "u1", "title": "after", "message": ""});
+    let delivered = loop {
+        assert!(back.elapsed() < TIMEOUT, "no push got through");
+        let (status, created) = json_response(hub.post_api("/api/v1/notifications", &body).await).await;
+        assert_eq!(status, 201);
+        if created["pushed"] == true {
+            let push = recv(&mut ws).await;
+            assert_eq!(push["notification"]["title"], "after", "{push}");
+            break back.elapsed();
+        }
+    };
+    eprintln!("redis back: /readyz 200 after {ready:?}, first push delivered after {delivered:?}");
+    assert!(ready < std::time::Duration::from_secs(1), "/readyz 200 only after {ready:?}");
+    assert!(delivered < std::time::Duration::from_secs(1), "first push delivered only after {delivered:?}");
+}
