@@ -623,3 +623,51 @@ async fn a_rate_limited_chat_message_is_neither_stored_nor_pushed() {
         hub.get_json("/api/v1/chat/rooms/r1/messages", &[("authorization", &bearer(&hub.jwt("u2")))]).await;
     assert_eq!((status, page), (200, json!({"messages": stored, "has_more": false})));
 }
+
+/// `GET /api/v1/chat/rooms` is paginated: `limit` rooms a page with `has_more` and `next_cursor`;
+/// following the cursors gives every room once, in the unpaginated order; the last page has no cursor;
+/// a cursor or a limit that is not one is 400.
+#[tokio::test]
+async fn the_room_list_is_paginated_with_a_cursor() {
+    let hub = TestHub::start().await;
+    for n in 0..5 {
+        create_room(&hub, &format!("room-{n}"), &["u1"]).await;
+    }
+    say(&hub, "room-2", "u1", "activity moves room-2 first").await;
+    let auth = [("authorization", bearer(&hub.jwt("u1")))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let ids = |body: &Value| -> Vec<String> {
+        body["rooms"]
+            .as_array()
+            .expect("rooms")
+            .iter()
+            .map(|r| r["room_id"].as_str().expect("an id").to_owned())
+            .collect()
+    };
+    let (status, all) = hub.get_json("/api/v1/chat/rooms?limit=200", &auth).await;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!((&all["has_more"], &all["next_cursor"]), (&json!(false), &Value::Null));
+    let all = ids(&all);
+    assert_eq!((all.len(), all[0].as_str()), (5, "room-2"), "{all:?}");
+    let mut paged = Vec::new();
+    let mut path = "/api/v1/chat/rooms?limit=2".to_owned();
+    loop {
+        let (status, page) = hub.get_json(&path, &auth).await;
+        assert_eq!(status, 200, "{page}");
+        let rooms = ids(&page);
+        assert!(rooms.len() <= 2, "{page}");
+        paged.extend(rooms);
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                assert_eq!(page["has_more"], true);
+                path = format!("/api/v1/chat/rooms?limit=2&cursor={}", cursor.replace('|', "%7C").replace(':', "%3A"));
+            }
+            None => break assert_eq!(page["has_more"], false),
+        }
+    }
+    assert_eq!(paged, all);
+    for bad in ["?cursor=nonsense", "?limit=0", "?limit=201"] {
+        let (status, body) = hub.get_json(&format!("/api/v1/chat/rooms{bad}"), &auth).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+}
