@@ -46,13 +46,25 @@ async fn create_room(config: &ClientConfig, args: CreateRoomArgs) -> anyhow::Res
 async fn list_rooms(config: &ClientConfig, args: ListRoomsArgs) -> anyhow::Result<u8> {
     let jwt = mint(config, &args.mint)?;
     let client = http::client()?;
-    let request = http::request(&client, Method::GET, &config.url, "/api/v1/chat/rooms", Auth::Bearer(&jwt));
-    let reply = http::send_as(request, config, Credential::JwtSecret).await.context("cannot list the rooms")?;
+    // The list comes in pages (protocol 1.1): follow the cursors to show every room.
+    let mut rooms = Vec::new();
+    let mut path = "/api/v1/chat/rooms?limit=200".to_owned();
+    loop {
+        let request = http::request(&client, Method::GET, &config.url, &path, Auth::Bearer(&jwt));
+        let reply = http::send_as(request, config, Credential::JwtSecret).await.context("cannot list the rooms")?;
+        rooms.extend(reply["rooms"].as_array().cloned().unwrap_or_default());
+        match reply["next_cursor"].as_str() {
+            // A cursor is a timestamp and a room id: only `|` and `:` need escaping in a query.
+            Some(cursor) => {
+                path = format!("/api/v1/chat/rooms?limit=200&cursor={}", cursor.replace('|', "%7C").replace(':', "%3A"))
+            }
+            None => break,
+        }
+    }
     if args.json {
-        println!("{reply}");
+        println!("{}", json!({"rooms": rooms}));
         return Ok(0);
     }
-    let rooms = reply["rooms"].as_array().cloned().unwrap_or_default();
     if rooms.is_empty() {
         println!("no rooms");
     }
