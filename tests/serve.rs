@@ -63,7 +63,8 @@ fn stderr_lines(child: &mut KillOnDrop) -> (mpsc::Receiver<String>, std::thread:
 }
 
 /// The first `rtctl serve` in a directory creates `rtctl.toml` with mode 0600 holding a fresh
-/// `jwt_secret` and `api_key`, logs "hub listening", and exits 0 on SIGTERM.
+/// `jwt_secret` and `api_key`, and its database private too, logs "hub listening", and exits 0 on
+/// SIGTERM.
 #[test]
 fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -112,7 +113,10 @@ fn first_serve_creates_a_private_config_file_and_stops_on_sigterm() {
     reader.join().expect("the stderr reader");
     let rest: Vec<String> = lines.try_iter().collect();
     assert!(exit.success(), "exit {exit:?}; log:\n{}\n{}", log.join("\n"), rest.join("\n"));
-    assert!(dir.path().join("rtctl-data/rtctl.db").exists(), "the default database was not created");
+    // The data is as private as the secrets: the directory 0700, the database and its WAL 0600.
+    let mode = |path: &str| std::fs::metadata(dir.path().join(path)).map(|m| m.permissions().mode() & 0o777);
+    assert_eq!(mode("rtctl-data").expect("rtctl-data exists"), 0o700);
+    assert_eq!(mode("rtctl-data/rtctl.db").expect("the default database was created"), 0o600);
 }
 
 /// Nodes started together in a fresh directory all come up: one creates `rtctl.toml` (written whole,

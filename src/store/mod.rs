@@ -35,6 +35,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot create the database directory {path}: {cause}")]
     CreateDir { path: std::path::PathBuf, cause: std::io::Error },
+    #[error("cannot create the database file {path}: {cause}")]
+    CreateFile { path: std::path::PathBuf, cause: std::io::Error },
     #[error("cannot lock {path} for the migrations: {cause}")]
     Lock { path: std::path::PathBuf, cause: std::io::Error },
 }

@@ -1,5 +1,7 @@
 //! The embedded SQLite store: one database file, WAL journal, migrations embedded in the binary.
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -62,9 +64,21 @@ impl SqliteStore {
             && let Some(dir) = options.get_filename().parent()
             && !dir.as_os_str().is_empty()
         {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|cause| StoreError::CreateDir { path: dir.to_owned(), cause })?;
+            // Private, as rtctl.toml is: the store holds every user's notifications and messages.
+            let mut builder = std::fs::DirBuilder::new();
+            std::os::unix::fs::DirBuilderExt::mode(builder.recursive(true), 0o700);
+            builder.create(dir).map_err(|cause| StoreError::CreateDir { path: dir.to_owned(), cause })?;
+        }
+        if !in_memory {
+            // Created here, readable by its owner only, before SQLite would create it 0644 (its WAL
+            // and shared-memory files take the database file's mode).
+            let created =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(options.get_filename());
+            if let Err(cause) = created
+                && cause.kind() != std::io::ErrorKind::AlreadyExists
+            {
+                return Err(StoreError::CreateFile { path: options.get_filename().to_owned(), cause });
+            }
         }
         // Nodes sharing the file (started together) must not run the migrations at the same time:
         // SQLite has no advisory lock for sqlx to take, so the second would find half-made tables.
