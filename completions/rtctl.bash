@@ -364,7 +364,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__connect)
-            opts="-H -x -v -h --url --jwt-secret --api-key --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --token --ws-token --header --origin --subprotocol --execute --wait --until --raw --timestamps --no-color --json --no-reconnect --config --verbose --help"
+            opts="-H -x -v -h --url --jwt-secret --api-key --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --token --ws-token --header --origin --subprotocol --execute --wait --until --raw --timestamps --no-color --json --no-reconnect --config --verbose --help notifications events dashboard chat"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

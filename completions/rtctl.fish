@@ -93,7 +93,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l room-size -d 'Memb
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s r -l rate -d 'Messages per second, over all groups (the open-loop schedule)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s d -l duration -d 'Length of the measured window, e.g. 10s, 1m' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s m -l messages -d 'Send this many measured messages instead of running for --duration' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l warmup -d 'Messages sent first and left out of every result' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l warmup -d 'How long to send first, left out of every result: 0s, 500ms, 1s' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l payload-size -d 'Approximate size of each message\'s data, in bytes' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l connect-rate -d 'New connections per second while connecting' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l connect-concurrency -d 'Handshakes in flight at once' -r
@@ -113,9 +113,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l json -d 'Print the
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s q -l quiet -d 'No progress bars'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s h -l help -d 'Print help'
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -s h -l help -d 'Print help'
@@ -134,9 +134,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
 ES256\t'ECDSA on P-256 with SHA-256'"
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l json -d 'Print JSON (the token with its claims) instead of the bare token'
@@ -153,9 +153,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
 ES256\t'ECDSA on P-256 with SHA-256'"
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l json -d 'Print JSON (the token with its claims) instead of the bare token'
@@ -168,9 +168,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-orgs -d 'Claim holding the organizations (an array of ids, or an object whose keys are ids); a comma list is tried in order (e.g. organization,groups) [default: orgs]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-name -d 'Claim holding the display name [default: name]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-email -d 'Claim holding the email [default: email]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l json -d 'Print JSON: header, claims, the identity the hub maps them to, validity and seconds until expiry'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -179,9 +179,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "ws" -d 'Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Decode a token, verify it against the configured key, and show when it expires'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l user-id -d 'The user id (`sub` claim) of a minted token' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l name -d 'The `name` claim' -r
@@ -210,9 +210,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l json -d 'Write e
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l no-reconnect -d 'End instead of reconnecting when the connection is lost (exit code 4)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l user-id -d 'Recipient user id; repeat for several (one request, the same notification for each)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l title -d 'The notification\'s title' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l message -d 'The notification\'s text' -r
@@ -235,9 +235,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l data -d 'Extra data, a JSON object' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l link -d 'A link the client may open' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l count -d 'Send a numbered series: "TITLE 1", "TITLE 2", ... (one request each)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l json -d 'Print the hub\'s replies as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -245,9 +245,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l user-id -d 'The user awaiting approval' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l email -d 'The user\'s email' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l name -d 'The user\'s display name' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l json -d 'Print the hub\'s reply as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -255,9 +255,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l order-id -d 'The order whose status changed' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l status -d 'Its new status, e.g. paid, shipped' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l data -d 'Extra data, JSON' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l json -d 'Print the hub\'s reply as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -266,9 +266,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "pending-user" -d 'Register a user awaiting approval; admins on the dashboard get `new_user`'
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "order" -d 'Push an order status change to the admins on the dashboard'
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l org -d 'The organization whose members get the event' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l type -d 'The event type, free text such as user.joined or resource.created' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l data -d 'The event\'s data, JSON' -r
@@ -276,9 +276,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l config -d 'Config 
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l json -d 'Print the hub\'s reply as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -s h -l help -d 'Print help'
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -s h -l help -d 'Print help'
@@ -288,9 +288,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_su
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l member -d 'A member\'s user id; repeat for several' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l name -d 'The room\'s display name [default: its id]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l json -d 'Print the hub\'s reply as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -306,9 +306,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcom
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
 ES256\t'ECDSA on P-256 with SHA-256'"
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l json -d 'Print the hub\'s reply as JSON'
@@ -325,9 +325,9 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcom
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
 ES256\t'ECDSA on P-256 with SHA-256'"
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l json -d 'Print the hub\'s reply as JSON'
@@ -337,17 +337,17 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcom
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the rooms a user may enter, latest activity first (GET /api/v1/chat/rooms, as that user)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from help" -f -a "post" -d 'Post a message to a room as a member (POST /api/v1/chat/rooms/ROOM/messages)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l json -d 'Print one JSON object with the three answers'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s w -l watch -d 'Redraw every second until Ctrl-C'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s h -l help -d 'Print help'
-complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l url -d 'The hub\'s base URL [default: url in the config file, else http://127.0.0.1:8000]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l jwt-secret -d 'HS256 secret to mint JWTs with (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l api-key -d 'API key for the publishing routes (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l name -d 'The `name` claim' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l email -d 'The `email` claim' -r

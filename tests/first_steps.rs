@@ -221,7 +221,16 @@ fn waits_are_checked_and_an_interrupted_wait_fails() {
     let pid = libc::pid_t::try_from(child.id()).expect("a pid that fits");
     // SAFETY: kill has no memory preconditions; the pid is our own child, not yet waited for.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    // A connect that missed the Ctrl-C would wait forever: killed after STEP, it fails the test instead.
+    let (done, finished) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(STEP) {
+            // SAFETY: as above; at worst the pid was reaped already and the kill fails.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    });
     let out = child.wait_with_output().expect("wait for rtctl connect");
+    drop(done);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted before the session's end"), "{err}");
@@ -299,4 +308,44 @@ fn rooms_are_created_listed_and_posted_to() {
     let (code, out, _) = room(&["list", "--user-id", "8", "--json"]);
     let reply: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!((code, &reply["rooms"][0]["members"]), (0, &serde_json::json!(["7", "8"])));
+}
+
+/// Every command's `--help` ends with examples; a command's own flags are not filed under "Hub";
+/// `connect --help` lists the slash commands and exit codes; bash completion offers connect's targets.
+#[test]
+fn help_has_examples_and_the_flags_under_their_headings() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let help = |command: &str| {
+        let (code, out, err) = run(rtctl(dir.path()).args([command, "--help"]));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    for command in [
+        "serve",
+        "token",
+        "connect",
+        "notify",
+        "event",
+        "room",
+        "status",
+        "console",
+        "bench",
+        "copy-store",
+        "completions",
+    ] {
+        assert!(help(command).contains("\nExamples:\n  rtctl "), "{command} --help has no examples");
+    }
+    for (command, own) in [("notify", "--title"), ("status", "--watch"), ("event", "--org")] {
+        let text = help(command);
+        let hub = text.find("\nHub:\n").unwrap_or_else(|| panic!("{command}: no Hub heading:\n{text}"));
+        let flag = text.find(&format!("  {own} ")).or_else(|| text.find(&format!(", {own}")));
+        assert!(flag.is_some_and(|at| at < hub), "{command}: {own} is under Hub:\n{text}");
+    }
+    let connect = help("connect");
+    for expected in ["/reconnect", "/quit", "Exit codes:", "130  Ctrl-C"] {
+        assert!(connect.contains(expected), "connect --help lacks {expected}:\n{connect}");
+    }
+    assert!(help("serve").contains("--jwt-secret <SECRET>") && help("token").contains("--jwt-secret <SECRET>"));
+    let (_, bash, _) = run(rtctl(dir.path()).args(["completions", "bash"]));
+    assert!(bash.contains(" notifications events dashboard chat\""), "no connect targets in bash completion");
 }

@@ -55,7 +55,7 @@ pub struct BenchArgs {
     /// Send this many measured messages instead of running for --duration
     #[arg(short, long)]
     pub messages: Option<u64>,
-    /// Messages sent first and left out of every result
+    /// How long to send first, left out of every result: 0s, 500ms, 1s
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
     /// Approximate size of each message's data, in bytes

@@ -8,7 +8,7 @@ use super::token::MintArgs;
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
     /// notifications, events ORG, dashboard, chat ROOM, or a ws:// / wss:// URL
-    #[arg(default_value = "notifications", value_name = "TARGET")]
+    #[arg(default_value = "notifications", value_name = "TARGET", value_parser = TargetParser, hide_possible_values = true)]
     pub target: String,
 
     /// The org of `events`, the room of `chat`
@@ -81,4 +81,27 @@ fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
             .map_err(|_| format!("`{text}` is not a duration like 2s, 500ms or 1m"));
     }
     humantime::parse_duration(text.trim()).map_err(|e| format!("`{text}` is not a duration like 2s, 500ms or 1m: {e}"))
+}
+
+/// Takes any target (a URL too; `connect` checks it) but names the hub's endpoints, so that shell
+/// completion offers them.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetParser;
+
+impl clap::builder::TypedValueParser for TargetParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let targets = ["notifications", "events", "dashboard", "chat"];
+        Some(Box::new(targets.into_iter().map(clap::builder::PossibleValue::new)))
+    }
 }

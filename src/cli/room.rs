@@ -6,11 +6,6 @@ use super::ClientArgs;
 use super::token::MintArgs;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
-  rtctl room create team --member 7 --member 8 --name 'Team chat'
-  rtctl room list --user-id 7
-  rtctl room post team --user-id 7 'hello there'
-  rtctl connect chat team --user-id 8")]
 pub struct RoomArgs {
     #[command(flatten)]
     pub client: ClientArgs,

@@ -15,7 +15,7 @@ pub struct ServeArgs {
     pub bind: Option<String>,
 
     /// HS256 secret that JWTs are signed with (default: from the config file)
-    #[arg(long, env = "RTCTL_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "RTCTL_JWT_SECRET", hide_env_values = true, value_name = "SECRET")]
     pub jwt_secret: Option<String>,
 
     /// PEM public key to verify RS256/ES256 JWTs with, instead of the secret
@@ -44,7 +44,7 @@ pub struct ServeArgs {
     pub jwt_audience: Option<String>,
 
     /// Key that backends send in X-API-Key (default: from the config file)
-    #[arg(long, env = "RTCTL_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "RTCTL_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
 
     /// Browser origins allowed to connect: a comma list or `*` [default: same host only]

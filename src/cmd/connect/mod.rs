@@ -3,7 +3,7 @@
 //! `--until` and piped stdin. Reconnects with backoff after the close codes PROTOCOL §2 says to.
 
 mod editor;
-mod input;
+pub(crate) mod input;
 mod output;
 mod session;
 

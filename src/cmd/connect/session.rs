@@ -92,6 +92,19 @@ pub struct Session {
     piped: Option<PipedLines>,
     /// Ctrl-C (SIGINT) ended the session before what `--wait` or `--until` waited for.
     pub interrupted: bool,
+    /// SIGINT, listened to for the whole session: a fresh `ctrl_c()` in each `select!` misses a
+    /// Ctrl-C that arrives between two of them, and the session then waited on.
+    sigint: Option<tokio::signal::unix::Signal>,
+}
+
+/// The next SIGINT; never, without a handler.
+async fn interrupt(sigint: &mut Option<tokio::signal::unix::Signal>) {
+    match sigint {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Lines read from a pipe, and how many of them were refused (not valid, so not sent): a script learns
@@ -119,7 +132,19 @@ impl Session {
         piped: bool,
     ) -> Self {
         let piped = piped.then(PipedLines::default);
-        Self { output, input, pending, deadline, until, types, pings: HashMap::new(), piped, interrupted: false }
+        let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+        Self {
+            output,
+            input,
+            pending,
+            deadline,
+            until,
+            types,
+            pings: HashMap::new(),
+            piped,
+            interrupted: false,
+            sigint,
+        }
     }
 
     /// How many piped lines were refused, and so not sent.
@@ -189,7 +214,7 @@ impl Session {
                 () = sleep_until(deadline), if closed.is_none() => {
                     return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
                 }
-                _ = tokio::signal::ctrl_c(), if closed.is_none() => {
+                () = interrupt(&mut self.sigint), if closed.is_none() => {
                     self.interrupted = true;
                     return self.close(&mut sink, &mut frames, close::NORMAL, "").await;
                 }
@@ -233,7 +258,7 @@ impl Session {
                     self.output.error("--wait elapsed while reconnecting: the connection stays lost");
                     return Paused::GaveUp;
                 }
-                _ = tokio::signal::ctrl_c() => {
+                () = interrupt(&mut self.sigint) => {
                     self.interrupted = true;
                     return Paused::Quit;
                 }
