@@ -305,3 +305,20 @@ async fn configured_issuer_and_audience_are_required() {
     let (_ws, greeting) = hub.connect("/ws/notifications/", &good).await;
     assert_eq!(greeting["user_id"], "u3");
 }
+
+/// A JWT whose `nbf` is a minute ahead is refused with 4001 until then (PROTOCOL 1.1 "Token lifetime").
+#[tokio::test]
+async fn a_token_before_its_nbf_is_refused() {
+    let hub = TestHub::start().await;
+    let secret = hub.config.jwt_secret().expect("a secret").to_owned();
+    let sign = |nbf: u64| {
+        let payload = json!({"sub": "u1", "exp": unix_now() + 3600, "nbf": nbf});
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &payload, &key).expect("sign")
+    };
+    assert_eq!(
+        refused(&hub, &sign(unix_now() + 60)).await,
+        (4001, "invalid token: token not yet valid (nbf)".to_owned())
+    );
+    hub.notifications_with(&sign(unix_now())).await;
+}

@@ -16,11 +16,15 @@ use super::jwks::{JwksStatus, JwksUrl, RemoteJwks};
 use super::{AuthError, Identity, invalid};
 
 /// Clock skew tolerated on `exp`, in seconds: none. PROTOCOL §1-2 refuse an expired token (4001, HTTP 401)
-/// and `rtctl token inspect` calls a token past its `exp` expired, so the hub does too. It checks only
-/// `exp` (not `nbf` or `iat`), so skew between the minting backend and the hub only moves the end of a
+/// and `rtctl token inspect` calls a token past its `exp` expired, so the hub does too. It checks `exp`
+/// and `nbf` (with [`NBF_LEEWAY_SECS`]), not `iat`, so skew between the minting backend and the hub only moves the end of a
 /// token's life by that much, which a client that renews before `exp` never sees. jsonwebtoken's
 /// default would be 60 s.
 pub const JWT_LEEWAY_SECS: u64 = 0;
+
+/// Clock skew tolerated on `nbf`, in seconds: a backend whose clock runs a little ahead of the hub's
+/// mints `nbf = now`, and its token must work at once; a token meant for later (beyond this) is refused.
+pub const NBF_LEEWAY_SECS: u64 = 5;
 
 /// Where the hub's JWT verification keys come from.
 #[derive(Clone)]
@@ -163,6 +167,16 @@ impl Verifier {
 
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation(key.alg))
             .map_err(map_jwt_error)?;
+        // Checked here rather than by jsonwebtoken, whose one leeway would apply to `exp` too.
+        match data.claims.get("nbf") {
+            None | Some(Value::Null) => {}
+            Some(nbf) => {
+                let nbf = nbf.as_f64().ok_or_else(|| invalid("claim nbf must be a number"))?;
+                if nbf > (jsonwebtoken::get_current_timestamp() + NBF_LEEWAY_SECS) as f64 {
+                    return Err(invalid("token not yet valid (nbf)"));
+                }
+            }
+        }
         self.claims.identity(&data.claims)
     }
 
@@ -510,6 +524,21 @@ mod tests {
         let v = Verifier::new(&KeySource::Jwks(doc.to_string()), None, None).unwrap();
         let claims = claims_for(&alice(), Duration::from_secs(60));
         assert_eq!(v.verify(&mint(&claims, &SigningKey::Es256(EC_PRIVATE.into())).unwrap()), Ok(alice()));
+    }
+
+    /// A token whose `nbf` is beyond the leeway is refused; one at or just after now, or without `nbf`,
+    /// is accepted.
+    #[test]
+    fn nbf_is_honoured() {
+        let v = hs_verifier();
+        let later = hs_raw(json!({"sub": "u1", "exp": now() + 600, "nbf": now() + 60}));
+        assert_eq!(v.verify(&later), Err(invalid("token not yet valid (nbf)")));
+        let skewed = hs_raw(json!({"sub": "u1", "exp": now() + 600, "nbf": now() + 2}));
+        assert!(v.verify(&skewed).is_ok());
+        let past = hs_raw(json!({"sub": "u1", "exp": now() + 600, "nbf": now() - 60}));
+        assert!(v.verify(&past).is_ok());
+        let bad = hs_raw(json!({"sub": "u1", "exp": now() + 600, "nbf": "soon"}));
+        assert_eq!(v.verify(&bad), Err(invalid("claim nbf must be a number")));
     }
 
     /// Malformed tokens are `Invalid`, an empty one `Missing`.
