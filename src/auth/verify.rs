@@ -17,7 +17,7 @@ use super::{AuthError, Identity, invalid};
 
 /// Clock skew tolerated on `exp`, in seconds: none. PROTOCOL §1-2 refuse an expired token (4001, HTTP 401)
 /// and `rtctl token inspect` calls a token past its `exp` expired, so the hub does too. It checks `exp`
-/// and `nbf` (with [`NBF_LEEWAY_SECS`]), not `iat`, so skew between the minting backend and the hub only moves the end of a
+/// and `nbf` (with `NBF_LEEWAY_SECS`), not `iat`, so skew between the minting backend and the hub only moves the end of a
 /// token's life by that much, which a client that renews before `exp` never sees. jsonwebtoken's
 /// default would be 60 s.
 pub const JWT_LEEWAY_SECS: u64 = 0;
