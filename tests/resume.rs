@@ -257,3 +257,57 @@ async fn an_admin_resumes_the_dashboard_stream() {
     assert_eq!(greeting["seq"], seq + 2);
     assert_quiet(&mut ws).await;
 }
+
+/// Notifications catch up by id: `get_notifications {after_id}` and `GET /api/v1/notifications?after_id=`
+/// return those with a greater id, oldest first (within `limit`); `before_id` with `after_id` is refused.
+#[tokio::test]
+async fn notifications_catch_up_after_an_id_oldest_first() {
+    let hub = TestHub::start().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(hub.notify("alice", &format!("n{n}"), "general").await);
+    }
+    let mut ws = hub.notifications("alice").await;
+    let page = request(&mut ws, json!({"type": "get_notifications", "after_id": ids[1], "limit": 2})).await;
+    let got: Vec<_> = page["notifications"].as_array().unwrap().iter().map(|n| n["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, [ids[2], ids[3]]);
+    let auth = format!("Bearer {}", hub.jwt("alice"));
+    let (status, page) =
+        hub.get_json(&format!("/api/v1/notifications?after_id={}", ids[1]), &[("authorization", &auth)]).await;
+    assert_eq!(status, 200);
+    let got: Vec<_> = page["notifications"].as_array().unwrap().iter().map(|n| n["id"].as_i64().unwrap()).collect();
+    assert_eq!(got, [ids[2], ids[3], ids[4]]);
+    let both = "give before_id (older, newest first) or after_id (newer, oldest first), not both";
+    let (status, body) =
+        hub.get_json("/api/v1/notifications?after_id=1&before_id=9", &[("authorization", &auth)]).await;
+    assert_eq!((status, body), (400, api_error("invalid_request", both)));
+    let reply = request(&mut ws, json!({"type": "get_notifications", "after_id": 1, "before_id": 9})).await;
+    assert_eq!(reply, json!({"type": "error", "code": "invalid_message", "message": both}));
+    // Another user's notifications never show.
+    let mut bob = hub.notifications("bob").await;
+    let page = request(&mut bob, json!({"type": "get_notifications", "after_id": 0})).await;
+    assert_eq!(page["notifications"], json!([]));
+}
+
+/// Chat catches up by id: `get_history {after_id}` returns the messages after it, oldest first, with
+/// `has_more` when newer ones are left.
+#[tokio::test]
+async fn chat_history_catches_up_after_an_id() {
+    let hub = TestHub::start().await;
+    let key = [("x-api-key", hub.api_key())];
+    let (status, _) = hub.post_json("/api/v1/chat/rooms", &key, &json!({"room_id": "r1", "members": ["alice"]})).await;
+    assert_eq!(status, 201);
+    let (mut ws, _) = hub.connect("/ws/chat/r1/", &hub.jwt("alice")).await;
+    let _history = recv(&mut ws).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        let reply = request(&mut ws, json!({"type": "chat_message", "message": format!("m{n}")})).await;
+        ids.push(reply["message"]["id"].as_i64().unwrap());
+    }
+    let page = request(&mut ws, json!({"type": "get_history", "after_id": ids[0], "limit": 2})).await;
+    let got: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert_eq!((got, &page["has_more"]), (vec![ids[1], ids[2]], &json!(true)));
+    let page = request(&mut ws, json!({"type": "get_history", "after_id": ids[2]})).await;
+    let got: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["content"].clone()).collect();
+    assert_eq!((got, &page["has_more"]), (vec![json!("m3")], &json!(false)));
+}

@@ -368,6 +368,7 @@ fn recipients(user_id: Option<String>, user_ids: Option<&[Value]>) -> Result<Vec
 struct ListQuery {
     limit: Option<u32>,
     before_id: Option<i64>,
+    after_id: Option<i64>,
     #[serde(default)]
     unread_only: bool,
 }
@@ -379,8 +380,8 @@ async fn list_notifications(
 ) -> Result<axum::Json<protocol::NotificationPage>, HubError> {
     let identity = user(&hub, &headers)?;
     let Query(query) = query.map_err(|e| HubError::bad_request(e.body_text()))?;
-    let query =
-        notifications::page_query(query.limit, query.before_id, query.unread_only).map_err(HubError::bad_request)?;
+    let query = notifications::page_query(query.limit, query.before_id, query.after_id, query.unread_only)
+        .map_err(HubError::bad_request)?;
     Ok(axum::Json(hub.store.list_notifications(&identity.user_id, query).await?))
 }
 

@@ -52,7 +52,7 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, room_id: String) -> Result<Accepted
         Membership::join(&hub.registry, &hub.layer, group::room(&room_id), conn.id, Arc::clone(&conn.outbox)).await?;
     let history = hub
         .store
-        .list_messages(&room_id, MessageQuery { before_id: None, limit: DEFAULT_PAGE })
+        .list_messages(&room_id, MessageQuery { before_id: None, after_id: None, limit: DEFAULT_PAGE })
         .await
         .map_err(|_| Refusal::new(close::INTERNAL, "store unavailable"))?;
     if hub.presence.join(&scope::room(&room_id), &user_id).await {
@@ -117,8 +117,8 @@ impl Session for ChatSession {
                     ReadUpdate::NotFound => Err(HubError::not_found(format!("message {message_id} not in this room"))),
                 }
             }
-            ChatRequest::GetHistory { before_id, limit } => {
-                let query = message_query(before_id, limit).map_err(HubError::bad_request)?;
+            ChatRequest::GetHistory { before_id, after_id, limit } => {
+                let query = message_query(before_id, after_id, limit).map_err(HubError::bad_request)?;
                 let page = hub.store.list_messages(&self.room_id, query).await?;
                 Ok(Some(Reply::new(&history(&self.room_id, &page))))
             }
@@ -138,8 +138,9 @@ fn history<'a>(room_id: &'a str, page: &'a MessagePage) -> ServerMessage<'a> {
     ServerMessage::History { room_id, messages: &page.messages, has_more: page.has_more }
 }
 
-fn message_query(before_id: Option<i64>, limit: Option<u32>) -> Result<MessageQuery, String> {
-    Ok(MessageQuery { before_id, limit: protocol::page_limit(limit)? })
+fn message_query(before_id: Option<i64>, after_id: Option<i64>, limit: Option<u32>) -> Result<MessageQuery, String> {
+    protocol::one_cursor(before_id, after_id)?;
+    Ok(MessageQuery { before_id, after_id, limit: protocol::page_limit(limit)? })
 }
 
 fn may_enter(room: &Room, identity: &Identity) -> bool {
@@ -327,6 +328,7 @@ async fn entered_room(hub: &Hub, headers: &HeaderMap, room_id: &str) -> Result<I
 #[derive(Debug, Deserialize)]
 struct MessagesQuery {
     before_id: Option<i64>,
+    after_id: Option<i64>,
     limit: Option<u32>,
 }
 
@@ -338,7 +340,7 @@ async fn list_messages(
 ) -> Result<axum::Json<MessagePage>, HubError> {
     entered_room(&hub, &headers, &room_id).await?;
     let Query(query) = query.map_err(|e| HubError::bad_request(e.body_text()))?;
-    let query = message_query(query.before_id, query.limit).map_err(HubError::bad_request)?;
+    let query = message_query(query.before_id, query.after_id, query.limit).map_err(HubError::bad_request)?;
     Ok(axum::Json(hub.store.list_messages(&room_id, query).await?))
 }
 

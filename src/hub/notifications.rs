@@ -73,8 +73,8 @@ impl Session for NotificationsSession {
                 self.outbox.set_types(&notification_types);
                 Reply::new(&ServerMessage::Subscribed { notification_types: &notification_types })
             }
-            NotificationRequest::GetNotifications { limit, before_id, unread_only } => {
-                let query = page_query(limit, before_id, unread_only).map_err(HubError::bad_request)?;
+            NotificationRequest::GetNotifications { limit, before_id, after_id, unread_only } => {
+                let query = page_query(limit, before_id, after_id, unread_only).map_err(HubError::bad_request)?;
                 let page = hub.store.list_notifications(user, query).await?;
                 Reply::new(&ServerMessage::NotificationsList(&page))
             }
@@ -122,8 +122,14 @@ fn not_found(id: i64) -> HubError {
 }
 
 /// Validates a page request: `limit` 1..=200 (default 50).
-pub fn page_query(limit: Option<u32>, before_id: Option<i64>, unread_only: bool) -> Result<NotificationQuery, String> {
-    Ok(NotificationQuery { limit: protocol::page_limit(limit)?, before_id, unread_only })
+pub fn page_query(
+    limit: Option<u32>,
+    before_id: Option<i64>,
+    after_id: Option<i64>,
+    unread_only: bool,
+) -> Result<NotificationQuery, String> {
+    protocol::one_cursor(before_id, after_id)?;
+    Ok(NotificationQuery { limit: protocol::page_limit(limit)?, before_id, after_id, unread_only })
 }
 
 /// Checks a notification's fields for one recipient; the message names the field at fault.

@@ -16,10 +16,12 @@ use super::{ErrorCode, de_user_id};
 pub enum NotificationRequest {
     /// Restrict live pushes on this connection to these types (`[]`: all).
     Subscribe { notification_types: Vec<String> },
-    /// A page of the user's notifications, newest first.
+    /// A page of the user's notifications, newest first; with `after_id`, those with a greater id,
+    /// oldest first (catching up after a reconnect).
     GetNotifications {
         limit: Option<u32>,
         before_id: Option<i64>,
+        after_id: Option<i64>,
         #[serde(default)]
         unread_only: bool,
     },
@@ -118,8 +120,8 @@ pub enum ChatRequest {
     Typing { is_typing: bool },
     /// Move this user's read position forward to `message_id`.
     ReadReceipt { message_id: i64 },
-    /// A page of older messages.
-    GetHistory { before_id: Option<i64>, limit: Option<u32> },
+    /// A page of older messages; with `after_id`, the messages after it, oldest first (catching up).
+    GetHistory { before_id: Option<i64>, after_id: Option<i64>, limit: Option<u32> },
 }
 
 /// Messages the hub sends (PROTOCOL §3, §4). Borrowed fields keep direct replies cheap.

@@ -298,6 +298,14 @@ pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A list takes one cursor: `before_id` pages backwards, `after_id` catches up forwards.
+pub fn one_cursor(before_id: Option<i64>, after_id: Option<i64>) -> Result<(), String> {
+    if before_id.is_some() && after_id.is_some() {
+        return Err("give before_id (older, newest first) or after_id (newer, oldest first), not both".to_owned());
+    }
+    Ok(())
+}
+
 /// A list's `limit`: absent means [`DEFAULT_PAGE`]; otherwise 1..=[`MAX_PAGE`].
 pub fn page_limit(limit: Option<u32>) -> Result<u32, String> {
     let limit = limit.unwrap_or(DEFAULT_PAGE);

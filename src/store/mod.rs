@@ -72,6 +72,8 @@ pub struct NotificationQuery {
     pub limit: u32,
     /// Only ids strictly below this one (paging backwards).
     pub before_id: Option<i64>,
+    /// Only ids strictly above this one, oldest first (catching up); the caller never sets both.
+    pub after_id: Option<i64>,
     pub unread_only: bool,
 }
 
@@ -152,6 +154,9 @@ pub struct NewChatMessage {
 pub struct MessageQuery {
     /// Only ids strictly below this one (paging backwards).
     pub before_id: Option<i64>,
+    /// Only ids strictly above this one, oldest first, `has_more` saying newer ones are left (catching
+    /// up); the caller never sets both.
+    pub after_id: Option<i64>,
     /// 1..=200.
     pub limit: u32,
 }
@@ -226,7 +231,8 @@ pub trait Store: Send + Sync + 'static {
     /// Stores notifications in one transaction and returns them with their ids, in input order.
     async fn insert_notifications(&self, new: &[NewNotification]) -> Result<Vec<Notification>, StoreError>;
 
-    /// A page of a user's notifications, newest first, with the user's totals.
+    /// A page of a user's notifications, newest first (oldest first after `after_id`), with the user's
+    /// totals.
     async fn list_notifications(&self, user_id: &str, query: NotificationQuery)
     -> Result<NotificationPage, StoreError>;
 

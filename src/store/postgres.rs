@@ -107,18 +107,30 @@ impl Store for PostgresStore {
         user_id: &str,
         query: NotificationQuery,
     ) -> Result<NotificationPage, StoreError> {
-        let sql = if query.unread_only {
-            "SELECT id, title, message, type, read, created_at, data, link FROM notifications
+        // After an id (catching up): the oldest first; otherwise the newest first, below an id.
+        let sql = match (query.after_id.is_some(), query.unread_only) {
+            (false, true) => {
+                "SELECT id, title, message, type, read, created_at, data, link FROM notifications
              WHERE user_id = $1 AND id < $2 AND NOT read ORDER BY id DESC LIMIT $3"
-        } else {
-            "SELECT id, title, message, type, read, created_at, data, link FROM notifications
+            }
+            (false, false) => {
+                "SELECT id, title, message, type, read, created_at, data, link FROM notifications
              WHERE user_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            }
+            (true, true) => {
+                "SELECT id, title, message, type, read, created_at, data, link FROM notifications
+             WHERE user_id = $1 AND id > $2 AND NOT read ORDER BY id LIMIT $3"
+            }
+            (true, false) => {
+                "SELECT id, title, message, type, read, created_at, data, link FROM notifications
+             WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            }
         };
         // REPEATABLE READ: one snapshot for the page and the totals, as SQLite's WAL read gives.
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let rows = sqlx::query(sql)
             .bind(user_id)
-            .bind(query.before_id.unwrap_or(i64::MAX))
+            .bind(query.after_id.or(query.before_id).unwrap_or(i64::MAX))
             .bind(limit(query.limit))
             .fetch_all(&mut *tx)
             .await?;
@@ -476,19 +488,26 @@ impl Store for PostgresStore {
 
     async fn list_messages(&self, room_id: &str, query: MessageQuery) -> Result<MessagePage, StoreError> {
         // One row more than asked says whether an older page exists.
-        let rows = sqlx::query(
+        // After an id (catching up): the oldest first, and `has_more` says newer ones are left.
+        let sql = if query.after_id.is_some() {
             "SELECT id, room_id, sender_id, content, attachment_url, created_at FROM chat_messages
-             WHERE room_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-        )
-        .bind(room_id)
-        .bind(query.before_id.unwrap_or(i64::MAX))
-        .bind(limit(query.limit) + 1)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE room_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+        } else {
+            "SELECT id, room_id, sender_id, content, attachment_url, created_at FROM chat_messages
+             WHERE room_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        };
+        let rows = sqlx::query(sql)
+            .bind(room_id)
+            .bind(query.after_id.or(query.before_id).unwrap_or(i64::MAX))
+            .bind(limit(query.limit) + 1)
+            .fetch_all(&self.pool)
+            .await?;
         let wanted = usize::try_from(query.limit).unwrap_or(usize::MAX);
         let has_more = rows.len() > wanted;
         let mut messages = rows.iter().take(wanted).map(chat_message).collect::<Result<Vec<_>, _>>()?;
-        messages.reverse();
+        if query.after_id.is_none() {
+            messages.reverse();
+        }
         Ok(MessagePage { messages, has_more })
     }
 

@@ -57,7 +57,7 @@ fn note(user_id: &str, title: &str) -> NewNotification {
 }
 
 fn query(limit: u32, before_id: Option<i64>, unread_only: bool) -> NotificationQuery {
-    NotificationQuery { limit, before_id, unread_only }
+    NotificationQuery { limit, before_id, after_id: None, unread_only }
 }
 
 async fn room(store: &Arc<dyn Store>, room_id: &str, members: &[&str]) -> Room {
@@ -132,7 +132,8 @@ async fn data_survives_a_restart() {
     let store = SqliteStore::open(&url(&dir)).await.unwrap();
     let page = store.list_notifications("u1", query(50, None, false)).await.unwrap();
     assert_eq!(page.notifications, stored);
-    let history = store.list_messages("general", MessageQuery { before_id: None, limit: 50 }).await.unwrap();
+    let history =
+        store.list_messages("general", MessageQuery { before_id: None, after_id: None, limit: 50 }).await.unwrap();
     assert_eq!(history.messages, vec![message.clone()]);
     assert_eq!(store.get_room("general").await.unwrap().unwrap().members, ["u1", "u2"]);
     let rooms = store.rooms_for_user("u2", false).await.unwrap();
@@ -360,7 +361,7 @@ async fn message_pages_return_each_exactly_once() {
     let mut seen = Vec::new();
     let mut before_id = None;
     loop {
-        let page = store.list_messages("r1", MessageQuery { before_id, limit: 5 }).await.unwrap();
+        let page = store.list_messages("r1", MessageQuery { before_id, after_id: None, limit: 5 }).await.unwrap();
         let ids: Vec<i64> = page.messages.iter().map(|m| m.id).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first");
         assert!(page.messages.iter().all(|m| m.room_id == "r1"));
@@ -372,9 +373,9 @@ async fn message_pages_return_each_exactly_once() {
     }
     assert_eq!(seen, sent);
 
-    let exact = store.list_messages("r1", MessageQuery { before_id: None, limit: 23 }).await.unwrap();
+    let exact = store.list_messages("r1", MessageQuery { before_id: None, after_id: None, limit: 23 }).await.unwrap();
     assert_eq!((exact.messages.len(), exact.has_more), (23, false));
-    let empty = store.list_messages("nope", MessageQuery { before_id: None, limit: 50 }).await.unwrap();
+    let empty = store.list_messages("nope", MessageQuery { before_id: None, after_id: None, limit: 50 }).await.unwrap();
     assert_eq!(empty, MessagePage { messages: vec![], has_more: false });
 }
 
@@ -390,7 +391,7 @@ async fn messages_need_an_existing_room() {
         attachment_url: Some("https://files.test/a.png".to_owned()),
     };
     let stored = store.insert_message(&new).await.unwrap().unwrap();
-    let page = store.list_messages("r1", MessageQuery { before_id: None, limit: 50 }).await.unwrap();
+    let page = store.list_messages("r1", MessageQuery { before_id: None, after_id: None, limit: 50 }).await.unwrap();
     assert_eq!(page.messages, vec![stored]);
     let lost = NewChatMessage { room_id: "nope".to_owned(), ..new };
     assert_eq!(store.insert_message(&lost).await.unwrap(), None);
