@@ -228,6 +228,8 @@ pub struct HubConfig {
     /// Most connections this node opens to the database; `None`: the store's default (SQLite 8,
     /// PostgreSQL 16).
     pub database_pool: Option<u32>,
+    /// How SQLite syncs commits: FULL (the default, durable against power loss) or NORMAL.
+    pub sqlite_synchronous: crate::store::SqliteSync,
     /// Where the hub nodes meet; `None`: this node alone, in memory.
     pub redis: Option<RedisConfig>,
     pub limits: Limits,
@@ -249,6 +251,7 @@ impl fmt::Debug for HubConfig {
             .field("allowed_origins", &self.allowed_origins)
             .field("database_url", &redact_url(&self.database_url))
             .field("database_pool", &self.database_pool)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("redis", &self.redis)
             .field("limits", &self.limits)
             .field("console", &self.console)
@@ -375,6 +378,7 @@ impl HubConfig {
             allowed_origins: AllowedOrigins::SameHost,
             database_url: format!("sqlite://{}", data_dir.join("rtctl.db").display()),
             database_pool: None,
+            sqlite_synchronous: crate::store::SqliteSync::default(),
             redis: None,
             limits: Limits::default(),
             console: true,
@@ -414,6 +418,7 @@ pub struct FileConfig {
     pub allowed_origins: Option<String>,
     pub database_url: Option<String>,
     pub database_pool: Option<u32>,
+    pub sqlite_synchronous: Option<String>,
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
     pub redis_frame_key: Option<String>,
@@ -635,6 +640,10 @@ impl FileConfig {
         if database_pool.is_some_and(|pool| !(1..=MAX_DATABASE_POOL).contains(&pool)) {
             bail!("invalid database_pool: must be between 1 and {MAX_DATABASE_POOL}");
         }
+        let sqlite_synchronous = match self.sqlite_synchronous.or(file.sqlite_synchronous.clone()) {
+            Some(text) => text.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+            None => crate::store::SqliteSync::default(),
+        };
         let defaults = Limits::default();
         let duration = |setting: &str, flag: Option<String>, file: &Option<String>, default: Duration| {
             flag.or(file.clone()).map_or(Ok(default), |text| parse_duration(setting, &text))
@@ -766,6 +775,7 @@ impl FileConfig {
             allowed_origins,
             database_url,
             database_pool,
+            sqlite_synchronous,
             redis,
             limits,
             console: self.console.or(file.console).unwrap_or(true),
@@ -1168,6 +1178,24 @@ mod tests {
         assert_eq!((claims.name.as_str(), claims.email.as_str()), ("name", "email"));
         let flags = FileConfig { claim_orgs: Some("groups,".into()), ..FileConfig::default() };
         assert!(flags.resolve(&file).unwrap_err().to_string().starts_with("invalid claim_orgs"));
+    }
+
+    /// SQLite commits are durable (FULL) unless `sqlite_synchronous` says `normal`; anything else is
+    /// refused by name.
+    #[test]
+    fn sqlite_synchronous_defaults_to_full() {
+        use crate::store::SqliteSync;
+        let file = FileConfig {
+            jwt_secret: Some("file-secret-0123456789".into()),
+            api_key: Some("file-key-0123456789".into()),
+            ..FileConfig::default()
+        };
+        assert_eq!(FileConfig::default().resolve(&file).unwrap().sqlite_synchronous, SqliteSync::Full);
+        let flags = FileConfig { sqlite_synchronous: Some("NORMAL".into()), ..FileConfig::default() };
+        assert_eq!(flags.resolve(&file).unwrap().sqlite_synchronous, SqliteSync::Normal);
+        let flags = FileConfig { sqlite_synchronous: Some("off".into()), ..FileConfig::default() };
+        let err = flags.resolve(&file).unwrap_err().to_string();
+        assert_eq!(err, "invalid sqlite_synchronous `off`: expected full or normal");
     }
 
     /// `database_pool` is unset by default (each store picks its own), taken from the file or a flag,

@@ -61,6 +61,12 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_DATABASE_POOL", value_name = "CONNECTIONS")]
     pub database_pool: Option<u32>,
 
+    /// SQLite only: `full` syncs every commit to disk before it is acknowledged (nothing acknowledged is
+    /// lost, even to a power loss); `normal` syncs at checkpoints (faster writes; a power loss may lose
+    /// the last commits) [default: full]
+    #[arg(long, env = "RTCTL_SQLITE_SYNCHRONOUS", value_name = "full|normal")]
+    pub sqlite_synchronous: Option<String>,
+
     /// Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every
     /// hub node on it [default: none, one node in memory]
     #[arg(long, env = "RTCTL_REDIS_URL", hide_env_values = true)]

@@ -110,6 +110,7 @@ fn settings(args: ServeArgs) -> FileConfig {
         allowed_origins: args.allowed_origins,
         database_url: args.database_url,
         database_pool: args.database_pool,
+        sqlite_synchronous: args.sqlite_synchronous,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
         redis_frame_key: args.redis_frame_key,

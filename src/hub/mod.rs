@@ -93,7 +93,7 @@ impl Hub {
         let verifier = Verifier::new(&config.keys, config.jwt_issuer.clone(), config.jwt_audience.clone())
             .context("invalid JWT key configuration")?
             .with_claims(config.claims.clone());
-        let store = crate::store::open(&config.database_url, config.database_pool)
+        let store = crate::store::open(&config.database_url, config.database_pool, config.sqlite_synchronous)
             .await
             .with_context(|| format!("cannot open database {}", crate::config::redact_url(&config.database_url)))?;
         let metrics = Arc::new(Metrics::new());

@@ -448,11 +448,35 @@ pub(crate) fn new_epoch() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// How SQLite makes a commit durable (`PRAGMA synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// Every commit is on disk before it is acknowledged: nothing acknowledged is lost, even to a power
+    /// loss (one fsync per commit).
+    #[default]
+    Full,
+    /// Commits are synced at checkpoints: safe against a crash of the process (kill -9), but a power
+    /// loss or an OS crash may lose the last acknowledged commits (never consistency).
+    Normal,
+}
+
+impl std::str::FromStr for SqliteSync {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            _ => Err(format!("invalid sqlite_synchronous `{text}`: expected full or normal")),
+        }
+    }
+}
+
 /// Opens the store a database URL names, with `pool` connections at most (`None`: the backend's
-/// default), running its migrations.
-pub async fn open(url: &str, pool: Option<u32>) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+/// default), running its migrations; `sync` applies to SQLite only.
+pub async fn open(url: &str, pool: Option<u32>, sync: SqliteSync) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if is_sqlite(url) {
-        Ok(std::sync::Arc::new(SqliteStore::open_with(url, pool.unwrap_or(sqlite::POOL_SIZE)).await?))
+        Ok(std::sync::Arc::new(SqliteStore::open_with(url, pool.unwrap_or(sqlite::POOL_SIZE), sync).await?))
     } else if is_postgres(url) {
         Ok(std::sync::Arc::new(PostgresStore::open_with(url, pool.unwrap_or(postgres::POOL_SIZE)).await?))
     } else {

@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 use super::{Appended, LoggedEvent, RenderEvent, StreamHead};
 use super::{
     Created, Decision, DecisionCounts, Deleted, IdempotencyClaim, MarkRead, MessageQuery, NewChatMessage,
-    NewNotification, NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, Store, StoreError, column,
-    idempotency_claim, json_object, object_text,
+    NewNotification, NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, SqliteSync, Store,
+    StoreError, column, idempotency_claim, json_object, object_text,
 };
 use crate::protocol::{
     Activity, ActivityKind, Approval, ChatMessage, DecisionStatus, MessagePage, Notification, NotificationPage,
@@ -46,17 +46,20 @@ impl SqliteStore {
     /// Opens (creating it and its directory if missing) the database at `url` (`sqlite://PATH`) and
     /// runs the migrations that it has not seen yet.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        Self::open_with(url, POOL_SIZE).await
+        Self::open_with(url, POOL_SIZE, SqliteSync::default()).await
     }
 
     /// As [`SqliteStore::open`], with `pool` connections at most (an in-memory database keeps one).
-    pub async fn open_with(url: &str, pool_size: u32) -> Result<Self, StoreError> {
+    pub async fn open_with(url: &str, pool_size: u32, sync: SqliteSync) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode NORMAL loses at most the last commits on power loss, never consistency;
-            // FULL would fsync on every notification.
-            .synchronous(SqliteSynchronous::Normal)
+            // FULL by default: an acknowledged write survives a power loss too. NORMAL (a setting)
+            // fsyncs at checkpoints only and may lose the last commits to a power loss, never consistency.
+            .synchronous(match sync {
+                SqliteSync::Full => SqliteSynchronous::Full,
+                SqliteSync::Normal => SqliteSynchronous::Normal,
+            })
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");

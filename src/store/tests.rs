@@ -466,10 +466,23 @@ async fn room_list_has_last_message_and_unread_count() {
 #[tokio::test]
 async fn the_pool_size_is_the_one_asked_for() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open_with(&url(&dir), 3).await.expect("open store");
+    let store = SqliteStore::open_with(&url(&dir), 3, super::SqliteSync::Normal).await.expect("open store");
     assert_eq!(store.pool.options().get_max_connections(), 3);
     let default = SqliteStore::open(&url(&dir)).await.expect("reopen");
     assert_eq!(default.pool.options().get_max_connections(), super::sqlite::POOL_SIZE);
+}
+
+/// `sqlite_synchronous` reaches every connection: FULL (2) by default, NORMAL (1) when asked.
+#[tokio::test]
+async fn sqlite_commits_are_synced_fully_unless_asked_otherwise() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let synchronous = |store: SqliteStore| async move {
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&store.pool).await.expect("pragma");
+        level
+    };
+    assert_eq!(synchronous(SqliteStore::open(&url(&dir)).await.expect("open")).await, 2);
+    let normal = SqliteStore::open_with(&url(&dir), 2, super::SqliteSync::Normal).await.expect("open");
+    assert_eq!(synchronous(normal).await, 1);
 }
 
 /// An in-memory URL works too: its single connection keeps the one database alive.
