@@ -525,10 +525,15 @@ impl FileConfig {
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir)?;
-    file.write_all(text.as_bytes())?;
-    file.as_file().sync_all()?;
-    file.persist_noclobber(path).map_err(|e| e.error)?;
+    // tempfile names its temporary file in its errors; the reader knows only `path`, which the caller names.
+    let plain = |error: std::io::Error| match error.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::new(error.kind(), error.kind().to_string()),
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(plain)?;
+    file.write_all(text.as_bytes()).map_err(plain)?;
+    file.as_file().sync_all().map_err(plain)?;
+    file.persist_noclobber(path).map_err(|e| plain(e.error))?;
     Ok(())
 }
 

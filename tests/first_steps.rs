@@ -349,3 +349,27 @@ fn help_has_examples_and_the_flags_under_their_headings() {
     let (_, bash, _) = run(rtctl(dir.path()).args(["completions", "bash"]));
     assert!(bash.contains(" notifications events dashboard chat\""), "no connect targets in bash completion");
 }
+
+/// Smaller stumbles: `status --config` naming a missing file says so instead of reading no key; a
+/// config file that cannot be created is named without tempfile's temporary path; a raw ws:// URL
+/// refused for want of a token says to add `--user-id` or `--token`.
+#[test]
+fn small_stumbles_are_named() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let (code, _, err) = run(rtctl(dir.path()).args(["status", "--config", "/nope.toml"]));
+    assert_eq!(code, 1);
+    assert_eq!(err, "rtctl: config file /nope.toml does not exist; point --config (or RTCTL_CONFIG) at the hub's\n");
+
+    let (code, _, err) =
+        run(rtctl(dir.path()).args(["serve", "--bind", "127.0.0.1:0", "--config", "/proc/rtctl.toml"]));
+    assert_eq!(code, 1);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("rtctl: cannot create config file /proc/rtctl.toml: "), "{err}");
+    assert!(!last.contains(".tmp"), "{err}");
+
+    let hub = Hub::start(dir.path(), &[]);
+    let url = format!("ws://{}/ws/notifications/", hub.addr);
+    let (code, _, err) = run(rtctl(dir.path()).args(["connect", &url, "--wait", "5s"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("no token was sent: add --user-id ID to mint one from the config, or --token TOKEN"), "{err}");
+}

@@ -51,6 +51,13 @@ impl Snapshot {
 
 pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
     let config = args.client.resolve(config_path)?;
+    // A config file named (--config, RTCTL_CONFIG) but absent would silently mean no API key.
+    if !config.config_file_found && config_path != Path::new(crate::config::DEFAULT_CONFIG_PATH) {
+        anyhow::bail!(
+            "config file {} does not exist; point --config (or RTCTL_CONFIG) at the hub's",
+            config_path.display()
+        );
+    }
     let client = http::client()?;
     if !args.watch {
         let snapshot = poll(&client, &config).await?;

@@ -166,6 +166,10 @@ impl TokenSource {
             TokenSource::Minted(minter) if code == Some(crate::protocol::close::UNAUTHORIZED) => {
                 minter.config.mismatch_hint(crate::config::Credential::JwtSecret)
             }
+            // A raw URL connects without a token unless told to: the hub's 4001 means exactly that.
+            TokenSource::None if code == Some(crate::protocol::close::UNAUTHORIZED) => {
+                Some("no token was sent: add --user-id ID to mint one from the config, or --token TOKEN".to_owned())
+            }
             _ => None,
         }
     }
