@@ -413,3 +413,35 @@ async fn an_unreachable_redis_fails_the_start_without_showing_its_password() {
     assert!(text.starts_with("cannot connect to redis_url: "), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+/// Positions are allocated once, in the shared store: both nodes push the same `seq` and `epoch` for
+/// an event, and a client that was away while node 2 published resumes on node 1 with exactly what it
+/// missed (issue 19).
+#[tokio::test]
+#[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
+async fn a_client_resumes_on_one_node_what_another_published() {
+    let (a, b, _cleanup) = two_nodes().await;
+    let token = a.member_jwt("u1", &["acme"]);
+    let (mut on_a, greeting) = a.connect("/ws/events/acme/", &token).await;
+    let (mut on_b, _) = b.connect("/ws/events/acme/", &token).await;
+    let epoch = greeting["epoch"].as_str().expect("an epoch").to_owned();
+    publish_event(&b, 1).await;
+    let (from_a, from_b) = (recv(&mut on_a).await, recv(&mut on_b).await);
+    assert_eq!(from_a, from_b, "one position, whichever node delivers it");
+    assert_eq!((&from_a["seq"], &from_a["epoch"]), (&json!(1), &json!(epoch)));
+    drop(on_a);
+    for seq in 2..=4 {
+        publish_event(&b, seq).await;
+    }
+    let url = format!("{}?since=1&epoch={epoch}&token={token}", a.ws_url("/ws/events/acme/"));
+    let mut back = connect_request(
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).expect("a ws URL"),
+    )
+    .await;
+    assert_eq!(recv(&mut back).await["seq"], 4, "the greeting's position");
+    let replayed: Vec<_> = recv_n(&mut back, 3).await.iter().map(|e| e["seq"].as_u64().expect("a seq")).collect();
+    assert_eq!(replayed, [2, 3, 4]);
+    publish_event(&b, 5).await;
+    assert_eq!(recv(&mut back).await["seq"], 5);
+    assert_quiet(&mut back).await;
+}
