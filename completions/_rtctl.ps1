@@ -39,6 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('console', 'console', [CompletionResultType]::ParameterValue, 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token')
             [CompletionResult]::new('copy-store', 'copy-store', [CompletionResultType]::ParameterValue, 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Check the hub''s configuration: `rtctl config check [SERVE FLAGS]`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -522,6 +523,73 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             break
         }
+        'rtctl;config' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the hub''s settings (config file, RTCTL_* env, these flags) as `rtctl serve` would, and print the effective settings with secrets masked; exits 1 naming the setting that is wrong')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;config;check' {
+            [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Address to listen on [default: 127.0.0.1:8000]')
+            [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'HS256 secret that JWTs are signed with (default: from the config file)')
+            [CompletionResult]::new('--jwt-public-key', '--jwt-public-key', [CompletionResultType]::ParameterName, 'PEM public key to verify RS256/ES256 JWTs with, instead of the secret')
+            [CompletionResult]::new('--jwks', '--jwks', [CompletionResultType]::ParameterName, 'JWKS to verify RS256/ES256 JWTs with, the key chosen by `kid`: a file, or an http(s):// URL (an identity provider''s certs endpoint) fetched at start and kept fresh')
+            [CompletionResult]::new('--jwks-refresh', '--jwks-refresh', [CompletionResultType]::ParameterName, 'With a JWKS URL: how often it is fetched again (a token with an unknown `kid` fetches it at once, at most every 10s) [default: 5m]')
+            [CompletionResult]::new('--claim-user-id', '--claim-user-id', [CompletionResultType]::ParameterName, 'Claim holding the user id; a comma list is tried in order, dotted paths reach into nested claims (e.g. preferred_username,sub or user_id) [default: sub]')
+            [CompletionResult]::new('--claim-staff', '--claim-staff', [CompletionResultType]::ParameterName, 'Boolean claim that makes a user staff, or PATH=VALUE: staff when the claim is VALUE or an array holding it (e.g. realm_access.roles=admin) [default: is_staff]')
+            [CompletionResult]::new('--claim-orgs', '--claim-orgs', [CompletionResultType]::ParameterName, 'Claim holding the organizations (an array of ids, or an object whose keys are ids); a comma list is tried in order (e.g. organization,groups) [default: orgs]')
+            [CompletionResult]::new('--claim-name', '--claim-name', [CompletionResultType]::ParameterName, 'Claim holding the display name [default: name]')
+            [CompletionResult]::new('--claim-email', '--claim-email', [CompletionResultType]::ParameterName, 'Claim holding the email [default: email]')
+            [CompletionResult]::new('--jwt-issuer', '--jwt-issuer', [CompletionResultType]::ParameterName, 'Required `iss` claim')
+            [CompletionResult]::new('--jwt-audience', '--jwt-audience', [CompletionResultType]::ParameterName, 'Required `aud` claim')
+            [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'Key that backends send in X-API-Key (default: from the config file)')
+            [CompletionResult]::new('--allowed-origins', '--allowed-origins', [CompletionResultType]::ParameterName, 'Browser origins allowed to connect: a comma list or `*` [default: same host only]')
+            [CompletionResult]::new('--database-url', '--database-url', [CompletionResultType]::ParameterName, 'Database URL: sqlite://PATH, or postgres://USER[:PASSWORD]@HOST[:PORT]/DB for nodes on several machines [default: sqlite://rtctl-data/rtctl.db]')
+            [CompletionResult]::new('--database-pool', '--database-pool', [CompletionResultType]::ParameterName, 'Most connections this node opens to the database (PostgreSQL''s are shared by every node) [default: 8 for SQLite, 16 for PostgreSQL]')
+            [CompletionResult]::new('--redis-url', '--redis-url', [CompletionResultType]::ParameterName, 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]')
+            [CompletionResult]::new('--redis-prefix', '--redis-prefix', [CompletionResultType]::ParameterName, 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]')
+            [CompletionResult]::new('--redis-frame-key', '--redis-frame-key', [CompletionResultType]::ParameterName, 'Key of the HMAC that authenticates every frame the nodes exchange through Redis; the same on every node, at least 16 characters [default: from the config file, else derived from the API key]')
+            [CompletionResult]::new('--node-ttl', '--node-ttl', [CompletionResultType]::ParameterName, 'With Redis: how long a node that died without closing its sockets still counts in presence (users and admins online, room members), e.g. 15s; it refreshes every third of this [default: 30s]')
+            [CompletionResult]::new('--max-frame', '--max-frame', [CompletionResultType]::ParameterName, 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]')
+            [CompletionResult]::new('--queue', '--queue', [CompletionResultType]::ParameterName, 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]')
+            [CompletionResult]::new('--heartbeat-interval', '--heartbeat-interval', [CompletionResultType]::ParameterName, 'Interval between server WebSocket pings [default: 20s]')
+            [CompletionResult]::new('--heartbeat-timeout', '--heartbeat-timeout', [CompletionResultType]::ParameterName, 'Silence after which a connection is closed with 4000 [default: 60s]')
+            [CompletionResult]::new('--send-timeout', '--send-timeout', [CompletionResultType]::ParameterName, 'Longest a client''s socket may refuse queued frames before it is closed with 4008 [default: 10s]')
+            [CompletionResult]::new('--ws-token-ttl', '--ws-token-ttl', [CompletionResultType]::ParameterName, 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]')
+            [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'Longest a shutdown waits for sockets and requests [default: 10s]')
+            [CompletionResult]::new('--message-rate', '--message-rate', [CompletionResultType]::ParameterName, 'WebSocket frames (and JWT requests) a user may send per second across their connections; above it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns the limits off [default: 50]')
+            [CompletionResult]::new('--message-burst', '--message-burst', [CompletionResultType]::ParameterName, 'Frames (requests) that may come at once before --message-rate applies [default: 200]')
+            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'WebSocket connections this node serves at once; more are accepted and closed with 1013 [default: what the open-file limit allows, less 64 descriptors kept for HTTP]')
+            [CompletionResult]::new('--max-connections-per-user', '--max-connections-per-user', [CompletionResultType]::ParameterName, 'WebSocket connections one user may hold on this node; more are closed with 4029 [default: 100]')
+            [CompletionResult]::new('--max-unauthenticated-per-ip', '--max-unauthenticated-per-ip', [CompletionResultType]::ParameterName, 'Connections from one client address that may wait for their first request at once; more get 429 [default: 64]')
+            [CompletionResult]::new('--first-request-timeout', '--first-request-timeout', [CompletionResultType]::ParameterName, 'How long a new connection may take to send its first request before it is dropped [default: 5s]')
+            [CompletionResult]::new('--trusted-proxies', '--trusted-proxies', [CompletionResultType]::ParameterName, 'Proxies in front of the hub (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; from anyone else it is ignored [default: none]')
+            [CompletionResult]::new('--event-history', '--event-history', [CompletionResultType]::ParameterName, 'Pushes each org''s event stream and the dashboard keep for clients that resume after a reconnect; at most --queue [default: 1000]')
+            [CompletionResult]::new('--event-retention', '--event-retention', [CompletionResultType]::ParameterName, 'How long pushes stay resumable, e.g. 1h; older ones are pruned in the background [default: 24h]')
+            [CompletionResult]::new('--max-body-memory', '--max-body-memory', [CompletionResultType]::ParameterName, 'Bytes all HTTP request bodies in flight may hold together, e.g. 64MiB; a request that finds too little left gets 503 with Retry-After [default: 64MiB]')
+            [CompletionResult]::new('--console', '--console', [CompletionResultType]::ParameterName, 'Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404) [default: true]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output: -v debug, -vv trace (RUST_LOG overrides)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'rtctl;config;help' {
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the hub''s settings (config file, RTCTL_* env, these flags) as `rtctl serve` would, and print the effective settings with secrets masked; exits 1 naming the setting that is wrong')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'rtctl;config;help;check' {
+            break
+        }
+        'rtctl;config;help;help' {
+            break
+        }
         'rtctl;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port')
             [CompletionResult]::new('bench', 'bench', [CompletionResultType]::ParameterValue, 'Load-test fan-out latency of a hub (any hub that speaks the protocol)')
@@ -534,6 +602,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('console', 'console', [CompletionResultType]::ParameterValue, 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token')
             [CompletionResult]::new('copy-store', 'copy-store', [CompletionResultType]::ParameterValue, 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
+            [CompletionResult]::new('config', 'config', [CompletionResultType]::ParameterValue, 'Check the hub''s configuration: `rtctl config check [SERVE FLAGS]`')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -604,6 +673,13 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             break
         }
         'rtctl;help;completions' {
+            break
+        }
+        'rtctl;help;config' {
+            [CompletionResult]::new('check', 'check', [CompletionResultType]::ParameterValue, 'Validate the hub''s settings (config file, RTCTL_* env, these flags) as `rtctl serve` would, and print the effective settings with secrets masked; exits 1 naming the setting that is wrong')
+            break
+        }
+        'rtctl;help;config;check' {
             break
         }
         'rtctl;help;help' {

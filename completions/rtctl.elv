@@ -36,6 +36,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand console 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token'
             cand copy-store 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
             cand completions 'Print a shell completion script'
+            cand config 'Check the hub''s configuration: `rtctl config check [SERVE FLAGS]`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'rtctl;serve'= {
@@ -483,6 +484,68 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand -h 'Print help'
             cand --help 'Print help'
         }
+        &'rtctl;config'= {
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand check 'Validate the hub''s settings (config file, RTCTL_* env, these flags) as `rtctl serve` would, and print the effective settings with secrets masked; exits 1 naming the setting that is wrong'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;config;check'= {
+            cand --bind 'Address to listen on [default: 127.0.0.1:8000]'
+            cand --jwt-secret 'HS256 secret that JWTs are signed with (default: from the config file)'
+            cand --jwt-public-key 'PEM public key to verify RS256/ES256 JWTs with, instead of the secret'
+            cand --jwks 'JWKS to verify RS256/ES256 JWTs with, the key chosen by `kid`: a file, or an http(s):// URL (an identity provider''s certs endpoint) fetched at start and kept fresh'
+            cand --jwks-refresh 'With a JWKS URL: how often it is fetched again (a token with an unknown `kid` fetches it at once, at most every 10s) [default: 5m]'
+            cand --claim-user-id 'Claim holding the user id; a comma list is tried in order, dotted paths reach into nested claims (e.g. preferred_username,sub or user_id) [default: sub]'
+            cand --claim-staff 'Boolean claim that makes a user staff, or PATH=VALUE: staff when the claim is VALUE or an array holding it (e.g. realm_access.roles=admin) [default: is_staff]'
+            cand --claim-orgs 'Claim holding the organizations (an array of ids, or an object whose keys are ids); a comma list is tried in order (e.g. organization,groups) [default: orgs]'
+            cand --claim-name 'Claim holding the display name [default: name]'
+            cand --claim-email 'Claim holding the email [default: email]'
+            cand --jwt-issuer 'Required `iss` claim'
+            cand --jwt-audience 'Required `aud` claim'
+            cand --api-key 'Key that backends send in X-API-Key (default: from the config file)'
+            cand --allowed-origins 'Browser origins allowed to connect: a comma list or `*` [default: same host only]'
+            cand --database-url 'Database URL: sqlite://PATH, or postgres://USER[:PASSWORD]@HOST[:PORT]/DB for nodes on several machines [default: sqlite://rtctl-data/rtctl.db]'
+            cand --database-pool 'Most connections this node opens to the database (PostgreSQL''s are shared by every node) [default: 8 for SQLite, 16 for PostgreSQL]'
+            cand --redis-url 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]'
+            cand --redis-prefix 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]'
+            cand --redis-frame-key 'Key of the HMAC that authenticates every frame the nodes exchange through Redis; the same on every node, at least 16 characters [default: from the config file, else derived from the API key]'
+            cand --node-ttl 'With Redis: how long a node that died without closing its sockets still counts in presence (users and admins online, room members), e.g. 15s; it refreshes every third of this [default: 30s]'
+            cand --max-frame 'Largest inbound WebSocket frame, e.g. 64KiB; larger closes with 1009 [default: 64KiB]'
+            cand --queue 'Outbound queue per connection, in messages; overflow closes with 4008 [default: 1024]'
+            cand --heartbeat-interval 'Interval between server WebSocket pings [default: 20s]'
+            cand --heartbeat-timeout 'Silence after which a connection is closed with 4000 [default: 60s]'
+            cand --send-timeout 'Longest a client''s socket may refuse queued frames before it is closed with 4008 [default: 10s]'
+            cand --ws-token-ttl 'Lifetime of a ws token from /api/user/ws-token/ [default: 30m]'
+            cand --shutdown-timeout 'Longest a shutdown waits for sockets and requests [default: 10s]'
+            cand --message-rate 'WebSocket frames (and JWT requests) a user may send per second across their connections; above it a frame gets a `rate_limited` error and repeated excess closes with 4029, a request gets 429; 0 turns the limits off [default: 50]'
+            cand --message-burst 'Frames (requests) that may come at once before --message-rate applies [default: 200]'
+            cand --max-connections 'WebSocket connections this node serves at once; more are accepted and closed with 1013 [default: what the open-file limit allows, less 64 descriptors kept for HTTP]'
+            cand --max-connections-per-user 'WebSocket connections one user may hold on this node; more are closed with 4029 [default: 100]'
+            cand --max-unauthenticated-per-ip 'Connections from one client address that may wait for their first request at once; more get 429 [default: 64]'
+            cand --first-request-timeout 'How long a new connection may take to send its first request before it is dropped [default: 5s]'
+            cand --trusted-proxies 'Proxies in front of the hub (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; from anyone else it is ignored [default: none]'
+            cand --event-history 'Pushes each org''s event stream and the dashboard keep for clients that resume after a reconnect; at most --queue [default: 1000]'
+            cand --event-retention 'How long pushes stay resumable, e.g. 1h; older ones are pruned in the background [default: 24h]'
+            cand --max-body-memory 'Bytes all HTTP request bodies in flight may hold together, e.g. 64MiB; a request that finds too little left gets 503 with Retry-After [default: 64MiB]'
+            cand --console 'Serve the web console at /console/; `--console false` turns it off (/console/ is then a 404) [default: true]'
+            cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
+            cand -v 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand --verbose 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'rtctl;config;help'= {
+            cand check 'Validate the hub''s settings (config file, RTCTL_* env, these flags) as `rtctl serve` would, and print the effective settings with secrets masked; exits 1 naming the setting that is wrong'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'rtctl;config;help;check'= {
+        }
+        &'rtctl;config;help;help'= {
+        }
         &'rtctl;help'= {
             cand serve 'Run the hub: every WebSocket endpoint and HTTP route of the protocol on one port'
             cand bench 'Load-test fan-out latency of a hub (any hub that speaks the protocol)'
@@ -495,6 +558,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand console 'Print (or --open) a link that signs in to the hub''s web console with a short-lived token'
             cand copy-store 'Copy the SQLite store into an empty PostgreSQL database (moving to several hub nodes)'
             cand completions 'Print a shell completion script'
+            cand config 'Check the hub''s configuration: `rtctl config check [SERVE FLAGS]`'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'rtctl;help;serve'= {
@@ -545,6 +609,11 @@ set edit:completion:arg-completer[rtctl] = {|@words|
         &'rtctl;help;copy-store'= {
         }
         &'rtctl;help;completions'= {
+        }
+        &'rtctl;help;config'= {
+            cand check 'Validate the hub''s settings (config file, RTCTL_* env, these flags) as `rtctl serve` would, and print the effective settings with secrets masked; exits 1 naming the setting that is wrong'
+        }
+        &'rtctl;help;config;check'= {
         }
         &'rtctl;help;help'= {
         }

@@ -7,6 +7,7 @@ mod browser;
 mod chat;
 mod claims;
 mod cli;
+mod config_check;
 mod console;
 mod cors;
 mod dashboard;

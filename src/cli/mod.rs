@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod claims;
 pub mod completions;
+pub mod config;
 pub mod connect;
 pub mod console;
 pub mod copy_store;
@@ -70,6 +71,8 @@ pub enum Command {
     /// Print a shell completion script
     #[command(after_help = examples::COMPLETIONS)]
     Completions(completions::CompletionsArgs),
+    /// Check the hub's configuration: `rtctl config check [SERVE FLAGS]`
+    Config(config::ConfigArgs),
 }
 
 /// How a client command reaches a hub; each falls back to the config file, then the defaults. Each flag

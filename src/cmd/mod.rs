@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod completions;
+pub mod config;
 pub mod connect;
 pub mod console;
 pub mod copy_store;
@@ -101,5 +102,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Console(args) => console::run(&cli.config, args).await,
         Command::CopyStore(args) => copy_store::run(&cli.config, args).await,
         Command::Completions(args) => completions::run(args),
+        Command::Config(args) => config::run(&cli.config, args),
     }
 }

@@ -91,7 +91,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// The flags (and their `RTCTL_*` variables) as settings to lay over the file.
-fn settings(args: ServeArgs) -> FileConfig {
+pub(crate) fn settings(args: ServeArgs) -> FileConfig {
     FileConfig {
         url: None,
         bind: args.bind,
