@@ -230,6 +230,8 @@ pub struct HubConfig {
     pub database_pool: Option<u32>,
     /// How SQLite syncs commits: FULL (the default, durable against power loss) or NORMAL.
     pub sqlite_synchronous: crate::store::SqliteSync,
+    /// Notifications older than this are deleted in the background; `None` keeps them forever.
+    pub notification_retention: Option<Duration>,
     /// Where the hub nodes meet; `None`: this node alone, in memory.
     pub redis: Option<RedisConfig>,
     pub limits: Limits,
@@ -252,6 +254,7 @@ impl fmt::Debug for HubConfig {
             .field("database_url", &redact_url(&self.database_url))
             .field("database_pool", &self.database_pool)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("notification_retention", &self.notification_retention)
             .field("redis", &self.redis)
             .field("limits", &self.limits)
             .field("console", &self.console)
@@ -379,6 +382,7 @@ impl HubConfig {
             database_url: format!("sqlite://{}", data_dir.join("rtctl.db").display()),
             database_pool: None,
             sqlite_synchronous: crate::store::SqliteSync::default(),
+            notification_retention: None,
             redis: None,
             limits: Limits::default(),
             console: true,
@@ -419,6 +423,7 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub database_pool: Option<u32>,
     pub sqlite_synchronous: Option<String>,
+    pub notification_retention: Option<String>,
     pub redis_url: Option<String>,
     pub redis_prefix: Option<String>,
     pub redis_frame_key: Option<String>,
@@ -653,6 +658,11 @@ impl FileConfig {
         let duration = |setting: &str, flag: Option<String>, file: &Option<String>, default: Duration| {
             flag.or(file.clone()).map_or(Ok(default), |text| parse_duration(setting, &text))
         };
+        let notification_retention = match self.notification_retention.or(file.notification_retention.clone()) {
+            Some(text) if text.trim() == "off" => None,
+            Some(text) => Some(parse_duration("notification_retention", &text)?),
+            None => None,
+        };
         let redis = match self.redis_url.or(file.redis_url.clone()) {
             Some(url) => {
                 // The crate's own parser, so that what passes here connects the same way; its message
@@ -781,6 +791,7 @@ impl FileConfig {
             database_url,
             database_pool,
             sqlite_synchronous,
+            notification_retention,
             redis,
             limits,
             console: self.console.or(file.console).unwrap_or(true),

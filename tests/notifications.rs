@@ -1,6 +1,8 @@
 //! `/ws/notifications/` (PROTOCOL §4.1): every request row, the pushes, the subscribe filter, tabs kept
 //! in sync, user isolation, and malformed input.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::util::{
@@ -468,4 +470,22 @@ async fn repeated_recipients_get_one_notification() {
         hub.get_json("/api/v1/notifications", &[("authorization", &format!("Bearer {}", hub.jwt("1")))]).await;
     assert_eq!(status, 200);
     assert_eq!(page["notifications"].as_array().map(Vec::len), Some(1), "{page}");
+}
+
+/// With `--notification-retention`, notifications older than it are deleted in the background, and
+/// newer ones are kept.
+#[tokio::test]
+async fn notifications_older_than_the_retention_are_pruned() {
+    let hub = TestHub::start_with(|config| config.notification_retention = Some(Duration::from_millis(1000))).await;
+    hub.notify("u1", "old", "info").await;
+    let auth = format!("Bearer {}", hub.jwt("u1"));
+    let started = std::time::Instant::now();
+    while hub.get_json("/api/v1/notifications", &[("authorization", &auth)]).await.1["total"] != 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "the old notification was not pruned");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(900), "pruned before it was a second old");
+    hub.notify("u1", "new", "info").await;
+    let (_, page) = hub.get_json("/api/v1/notifications", &[("authorization", &auth)]).await;
+    assert_eq!((&page["total"], &page["notifications"][0]["title"]), (&json!(1), &json!("new")), "{page}");
 }

@@ -67,6 +67,11 @@ pub struct ServeArgs {
     #[arg(long, env = "RTCTL_SQLITE_SYNCHRONOUS", value_name = "full|normal")]
     pub sqlite_synchronous: Option<String>,
 
+    /// Delete notifications older than this, e.g. 90d, in the background; `off` keeps them forever
+    /// [default: off]
+    #[arg(long, env = "RTCTL_NOTIFICATION_RETENTION", value_name = "DURATION")]
+    pub notification_retention: Option<String>,
+
     /// Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every
     /// hub node on it [default: none, one node in memory]
     #[arg(long, env = "RTCTL_REDIS_URL", hide_env_values = true)]

@@ -111,6 +111,7 @@ pub(crate) fn settings(args: ServeArgs) -> FileConfig {
         database_url: args.database_url,
         database_pool: args.database_pool,
         sqlite_synchronous: args.sqlite_synchronous,
+        notification_retention: args.notification_retention,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
         redis_frame_key: args.redis_frame_key,

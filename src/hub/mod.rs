@@ -14,6 +14,7 @@ mod cors;
 mod dashboard;
 pub mod error;
 mod events;
+mod housekeeping;
 mod idempotency;
 mod jwks;
 mod listener;
@@ -101,6 +102,7 @@ impl Hub {
         let node = rand::random::<u32>();
         let node_id = format!("{node:08x}");
         let shutdown = CancellationToken::new();
+        housekeeping::spawn(Arc::clone(&store), config.notification_retention, shutdown.clone());
         verifier.start_fetching(shutdown.clone()).await;
         let ttl = config.limits.ws_token_ttl;
         let (layer, presence, ws_tokens): (SharedLayer, Arc<dyn Presence>, _) = match &config.redis {
