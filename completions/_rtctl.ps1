@@ -364,7 +364,7 @@ Register-ArgumentCompleter -Native -CommandName 'rtctl' -ScriptBlock {
             [CompletionResult]::new('--url', '--url', [CompletionResultType]::ParameterName, 'The hub''s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]')
             [CompletionResult]::new('--jwt-secret', '--jwt-secret', [CompletionResultType]::ParameterName, 'The hub''s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)')
             [CompletionResult]::new('--api-key', '--api-key', [CompletionResultType]::ParameterName, 'The hub''s API key, for the publishing routes and the stats (default: from the config file)')
-            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization whose members get the event')
+            [CompletionResult]::new('--org', '--org', [CompletionResultType]::ParameterName, 'The organization, as a flag (the same as ORG)')
             [CompletionResult]::new('--type', '--type', [CompletionResultType]::ParameterName, 'The event type, free text such as user.joined or resource.created')
             [CompletionResult]::new('--data', '--data', [CompletionResultType]::ParameterName, 'The event''s data, JSON')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file with the hub''s secrets; the first `rtctl serve` creates it')

@@ -339,7 +339,7 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --url 'The hub''s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]'
             cand --jwt-secret 'The hub''s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)'
             cand --api-key 'The hub''s API key, for the publishing routes and the stats (default: from the config file)'
-            cand --org 'The organization whose members get the event'
+            cand --org 'The organization, as a flag (the same as ORG)'
             cand --type 'The event type, free text such as user.joined or resource.created'
             cand --data 'The event''s data, JSON'
             cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'

@@ -272,7 +272,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l org -d 'The organization whose members get the event' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l org -d 'The organization, as a flag (the same as ORG)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l type -d 'The event type, free text such as user.joined or resource.created' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l data -d 'The event\'s data, JSON' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F

@@ -335,7 +335,7 @@ fn help_has_examples_and_the_flags_under_their_headings() {
     ] {
         assert!(help(command).contains("\nExamples:\n  rtctl "), "{command} --help has no examples");
     }
-    for (command, own) in [("notify", "--title"), ("status", "--watch"), ("event", "--org")] {
+    for (command, own) in [("notify", "--title"), ("status", "--watch"), ("event", "--type")] {
         let text = help(command);
         let hub = text.find("\nHub:\n").unwrap_or_else(|| panic!("{command}: no Hub heading:\n{text}"));
         let flag = text.find(&format!("  {own} ")).or_else(|| text.find(&format!(", {own}")));
@@ -372,4 +372,18 @@ fn small_stumbles_are_named() {
     let (code, _, err) = run(rtctl(dir.path()).args(["connect", &url, "--wait", "5s"]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("no token was sent: add --user-id ID to mint one from the config, or --token TOKEN"), "{err}");
+}
+
+/// `event` takes the org as `connect events ORG` does, positional, and still as `--org`.
+#[test]
+fn event_takes_the_org_like_connect() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let _hub = Hub::start(dir.path(), &[]);
+    for args in [&["event", "acme", "--type", "a.b"][..], &["event", "--org", "acme", "--type", "a.b"]] {
+        let (code, out, err) = run(rtctl(dir.path()).args(args));
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(out.starts_with("published a.b to org acme at "), "{out}");
+    }
+    let (code, _, _) = run(rtctl(dir.path()).args(["event", "--type", "a.b"]));
+    assert_eq!(code, 2, "no org is a usage error");
 }

@@ -68,8 +68,8 @@ Examples:
 
 pub const EVENT: &str = "\
 Examples:
-  rtctl event --org acme --type resource.created --data '{\"id\":1}'
-      every connection on /ws/events/acme/ gets it (rtctl connect events acme)";
+  rtctl event acme --type resource.created --data '{\"id\":1}'
+      every connection on /ws/events/acme/ gets it (rtctl connect events acme); --org acme works too";
 
 pub const ROOM: &str = "\
 Examples:

@@ -106,9 +106,13 @@ pub struct EventArgs {
     #[command(flatten)]
     pub client: ClientArgs,
 
-    /// The organization whose members get the event
-    #[arg(long, value_name = "ORG")]
-    pub org: String,
+    /// The organization whose members get the event, as in `rtctl connect events ORG`
+    #[arg(value_name = "ORG", required_unless_present = "org_flag", conflicts_with = "org_flag")]
+    pub org: Option<String>,
+
+    /// The organization, as a flag (the same as ORG)
+    #[arg(long = "org", value_name = "ORG")]
+    pub org_flag: Option<String>,
 
     /// The event type, free text such as user.joined or resource.created
     #[arg(long = "type", value_name = "TYPE")]

@@ -102,13 +102,15 @@ pub async fn run_event(config_path: &Path, args: EventArgs) -> anyhow::Result<u8
     body.insert("event_type".into(), json!(args.event_type));
     insert_some(&mut body, "data", args.data);
     let client = http::client()?;
-    let path = format!("/api/v1/orgs/{}/events", path_segment(&args.org));
+    // clap requires one of the two.
+    let org = args.org.or(args.org_flag).unwrap_or_default();
+    let path = format!("/api/v1/orgs/{}/events", path_segment(&org));
     let request = http::request(&client, Method::POST, &config.url, &path, Auth::ApiKey(key)).json(&body);
     let reply = http::send_as(request, &config, Credential::ApiKey).await.context("cannot publish the event")?;
     if args.json {
         println!("{reply}");
     } else {
-        println!("published {} to org {} at {}", args.event_type, args.org, plain(&reply["timestamp"]));
+        println!("published {} to org {} at {}", args.event_type, org, plain(&reply["timestamp"]));
     }
     Ok(0)
 }
