@@ -521,6 +521,32 @@ async fn reconnects_after_a_hub_restart() {
     drop(hub);
 }
 
+/// `connect events ORG` keeps the last stream position and resumes from it after the hub restarts:
+/// the events published meanwhile arrive once each, in order.
+#[tokio::test]
+async fn connect_resumes_an_event_stream_after_a_restart() {
+    let hub = TestHub::start().await;
+    let dir = TempDir::new().unwrap();
+    let mut connect = rtctl(&hub, dir.path());
+    connect.args(["connect", "--user-id", "7", "events", "acme"]);
+    let mut client = Client::spawn(connect);
+    client.until("connection_established").await;
+    let body = serde_json::json!({"event_type": "tick"});
+    assert_eq!(hub.post_api("/api/v1/orgs/acme/events", &body).await.status(), 202);
+    assert_eq!(client.until("event").await["seq"], 1);
+    let hub = hub.down().await;
+    let hub = hub.up().await;
+    for _ in 0..2 {
+        assert_eq!(hub.post_api("/api/v1/orgs/acme/events", &body).await.status(), 202);
+    }
+    // Back before or after the two events (the backoff decides): either way both arrive, once.
+    client.until("connection_established").await;
+    assert_eq!(client.until("event").await["seq"], 2);
+    assert_eq!(client.until("event").await["seq"], 3);
+    assert_eq!(client.finish().await, 0);
+    drop(hub);
+}
+
 /// An entry typed while the hub is away is queued and sent once the session is back, even though stdin
 /// ended meanwhile (exit 0); stdin ending while reconnecting with nothing queued exits 4, not 0.
 #[tokio::test]

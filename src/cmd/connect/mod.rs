@@ -311,7 +311,17 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
 async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: ConnectRequest, reconnect: bool) -> u8 {
     let mut attempt: u32 = 0;
     let mut ever_connected = false;
+    let base_url = request.url.clone();
     loop {
+        // Resume where the last connection left off (org events, dashboard: PROTOCOL §7).
+        request.url = match &session.position {
+            Some((seq, epoch)) => {
+                let separator = if base_url.contains('?') { '&' } else { '?' };
+                format!("{base_url}{separator}since={seq}&epoch={epoch}")
+            }
+            None => base_url.clone(),
+        };
+        session.resuming_from = session.position.as_ref().map(|(seq, _)| *seq);
         request.token = match tokens.next().await {
             Ok(token) => token,
             Err(error) => {

@@ -95,6 +95,11 @@ pub struct Session {
     /// SIGINT, listened to for the whole session: a fresh `ctrl_c()` in each `select!` misses a
     /// Ctrl-C that arrives between two of them, and the session then waited on.
     sigint: Option<tokio::signal::unix::Signal>,
+    /// The last stream position (`seq`, `epoch`) the hub sent (org events, dashboard): a reconnect
+    /// resumes from it (PROTOCOL §7).
+    pub position: Option<(u64, String)>,
+    /// The `since` of the connection being opened, to report what the resume brought.
+    pub resuming_from: Option<u64>,
 }
 
 /// The next SIGINT; never, without a handler.
@@ -134,6 +139,8 @@ impl Session {
         let piped = piped.then(PipedLines::default);
         let sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
         Self {
+            position: None,
+            resuming_from: None,
             output,
             input,
             pending,
@@ -271,6 +278,7 @@ impl Session {
         self.output.incoming(text);
         let Ok(value) = serde_json::from_str::<Value>(text) else { return false };
         let kind = value["type"].as_str().unwrap_or_default();
+        self.track_position(kind, &value);
         if kind == "pong"
             && let Some(sent) = self.pings.remove(&value["timestamp"].to_string())
         {
@@ -278,6 +286,28 @@ impl Session {
             self.output.system(&format!("pong: round trip {rtt:.1} ms"));
         }
         self.until.as_deref() == Some(kind)
+    }
+
+    /// Keeps the stream position of what arrived, and reports how a resume went.
+    fn track_position(&mut self, kind: &str, value: &Value) {
+        if kind == "resume_failed" {
+            self.resuming_from = None;
+            let (reason, oldest) = (value["reason"].as_str().unwrap_or("unknown"), &value["oldest_seq"]);
+            self.output.error(&format!(
+                "resume failed ({reason}): what was missed is not replayed (the hub keeps from seq {oldest}); reload your state"
+            ));
+        }
+        if let (Some(seq), Some(epoch)) = (value["seq"].as_u64(), value["epoch"].as_str()) {
+            if kind == "connection_established"
+                && let Some(since) = self.resuming_from.take()
+            {
+                let missed = seq.saturating_sub(since);
+                self.output.system(&format!("resumed from seq {since}: {missed} missed messages replayed"));
+            }
+            // The highest seq of this epoch; another epoch starts over.
+            let kept = self.position.as_ref().filter(|(_, e)| e == epoch).map_or(0, |(s, _)| *s);
+            self.position = Some((seq.max(kept), epoch.to_owned()));
+        }
     }
 
     /// Acts on one typed or piped entry; `connection` is `None` while reconnecting.
