@@ -102,7 +102,7 @@ async fn migrations_run_once_on_a_fresh_file() {
     let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(&store.pool).await.unwrap();
     assert_eq!(foreign_keys, 1);
     let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&store.pool).await.unwrap();
-    assert_eq!(synchronous, 1, "NORMAL");
+    assert_eq!(synchronous, 2, "FULL, the durable default");
     store.ping().await.unwrap();
     assert_eq!(store.name(), "sqlite");
 
