@@ -403,7 +403,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__config__subcmd__check)
-            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --event-history --event-retention --max-body-memory --console --config --verbose --help"
+            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --sqlite-synchronous --notification-retention --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --event-history --event-retention --max-body-memory --console --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -470,6 +470,14 @@ _rtctl() {
                     return 0
                     ;;
                 --database-pool)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sqlite-synchronous)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --notification-retention)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -511,6 +511,8 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --allowed-origins 'Browser origins allowed to connect: a comma list or `*` [default: same host only]'
             cand --database-url 'Database URL: sqlite://PATH, or postgres://USER[:PASSWORD]@HOST[:PORT]/DB for nodes on several machines [default: sqlite://rtctl-data/rtctl.db]'
             cand --database-pool 'Most connections this node opens to the database (PostgreSQL''s are shared by every node) [default: 8 for SQLite, 16 for PostgreSQL]'
+            cand --sqlite-synchronous 'SQLite only: `full` syncs every commit to disk before it is acknowledged (nothing acknowledged is lost, even to a power loss); `normal` syncs at checkpoints (faster writes; a power loss may lose the last commits) [default: full]'
+            cand --notification-retention 'Delete notifications older than this, e.g. 90d, in the background; `off` keeps them forever [default: off]'
             cand --redis-url 'Redis URL (redis://[:PASSWORD@]HOST[:PORT][/DB]): fan-out, ws tokens and presence shared by every hub node on it [default: none, one node in memory]'
             cand --redis-prefix 'Prefix of every Redis key and channel, so that deployments can share one Redis [default: rtctl]'
             cand --redis-frame-key 'Key of the HMAC that authenticates every frame the nodes exchange through Redis; the same on every node, at least 16 characters [default: from the config file, else derived from the API key]'

@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::util::{
-    TestHub, api_error, connect_request, http, json_response, recv, recv_close, request_with, send, user_identity,
+    TestHub, api_error, connect_request, http, json_response, recv, recv_close, request_with, send, unpositioned,
+    user_identity,
 };
 
 /// Connects to `/ws/notifications/` with `token` in the query and returns the close the hub sends.
@@ -110,7 +111,7 @@ async fn a_ws_token_works_once_and_carries_the_identity() {
 
     let (_events, greeting) = hub.connect("/ws/events/acme/", &token).await;
     assert_eq!(
-        greeting,
+        unpositioned(greeting),
         json!({"type": "connection_established", "message": "Connected to organization events", "user_id": "u1", "org_id": "acme"})
     );
     assert_eq!(refused(&hub, &token).await, (4001, "unknown or used ws token".to_owned()));

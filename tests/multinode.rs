@@ -168,7 +168,7 @@ async fn presence_counts_distinct_users_across_nodes() {
     assert_eq!(greeting["stats"]["admins_online"], 1);
     let (s2_on_b, greeting) = b.connect("/ws/admin/dashboard/", &b.staff_jwt("s2")).await;
     assert_eq!((&greeting["stats"]["admins_online"], &greeting["stats"]["users_online"]), (&json!(2), &json!(2)));
-    assert_eq!(recv(&mut s1).await, json!({"type": "admin_joined", "user_id": "s2", "admins_online": 2}));
+    assert_eq!(unpositioned(recv(&mut s1).await), json!({"type": "admin_joined", "user_id": "s2", "admins_online": 2}));
     let (s2_on_a, _) = a.connect("/ws/admin/dashboard/", &a.staff_jwt("s2")).await;
     let _u1_on_a = a.notifications("u1").await;
     let _u1_on_b = b.notifications("u1").await;
@@ -185,7 +185,7 @@ async fn presence_counts_distinct_users_across_nodes() {
     drop(s2_on_b);
     assert_quiet(&mut s1).await;
     drop(s2_on_a);
-    assert_eq!(recv(&mut s1).await, json!({"type": "admin_left", "user_id": "s2", "admins_online": 1}));
+    assert_eq!(unpositioned(recv(&mut s1).await), json!({"type": "admin_left", "user_id": "s2", "admins_online": 1}));
     assert_eq!(dashboard(&b).await["users_online"], 2);
 }
 
