@@ -148,8 +148,10 @@ impl Reader {
                         Ok(mut guard) => loop {
                             match guard.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
                                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                Ok(()) if events.is_empty() => {
-                                    // Drained: the next event on any socket makes the descriptor readable.
+                                Ok(()) if events.iter().count() < EVENTS => {
+                                    // Drained (a full batch may leave more behind): mio registers every
+                                    // socket edge-triggered, so an event queued after this poll wakes the
+                                    // runtime's epoll again, and clearing now saves an empty poll per wake-up.
                                     guard.clear_ready();
                                     break Ok(());
                                 }
