@@ -1019,6 +1019,80 @@ mod terminal {
         assert_eq!(term.wait_exit().await, 0, "{}", term.screen());
     }
 
+    /// As bash and psql have it: Ctrl-C discards a half-typed line (or a half-typed JSON entry) and the
+    /// session goes on; Ctrl-C on an empty line ends it with 0. An unbalanced `{` continues under a
+    /// prompt of its own; a quoted value keeps its spaces; plain text gets one line saying what a
+    /// message is.
+    #[tokio::test]
+    async fn ctrl_c_quoting_and_multi_line_json_in_a_terminal() {
+        let hub = TestHub::start().await;
+        let dir = TempDir::new().unwrap();
+        let mut term = Terminal::connect(dir.path(), Some(&hub), &["notifications", "--user-id", "7"]);
+        term.wait_for("connection_established").await;
+
+        term.type_keys("hello there").await;
+        term.enter().await;
+        term.wait_for("`hello there` is not a message: type JSON or TYPE key=value (subscribe,").await;
+
+        term.type_keys("ping timestamp=5 note=\"two words\"").await;
+        term.enter().await;
+        term.wait_for("→ {\"note\":\"two words\",\"timestamp\":5,\"type\":\"ping\"}").await;
+
+        term.type_keys("mark_re").await;
+        term.wait_for("> mark_re").await;
+        term.key("\x03").await;
+        term.type_keys("ping timestamp=6").await;
+        term.enter().await;
+        let screen = term.wait_for("→ {\"timestamp\":6,\"type\":\"ping\"}").await;
+        assert!(!screen.contains("mark_reping"), "Ctrl-C kept the typed text:\n{screen}");
+
+        term.type_keys("{\"type\": \"ping\",").await;
+        term.enter().await;
+        term.wait_until("the continuation prompt", |screen| screen.trim_end().ends_with("…")).await;
+        term.type_keys("\"timestamp\": 7}").await;
+        term.enter().await;
+        term.wait_for("→ {\"timestamp\":7,\"type\":\"ping\"}").await;
+
+        // Ctrl-C in a continued entry drops all of it, its first line too.
+        term.type_keys("{\"type\": \"ping\",").await;
+        term.enter().await;
+        term.wait_until("the continuation prompt", |screen| screen.trim_end().ends_with("…")).await;
+        term.key("\x03").await;
+        term.type_keys("ping timestamp=8").await;
+        term.enter().await;
+        term.wait_for("→ {\"timestamp\":8,\"type\":\"ping\"}").await;
+
+        term.key("\x03").await;
+        assert_eq!(term.wait_exit().await, 0, "Ctrl-C on an empty line did not end the session:\n{}", term.screen());
+        let history = std::fs::read_to_string(dir.path().join("rtctl/history-notifications")).unwrap();
+        assert!(history.contains("timestamp=6") && !history.contains("mark_re\n"), "{history}");
+    }
+
+    /// In a chat room, plain text is said as a `chat_message`; a known type with key=value is still
+    /// that message; Ctrl-D ends the session with 0.
+    #[tokio::test]
+    async fn plain_text_in_a_chat_room_is_a_chat_message() {
+        let hub = TestHub::start().await;
+        let body = serde_json::json!({"room_id": "team", "members": ["7"]});
+        let (status, room) = hub.post_json("/api/v1/chat/rooms", &[("X-API-Key", hub.api_key())], &body).await;
+        assert_eq!(status, 201, "{room}");
+        let dir = TempDir::new().unwrap();
+        let mut term = Terminal::connect(dir.path(), Some(&hub), &["chat", "team", "--user-id", "7"]);
+        term.wait_for("connection_established").await;
+
+        term.type_keys("hello there").await;
+        term.enter().await;
+        term.wait_for("→ {\"message\":\"hello there\",\"type\":\"chat_message\"}").await;
+        term.wait_for("\"content\": \"hello there\"").await;
+
+        term.type_keys("chat_message message='it\\'s quoted'").await;
+        term.enter().await;
+        term.wait_for("\"content\": \"it's quoted\"").await;
+
+        term.key("\x04").await;
+        assert_eq!(term.wait_exit().await, 0, "Ctrl-D did not end the session:\n{}", term.screen());
+    }
+
     /// Frames print above the prompt without eating the half-typed line, Tab completes message types,
     /// `/ping` shows a round trip, `/quit` exits 0, and the history file is written.
     #[tokio::test]

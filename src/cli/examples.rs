@@ -40,6 +40,8 @@ Examples:
 Typed in a session:
   {\"type\":\"ping\"}      a JSON message
   ping timestamp=1       the same as TYPE key=value
+  x reason=\"spam account\" a quoted value keeps its spaces ('single quotes' too)
+  hello there            in a chat room: said as a chat_message
   /ping                  send a protocol ping and show the round trip
   /close [CODE] [REASON] close the connection (default 1000) and end the session
   /reconnect             close and connect again (with a fresh token when rtctl minted it)
@@ -48,9 +50,10 @@ Typed in a session:
   /history               show the input history of this target
   /help                  show the commands
   /quit                  close normally and end the session (also Ctrl-D)
+  Ctrl-C discards the line being typed; on an empty line it ends the session
 
 Exit codes:
-  0    normal close: 1000, /quit, --wait elapsed, --until seen, end of input
+  0    normal close: 1000, /quit, Ctrl-D, Ctrl-C on an empty line, --wait elapsed, --until seen, end of input
   1    an error: the hub unreachable at the first attempt, close 1003/1007/1009, a piped line not sent
   2    usage: bad arguments, unknown target, an --until type the hub never sends, a bad -x or -H
   3    refused: the handshake answered with an HTTP status, or close 4001, 4003 or 4004

@@ -1,16 +1,22 @@
 //! The interactive line editor: rustyline on its own thread with tab completion of message types and
-//! slash commands, multi-line JSON (Enter sends once braces balance) and a history file per target.
+//! slash commands, multi-line JSON (a continuation prompt until the braces balance), Ctrl-C as a shell
+//! has it, and a history file per target.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter};
+use rustyline::validate::Validator;
+use rustyline::{
+    Cmd, CompletionType, ConditionalEventHandler, Config, Context, Editor, Event, EventContext, EventHandler,
+    ExternalPrinter, KeyCode, KeyEvent, Modifiers, RepeatCount,
+};
 use tokio::sync::mpsc;
 
 use super::input::{self, SLASH_COMMANDS};
@@ -18,7 +24,11 @@ use super::input::{self, SLASH_COMMANDS};
 /// Lines kept in a history file.
 const HISTORY_SIZE: usize = 1000;
 
-/// Completes the endpoint's message types and the slash commands; holds multi-line JSON open.
+/// The prompt of an entry's first line, and of the lines that continue an unbalanced JSON entry.
+pub const PROMPT: &str = "> ";
+pub const CONTINUATION_PROMPT: &str = "… ";
+
+/// Completes the endpoint's message types and the slash commands.
 struct Helper {
     types: Vec<&'static str>,
 }
@@ -47,9 +57,20 @@ impl Hinter for Helper {
 
 impl Highlighter for Helper {}
 
-impl Validator for Helper {
-    fn validate(&self, ctx: &mut ValidationContext<'_>) -> rustyline::Result<ValidationResult> {
-        Ok(if input::is_complete(ctx.input()) { ValidationResult::Valid(None) } else { ValidationResult::Incomplete })
+/// Enter always ends the line: an unbalanced JSON entry continues under a prompt of its own (see
+/// [`spawn`]), which rustyline's own multi-line input does not show.
+impl Validator for Helper {}
+
+/// Ctrl-C interrupts as usual, noting first whether it discards typed text (a shell's Ctrl-C) or
+/// comes on an empty line (which ends the session).
+struct CtrlC {
+    discards_text: Arc<AtomicBool>,
+}
+
+impl ConditionalEventHandler for CtrlC {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext<'_>) -> Option<Cmd> {
+        self.discards_text.store(!ctx.line().is_empty(), Ordering::Relaxed);
+        None
     }
 }
 
@@ -64,8 +85,9 @@ pub fn history_path(key: &str) -> Option<PathBuf> {
     Some(state.join("rtctl").join(format!("history-{key}")))
 }
 
-/// Starts the editor thread; each complete entry arrives on the returned channel, `/quit` on Ctrl-D or
-/// Ctrl-C. The printer writes above the prompt.
+/// Starts the editor thread; each complete entry arrives on the returned channel. Ctrl-C discards a
+/// half-typed entry and keeps the session; on an empty line it sends `/quit`, as Ctrl-D does. The
+/// printer writes above the prompt.
 pub fn spawn(
     types: Vec<&'static str>,
     history_key: &str,
@@ -78,6 +100,9 @@ pub fn spawn(
         .build();
     let mut editor: Editor<Helper, DefaultHistory> = Editor::with_config(config)?;
     editor.set_helper(Some(Helper { types }));
+    let discards_text = Arc::new(AtomicBool::new(false));
+    let ctrl_c = CtrlC { discards_text: Arc::clone(&discards_text) };
+    editor.bind_sequence(KeyEvent(KeyCode::Char('C'), Modifiers::CTRL), EventHandler::Conditional(Box::new(ctrl_c)));
     let history = history_path(history_key);
     if let Some(path) = &history {
         // A missing file is the first session for this target, not an error.
@@ -86,12 +111,28 @@ pub fn spawn(
     let printer = editor.create_external_printer()?;
     let (tx, rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
+        // The lines of an entry so far: more than one while a JSON entry's braces do not balance.
+        let mut entry = String::new();
         loop {
-            let entry = match editor.readline("> ") {
-                Ok(entry) => entry,
-                Err(ReadlineError::Eof | ReadlineError::Interrupted) => "/quit".to_owned(),
-                Err(_) => "/quit".to_owned(),
-            };
+            discards_text.store(false, Ordering::Relaxed);
+            let prompt = if entry.is_empty() { PROMPT } else { CONTINUATION_PROMPT };
+            match editor.readline(prompt) {
+                Ok(line) => {
+                    if !entry.is_empty() {
+                        entry.push('\n');
+                    }
+                    entry.push_str(&line);
+                    if !input::is_complete(&entry) {
+                        continue;
+                    }
+                }
+                Err(ReadlineError::Interrupted) if discards_text.load(Ordering::Relaxed) || !entry.is_empty() => {
+                    entry.clear();
+                    continue;
+                }
+                Err(_) => entry = "/quit".to_owned(),
+            }
+            let entry = std::mem::take(&mut entry);
             if entry.trim() == "/history" {
                 for (n, line) in editor.history().iter().enumerate() {
                     println!("{:>4}  {}", n + 1, line.replace('\n', "\n      "));
@@ -104,7 +145,7 @@ pub fn spawn(
                     save(&mut editor, path);
                 }
             }
-            let quit = matches!(input::parse(&entry), Ok(input::Action::Quit));
+            let quit = matches!(input::parse(&entry, None), Ok(input::Action::Quit));
             if tx.send(entry).is_err() || quit {
                 break;
             }

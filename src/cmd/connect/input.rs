@@ -1,7 +1,9 @@
-//! What a typed or piped line means: a JSON frame, the `type key=value` shorthand, or a slash command;
-//! and when a multi-line JSON entry is complete.
+//! What a typed or piped line means: a JSON frame, the `type key=value` shorthand, a slash command, or
+//! (in a chat room) text to say; and when a multi-line JSON entry is complete.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+
+use crate::protocol::{Endpoint, PING};
 
 /// The slash commands, with their `/help` text; also the completion candidates.
 pub const SLASH_COMMANDS: &[(&str, &str)] = &[
@@ -37,8 +39,10 @@ pub enum Action {
     Nothing,
 }
 
-/// Decides what `entry` means; the error says what is wrong with it, and nothing is sent.
-pub fn parse(entry: &str) -> Result<Action, String> {
+/// Decides what `entry` means on `endpoint` (`None`: a URL whose endpoint is unknown); the error says
+/// what is wrong with it, and nothing is sent. In a chat room, a line that is neither JSON, a slash
+/// command nor `TYPE key=value` with one of the room's types is text to say: a `chat_message`.
+pub fn parse(entry: &str, endpoint: Option<Endpoint>) -> Result<Action, String> {
     let trimmed = entry.trim();
     if trimmed.is_empty() {
         return Ok(Action::Nothing);
@@ -55,7 +59,21 @@ pub fn parse(entry: &str) -> Result<Action, String> {
             serde_json::from_str(trimmed).map_err(|e| format!("not valid JSON ({e}); /raw sends it anyway"))?;
         return Ok(Action::Send(value.to_string()));
     }
-    shorthand(trimmed).map(|value| Action::Send(value.to_string()))
+    let types = endpoint.map_or_else(|| vec![PING], Endpoint::request_types);
+    let first = trimmed.split_whitespace().next().unwrap_or_default();
+    let known = types.contains(&first);
+    let chat = endpoint == Some(Endpoint::Chat);
+    match (shorthand(trimmed), chat) {
+        (Ok(value), false) => Ok(Action::Send(value.to_string())),
+        (Ok(value), true) if known => Ok(Action::Send(value.to_string())),
+        (_, true) => Ok(Action::Send(json!({"type": "chat_message", "message": trimmed}).to_string())),
+        // Words that are not a message: say what is, in one line.
+        (Err(_), false) if endpoint.is_some() && !known => Err(format!(
+            "`{trimmed}` is not a message: type JSON or TYPE key=value ({}), or /help; plain text is for chat rooms (rtctl connect chat ROOM)",
+            types.join(", ")
+        )),
+        (Err(why), false) => Err(why),
+    }
 }
 
 fn slash(command: &str) -> Result<Action, String> {
@@ -72,7 +90,13 @@ fn slash(command: &str) -> Result<Action, String> {
             if !(code == 1000 || (3000..5000).contains(&code)) {
                 return Err(format!("a client may close with 1000 or 3000-4999, not {code}"));
             }
-            Ok(Action::Close { code, reason: reason.trim().to_owned() })
+            // `/close 4000 "spam account"` means the words, not the quotes.
+            let reason = reason.trim();
+            let reason = match value(reason) {
+                Ok(Value::String(unquoted)) if reason.starts_with(['"', '\'']) => unquoted,
+                _ => reason.to_owned(),
+            };
+            Ok(Action::Close { code, reason })
         }
         "reconnect" => Ok(Action::Reconnect),
         "json" => match rest {
@@ -90,26 +114,96 @@ fn slash(command: &str) -> Result<Action, String> {
 }
 
 /// `mark_read notification_id=5` → `{"type":"mark_read","notification_id":5}`. A value is JSON when it
-/// parses as JSON (`5`, `true`, `[1,2]`, `"5"`), else a string.
+/// parses as JSON (`5`, `true`, `[1,2]`, `"5"`), else a string; a quoted one (`reason="spam account"`,
+/// `reason='spam account'`, with `\"` or `\'` inside) is a string and may hold spaces.
 pub fn shorthand(line: &str) -> Result<Value, String> {
-    let mut words = line.split_whitespace();
-    let kind = words.next().unwrap_or_default();
+    let words = words(line)?;
+    let (kind, pairs) = words.split_first().map_or(("", &[][..]), |(kind, pairs)| (*kind, pairs));
     if !kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
         return Err(format!("`{kind}` is not a message type; type JSON, `TYPE key=value ...` or /help"));
     }
     let mut object = Map::new();
     object.insert("type".to_owned(), Value::from(kind));
-    for word in words {
-        let (key, value) = word
-            .split_once('=')
-            .ok_or_else(|| format!("`{word}` is not key=value; quote JSON values, e.g. title=\"Hi\""))?;
+    for word in pairs {
+        let (key, raw) = word.split_once('=').ok_or_else(|| {
+            format!("`{word}` is not key=value; quote a value with spaces, e.g. reason=\"spam account\"")
+        })?;
         if key.is_empty() {
             return Err(format!("`{word}` has no key"));
         }
-        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::from(value));
-        object.insert(key.to_owned(), value);
+        object.insert(key.to_owned(), value(raw)?);
     }
     Ok(Value::Object(object))
+}
+
+/// Splits a shorthand line at the whitespace outside quotes and brackets, so that
+/// `reason="spam account"` and `ids=[1, 2]` are one word each. A quote opens a quoted part at the start
+/// of a word or a value (a `'` inside a word, as in `it's`, is a letter); `"` also inside brackets.
+fn words(line: &str) -> Result<Vec<&str>, String> {
+    let mut words = Vec::new();
+    let mut start: Option<usize> = None;
+    let (mut quote, mut escaped, mut depth, mut previous) = (None::<char>, false, 0i32, ' ');
+    for (at, c) in line.char_indices() {
+        if let Some(open) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                c if c == open => quote = None,
+                _ => {}
+            }
+            previous = c;
+            continue;
+        }
+        let value_start = previous.is_whitespace() || previous == '=';
+        match c {
+            c if c.is_whitespace() && depth <= 0 => {
+                if let Some(from) = start.take() {
+                    words.push(&line[from..at]);
+                }
+            }
+            '"' if value_start || depth > 0 => quote = Some(c),
+            '\'' if value_start && depth <= 0 => quote = Some(c),
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth -= 1,
+            _ => {}
+        }
+        if !(c.is_whitespace() && depth <= 0) {
+            start.get_or_insert(at);
+        }
+        previous = c;
+    }
+    if let Some(open) = quote {
+        let word = &line[start.unwrap_or_default()..];
+        return Err(format!("`{word}` has no closing {open}; close the quote, e.g. reason={open}spam account{open}"));
+    }
+    if let Some(from) = start {
+        words.push(&line[from..]);
+    }
+    Ok(words)
+}
+
+/// One shorthand value: a quoted string, else JSON when it parses, else the text as a string.
+fn value(raw: &str) -> Result<Value, String> {
+    if raw.starts_with('"') {
+        // A JSON string: `\"`, `\\`, `\n` and `\u..` escapes as JSON has them.
+        return serde_json::from_str::<String>(raw)
+            .map(Value::from)
+            .map_err(|_| format!("`{raw}` is not one quoted string; escape a quote inside as \\\""));
+    }
+    if let Some(quoted) = raw.strip_prefix('\'') {
+        let mut text = String::new();
+        let mut chars = quoted.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => text.extend(chars.next()),
+                '\'' if chars.as_str().is_empty() => return Ok(Value::from(text)),
+                '\'' => break,
+                c => text.push(c),
+            }
+        }
+        return Err(format!("`{raw}` is not one quoted string; escape a quote inside as \\'"));
+    }
+    Ok(serde_json::from_str(raw).unwrap_or_else(|_| Value::from(raw)))
 }
 
 /// Whether a JSON entry has as many closing as opening braces and brackets (outside strings), so that
@@ -150,6 +244,53 @@ mod tests {
         assert!(shorthand("hello world").is_err());
     }
 
+    /// A quoted value holds spaces and escaped quotes, in double or single quotes; an unclosed quote
+    /// says so; brackets keep a JSON value with spaces whole; a `'` inside a word is a letter.
+    #[test]
+    fn shorthand_values_may_be_quoted() {
+        let frame = |line: &str| shorthand(line).unwrap();
+        assert_eq!(
+            frame(r#"reject_user user_id=4 reason="spam account""#),
+            serde_json::json!({"type":"reject_user","user_id":4,"reason":"spam account"})
+        );
+        assert_eq!(frame("x reason='spam account'")["reason"], "spam account");
+        assert_eq!(frame(r#"x reason="say \"hi\" now""#)["reason"], r#"say "hi" now"#);
+        assert_eq!(frame(r"x reason='it\'s   spaced'")["reason"], "it's   spaced");
+        assert_eq!(frame("x note=it's")["note"], "it's");
+        assert_eq!(
+            frame(r#"x ids=[1, 2] data={"a": "b c"}"#),
+            serde_json::json!({"type":"x","ids":[1,2],"data":{"a":"b c"}})
+        );
+        assert_eq!(frame(r#"x n="5""#)["n"], "5");
+        let unclosed = shorthand(r#"x reason="spam account"#).unwrap_err();
+        assert!(unclosed.contains("has no closing \""), "{unclosed}");
+        assert!(shorthand(r#"x reason="a"b"#).is_err());
+    }
+
+    /// In a chat room, text is said; elsewhere it gets one line naming what a message is.
+    #[test]
+    fn plain_text_is_chat_in_a_room_and_a_hint_elsewhere() {
+        let chat = Some(Endpoint::Chat);
+        let said = |line: &str| match parse(line, chat).unwrap() {
+            Action::Send(text) => serde_json::from_str::<Value>(&text).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(said("hello there"), serde_json::json!({"type":"chat_message","message":"hello there"}));
+        assert_eq!(said("it's a \"test\""), serde_json::json!({"type":"chat_message","message":"it's a \"test\""}));
+        assert_eq!(said("typing"), serde_json::json!({"type":"typing"}));
+        assert_eq!(said("get_history limit=5")["limit"], 5);
+        assert_eq!(said("ping me later")["message"], "ping me later");
+        assert_eq!(parse("/quit", chat).unwrap(), Action::Quit);
+        let hint = parse("hello there", Some(Endpoint::Notifications)).unwrap_err();
+        assert!(
+            hint.starts_with(
+                "`hello there` is not a message: type JSON or TYPE key=value (subscribe, get_notifications"
+            ),
+            "{hint}"
+        );
+        assert!(parse("hello there", None).unwrap_err().contains("is not key=value"));
+    }
+
     /// Braces inside strings do not count; a bare word is complete at once.
     #[test]
     fn json_entries_complete_when_braces_balance() {
@@ -162,7 +303,12 @@ mod tests {
     /// Slash commands parse their arguments and refuse bad ones.
     #[test]
     fn slash_commands() {
+        let parse = |entry| parse(entry, Some(Endpoint::Notifications));
         assert_eq!(parse("/close 4000 bye now").unwrap(), Action::Close { code: 4000, reason: "bye now".into() });
+        assert_eq!(
+            parse("/close 4000 'spam account'").unwrap(),
+            Action::Close { code: 4000, reason: "spam account".into() }
+        );
         assert_eq!(parse("/close").unwrap(), Action::Close { code: 1000, reason: String::new() });
         assert!(parse("/close 1006").is_err());
         assert_eq!(parse("/json off").unwrap(), Action::Pretty(false));

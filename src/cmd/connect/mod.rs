@@ -98,24 +98,28 @@ impl Target {
         }
     }
 
-    /// The message types a client may send here (PROTOCOL §4), for completion; a URL is guessed by path.
-    fn types(&self) -> Vec<&'static str> {
-        let endpoint = match self {
-            Target::Notifications => Endpoint::Notifications,
-            Target::Events(_) => Endpoint::Events,
-            Target::Dashboard => Endpoint::Dashboard,
-            Target::Chat(_) => Endpoint::Chat,
+    /// The endpoint, for the message types a client may send (PROTOCOL §4); a URL's is guessed by
+    /// its path, `None` when it is no endpoint of the hub's.
+    fn endpoint(&self) -> Option<Endpoint> {
+        match self {
+            Target::Notifications => Some(Endpoint::Notifications),
+            Target::Events(_) => Some(Endpoint::Events),
+            Target::Dashboard => Some(Endpoint::Dashboard),
+            Target::Chat(_) => Some(Endpoint::Chat),
             Target::Url(url) => {
                 let path = url.split_once("://").map_or("", |(_, rest)| rest.split('?').next().unwrap_or(""));
                 // Each endpoint's path up to its parameter, if it has one.
-                let guess = Endpoint::ALL.into_iter().find(|endpoint| {
+                Endpoint::ALL.into_iter().find(|endpoint| {
                     let fixed = endpoint.path().split('{').next().unwrap_or_default();
                     path.contains(fixed)
-                });
-                return guess.map_or_else(|| vec![protocol::PING], Endpoint::request_types);
+                })
             }
-        };
-        endpoint.request_types()
+        }
+    }
+
+    /// The message types a client may send here, for completion (just `ping` for an unknown URL).
+    fn types(&self) -> Vec<&'static str> {
+        self.endpoint().map_or_else(|| vec![protocol::PING], Endpoint::request_types)
     }
 
     /// Names the history file: the endpoint, or the URL's host and path (never its query: it may hold a token).
@@ -257,7 +261,7 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
 
     let mut pending = VecDeque::new();
     for message in &args.execute {
-        match input::parse(message) {
+        match input::parse(message, target.endpoint()) {
             Ok(input::Action::Send(text)) => pending.push_back(text),
             Ok(input::Action::Nothing) => {
                 eprintln!("rtctl: -x needs a message (JSON or TYPE key=value), not an empty string");
@@ -286,7 +290,7 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
     }
     let deadline = args.wait.map(|wait| tokio::time::Instant::now() + wait);
     let piped = input.is_some() && !interactive;
-    let mut session = Session::new(output, input, pending, deadline, args.until.clone(), target.types(), piped);
+    let mut session = Session::new(output, input, pending, deadline, args.until.clone(), target.endpoint(), piped);
     let reconnect = !args.no_reconnect;
     let mut code = run_loop(&mut session, &tokens, request, reconnect).await;
     // What the script waited for did not happen: it must not read the Ctrl-C as success.

@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use super::input::{self, Action, SLASH_COMMANDS};
 use super::output::Output;
 use crate::client::WsStream;
-use crate::protocol::close;
+use crate::protocol::{Endpoint, close};
 
 /// How long we wait for the hub to answer our close frame before giving up on it.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -85,7 +85,8 @@ pub struct Session {
     pending: VecDeque<String>,
     deadline: Option<Instant>,
     until: Option<String>,
-    types: Vec<&'static str>,
+    /// What the entries are parsed for (`None`: a URL that is no endpoint of the hub's).
+    endpoint: Option<Endpoint>,
     /// Pings in flight, by their timestamp, for the round trip of `/ping`.
     pings: HashMap<String, std::time::Instant>,
     /// The tally of piped input; `None` for typed input, where a person sees the error and types again.
@@ -133,7 +134,7 @@ impl Session {
         pending: VecDeque<String>,
         deadline: Option<Instant>,
         until: Option<String>,
-        types: Vec<&'static str>,
+        endpoint: Option<Endpoint>,
         piped: bool,
     ) -> Self {
         let piped = piped.then(PipedLines::default);
@@ -146,7 +147,7 @@ impl Session {
             pending,
             deadline,
             until,
-            types,
+            endpoint,
             pings: HashMap::new(),
             piped,
             interrupted: false,
@@ -315,7 +316,7 @@ impl Session {
         if let Some(piped) = &mut self.piped {
             piped.read += 1;
         }
-        let action = match input::parse(entry) {
+        let action = match input::parse(entry, self.endpoint) {
             Ok(action) => action,
             Err(why) => {
                 match &mut self.piped {
@@ -365,7 +366,7 @@ impl Session {
                 self.output.system(if on { "JSON pretty-printing on" } else { "JSON pretty-printing off" });
             }
             (Action::History, _) => self.output.system("history is kept by interactive sessions only"),
-            (Action::Help, _) => self.output.plain(&help(&self.types)),
+            (Action::Help, _) => self.output.plain(&help(self.endpoint)),
         }
         Step::Continue
     }
@@ -433,10 +434,15 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn help(types: &[&str]) -> String {
+fn help(endpoint: Option<Endpoint>) -> String {
+    let types = endpoint.map_or_else(|| vec![crate::protocol::PING], Endpoint::request_types);
     let mut text = String::from("Type JSON (multi-line until the braces balance), or TYPE key=value ...\n");
     text.push_str(&format!("  message types here: {}\n", types.join(" ")));
     text.push_str("  e.g. mark_read notification_id=5  →  {\"type\":\"mark_read\",\"notification_id\":5}\n");
+    text.push_str("  quote a value with spaces: reason=\"spam account\" (or 'spam account')\n");
+    if endpoint == Some(Endpoint::Chat) {
+        text.push_str("  any other text is said in the room: hello there  →  {\"type\":\"chat_message\",\"message\":\"hello there\"}\n");
+    }
     for (name, what) in SLASH_COMMANDS {
         text.push_str(&format!("  {name:<11} {what}\n"));
     }
