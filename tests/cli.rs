@@ -30,7 +30,7 @@ fn rtctl_alone(cwd: &Path) -> Command {
 }
 
 /// The binary, pointed at `hub` through RTCTL_URL (which `--url` overrides) and the env, in an empty temp dir.
-fn rtctl(hub: &TestHub, cwd: &Path) -> Command {
+pub(crate) fn rtctl(hub: &TestHub, cwd: &Path) -> Command {
     let mut command = rtctl_alone(cwd);
     command
         .env("RTCTL_JWT_SECRET", hub.config.jwt_secret().unwrap())
@@ -44,7 +44,7 @@ fn unix_now() -> u64 {
 }
 
 /// Runs to completion; returns exit code, stdout, stderr.
-async fn output(mut command: Command) -> (i32, String, String) {
+pub(crate) async fn output(mut command: Command) -> (i32, String, String) {
     command.stdin(Stdio::null());
     let out = tokio::time::timeout(STEP, command.output()).await.expect("rtctl finished in time").unwrap();
     let text = |b: Vec<u8>| String::from_utf8(b).unwrap();

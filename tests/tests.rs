@@ -19,6 +19,7 @@ mod http;
 mod idempotency;
 mod jwks;
 mod lifecycle;
+mod lifetime;
 mod limits;
 mod multinode;
 mod notifications;

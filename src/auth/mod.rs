@@ -17,7 +17,7 @@ pub use claims::{ClaimMap, StaffRule, parse_paths as parse_claim_paths, path_set
 pub use jwks::{DEFAULT_JWKS_MIN_REFETCH, DEFAULT_JWKS_REFRESH, JwksStatus, JwksUrl};
 pub use mint::{Claims, Minter, SigningKey, claims_for, mint, mint_with_kid};
 pub use verify::{JWT_LEEWAY_SECS, KeySource, Verifier, inspect};
-pub use ws_token::{DEFAULT_WS_TOKEN_TTL, WS_TOKEN_PREFIX, WsTokens};
+pub use ws_token::{DEFAULT_WS_TOKEN_TTL, WS_TOKEN_PREFIX, WsTokens, capped_lifetime};
 
 /// Random bytes in a ws token or a generated secret: 256 bits, beyond guessing.
 const RANDOM_BYTES: usize = 32;
@@ -30,6 +30,15 @@ pub struct Identity {
     pub orgs: Vec<String>,
     pub name: Option<String>,
     pub email: Option<String>,
+}
+
+/// A token that passed: who it says the caller is, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub identity: Identity,
+    /// The `exp` (Unix seconds) of the JWT, or of the JWT a ws token was minted from: the token is
+    /// valid through that second. `None` only for a ws token stored by a hub that did not record it.
+    pub exp: Option<u64>,
 }
 
 /// Why a token was refused. Each maps to close 4001 / HTTP 401 and to a metric label.
@@ -142,7 +151,11 @@ mod tests {
         assert!(!looks_like_jwt("a.b.c.d"));
         assert!(!looks_like_jwt(".b.c"));
         assert!(!looks_like_jwt("a+/.b.c"));
-        assert!(!looks_like_jwt(&WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint_at(alice(), std::time::Instant::now())));
+        assert!(!looks_like_jwt(&WsTokens::new(DEFAULT_WS_TOKEN_TTL).mint_at(
+            Verified { identity: alice(), exp: None },
+            DEFAULT_WS_TOKEN_TTL,
+            std::time::Instant::now()
+        )));
     }
 
     /// Each label is stable.

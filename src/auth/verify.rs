@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::claims::ClaimMap;
 use super::jwks::{JwksStatus, JwksUrl, RemoteJwks};
-use super::{AuthError, Identity, invalid};
+use super::{AuthError, Identity, Verified, invalid};
 
 /// Clock skew tolerated on `exp`, in seconds: none. PROTOCOL §1-2 refuse an expired token (4001, HTTP 401)
 /// and `rtctl token inspect` calls a token past its `exp` expired, so the hub does too. It checks `exp`
@@ -141,6 +141,12 @@ impl Verifier {
 
     /// Verifies a JWT and returns the identity it carries.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        self.verify_until(token).map(|verified| verified.identity)
+    }
+
+    /// Verifies a JWT and returns the identity it carries and its `exp`, which bounds a connection
+    /// opened with it (PROTOCOL §7).
+    pub fn verify_until(&self, token: &str) -> Result<Verified, AuthError> {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
@@ -177,7 +183,11 @@ impl Verifier {
                 }
             }
         }
-        self.claims.identity(&data.claims)
+        // jsonwebtoken checked that `exp` is there and a number; a fractional one counts to its second.
+        let exp =
+            data.claims.get("exp").and_then(Value::as_f64).ok_or_else(|| invalid("claim exp must be a number"))?;
+        let identity = self.claims.identity(&data.claims)?;
+        Ok(Verified { identity, exp: Some(exp as u64) })
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {

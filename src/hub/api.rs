@@ -81,32 +81,42 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The API key (`X-API-Key`) or a JWT (`Authorization: Bearer`); 401 for neither or a bad one; 429 for
 /// a user over their request budget.
 pub fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Caller, HubError> {
-    let caller = identify(hub, headers)?;
+    caller_until(hub, headers).map(|(caller, _)| caller)
+}
+
+/// As [`caller`], with the `exp` of a user's JWT.
+fn caller_until(hub: &Hub, headers: &HeaderMap) -> Result<(Caller, Option<u64>), HubError> {
+    let (caller, exp) = identify_until(hub, headers)?;
     if let Caller::User(identity) = &caller {
         hub.http_limit.check(&identity.user_id).map_err(|wait| {
             hub.metrics.rate_limited_request();
             HubError::rate_limited(wait)
         })?;
     }
-    Ok(caller)
+    Ok((caller, exp))
 }
 
 /// Who the headers say is calling, without spending their request budget; 401 for nobody.
 fn identify(hub: &Hub, headers: &HeaderMap) -> Result<Caller, HubError> {
+    identify_until(hub, headers).map(|(caller, _)| caller)
+}
+
+/// As [`identify`], with the `exp` of a user's JWT.
+fn identify_until(hub: &Hub, headers: &HeaderMap) -> Result<(Caller, Option<u64>), HubError> {
     if let Some(key) = headers.get("x-api-key") {
         if constant_time_eq(key.as_bytes(), hub.config.api_key.expose().as_bytes()) {
-            return Ok(Caller::Backend);
+            return Ok((Caller::Backend, None));
         }
         hub.metrics.auth_failure("api_key");
         return Err(HubError::unauthorized("invalid API key"));
     }
     match bearer(headers) {
         Some(token) if crate::auth::looks_like_jwt(token) => {
-            let identity = hub.verify_jwt(token).map_err(|e| match e {
+            let verified = hub.verify_jwt(token).map_err(|e| match e {
                 AuthError::KeysUnavailable => HubError::unavailable(e.to_string()),
                 e => HubError::unauthorized(e.to_string()),
             })?;
-            Ok(Caller::User(identity))
+            Ok((Caller::User(verified.identity), verified.exp))
         }
         Some(_) => {
             hub.metrics.auth_failure("invalid");
@@ -292,10 +302,17 @@ async fn metrics(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
     }
 }
 
+/// A ws token for the caller's JWT, which it never outlives (PROTOCOL §7): `expires_in` is the ttl, or
+/// what is left of the JWT's life when that is shorter.
 async fn ws_token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Result<axum::Json<Value>, HubError> {
-    let identity = user(&hub, &headers)?;
-    let token = hub.ws_tokens.mint(identity).await.map_err(|_| HubError::unavailable("token store unavailable"))?;
-    Ok(axum::Json(json!({"ws_token": token, "expires_in": hub.ws_tokens.ttl().as_secs()})))
+    let (identity, exp) = match caller_until(&hub, &headers)? {
+        (Caller::User(identity), exp) => (identity, exp),
+        (Caller::Backend, _) => return Err(HubError::forbidden("requires a user's token, not the API key")),
+    };
+    let verified = crate::auth::Verified { identity, exp };
+    let (token, lifetime) =
+        hub.ws_tokens.mint(verified).await.map_err(|_| HubError::unavailable("token store unavailable"))?;
+    Ok(axum::Json(json!({"ws_token": token, "expires_in": lifetime.as_secs()})))
 }
 
 /// `POST /api/v1/notifications`: one notification, or the same one for many users.

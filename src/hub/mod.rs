@@ -17,6 +17,7 @@ mod events;
 mod housekeeping;
 mod idempotency;
 mod jwks;
+pub mod lifetime;
 mod listener;
 pub mod metrics;
 mod notifications;
@@ -53,7 +54,7 @@ use self::presence::{LocalPresence, Presence, RedisPresence};
 use self::registry::Registry;
 use self::session::{Accepted, Conn, Refusal, Session};
 use self::upgrade::Upgrade;
-use crate::auth::{AuthError, Identity, Verifier, WsTokens};
+use crate::auth::{AuthError, Verified, Verifier, WsTokens};
 use crate::config::HubConfig;
 use crate::layer::{ConnId, MemoryLayer, Push, RedisLayer, SharedLayer};
 use crate::protocol::close;
@@ -170,21 +171,21 @@ impl Hub {
     }
 
     /// Verifies a JWT or redeems a ws token (PROTOCOL §1), counting failures by reason.
-    pub async fn authenticate(&self, token: Option<&str>) -> Result<Identity, AuthError> {
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Verified, AuthError> {
         let result = match token {
             None | Some("") => Err(AuthError::Missing),
-            Some(token) if crate::auth::looks_like_jwt(token) => self.verifier.verify(token),
+            Some(token) if crate::auth::looks_like_jwt(token) => self.verifier.verify_until(token),
             Some(token) => self.ws_tokens.redeem(token).await,
         };
         self.counted(result)
     }
 
     /// Verifies a JWT (the HTTP API takes no ws tokens), counting a failure by reason.
-    pub fn verify_jwt(&self, token: &str) -> Result<Identity, AuthError> {
-        self.counted(self.verifier.verify(token))
+    pub fn verify_jwt(&self, token: &str) -> Result<Verified, AuthError> {
+        self.counted(self.verifier.verify_until(token))
     }
 
-    fn counted(&self, result: Result<Identity, AuthError>) -> Result<Identity, AuthError> {
+    fn counted<T>(&self, result: Result<T, AuthError>) -> Result<T, AuthError> {
         if let Err(error) = &result {
             self.metrics.auth_failure(error.reason());
         }
@@ -341,8 +342,8 @@ where
             let Some(_node_slot) = hub.admission.node_slot() else {
                 return session::refuse(&hub, socket, Refusal::new(close::TRY_AGAIN_LATER, "try again later")).await;
             };
-            let identity = match hub.authenticate(token.as_deref()).await {
-                Ok(identity) => identity,
+            let Verified { identity, exp: token_exp } = match hub.authenticate(token.as_deref()).await {
+                Ok(verified) => verified,
                 Err(error @ (AuthError::Unavailable | AuthError::KeysUnavailable)) => {
                     return session::refuse(&hub, socket, Refusal::new(close::INTERNAL, error.to_string())).await;
                 }
@@ -359,7 +360,7 @@ where
             let user_id = identity.user_id.clone();
             hub.presence.join(presence::scope::HUB, &user_id).await;
             hub.metrics.connected(S::ENDPOINT);
-            let conn = Conn { id: hub.next_conn_id(), identity, outbox };
+            let conn = Conn { id: hub.next_conn_id(), identity, outbox, token_exp };
             match open(Arc::clone(&hub), conn).await {
                 Ok(accepted) => session::serve(Arc::clone(&hub), socket, accepted).await,
                 Err(refusal) => session::refuse(&hub, socket, refusal).await,

@@ -22,6 +22,7 @@ use tracing::debug;
 
 use super::Hub;
 use super::error::HubError;
+use super::lifetime::{self, Lifetime};
 use super::outbox::{Event, Outbox, QueueFull, Wire};
 use super::ratelimit::{Admission, RateLimit};
 use crate::auth::Identity;
@@ -41,6 +42,9 @@ pub struct Conn {
     pub id: ConnId,
     pub identity: Identity,
     pub outbox: Arc<Outbox>,
+    /// The `exp` of the token it was opened with: the connection closes with 4001 when it passes,
+    /// unless a `refresh` moves it (PROTOCOL §7).
+    pub token_exp: Option<u64>,
 }
 
 /// An endpoint's yes: its session state, the connection back, and the greeting to send first.
@@ -121,9 +125,17 @@ impl Reply {
     }
 }
 
-/// Answers one text frame: an `error` when it does not parse, `pong` to a `ping`, else what the endpoint
-/// replies, each echoing the frame's `request_id`.
-async fn answer<S: Session>(session: &mut S, text: &str, replies: &mut Vec<String>) {
+/// Answers one text frame: an `error` when it does not parse, `pong` to a `ping`, `refreshed` to a
+/// `refresh` (which moves `lifetime`), else what the endpoint replies, each echoing the frame's
+/// `request_id`.
+async fn answer<S: Session>(
+    hub: &Hub,
+    conn: &Conn,
+    lifetime: &mut Lifetime,
+    session: &mut S,
+    text: &str,
+    replies: &mut Vec<String>,
+) {
     let inbound = match protocol::parse_request::<S::Request>(text) {
         Ok(inbound) => inbound,
         Err((error, request_id)) => return replies.push(protocol::error_frame(&error, request_id.as_ref())),
@@ -131,6 +143,7 @@ async fn answer<S: Session>(session: &mut S, text: &str, replies: &mut Vec<Strin
     let request_id = inbound.request_id.as_ref();
     let handled = match inbound.request {
         Request::Ping { timestamp } => return replies.push(protocol::pong(timestamp, request_id)),
+        Request::Refresh { token } => lifetime.refresh(hub, &conn.identity, &token).await.map(Some),
         Request::Endpoint(request) => session.handle(request).await,
     };
     match handled {
@@ -195,12 +208,21 @@ async fn run_loop<S: Session>(
     // take its lock from both cores for every wake-up.
     let shutdown = hub.shutdown.cancelled();
     tokio::pin!(shutdown);
+    // One timer for the token's life, registered at its first poll and only moved by a refresh. An
+    // unbounded lifetime never polls it (a bounded one stays bounded).
+    let mut lifetime = Lifetime::new(conn.token_exp);
+    let expiry = tokio::time::sleep_until(lifetime.deadline().unwrap_or_else(Instant::now));
+    tokio::pin!(expiry);
     loop {
         // Armed only while the socket refuses queued frames: an idle or keeping-up connection has no
         // timer entry.
         let stalled_until = conn.outbox.stalled_since().map(|since| since + limits.send_timeout);
         tokio::select! {
             _ = &mut shutdown => return End::Close(close::GOING_AWAY, "hub shutting down"),
+            () = &mut expiry, if lifetime.bounded() => {
+                debug!(user = %conn.identity.user_id, "closing a connection whose token expired");
+                return End::Close(close::UNAUTHORIZED, lifetime::EXPIRED);
+            }
             event = conn.outbox.next_event(stalled_until.is_some()) => match event {
                 Event::Drained | Event::Stalled => {}
                 Event::Overflowed => {
@@ -233,7 +255,11 @@ async fn run_loop<S: Session>(
                         }
                         conn.outbox.hold();
                         if admission == Admission::Allow {
-                            answer(session, &text, &mut replies).await;
+                            answer(hub, conn, &mut lifetime, session, &text, &mut replies).await;
+                            // Moved only by a refresh: other frames leave the timer alone.
+                            if let Some(deadline) = lifetime.deadline().filter(|d| *d != expiry.deadline()) {
+                                expiry.as_mut().reset(deadline);
+                            }
                         } else {
                             replies.push(refusal(&text, limits.message_rate));
                         }

@@ -184,6 +184,8 @@ pub enum ServerMessage<'a> {
     ReadReceipt { user_id: &'a str, message_id: i64, read_at: &'a str },
     /// Answer to a resume (on connect or `resume`) that cannot replay: continuing live from here.
     ResumeFailed { reason: ResumeFailure, oldest_seq: i64, epoch: &'a str },
+    /// Answer to `refresh`: the connection now lives until the new token's `exp` (PROTOCOL §7).
+    Refreshed { expires_at: &'a str },
 }
 
 #[cfg(test)]
@@ -293,6 +295,7 @@ mod tests {
             ServerMessage::Typing { user_id: "", is_typing: true },
             ServerMessage::ReadReceipt { user_id: "", message_id: 1, read_at: "" },
             ServerMessage::ResumeFailed { reason: ResumeFailure::Expired, oldest_seq: 1, epoch: "" },
+            ServerMessage::Refreshed { expires_at: "" },
         ];
         let written: Vec<String> = all
             .iter()

@@ -54,7 +54,7 @@ impl Endpoint {
         }
     }
 
-    /// Every `type` a client may send here: the endpoint's own, then `ping`.
+    /// Every `type` a client may send here: the endpoint's own, then `ping` and `refresh`.
     pub fn request_types(self) -> Vec<&'static str> {
         let own = match self {
             Self::Notifications => NotificationRequest::VARIANTS,
@@ -62,7 +62,7 @@ impl Endpoint {
             Self::Dashboard => DashboardRequest::VARIANTS,
             Self::Chat => ChatRequest::VARIANTS,
         };
-        own.iter().copied().chain([PING]).collect()
+        own.iter().copied().chain([PING, REFRESH]).collect()
     }
 }
 
@@ -71,6 +71,9 @@ pub const SERVER_TYPES: &[&str] = <ServerMessage<'static> as VariantNames>::VARI
 
 /// The `type` of the liveness check every endpoint answers.
 pub const PING: &str = "ping";
+
+/// The `type` by which a client hands any endpoint a fresh JWT before its token expires (PROTOCOL §7).
+pub const REFRESH: &str = "refresh";
 
 /// The `code` of an `error` message on a WebSocket (PROTOCOL §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::VariantNames, strum::IntoStaticStr)]
@@ -164,6 +167,9 @@ pub type RequestId = Value;
 pub enum Request<T> {
     /// Liveness check, on every endpoint; answered with `pong` echoing `timestamp`.
     Ping { timestamp: Option<Value> },
+    /// A fresh JWT for the same user, on every endpoint; answered with `refreshed`, and the connection
+    /// then lives until this token's `exp`.
+    Refresh { token: String },
     /// One of the endpoint's own requests.
     Endpoint(T),
 }
@@ -207,8 +213,16 @@ pub fn parse_request<T: DeserializeOwned + VariantNames>(
         let timestamp = object.get("timestamp").cloned();
         return Ok(Inbound { request: Request::Ping { timestamp }, request_id });
     }
+    if kind == REFRESH {
+        return match object.get("token") {
+            Some(Value::String(token)) if !token.is_empty() => {
+                Ok(Inbound { request: Request::Refresh { token: token.clone() }, request_id })
+            }
+            _ => Err((RequestError::invalid("refresh needs `token`: a fresh JWT for this user"), request_id)),
+        };
+    }
     if !T::VARIANTS.contains(&kind) {
-        let expected: Vec<&str> = T::VARIANTS.iter().copied().chain([PING]).collect();
+        let expected: Vec<&str> = T::VARIANTS.iter().copied().chain([PING, REFRESH]).collect();
         let message = format!("unknown message type `{kind}`; expected one of: {}", expected.join(", "));
         return Err((RequestError::new(ErrorCode::UnknownType, message), request_id));
     }
@@ -373,12 +387,28 @@ mod tests {
     fn every_endpoint_takes_ping() {
         use strum::VariantArray;
         assert_eq!(Endpoint::ALL, Endpoint::VARIANTS);
-        assert_eq!(Endpoint::Events.request_types(), ["resume", "ping"]);
-        assert_eq!(Endpoint::Chat.request_types(), ["chat_message", "typing", "read_receipt", "get_history", "ping"]);
+        assert_eq!(Endpoint::Events.request_types(), ["resume", "ping", "refresh"]);
+        assert_eq!(
+            Endpoint::Chat.request_types(),
+            ["chat_message", "typing", "read_receipt", "get_history", "ping", "refresh"]
+        );
         let parsed = parse_request::<ChatRequest>(r#"{"type":"ping","timestamp":[1]}"#).unwrap();
         assert!(matches!(parsed.request, Request::Ping { timestamp: Some(Value::Array(_)) }));
         assert!(SERVER_TYPES.contains(&"pong") && SERVER_TYPES.contains(&"read_receipt"));
         assert_eq!(HttpErrorCode::PayloadTooLarge.as_str(), "payload_too_large");
+    }
+
+    /// `refresh` is on every endpoint; without a token string it is `invalid_message`.
+    #[test]
+    fn every_endpoint_takes_refresh() {
+        let parsed = parse_request::<EventRequest>(r#"{"type":"refresh","token":"a.b.c","request_id":1}"#).unwrap();
+        assert!(matches!(parsed.request, Request::Refresh { ref token } if token == "a.b.c"));
+        assert_eq!(parsed.request_id, Some(Value::from(1)));
+        for text in [r#"{"type":"refresh"}"#, r#"{"type":"refresh","token":""}"#, r#"{"type":"refresh","token":7}"#] {
+            let (error, _) = parse_request::<ChatRequest>(text).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidMessage, "{text}");
+        }
+        assert!(SERVER_TYPES.contains(&"refreshed"));
     }
 
     /// Room, org and order ids are `[A-Za-z0-9_.-]{1,64}`.

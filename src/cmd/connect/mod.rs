@@ -178,23 +178,43 @@ impl TokenSource {
         }
     }
 
-    async fn next(&self) -> anyhow::Result<Option<String>> {
+    /// After the hub closed with 4001 `token expired`: why rtctl did not refresh the token, and what to
+    /// do. (A minted token is refreshed; if that failed, the session said why when it did.)
+    fn expiry_hint(&self) -> Option<String> {
         match self {
-            TokenSource::None => Ok(None),
-            TokenSource::Given(token) => Ok(Some(token.clone())),
+            TokenSource::Given(_) => Some(
+                "the --token token expired, and rtctl cannot refresh a token it did not mint: pass a longer-lived token, or --user-id to let rtctl mint and refresh its own".to_owned(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The token for the next connection and, when rtctl minted it, the `exp` that bounds the
+    /// connection (that of the JWT a ws token was exchanged for).
+    async fn next(&self) -> anyhow::Result<(Option<String>, Option<u64>)> {
+        match self {
+            TokenSource::None => Ok((None, None)),
+            TokenSource::Given(token) => Ok((Some(token.clone()), None)),
             TokenSource::Minted(minter) => {
-                let Minter { config, mint, target, ws_token } = minter.as_ref();
-                let (orgs, staff) = target.needs();
-                let (jwt, _) = mint.mint(&mint.identity(&orgs, staff)?, config)?;
-                if !ws_token {
-                    return Ok(Some(jwt));
+                let (jwt, exp) = minter.jwt()?;
+                if !minter.ws_token {
+                    return Ok((Some(jwt), Some(exp)));
                 }
-                let reply = super::token::exchange(config, &jwt).await?;
+                let reply = super::token::exchange(&minter.config, &jwt).await?;
                 let token =
                     reply["ws_token"].as_str().ok_or_else(|| anyhow::anyhow!("the hub's reply has no ws_token"))?;
-                Ok(Some(token.to_owned()))
+                Ok((Some(token.to_owned()), Some(exp)))
             }
         }
+    }
+}
+
+impl Minter {
+    /// A fresh JWT that gets into the target, and its `exp`.
+    fn jwt(&self) -> anyhow::Result<(String, u64)> {
+        let (orgs, staff) = self.target.needs();
+        let (jwt, claims) = self.mint.mint(&self.mint.identity(&orgs, staff)?, &self.config)?;
+        Ok((jwt, claims.exp))
     }
 }
 
@@ -326,8 +346,9 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
             None => base_url.clone(),
         };
         session.resuming_from = session.position.as_ref().map(|(seq, _)| *seq);
-        request.token = match tokens.next().await {
-            Ok(token) => token,
+        let exp;
+        (request.token, exp) = match tokens.next().await {
+            Ok(next) => next,
             Err(error) => {
                 session.output.error(&format!("{error:#}"));
                 // No --user-id, a bad --ttl: the call is wrong, not the run.
@@ -341,7 +362,14 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
                 ever_connected = true;
                 let chosen = protocol.map(|p| format!(" (subprotocol {p})")).unwrap_or_default();
                 session.output.system(&format!("connected to {}{chosen}", redact_url(&request.url)));
-                session.run(stream).await
+                // A minted token is refreshed before it expires (PROTOCOL §7), with another minted alike.
+                let refresher = match (tokens, exp) {
+                    (TokenSource::Minted(minter), Some(exp)) => {
+                        Some(session::Refresher { exp, mint: &|| minter.jwt() as anyhow::Result<_> })
+                    }
+                    _ => None,
+                };
+                session.run(stream, refresher).await
             }
             Err(ConnectError::Refused { status, body }) => {
                 let why = if body.is_empty() { String::new() } else { format!(": {body}") };
@@ -370,7 +398,11 @@ async fn run_loop(session: &mut Session, tokens: &TokenSource, mut request: Conn
             Ended::Lost { code } => match session::advice(code) {
                 session::CloseAdvice::Normal => return exit::OK,
                 session::CloseAdvice::Refused => {
-                    if let Some(hint) = tokens.mismatch_hint(code) {
+                    let expired = session.last_close.as_ref().is_some_and(|(code, reason)| {
+                        *code == crate::protocol::close::UNAUTHORIZED && reason == session::TOKEN_EXPIRED
+                    });
+                    let hint = if expired { tokens.expiry_hint() } else { tokens.mismatch_hint(code) };
+                    if let Some(hint) = hint {
                         session.output.error(&hint);
                     }
                     return exit::REFUSED;

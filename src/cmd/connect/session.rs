@@ -20,6 +20,20 @@ use crate::protocol::{Endpoint, close};
 /// How long we wait for the hub to answer our close frame before giving up on it.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A minted token is refreshed this long before it expires at most; a shorter-lived one a third of its
+/// remaining life before (a 3 s token after 2 s), so a slow network still gets the refresh there in time.
+const REFRESH_LEAD: Duration = Duration::from_secs(60);
+
+/// The close reason (with 4001) of a connection whose token expired (PROTOCOL §7).
+pub const TOKEN_EXPIRED: &str = "token expired";
+
+/// Keeps a minted token alive (PROTOCOL §7): `mint` makes a fresh JWT (and its `exp`) for the same user,
+/// sent as `refresh` before `exp`, the current token's, runs out.
+pub struct Refresher<'a> {
+    pub exp: u64,
+    pub mint: &'a (dyn Fn() -> anyhow::Result<(String, u64)> + Sync),
+}
+
 type Sink = SplitSink<WsStream, Message>;
 type Frames = SplitStream<WsStream>;
 
@@ -101,6 +115,8 @@ pub struct Session {
     pub position: Option<(u64, String)>,
     /// The `since` of the connection being opened, to report what the resume brought.
     pub resuming_from: Option<u64>,
+    /// The code and reason of the hub's last close, for advice on what to do about it.
+    pub last_close: Option<(u16, String)>,
 }
 
 /// The next SIGINT; never, without a handler.
@@ -142,6 +158,7 @@ impl Session {
         Self {
             position: None,
             resuming_from: None,
+            last_close: None,
             output,
             input,
             pending,
@@ -165,8 +182,9 @@ impl Session {
         self.deadline.is_none() && self.until.is_none()
     }
 
-    /// Runs one connection until it closes or the session ends.
-    pub async fn run(&mut self, stream: WsStream) -> Ended {
+    /// Runs one connection until it closes or the session ends; with a `refresher`, refreshes its token
+    /// before it expires.
+    pub async fn run(&mut self, stream: WsStream, refresher: Option<Refresher<'_>>) -> Ended {
         let (mut sink, mut frames) = stream.split();
         while let Some(text) = self.pending.pop_front() {
             if let Err(error) = sink.send(Message::text(text.clone())).await {
@@ -180,9 +198,14 @@ impl Session {
         // The end of input closes the session only after the hub's first frame: a refusal (4001) comes
         // instead of `connection_established`, and must decide the exit code, not our own close.
         let mut greeted = false;
+        let mut refresh_at = refresher.as_ref().map(|r| refresh_time(r.exp));
         loop {
             let deadline = self.deadline;
             tokio::select! {
+                () = sleep_until(refresh_at), if closed.is_none() && refresh_at.is_some() => {
+                    let mint = refresher.as_ref().map(|r| r.mint).expect("refresh_at is set only with a refresher");
+                    refresh_at = self.refresh(&mut sink, mint).await;
+                }
                 frame = frames.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         greeted = true;
@@ -240,6 +263,29 @@ impl Session {
         }
     }
 
+    /// Sends `refresh` with a freshly minted token; returns when to refresh next (`None`: the token could
+    /// not be minted or sent, and the connection will end when the current one expires).
+    async fn refresh(
+        &mut self,
+        sink: &mut Sink,
+        mint: &(dyn Fn() -> anyhow::Result<(String, u64)> + Sync),
+    ) -> Option<Instant> {
+        let (token, exp) = match mint() {
+            Ok(minted) => minted,
+            Err(error) => {
+                self.output.error(&format!("cannot mint a token to refresh with: {error:#}"));
+                return None;
+            }
+        };
+        // Not shown as an outgoing frame: the token is a secret, and `refreshed` will say what happened.
+        let frame = json!({"type": "refresh", "token": token}).to_string();
+        if let Err(error) = sink.send(Message::text(frame)).await {
+            self.output.error(&format!("cannot send refresh: {error}"));
+            return None;
+        }
+        Some(refresh_time(exp))
+    }
+
     /// Waits `delay` before a reconnect while still taking entries (queued for the next connection).
     pub async fn pause(&mut self, delay: Duration) -> Paused {
         let until = Instant::now() + delay;
@@ -280,6 +326,10 @@ impl Session {
         let Ok(value) = serde_json::from_str::<Value>(text) else { return false };
         let kind = value["type"].as_str().unwrap_or_default();
         self.track_position(kind, &value);
+        if kind == "refreshed" {
+            let until = value["expires_at"].as_str().unwrap_or("?");
+            self.output.system(&format!("token refreshed: valid until {until}"));
+        }
         if kind == "pong"
             && let Some(sent) = self.pings.remove(&value["timestamp"].to_string())
         {
@@ -412,6 +462,7 @@ impl Session {
     }
 
     fn report_close(&mut self, what: &str, code: u16, reason: &str) {
+        self.last_close = Some((code, reason.to_owned()));
         let reason = if reason.is_empty() { String::new() } else { format!(" \"{reason}\"") };
         let line = format!("{what}: {code}{reason} ({})", meaning(code));
         if advice(Some(code)) == CloseAdvice::Normal { self.output.system(&line) } else { self.output.error(&line) }
@@ -424,6 +475,13 @@ async fn next_entry(input: &mut Option<UnboundedReceiver<String>>) -> Option<Str
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// When to refresh a token that expires at `exp` (Unix seconds; valid through that second).
+fn refresh_time(exp: u64) -> Instant {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let left = Duration::from_secs(exp.saturating_add(1)).saturating_sub(now);
+    Instant::now() + left - (left / 3).min(REFRESH_LEAD)
 }
 
 /// Resolves at the deadline; never without one.
