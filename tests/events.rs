@@ -111,7 +111,7 @@ async fn the_events_endpoint_answers_ping_and_refuses_other_requests() {
     let reply = request(&mut ws, json!({"type": "subscribe", "notification_types": [], "request_id": 4})).await;
     assert_eq!(
         reply,
-        json!({"type": "error", "code": "unknown_type", "message": "unknown message type `subscribe`; expected one of: resume, ping", "request_id": 4})
+        json!({"type": "error", "code": "unknown_type", "message": "unknown message type `subscribe`; expected one of: resume, ping, refresh", "request_id": 4})
     );
     send_text(&mut ws, "not json").await;
     assert_eq!(

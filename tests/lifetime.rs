@@ -213,7 +213,9 @@ async fn connect_refreshes_a_token_it_minted() {
     let mut stderr = String::new();
     child.stderr.take().expect("piped").read_to_string(&mut stderr).await.expect("stderr reads");
     assert_eq!(status.code(), Some(0), "{stderr}");
-    let push: serde_json::Value = serde_json::from_str(rest.last().expect("the push")).expect("JSON");
+    // `--until notification` ends the session; frames already on the way (`unread_count`) still print.
+    let frames: Vec<serde_json::Value> = rest.iter().map(|line| serde_json::from_str(line).expect("JSON")).collect();
+    let push = frames.iter().find(|frame| frame["type"] == "notification").expect("the push");
     assert_eq!(push["notification"]["id"].as_i64(), Some(id), "{rest:?}");
     assert_eq!(stderr.matches("connected to").count(), 1, "{stderr}");
     assert!(stderr.matches("rtctl: token refreshed: valid until 20").count() >= 2, "{stderr}");

@@ -334,7 +334,7 @@ async fn malformed_frames_get_an_error_and_the_connection_stays_open() {
             r#"{"type":"dance"}"#,
             "unknown_type",
             "unknown message type `dance`; expected one of: subscribe, get_notifications, mark_read, \
-             mark_all_read, delete_notification, send_notification, ping",
+             mark_all_read, delete_notification, send_notification, ping, refresh",
         ),
         (r#"{"title":"no type"}"#, "invalid_message", "missing field `type`"),
         (r#"{"type":7}"#, "invalid_message", "type must be a string"),
