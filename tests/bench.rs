@@ -367,8 +367,14 @@ async fn errors_exit_1() {
 /// line naming the flag, before anything runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_exit_2() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 7] = [
         (&["-r", "0"], "rtctl: --rate must be a positive number of messages per second\n"),
+        (&["--restart-hub-at", "1s"], "rtctl: --restart-hub-at restarts the hub --spawn starts: add --spawn\n"),
+        (
+            &["--churn", "5%/s", "--find-max"],
+            "rtctl: --churn and --restart-hub-at measure one run: leave out --find-max\n",
+        ),
+        (&["--churn", "5"], "error: invalid value '5' for '--churn <PCT%/s>': `5` is not a churn rate"),
         (&["-n", "0"], "rtctl: --subscribers must be at least 1\n"),
         (
             &["--source-ips", "nonsense"],
@@ -833,4 +839,60 @@ async fn subscribers_answer_the_hubs_pings() {
     .await;
     assert_clean(&summary, 40 * 10);
     assert_eq!(summary.connections.closed_early, 0);
+}
+
+/// Runs `rtctl bench fanout --spawn` with `extra` and returns its JSON summary, after checking that it
+/// passed `loss=0` (exit 0).
+async fn spawned_run(extra: &[&str]) -> serde_json::Value {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "fanout", "--spawn", "--warmup", "0s", "--json", "-q", "-t", "loss=0"])
+        .args(extra)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{:#}", json["deliveries"]);
+    json
+}
+
+/// `--churn`: subscribers drop (no close frame) and reconnect with `?since=&epoch=` while the publisher
+/// runs; what was published while one was away arrives through the replay, once, so every accepted
+/// message reaches every subscriber. The summary counts the reconnects, their times and the replays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_resumes_without_loss() {
+    let json = spawned_run(&["-n", "50", "-r", "100", "-d", "2s", "--churn", "20%/s"]).await;
+    let (deliveries, resume) = (&json["deliveries"], &json["resume"]);
+    assert_eq!(deliveries["lost"], 0, "{deliveries}");
+    assert_eq!(deliveries["duplicates"], 0, "{deliveries}");
+    assert_eq!(deliveries["received"], deliveries["expected"], "{deliveries}");
+    assert_eq!(deliveries["expected"], json["messages"]["accepted"].as_u64().unwrap() * 50, "{deliveries}");
+    assert_eq!(resume["churn_pct_per_s"], 20.0, "{resume}");
+    let reconnects = resume["reconnects"].as_u64().unwrap();
+    assert!(reconnects > 0, "{resume}");
+    assert_eq!(resume["reconnect_ms"]["count"], reconnects, "{resume}");
+    assert!(resume["replayed"].as_u64().unwrap() > 0, "{resume}");
+    assert_eq!(resume["resume_failed"], 0, "{resume}");
+    assert!(resume["restart"].is_null(), "{resume}");
+    assert_eq!(json["errors"], serde_json::json!({}));
+}
+
+/// `--restart-hub-at` kills the spawned hub (SIGKILL) mid-run and starts it again on the same store and
+/// port: every subscriber reconnects and resumes, and every message the hub accepted, before or after,
+/// reaches every subscriber (those refused while it was down are not expected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_restart_mid_run_loses_nothing_accepted() {
+    let json = spawned_run(&["-n", "20", "-r", "50", "-d", "3s", "--restart-hub-at", "1s"]).await;
+    let (deliveries, resume) = (&json["deliveries"], &json["resume"]);
+    assert_eq!(deliveries["lost"], 0, "{deliveries}");
+    assert_eq!(deliveries["duplicates"], 0, "{deliveries}");
+    assert_eq!(deliveries["expected"], json["messages"]["accepted"].as_u64().unwrap() * 20, "{deliveries}");
+    assert!(json["messages"]["accepted"].as_u64().unwrap() > 100, "{}", json["messages"]);
+    let restart = &resume["restart"];
+    assert!((1.0..1.5).contains(&restart["at_s"].as_f64().unwrap()), "{restart}");
+    assert!(restart["outage_ms"].as_f64().unwrap() > 0.0, "{restart}");
+    assert_eq!(resume["reconnects"], 20, "every subscriber once: {resume}");
+    assert!(resume["reconnect_ms"]["max"].as_f64().unwrap() >= 1.0, "{resume}");
+    assert_eq!(resume["resume_failed"], 0, "{resume}");
+    assert_eq!(resume["churn_pct_per_s"], 0.0, "{resume}");
 }

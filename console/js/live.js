@@ -1,6 +1,9 @@
 // A WebSocket to one hub endpoint that stays connected: every attempt first fetches a single-use ws token
 // (GET /api/user/ws-token/, so the JWT never travels in a URL), and a dropped connection is retried with
-// exponential backoff and jitter, or not at all when the close code says retrying cannot help.
+// exponential backoff and jitter, or not at all when the close code says retrying cannot help. A
+// resumable stream (org events, the dashboard) remembers the position (seq, epoch) of the last push and
+// reconnects with ?since=&epoch=, so the hub replays what was missed (PROTOCOL "Stream positions and
+// resume"); a push at or before the position is a duplicate and is dropped.
 
 import { ApiError, api, wsUrl } from './api.js';
 import { signOut } from './session.js';
@@ -42,13 +45,21 @@ export function backoff(attempt) {
 export class LiveSocket {
   /**
    * @param {string} path e.g. '/ws/notifications/'
-   * @param {{onMessage?: (msg) => void, onOpen?: (greeting) => void}} handlers pushes (not replies),
-   *   and the greeting of every (re)connection
+   * @param {{onMessage?: (msg) => void, onOpen?: (greeting, resumed) => void,
+   *   onResumeFailed?: (msg) => void, resumable?: boolean}} handlers pushes (not replies); the greeting
+   *   of every (re)connection, with `{since, replayed}` when it resumed a stream (`replayed` missed pushes
+   *   follow it); `resume_failed` (the pushes missed are lost: reload); `resumable` for a stream
    */
-  constructor(path, { onMessage = () => {}, onOpen = () => {} } = {}) {
+  constructor(path, { onMessage = () => {}, onOpen = () => {}, onResumeFailed = () => {}, resumable = false } = {}) {
     this.path = path;
     this.onMessage = onMessage;
     this.onOpen = onOpen;
+    this.onResumeFailed = onResumeFailed;
+    this.resumable = resumable;
+    /** The last position received, {seq, epoch}, or null before the first greeting. */
+    this.position = null;
+    /** Where the current connection continues live after a failed resume: its greeting's position. */
+    this.greeted = null;
     this.state = { phase: 'idle', text: 'not connected' };
     this.listeners = new Set();
     this.pending = new Map();
@@ -134,7 +145,9 @@ export class LiveSocket {
       return this.retry(error.message);
     }
     if (this.stopped) return;
-    const ws = new WebSocket(wsUrl(this.path, wsToken));
+    const from = this.resumable ? this.position : null;
+    const query = from ? `&since=${from.seq}&epoch=${encodeURIComponent(from.epoch)}` : '';
+    const ws = new WebSocket(wsUrl(this.path, wsToken) + query);
     this.ws = ws;
     let openedAt = null;
     ws.onmessage = (event) => {
@@ -148,9 +161,20 @@ export class LiveSocket {
       if (message.type === 'connection_established') {
         openedAt = Date.now();
         this.setState('live', 'live');
-        this.onOpen(message);
+        this.onOpen(message, this.greet(message, from));
         return;
       }
+      if (this.resumable && message.type === 'resume_failed') {
+        // Nothing is replayed: the connection continues live from where its greeting said.
+        this.position = this.greeted;
+        this.onResumeFailed(message);
+        return;
+      }
+      if (this.resumable && message.request_id === undefined && message.type === 'error' && this.greeted) {
+        // A position the hub does not know (ahead of its stream): continue live from the greeting's.
+        this.position = this.greeted;
+      }
+      if (this.resumable && !this.advance(message)) return;
       const waiting = message.request_id !== undefined && this.pending.get(message.request_id);
       if (waiting) {
         this.pending.delete(message.request_id);
@@ -167,6 +191,31 @@ export class LiveSocket {
       if (openedAt !== null && Date.now() - openedAt >= STABLE_MS) this.attempt = 0;
       this.closed(event.code, event.reason);
     };
+  }
+
+  /**
+   * Takes a greeting's position: a resume (same epoch) continues from `from`, as the replay follows; a
+   * fresh connection from the greeting. Returns `{since, replayed}` for a resume, else null.
+   */
+  greet(greeting, from) {
+    if (!this.resumable || typeof greeting.seq !== 'number') return null;
+    this.greeted = { seq: greeting.seq, epoch: greeting.epoch };
+    if (!from) {
+      this.position = this.greeted;
+      return null;
+    }
+    // After ?since= the greeting's seq is the last one replayed (PROTOCOL): those in between follow.
+    const replayed = greeting.epoch === from.epoch ? Math.max(0, greeting.seq - from.seq) : 0;
+    return { since: from.seq, replayed };
+  }
+
+  /** Moves the position past a push; false for a push already received (a duplicate to drop). */
+  advance(message) {
+    if (typeof message.seq !== 'number' || typeof message.epoch !== 'string') return true;
+    const at = this.position;
+    if (at && at.epoch === message.epoch && message.seq <= at.seq) return false;
+    this.position = { seq: message.seq, epoch: message.epoch };
+    return true;
   }
 
   closed(code, reason) {

@@ -14,6 +14,7 @@
 //! - `workers`: one single-threaded runtime per core for the subscriber tasks
 //! - `subscriber`: one socket task: connect, timestamp frames, account for sequence numbers
 //! - `reader`: one epoll per worker that reads every plain socket which only listens, once connected
+//! - `resume`: subscribers that drop (`--churn`) or lose the hub (`--restart-hub-at`) and resume
 //! - `ws`: the subscribers' WebSocket client: tungstenite's handshake, then frames parsed in place
 //! - `publisher`: the open-loop sender (HTTP POST, or chat frames over the members' sockets)
 //! - `stats`: sharded HDR histograms and timelines, sequence tracking, broadcast completion
@@ -29,6 +30,7 @@ pub mod limits;
 mod publisher;
 mod reader;
 mod report;
+mod resume;
 mod run;
 mod scenario;
 mod stats;
@@ -81,7 +83,33 @@ pub struct Config {
     pub drain: Duration,
     pub source_ips: Vec<IpAddr>,
     pub thresholds: Vec<Threshold>,
+    /// Share of the subscribers that drop and reconnect with resume per second (0.05 for `--churn 5%/s`);
+    /// 0 for none.
+    pub churn: f64,
+    /// Kill the hub and start it again this far into the run (`--restart-hub-at`, with `--spawn`).
+    pub restart: Option<RestartHub>,
     /// Where progress bars are drawn (on stderr), or `None` for none. Anything else printed to stderr
     /// while a run is under way goes through [`MultiProgress::suspend`], so it does not draw over them.
     pub progress: Option<MultiProgress>,
+}
+
+/// A hub the bench may kill and start again on the same store and port (the one `--spawn` started).
+pub trait Restartable: Send + Sync {
+    /// Kills the hub at once (SIGKILL: nothing is flushed or closed), starts it again and returns once
+    /// it answers `/readyz`.
+    fn restart(&self) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>>;
+}
+
+/// `--restart-hub-at`: when, and the hub to restart.
+#[derive(Clone)]
+pub struct RestartHub {
+    /// After the first message's intended send time (warm-up included).
+    pub at: Duration,
+    pub hub: std::sync::Arc<dyn Restartable>,
+}
+
+impl std::fmt::Debug for RestartHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestartHub").field("at", &self.at).finish_non_exhaustive()
+    }
 }

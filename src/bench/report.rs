@@ -6,7 +6,27 @@ use std::io::{self, Write};
 use colored::Colorize;
 
 use super::cpu;
-use super::summary::{CpuWindow, DeliveryCost, Percentiles, Summary};
+use super::summary::{CpuWindow, DeliveryCost, Percentiles, ResumeStats, Summary};
+
+/// Reconnects, replays and the restart of a `--churn` or `--restart-hub-at` run.
+fn resume_line(r: &ResumeStats) -> String {
+    let mut line = String::new();
+    if r.churn_pct_per_s > 0.0 {
+        let _ = write!(line, "churn {}%/s, ", r.churn_pct_per_s);
+    }
+    if let Some(restart) = &r.restart {
+        let _ = write!(line, "hub killed at {:.1} s and back {:.0} ms later, ", restart.at_s, restart.outage_ms);
+    }
+    let _ = write!(
+        line,
+        "{} reconnects ({} failed attempts), {} messages replayed",
+        r.reconnects, r.failed_attempts, r.replayed
+    );
+    if r.resume_failed > 0 {
+        let _ = write!(line, ", {}", format!("{} resumes failed", r.resume_failed).red());
+    }
+    line
+}
 
 /// Writes the table to stdout.
 pub fn print_table(summary: &Summary) -> io::Result<()> {
@@ -72,11 +92,17 @@ pub fn table(s: &Summary) -> String {
         row(&mut t, "first delivery", &s.first_delivery_ms);
         row(&mut t, "completion", &s.completion_ms);
         row(&mut t, "publisher lag", &s.publisher_lag_ms);
+        if let Some(r) = &s.resume {
+            row(&mut t, "reconnect", &r.reconnect_ms);
+        }
     } else {
         header(&mut t);
     }
     row(&mut t, "handshake", &s.connections.handshake_ms);
     t.push('\n');
+    if let Some(r) = &s.resume {
+        let _ = writeln!(t, "{:<13}{}", "resume", resume_line(r));
+    }
     if !s.errors.is_empty() {
         let list: Vec<String> = s.errors.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
         let _ = writeln!(t, "{:<13}{}", "errors", list.join(", ").red());

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::clock::{self, now_ns};
 use super::cpu;
 use super::publisher::{self, Channel};
+use super::resume::Resuming;
 use super::scenario::{self, Plan, Scenario};
 use super::stats::{Completion, Recorder, Sends, Shards, latency_histogram};
 use super::subscriber::{self, ACCEPTED, FAILED, Outcome, PENDING, Shared};
@@ -72,6 +73,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         stop: CancellationToken::new(),
         source_ips: config.source_ips.clone(),
         connect_timeout: config.connect_timeout,
+        resuming: (config.churn > 0.0 || config.restart.is_some()).then(|| Resuming::new(config.churn)),
         plan,
     });
     let plan = &shared.plan;
@@ -92,6 +94,18 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     let schedule_start = now_ns() + SCHEDULE_LEAD.as_nanos() as u64;
     let measure_start = schedule_start + plan.offset_ns(plan.warmup);
     shared.shards.set_start(measure_start);
+    let restart = config.restart.clone().map(|restart| {
+        tokio::spawn(async move {
+            let kill_at = schedule_start + restart.at.as_nanos() as u64;
+            tokio::time::sleep_until(clock::instant_at(kill_at).into()).await;
+            let killed = now_ns();
+            restart.hub.restart().await.context("restart the hub")?;
+            Ok::<_, anyhow::Error>(HubRestart {
+                at_s: killed.saturating_sub(schedule_start) as f64 / 1e9,
+                outage_ms: (now_ns() - killed) as f64 / 1e6,
+            })
+        })
+    });
     let hub_pid = target.pid;
     let window_start = tokio::spawn(async move {
         tokio::time::sleep_until(clock::instant_at(measure_start).into()).await;
@@ -110,6 +124,14 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         watch_publisher(config, &shared, &publisher).await;
         lag = publisher.await.context("the publisher task failed")?;
     }
+    if let Some(resuming) = &shared.resuming {
+        resuming.calm.cancel();
+    }
+    let restart = match restart {
+        // A restart scheduled after the last message still happens: its reconnects belong to the run.
+        Some(task) => Some(task.await.context("the restart task failed")??),
+        None => None,
+    };
     let window_end = cpu::Sample::take(hub_pid);
     // A run that ended before its measured window began (every publish failed at once) has no window.
     let window_start = if window_start.is_finished() {
@@ -204,6 +226,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         thresholds: Vec::new(),
         passed: true,
         find_max: None,
+        resume: shared.resuming.as_ref().map(|resuming| ResumeStats { restart, ..resuming.stats() }),
     };
     judge(&mut summary, config);
     Ok(summary)

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::clock::now_ns;
 use super::limits;
 use super::reader;
+use super::resume::{self, Position, Resuming};
 use super::scenario::{BENCH_ORG, Marker, Plan, Scenario};
 use super::stats::{Completion, Seen, Sends, SeqTracker, Shards};
 use super::target::Target;
@@ -56,6 +57,8 @@ pub struct Shared {
     pub stop: CancellationToken,
     pub source_ips: Vec<IpAddr>,
     pub connect_timeout: Duration,
+    /// Set for a run with `--churn` or `--restart-hub-at`: subscribers reconnect and resume.
+    pub resuming: Option<Resuming>,
 }
 
 /// What one subscriber saw, returned when its task ends.
@@ -73,9 +76,9 @@ pub struct Outcome {
 pub type Connected = (u64, Option<u64>);
 
 /// An open subscription: the socket, and what was read from it but not handled yet.
-struct Socket {
-    stream: ws::Stream,
-    frames: Frames,
+pub struct Socket {
+    pub stream: ws::Stream,
+    pub frames: Frames,
 }
 
 /// Runs subscriber `key` until the run stops or the hub closes it.
@@ -96,8 +99,8 @@ pub async fn run(
         out_of_order: 0,
     };
     let started = now_ns();
-    let socket = match tokio::time::timeout(shared.connect_timeout, connect(&shared, key)).await {
-        Ok(Ok(socket)) => socket,
+    let (socket, position) = match tokio::time::timeout(shared.connect_timeout, connect(&shared, key, None)).await {
+        Ok(Ok(connected)) => connected,
         Ok(Err(kind)) => {
             shared.shards.error(key, &kind);
             let _ = connected.send((key, None));
@@ -112,6 +115,10 @@ pub async fn run(
     drop(permit);
     outcome.established = true;
     let _ = connected.send((key, Some(now_ns() - started)));
+    if let Some(resuming) = &shared.resuming {
+        resume::run(&shared, resuming, key, group, socket, position, &mut outcome).await;
+        return outcome;
+    }
     match (socket.stream, outbound) {
         // Sockets that only listen, and the bulk of every run, are read by their worker's reader.
         (ws::Stream::Plain(tcp), None) => match tcp.into_std() {
@@ -130,11 +137,18 @@ pub async fn run(
     }
 }
 
-/// Connects, upgrades and waits for `connection_established`; a failure comes back as an error kind.
-async fn connect(shared: &Shared, key: u64) -> Result<Socket, String> {
+/// Connects (resuming after `since`, if given), upgrades and waits for `connection_established`; returns
+/// the socket and the stream position the greeting gave, if it gave one. A failure comes back as an
+/// error kind.
+pub async fn connect(
+    shared: &Shared,
+    key: u64,
+    since: Option<&Position>,
+) -> Result<(Socket, Option<Position>), String> {
     let plan = &shared.plan;
     let token = shared.mint.mint(&token_claims(plan.user_id(key))).map_err(|_| "token".to_owned())?;
-    let url = format!("{}{}?token={token}", shared.target.ws, plan.ws_path(key));
+    let resume = since.map(|at| format!("{}&", at.query())).unwrap_or_default();
+    let url = format!("{}{}?{resume}token={token}", shared.target.ws, plan.ws_path(key));
     let source = (!shared.source_ips.is_empty()).then(|| shared.source_ips[key as usize % shared.source_ips.len()]);
     let tcp = limits::connect_tcp(shared.target.addr, source).await.map_err(|e| limits::io_kind(&e).to_owned())?;
     let (stream, frames) = ws::connect(&url, tcp, shared.target.tls_name.as_ref()).await?;
@@ -142,7 +156,10 @@ async fn connect(shared: &Shared, key: u64) -> Result<Socket, String> {
     loop {
         while let Some(frame) = socket.frames.next()? {
             match frame {
-                Frame::Message(text) if memmem::find(text, b"connection_established").is_some() => return Ok(socket),
+                Frame::Message(text) if memmem::find(text, b"connection_established").is_some() => {
+                    let position = Position::scan(text);
+                    return Ok((socket, position));
+                }
                 Frame::Message(_) => return Err("unexpected_first_frame".into()),
                 Frame::Close(code) => return Err(close_kind(code)),
                 Frame::Ping(payload) => {
@@ -263,7 +280,7 @@ pub fn close_payload(code: Option<u16>) -> Vec<u8> {
 }
 
 /// The close handshake at the end of a run: a normal close, then frames until the hub's close or the end.
-async fn close(socket: &mut Socket) -> std::io::Result<()> {
+pub async fn close(socket: &mut Socket) -> std::io::Result<()> {
     ws::send(&mut socket.stream, ws::CLOSE, &1000u16.to_be_bytes()).await?;
     loop {
         while let Some(frame) = socket.frames.next().map_err(std::io::Error::other)? {
@@ -286,7 +303,7 @@ async fn recv(outbound: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
 }
 
 /// Books one received bench message: order and duplicates by sequence number, latency when measured.
-fn account(shared: &Shared, key: u64, group: u64, marker: Marker, recv_ns: u64, outcome: &mut Outcome) {
+pub fn account(shared: &Shared, key: u64, group: u64, marker: Marker, recv_ns: u64, outcome: &mut Outcome) {
     let plan = &shared.plan;
     let (msg_group, index) = plan.place(marker.seq);
     if msg_group != group || marker.seq >= plan.total {

@@ -65,6 +65,40 @@ pub struct Summary {
     pub passed: bool,
     /// Present with `--find-max`: every step tried.
     pub find_max: Option<FindMax>,
+    /// Present with `--churn` or `--restart-hub-at`: subscribers that lost their connection and resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<ResumeStats>,
+}
+
+/// Subscribers that dropped (`--churn`) or lost the hub (`--restart-hub-at`) and reconnected with
+/// `?since=&epoch=`: what they missed is replayed, so a resume that works leaves loss at 0.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ResumeStats {
+    /// Share of the subscribers dropped per second, in percent (`--churn 5%/s`: 5); 0 without churn.
+    pub churn_pct_per_s: f64,
+    /// Connections that ended while the run went on and were opened again.
+    pub reconnects: u64,
+    /// Per reconnect: from the first attempt (at once when the hub went away; after the time away when
+    /// the churn dropped it) to the greeting of the resumed connection, failed attempts included.
+    pub reconnect_ms: Percentiles,
+    /// Connect attempts that failed while reconnecting (the hub was down) and were retried.
+    pub failed_attempts: u64,
+    /// Pushes that arrived through a replay (published while their subscriber was away); they count
+    /// once, with their latency from their intended send time.
+    pub replayed: u64,
+    /// Resumes the hub could not serve (`resume_failed`): what they missed counts as lost.
+    pub resume_failed: u64,
+    /// The hub restart, with `--restart-hub-at`.
+    pub restart: Option<HubRestart>,
+}
+
+/// A `--restart-hub-at` restart of the spawned hub.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HubRestart {
+    /// When the hub was killed (SIGKILL), in seconds after the first message's intended send time.
+    pub at_s: f64,
+    /// From the kill to the new hub answering `/readyz`.
+    pub outage_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,6 +393,12 @@ impl Summary {
             "machine_busy_pct" => return self.cpu.machine_busy_pct,
             "machine_steal_pct" => return self.cpu.machine_steal_pct,
             "memory_per_connection" => return self.hub.memory_per_connection_bytes,
+            "reconnects" => return self.resume.as_ref().map(|r| r.reconnects as f64),
+            "replayed" => return self.resume.as_ref().map(|r| r.replayed as f64),
+            "resume_failed" => return self.resume.as_ref().map(|r| r.resume_failed as f64),
+            "reconnect_p99" => {
+                return self.resume.as_ref().filter(|r| r.reconnect_ms.count > 0).map(|r| r.reconnect_ms.p99);
+            }
             _ => return None,
         })
     }

@@ -84,6 +84,10 @@ const METRICS: &[(&str, Kind)] = &[
     ("machine_busy_pct", Kind::Number),
     ("machine_steal_pct", Kind::Number),
     ("memory_per_connection", Kind::Bytes),
+    ("reconnects", Kind::Number),
+    ("replayed", Kind::Number),
+    ("resume_failed", Kind::Number),
+    ("reconnect_p99", Kind::Duration),
 ];
 
 /// One parsed `--threshold`, e.g. `p99<50ms`.

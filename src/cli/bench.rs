@@ -94,6 +94,14 @@ pub struct BenchArgs {
     /// With --find-max: stop after this many steps
     #[arg(long, default_value_t = 10)]
     pub find_max_steps: u32,
+    /// Fanout: this share of the subscribers drops per second and reconnects resuming from its last event
+    /// (`?since=&epoch=`), while the publisher runs, e.g. 5%/s; loss must stay 0
+    #[arg(long, value_name = "PCT%/s", value_parser = parse_churn)]
+    pub churn: Option<f64>,
+    /// With --spawn, fanout: kill the hub (SIGKILL) this long after publishing starts, e.g. 5s, and start
+    /// it again on the same store and port; subscribers reconnect and resume
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub restart_hub_at: Option<Duration>,
     /// Print the summary as JSON on stdout instead of the table
     #[arg(long)]
     pub json: bool,
@@ -112,4 +120,31 @@ pub enum ScenarioArg {
     Notify,
     Chat,
     Idle,
+}
+
+/// `5%/s` as the share 0.05 per second.
+fn parse_churn(text: &str) -> Result<f64, String> {
+    let number = text
+        .trim()
+        .strip_suffix("%/s")
+        .ok_or_else(|| format!("`{text}` is not a churn rate: give a percentage per second, e.g. 5%/s"))?;
+    match number.trim().parse::<f64>() {
+        Ok(pct) if pct.is_finite() && pct > 0.0 && pct <= 100.0 => Ok(pct / 100.0),
+        _ => Err(format!("`{text}`: the churn must be above 0 and at most 100%/s, e.g. 5%/s")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_churn;
+
+    /// A churn is a percentage per second; anything else says how to write one.
+    #[test]
+    fn churn_is_a_percentage_per_second() {
+        assert_eq!(parse_churn("5%/s"), Ok(0.05));
+        assert_eq!(parse_churn("0.5%/s"), Ok(0.005));
+        assert!(parse_churn("5%").unwrap_err().contains("e.g. 5%/s"));
+        assert!(parse_churn("0%/s").is_err());
+        assert!(parse_churn("150%/s").is_err());
+    }
 }

@@ -62,6 +62,16 @@ impl BenchArgs {
         if self.find_max && (self.find_max_factor.is_nan() || self.find_max_factor <= 1.0) {
             bail!("--find-max-factor must be greater than 1");
         }
+        let resumes = self.churn.is_some() || self.restart_hub_at.is_some();
+        if resumes && self.scenario != ScenarioArg::Fanout {
+            bail!("--churn and --restart-hub-at resume org events: use them with the fanout scenario");
+        }
+        if self.restart_hub_at.is_some() && !self.spawn {
+            bail!("--restart-hub-at restarts the hub --spawn starts: add --spawn");
+        }
+        if resumes && self.find_max {
+            bail!("--churn and --restart-hub-at measure one run: leave out --find-max");
+        }
         let mut thresholds = self.thresholds.clone();
         if self.find_max && thresholds.is_empty() {
             thresholds = FIND_MAX_DEFAULT_THRESHOLDS.iter().map(|t| t.parse().expect("the defaults parse")).collect();
@@ -94,6 +104,9 @@ impl BenchArgs {
                 .context("--source-ips")?
                 .unwrap_or_default(),
             thresholds,
+            churn: self.churn.unwrap_or(0.0),
+            // The hub to restart exists only once --spawn started it: `run` fills this in.
+            restart: None,
             progress: (!self.quiet).then(MultiProgress::new),
         })
     }
@@ -116,10 +129,14 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
         if let Some(url) = &args.spawn_database_url {
             env.push(("RTCTL_DATABASE_URL", url.clone()));
         }
-        Some(spawn_hub(env, config.progress.clone()).await.context("spawn a hub")?)
+        Some(Arc::new(spawn_hub(env, config.progress.clone()).await.context("spawn a hub")?))
     } else {
         None
     };
+    let mut config = config;
+    if let (Some(at), Some(hub)) = (args.restart_hub_at, &spawned) {
+        config.restart = Some(bench::RestartHub { at, hub: hub.clone() });
+    }
     let target = match &spawned {
         Some(hub) => {
             let mut target = Target::new(&hub.url, hub.jwt_secret.clone(), hub.api_key.clone()).await?;
@@ -208,29 +225,47 @@ pub struct SpawnedHub {
     pub jwt_secret: String,
     pub api_key: String,
     /// The child's process id, so that its CPU is reported apart from the bench's (`None` only if it
-    /// had already exited when it was read).
+    /// had already exited when it was read). A restarted hub is another process: its CPU is not followed.
     pub pid: Option<u32>,
-    /// The `rtctl serve` child process.
-    child: tokio::process::Child,
-    /// Its stderr, passed through.
-    stderr: HubStderr,
+    /// How the hub is started, again for `--restart-hub-at`.
+    launch: Launch,
+    /// The running `rtctl serve`; replaced by a restart.
+    process: tokio::sync::Mutex<Process>,
     /// The hub's working directory (its config file and database), removed after it stopped.
     _data_dir: tempfile::TempDir,
 }
 
+/// Everything that starts the spawned hub, the same every time: a restart finds its store and port.
+struct Launch {
+    port: u16,
+    dir: std::path::PathBuf,
+    /// The backends asked for, as `RTCTL_*` variables.
+    env: Vec<(&'static str, String)>,
+    jwt_secret: String,
+    api_key: String,
+    console: Option<MultiProgress>,
+}
+
+/// One `rtctl serve` child and its stderr, passed through.
+struct Process {
+    child: tokio::process::Child,
+    stderr: HubStderr,
+}
+
 impl SpawnedHub {
     /// Stops the hub with SIGTERM (its graceful shutdown) and waits until it exited.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(pid) = self.pid {
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        let mut process = self.process.lock().await;
+        if let Some(pid) = process.child.id() {
             // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
             unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
         }
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+        let status = tokio::time::timeout(Duration::from_secs(15), process.child.wait())
             .await
             .context("the spawned hub did not stop within 15 s")?
             .context("wait for the spawned hub")?;
         // Whatever it said while stopping is out before the bench's own last words.
-        self.stderr.finish().await;
+        process.stderr.finish().await;
         if !status.success() {
             bail!("the spawned hub exited with {status}");
         }
@@ -238,18 +273,58 @@ impl SpawnedHub {
     }
 }
 
+impl bench::Restartable for SpawnedHub {
+    fn restart(&self) -> std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send + '_>> {
+        Box::pin(async move {
+            let mut process = self.process.lock().await;
+            // SIGKILL, not SIGTERM: the hub gets no chance to close sockets or flush anything, as when a
+            // machine or a container dies.
+            process.child.start_kill().context("kill the spawned hub")?;
+            process.child.wait().await.context("wait for the killed hub")?;
+            process.stderr.finish().await;
+            *process = start(&self.launch).await.context("start the hub again")?;
+            Ok(())
+        })
+    }
+}
+
 /// Starts a throwaway hub for `--spawn`: this binary's `rtctl serve` as a child process on a free
 /// loopback port, with fresh secrets, a temporary database and `env` (the backends asked for) as its only
 /// `RTCTL_*` settings. A separate process, so the bench's CPU and the hub's are measured apart, as they
 /// would be in production.
-async fn spawn_hub(env: Vec<(&str, String)>, console: Option<MultiProgress>) -> anyhow::Result<SpawnedHub> {
+async fn spawn_hub(env: Vec<(&'static str, String)>, console: Option<MultiProgress>) -> anyhow::Result<SpawnedHub> {
     let data_dir = tempfile::tempdir().context("create a data directory")?;
     // Bind then release a port: the child binds it again a moment later. A collision is possible in
     // principle and shows up as the child failing to start, with its message.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let url = format!("http://127.0.0.1:{port}");
-    let jwt_secret = crate::auth::random_secret();
-    let api_key = crate::auth::random_secret();
+    let launch = Launch {
+        port,
+        dir: data_dir.path().to_owned(),
+        env,
+        jwt_secret: crate::auth::random_secret(),
+        api_key: crate::auth::random_secret(),
+        console,
+    };
+    let process = start(&launch).await?;
+    Ok(SpawnedHub {
+        url: launch.url(),
+        jwt_secret: launch.jwt_secret.clone(),
+        api_key: launch.api_key.clone(),
+        pid: process.child.id(),
+        launch,
+        process: tokio::sync::Mutex::new(process),
+        _data_dir: data_dir,
+    })
+}
+
+impl Launch {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// Starts `rtctl serve` as `launch` says and waits until it is ready.
+async fn start(launch: &Launch) -> anyhow::Result<Process> {
     let exe = std::env::current_exe().context("find the rtctl binary")?;
     let mut command = tokio::process::Command::new(exe);
     // The throwaway hub is configured here and nowhere else: an RTCTL_* variable meant for the user's own
@@ -260,15 +335,15 @@ async fn spawn_hub(env: Vec<(&str, String)>, console: Option<MultiProgress>) -> 
         }
     }
     // Through the environment, not the command line, where `ps` would show a password in the URL.
-    command.envs(env);
+    command.envs(launch.env.iter().map(|(name, value)| (name, value)));
     let mut child = command
         // No inbound rate limit: a chat member of a bench sends as fast as the run asks, and the bench
         // measures what the hub can carry, not its protection against a flooding client.
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--message-rate", "0"])
-        .current_dir(data_dir.path())
-        .env("RTCTL_JWT_SECRET", &jwt_secret)
-        .env("RTCTL_API_KEY", &api_key)
-        .env("RTCTL_CONFIG", data_dir.path().join("rtctl.toml"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{}", launch.port), "--message-rate", "0"])
+        .current_dir(&launch.dir)
+        .env("RTCTL_JWT_SECRET", &launch.jwt_secret)
+        .env("RTCTL_API_KEY", &launch.api_key)
+        .env("RTCTL_CONFIG", launch.dir.join("rtctl.toml"))
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -276,9 +351,9 @@ async fn spawn_hub(env: Vec<(&str, String)>, console: Option<MultiProgress>) -> 
         .kill_on_drop(true)
         .spawn()
         .context("start rtctl serve")?;
-    let pid = child.id();
     let stderr = HubStderr::forward(child.stderr.take().expect("stderr is piped"));
     let client = reqwest::Client::new();
+    let url = launch.url();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = child.try_wait()? {
@@ -292,8 +367,8 @@ async fn spawn_hub(env: Vec<(&str, String)>, console: Option<MultiProgress>) -> 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    stderr.pass_through(console);
-    Ok(SpawnedHub { url, jwt_secret, api_key, pid, child, stderr, _data_dir: data_dir })
+    stderr.pass_through(launch.console.clone());
+    Ok(Process { child, stderr })
 }
 
 /// The spawned hub's stderr: held back while it starts, so that a hub that cannot start is reported in

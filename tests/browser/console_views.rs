@@ -454,3 +454,111 @@ async fn the_consoles_tokens_never_reach_the_hubs_log() {
     assert!(!log.contains("token="), "a token parameter is in the log:\n{log}");
     browser.close().await;
 }
+
+/// Takes the hub away while `node` (another node on the same store) publishes, then brings it back on
+/// its port: the page's sockets drop (close 1001) and reconnect to the same address.
+async fn away_while(hub: TestHub, publish: impl AsyncFnOnce(&TestHub)) -> TestHub {
+    let hub = hub.down().await;
+    let node = hub.node().await;
+    publish(&node).await;
+    node.stop().await;
+    hub.up().await
+}
+
+/// Org events resume: the view remembers the last event's position, and after the hub dropped it, it
+/// reconnects with `?since=` and shows every event published meanwhile exactly once, saying how many
+/// were replayed; later events still arrive live.
+#[tokio::test]
+async fn the_events_view_resumes_and_shows_what_was_missed_exactly_once() {
+    let Some(browser) = Browser::start("the_events_view_resumes").await else { return };
+    let hub = TestHub::start().await;
+    let publish = async |hub: &TestHub, n: u64| {
+        let body = json!({"event_type": "tick", "data": {"n": n}});
+        assert_eq!(hub.post_api("/api/v1/orgs/acme/events", &body).await.status(), 202);
+    };
+    let member = Identity { orgs: vec!["acme".into()], ..user_identity("u1") };
+    open_console(&browser, &hub, &member, "#/events/acme").await;
+    live(&browser).await;
+    let shown = "return [...document.querySelectorAll('[data-list=events] [data-event-type] pre')].map(p => p.textContent).join(',')";
+    for n in 1..=2 {
+        publish(&hub, n).await;
+    }
+    browser.wait_for("two live events", &format!("{shown} === arguments[0]"), vec![json!("{\"n\":2},{\"n\":1}")]).await;
+
+    let hub = away_while(hub, async |node| {
+        for n in 3..=5 {
+            publish(node, n).await;
+        }
+    })
+    .await;
+    let note = browser
+        .wait_for(
+            "the resume note",
+            "return document.querySelector('[data-field=resume]:not([hidden])')?.textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(note, "Reconnected: 3 missed events replayed.");
+    let all = "{\"n\":5},{\"n\":4},{\"n\":3},{\"n\":2},{\"n\":1}";
+    browser.wait_for("all five, once each", &format!("{shown} === arguments[0]"), vec![json!(all)]).await;
+    publish(&hub, 6).await;
+    let all = format!("{{\"n\":6}},{all}");
+    browser.wait_for("the next one live", &format!("{shown} === arguments[0]"), vec![json!(all)]).await;
+    assert_eq!(browser.text("[data-stat=events]").await, "6 received since the page connected");
+    browser.close().await;
+}
+
+/// The dashboard resumes too: order updates pushed while it was disconnected are replayed and shown,
+/// with the count; the notification center catches up on what arrived
+/// meanwhile with `after_id`, and the notifications view says how many.
+#[tokio::test]
+async fn the_dashboard_and_notifications_catch_up_after_a_reconnect() {
+    let Some(browser) = Browser::start("the_dashboard_and_notifications_catch_up").await else { return };
+    let hub = TestHub::start().await;
+    hub.notify("admin", "Before", "general").await;
+    open_console(&browser, &hub, &staff("admin"), "#/dashboard").await;
+    live(&browser).await;
+    let order =
+        |id: &str| format!("return document.querySelector('[data-order-id={id}] .tag')?.textContent === 'shipped'");
+    assert_eq!(hub.post_api("/api/v1/admin-dashboard/orders/A-1/", &json!({"status": "shipped"})).await.status(), 202);
+    browser.wait_for("the live order update", &order("A-1"), vec![]).await;
+
+    let hub = away_while(hub, async |node| {
+        for id in ["A-2", "A-3"] {
+            let response =
+                node.post_api(&format!("/api/v1/admin-dashboard/orders/{id}/"), &json!({"status": "shipped"})).await;
+            assert_eq!(response.status(), 202);
+        }
+    })
+    .await;
+    let note = browser
+        .wait_for(
+            "the resume note",
+            "return document.querySelector('[data-field=resume]:not([hidden])')?.textContent",
+            vec![],
+        )
+        .await;
+    // The two order updates, and before them the page's own `admin_left`, pushed as the hub closed it.
+    assert_eq!(note, "Reconnected: 3 missed updates replayed.");
+    for id in ["A-2", "A-3"] {
+        browser.wait_for("a replayed order update", &order(id), vec![]).await;
+    }
+
+    browser.eval("location.hash = '#/notifications'", vec![]).await;
+    items_are(&browser, "the one before", "Before:false").await;
+    let hub = away_while(hub, async |node| {
+        node.notify("admin", "While away", "general").await;
+    })
+    .await;
+    let note = browser
+        .wait_for(
+            "the catch-up note",
+            "return document.querySelector('[data-field=caught-up]:not([hidden])')?.textContent",
+            vec![],
+        )
+        .await;
+    assert_eq!(note, "Reconnected: 1 notification arrived while disconnected.");
+    items_are(&browser, "the missed one, once", "While away:false,Before:false").await;
+    drop(hub);
+    browser.close().await;
+}

@@ -1,6 +1,7 @@
 // Admin dashboard (staff): live figures, pending approvals with approve and reject, the activity feed,
 // admins online and order updates, over /ws/admin/dashboard/ with the REST routes for lists and decisions.
-// Dashboard pushes are live only, so every (re)connection reloads the lists.
+// The lists load on connecting; a reconnection resumes the dashboard stream (the missed pushes are
+// replayed and applied) and reloads the lists only when resuming failed.
 
 import { api } from '../api.js';
 import { ago, empty, errorBox, formatTime, h, json, number, replace } from '../dom.js';
@@ -39,10 +40,21 @@ export function mount(root, ctx) {
   const recentList = h('ol', { class: 'feed compact' });
   const adminsList = h('div', { class: 'chips' });
   const problem = h('div');
+  const resumeNote = h('p', { class: 'hint', dataset: { field: 'resume' }, hidden: true });
 
   const socket = new LiveSocket('/ws/admin/dashboard/', {
-    onOpen: (greeting) => {
+    resumable: true,
+    onOpen: (greeting, resumed) => {
       showStats(greeting.stats);
+      if (!resumed) {
+        reload();
+        return;
+      }
+      const missed = resumed.replayed === 1 ? '1 missed update' : `${number(resumed.replayed)} missed updates`;
+      note(`Reconnected: ${missed} replayed.`);
+    },
+    onResumeFailed: (failed) => {
+      note(`Reconnected, but resuming failed (${failed.reason}): the dashboard was reloaded.`);
       reload();
     },
     onMessage: (message) => handle(message),
@@ -56,6 +68,7 @@ export function mount(root, ctx) {
   replace(
     root,
     problem,
+    resumeNote,
     h('div', { class: 'tiles' }, TILES.map(([key, label]) => h('div', { class: 'tile' }, h('div', { class: 'label', text: label }), tileValues[key]))),
     h(
       'div',
@@ -81,6 +94,11 @@ export function mount(root, ctx) {
       ),
     ),
   );
+
+  function note(text) {
+    resumeNote.textContent = text;
+    resumeNote.hidden = false;
+  }
 
   function showStats(stats) {
     if (!stats) return;

@@ -1,5 +1,7 @@
 // Org events: pick one of the orgs in the token's `orgs` claim and watch /ws/events/{org_id}/ live.
-// Events are live only (PROTOCOL §6): what was published before the page connected is not shown.
+// What was published before the page connected is not shown; what was published while it was
+// disconnected is replayed when it reconnects (the socket resumes from the last event's position), and
+// the view says how many, or that resuming failed and those events are missing.
 
 import { empty, errorBox, formatTime, h, json, number, replace } from '../dom.js';
 import { LiveSocket } from '../live.js';
@@ -29,6 +31,7 @@ export function mount(root, ctx) {
   let paused = false;
   const list = h('ol', { class: 'events', dataset: { list: 'events' } });
   const counter = h('span', { class: 'hint', dataset: { stat: 'events' } });
+  const resumeNote = h('p', { class: 'hint', dataset: { field: 'resume' }, hidden: true });
   const pause = h('button', { class: 'ghost', text: 'Pause', on: { click: () => { paused = !paused; pause.textContent = paused ? 'Resume' : 'Pause'; draw(); } } });
   const clear = h('button', { class: 'ghost', text: 'Clear', on: { click: () => { events = []; draw(); } } });
   const picker = h(
@@ -38,6 +41,16 @@ export function mount(root, ctx) {
   );
 
   const socket = new LiveSocket(`/ws/events/${encodeURIComponent(chosen)}/`, {
+    resumable: true,
+    onOpen: (greeting, resumed) => {
+      if (!resumed) return;
+      const missed = resumed.replayed === 1 ? '1 missed event' : `${number(resumed.replayed)} missed events`;
+      note(`Reconnected: ${missed} replayed.`);
+    },
+    onResumeFailed: (failed) => {
+      const why = failed.reason === 'expired' ? 'the hub no longer keeps events that old' : 'the hub lost its event history';
+      note(`Reconnected, but resuming failed (${failed.reason}: ${why}): events published while disconnected are missing.`);
+    },
     onMessage: (message) => {
       if (message.type !== 'event') return;
       count += 1;
@@ -54,9 +67,15 @@ export function mount(root, ctx) {
       'section',
       { class: 'card' },
       h('header', { class: 'toolbar' }, h('label', {}, 'Organization ', picker), counter, h('span', { class: 'spacer' }), pause, clear),
+      resumeNote,
       list,
     ),
   );
+
+  function note(text) {
+    resumeNote.textContent = text;
+    resumeNote.hidden = false;
+  }
 
   function draw() {
     counter.textContent = `${number(count)} received since the page connected${paused ? ' · paused' : ''}`;

@@ -21,6 +21,7 @@ export function mount(root, ctx) {
   let resync = null;
 
   const problem = h('div');
+  const caughtUp = h('p', { class: 'hint', dataset: { field: 'caught-up' }, hidden: true });
   const list = h('ol', { class: 'notifications', dataset: { list: 'notifications' } });
   const footer = h('div', { class: 'list-footer' });
   const unreadBadge = h('span', { class: 'count-badge', dataset: { stat: 'unread' } });
@@ -51,6 +52,7 @@ export function mount(root, ctx) {
         markAll,
       ),
       h('div', { class: 'filterbar' }, filter),
+      caughtUp,
       list,
       footer,
     ),
@@ -177,6 +179,10 @@ export function mount(root, ctx) {
 
   const unsubscribe = [
     center.on('open', () => load(Math.max(PAGE, items.length))),
+    center.on('caught_up', (count) => {
+      caughtUp.textContent = `Reconnected: ${count === 1 ? '1 notification' : `${count} notifications`} arrived while disconnected.`;
+      caughtUp.hidden = false;
+    }),
     center.on('notification', (n) => {
       if (items.some((m) => m.id === n.id)) return;
       items = [n, ...items];
