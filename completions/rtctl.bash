@@ -233,7 +233,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__bench)
-            opts="-n -r -d -m -t -q -v -h --url --jwt-secret --api-key --spawn --spawn-redis-url --spawn-database-url --hub-pid --subscribers --room-size --rate --duration --messages --warmup --payload-size --connect-rate --connect-concurrency --connect-timeout --request-timeout --max-inflight --drain --source-ips --threshold --find-max --find-max-factor --find-max-steps --json --report --quiet --config --verbose --help fanout notify chat idle"
+            opts="-n -r -d -m -t -q -v -h --url --jwt-secret --api-key --spawn --spawn-redis-url --spawn-database-url --hub-pid --subscribers --room-size --rate --duration --messages --warmup --payload-size --connect-rate --connect-concurrency --connect-timeout --request-timeout --max-inflight --drain --source-ips --threshold --find-max --find-max-factor --find-max-steps --churn --restart-hub-at --json --report --quiet --config --verbose --help fanout notify chat idle"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -348,6 +348,14 @@ _rtctl() {
                     return 0
                     ;;
                 --find-max-steps)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --churn)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --restart-hub-at)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -115,6 +115,8 @@ set edit:completion:arg-completer[rtctl] = {|@words|
             cand --threshold 'Fail (exit 3) unless this holds, e.g. ''p99<50ms'', ''loss=0'', ''deliveries_per_s>100000''; repeatable'
             cand --find-max-factor 'With --find-max: multiply the rate by this much per step'
             cand --find-max-steps 'With --find-max: stop after this many steps'
+            cand --churn 'Fanout: this share of the subscribers drops per second and reconnects resuming from its last event (`?since=&epoch=`), while the publisher runs, e.g. 5%/s; loss must stay 0'
+            cand --restart-hub-at 'With --spawn, fanout: kill the hub (SIGKILL) this long after publishing starts, e.g. 5s, and start it again on the same store and port; subscribers reconnect and resume'
             cand --report 'Write a self-contained HTML report with charts to this file'
             cand --config 'Config file with the hub''s secrets; the first `rtctl serve` creates it'
             cand --spawn 'Start a throwaway hub (a child `rtctl serve` on a free loopback port, fresh secrets, a temporary SQLite store) and bench it, ignoring --url, --jwt-secret and --api-key; none of your RTCTL_* variables reach that hub'

@@ -108,6 +108,8 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l source-ips -d 'Spr
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s t -l threshold -d 'Fail (exit 3) unless this holds, e.g. \'p99<50ms\', \'loss=0\', \'deliveries_per_s>100000\'; repeatable' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max-factor -d 'With --find-max: multiply the rate by this much per step' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max-steps -d 'With --find-max: stop after this many steps' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l churn -d 'Fanout: this share of the subscribers drops per second and reconnects resuming from its last event (`?since=&epoch=`), while the publisher runs, e.g. 5%/s; loss must stay 0' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l restart-hub-at -d 'With --spawn, fanout: kill the hub (SIGKILL) this long after publishing starts, e.g. 5s, and start it again on the same store and port; subscribers reconnect and resume' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l report -d 'Write a self-contained HTML report with charts to this file' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn -d 'Start a throwaway hub (a child `rtctl serve` on a free loopback port, fresh secrets, a temporary SQLite store) and bench it, ignoring --url, --jwt-secret and --api-key; none of your RTCTL_* variables reach that hub'

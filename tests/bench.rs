@@ -887,7 +887,7 @@ async fn a_hub_restart_mid_run_loses_nothing_accepted() {
     assert_eq!(deliveries["lost"], 0, "{deliveries}");
     assert_eq!(deliveries["duplicates"], 0, "{deliveries}");
     assert_eq!(deliveries["expected"], json["messages"]["accepted"].as_u64().unwrap() * 20, "{deliveries}");
-    assert!(json["messages"]["accepted"].as_u64().unwrap() > 100, "{}", json["messages"]);
+    assert!(json["messages"]["accepted"].as_u64().unwrap() > 50, "{}", json["messages"]);
     let restart = &resume["restart"];
     assert!((1.0..1.5).contains(&restart["at_s"].as_f64().unwrap()), "{restart}");
     assert!(restart["outage_ms"].as_f64().unwrap() > 0.0, "{restart}");

@@ -188,47 +188,28 @@ async fn listen(
     let churn = tokio::time::sleep(churn_delay(resuming.churn_per_s));
     tokio::pin!(churn);
     let churning = resuming.churn_per_s > 0.0;
+    // Frames that came with the greeting (a replay often does) are handled before anything is read:
+    // left in the buffer they would wait for the next live push, which may never come.
+    let mut recv_ns = now_ns();
     loop {
+        let mut pongs = Vec::new();
+        if take_frames(shared, resuming, key, group, socket, position, replay_through, recv_ns, outcome, &mut pongs)
+            .is_err()
+        {
+            return Ended::Lost(recv_ns);
+        }
+        for payload in pongs {
+            if ws::send(&mut socket.stream, ws::PONG, &payload).await.is_err() {
+                return Ended::Lost(now_ns());
+            }
+        }
         tokio::select! {
             biased;
             read = socket.stream.read(socket.frames.spare()) => {
-                let recv_ns = now_ns();
+                recv_ns = now_ns();
                 match read {
                     Ok(0) | Err(_) => return Ended::Lost(recv_ns),
                     Ok(n) => socket.frames.filled(n),
-                }
-                let mut pongs = Vec::new();
-                loop {
-                    match socket.frames.next() {
-                        Ok(None) => break,
-                        Ok(Some(Frame::Message(text))) => {
-                            if let Some(marker) = Marker::scan(text) {
-                                if let Some(at) = Position::scan(text) {
-                                    if at.seq <= replay_through {
-                                        resuming.replayed.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                    *position = Some(at);
-                                }
-                                subscriber::account(shared, key, group, marker, recv_ns, outcome);
-                            } else if memmem::find(text, b"\"resume_failed\"").is_some() {
-                                resuming.resume_failed.fetch_add(1, Ordering::Relaxed);
-                                shared.shards.error(key, "resume_failed");
-                            } else if memmem::find(text, b"\"type\":\"event\"").is_some() {
-                                // Another client's event on the bench org: it moves the position all the same.
-                                if let Some(at) = Position::scan(text) {
-                                    *position = Some(at);
-                                }
-                            }
-                        }
-                        Ok(Some(Frame::Ping(payload))) => pongs.push(payload.to_vec()),
-                        Ok(Some(Frame::Pong)) => {}
-                        Ok(Some(Frame::Close(_))) | Err(_) => return Ended::Lost(recv_ns),
-                    }
-                }
-                for payload in pongs {
-                    if ws::send(&mut socket.stream, ws::PONG, &payload).await.is_err() {
-                        return Ended::Lost(now_ns());
-                    }
                 }
             }
             () = &mut stop => {
@@ -237,6 +218,51 @@ async fn listen(
             }
             // Dropped without a close frame, as a lost network would: the hub sees the end of the stream.
             () = &mut churn, if churning && !resuming.calm.is_cancelled() => return Ended::Dropped,
+        }
+    }
+}
+
+/// Handles every whole frame in the socket's buffer, read at `recv_ns`: bench messages are booked and
+/// move the position (counted as replayed up to `replay_through`), pings are collected in `pongs`; a
+/// close or a broken frame ends the connection (`Err`).
+#[allow(clippy::too_many_arguments)]
+fn take_frames(
+    shared: &Shared,
+    resuming: &Resuming,
+    key: u64,
+    group: u64,
+    socket: &mut Socket,
+    position: &mut Option<Position>,
+    replay_through: u64,
+    recv_ns: u64,
+    outcome: &mut Outcome,
+    pongs: &mut Vec<Vec<u8>>,
+) -> Result<(), ()> {
+    loop {
+        match socket.frames.next() {
+            Ok(None) => return Ok(()),
+            Ok(Some(Frame::Message(text))) => {
+                if let Some(marker) = Marker::scan(text) {
+                    if let Some(at) = Position::scan(text) {
+                        if at.seq <= replay_through {
+                            resuming.replayed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        *position = Some(at);
+                    }
+                    subscriber::account(shared, key, group, marker, recv_ns, outcome);
+                } else if memmem::find(text, b"\"resume_failed\"").is_some() {
+                    resuming.resume_failed.fetch_add(1, Ordering::Relaxed);
+                    shared.shards.error(key, "resume_failed");
+                } else if memmem::find(text, b"\"type\":\"event\"").is_some() {
+                    // Another client's event on the bench org: it moves the position all the same.
+                    if let Some(at) = Position::scan(text) {
+                        *position = Some(at);
+                    }
+                }
+            }
+            Ok(Some(Frame::Ping(payload))) => pongs.push(payload.to_vec()),
+            Ok(Some(Frame::Pong)) => {}
+            Ok(Some(Frame::Close(_))) | Err(_) => return Err(()),
         }
     }
 }

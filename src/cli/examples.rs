@@ -105,7 +105,9 @@ Examples:
   rtctl bench fanout -n 1000 -r 50 -t 'p99<20ms' -t loss=0 --report run.html
       fail (exit 3) unless the thresholds hold; write an HTML report
   rtctl bench chat --room-size 10 --spawn
-      chat rooms against a throwaway hub the bench starts itself";
+      chat rooms against a throwaway hub the bench starts itself
+  rtctl bench fanout --spawn --churn 5%/s --restart-hub-at 5s -t loss=0
+      subscribers drop and resume, the hub is killed and restarted: nothing lost";
 
 pub const COPY_STORE: &str = "\
 Examples:
