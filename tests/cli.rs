@@ -1230,6 +1230,10 @@ async fn copy_store_moves_a_sqlite_hub_to_postgresql() {
         ("chat_members", 3),
         ("chat_messages", 2),
         ("chat_read_positions", 1),
+        // The admin dashboard's stream and its log of the pushes the registrations and the decision made,
+        // copied so that a dashboard resumes on the PostgreSQL hub.
+        ("streams", 1),
+        ("stream_events", 10),
     ];
     assert_eq!(counts, expected.map(|(table, rows)| (table.to_owned(), rows)), "{out}");
     assert!(!out.contains(&target.url()) && out.contains("***@"), "the target URL is printed redacted: {out}");
