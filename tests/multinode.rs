@@ -261,6 +261,80 @@ async fn presence_of_a_crashed_node_is_taken_back() {
     assert_eq!(nodes, ["live"]);
 }
 
+/// A node killed without closing anything (kill -9) leaves, once its liveness expires, exactly the
+/// departures its sessions never announced, each once although two nodes survive to sweep it: the
+/// admins hear `admin_left` for an admin whose only connection it had (not for one still connected
+/// elsewhere), a chat room hears `user_status` offline for such a member, and the counts follow.
+#[tokio::test]
+#[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
+async fn a_crashed_nodes_users_leave_once() {
+    let mut redis_config = redis_config();
+    redis_config.node_ttl = Duration::from_millis(900);
+    let (a, c, _cleanup) = two_nodes_with(redis_config).await;
+    let (b, crash) = a.node_that_can_crash().await;
+    let (status, _) = a
+        .post_json(
+            "/api/v1/chat/rooms",
+            &[("x-api-key", a.api_key())],
+            &json!({"room_id": "r1", "members": ["u1", "u2", "u3", "u4"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (mut s1, _) = a.connect("/ws/admin/dashboard/", &a.staff_jwt("s1")).await;
+    let (s4, _) = c.connect("/ws/admin/dashboard/", &c.staff_jwt("s4")).await;
+    assert_eq!(recv(&mut s1).await["user_id"], "s4");
+    let mut admins = [s1, s4];
+    let _s2 = b.connect("/ws/admin/dashboard/", &b.staff_jwt("s2")).await;
+    let _s3_on_b = b.connect("/ws/admin/dashboard/", &b.staff_jwt("s3")).await;
+    let _s3_on_a = a.connect("/ws/admin/dashboard/", &a.staff_jwt("s3")).await;
+    for ws in &mut admins {
+        let joined: Vec<_> = recv_n(ws, 2).await.iter().map(|m| (m["type"].clone(), m["user_id"].clone())).collect();
+        assert_eq!(joined, [(json!("admin_joined"), json!("s2")), (json!("admin_joined"), json!("s3"))]);
+    }
+
+    let mut u1 = chat_member(&a, "u1").await;
+    let u4 = chat_member(&c, "u4").await;
+    assert_eq!(recv(&mut u1).await["user_id"], "u4");
+    let mut members = [u1, u4];
+    let _u2 = chat_member(&b, "u2").await;
+    let _u3_on_b = chat_member(&b, "u3").await;
+    let _u3_on_a = chat_member(&a, "u3").await;
+    for ws in &mut members {
+        let online: Vec<_> = recv_n(ws, 2).await;
+        assert_eq!(online, [user_status("u2", "online"), user_status("u3", "online")]);
+    }
+
+    crash.now();
+    for ws in &mut admins {
+        let left = recv(ws).await;
+        assert_eq!(
+            (&left["type"], &left["user_id"], &left["admins_online"]),
+            (&json!("admin_left"), &json!("s2"), &json!(3)),
+            "{left}"
+        );
+        assert_quiet_for(ws, Duration::from_secs(2)).await;
+    }
+    for ws in &mut members {
+        assert_eq!(recv(ws).await, user_status("u2", "offline"));
+        assert_quiet(ws).await;
+    }
+    let bearer = format!("Bearer {}", a.staff_jwt("s1"));
+    let url = a.http_url("/api/v1/admin-dashboard/dashboard/");
+    let dashboard = json_response(send(http().get(url).header("authorization", bearer)).await).await.1;
+    assert_eq!((&dashboard["admins_online"], &dashboard["users_online"]), (&json!(3), &json!(6)), "{dashboard}");
+}
+
+/// `user`'s connection to room r1 on `hub`, past its greeting and history.
+async fn chat_member(hub: &TestHub, user: &str) -> Ws {
+    let (mut ws, _) = hub.connect("/ws/chat/r1/", &hub.jwt(user)).await;
+    assert_eq!(recv(&mut ws).await["type"], "history");
+    ws
+}
+
+fn user_status(user: &str, status: &str) -> serde_json::Value {
+    json!({"type": "user_status", "user_id": user, "status": status})
+}
+
 /// When Redis loses the presence counts (a restart without persistence, or a sweep while a node was
 /// cut off), each node rebuilds its share at its next heartbeat from what it counts itself.
 #[tokio::test]

@@ -121,6 +121,38 @@ impl TestHub {
             .await
     }
 
+    /// Another node like [`TestHub::node`] on a runtime of its own, and what kills it: ending that
+    /// runtime drops every task of the node at once, without its shutdown (no close frames, no
+    /// presence taken back, no heartbeat): a node killed with `kill -9`, as the rest of the deployment
+    /// sees it.
+    pub async fn node_that_can_crash(&self) -> (Self, Crash) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the node");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the node's address");
+        listener.set_nonblocking(true).expect("a non-blocking listener");
+        let addr = listener.local_addr().expect("listener address");
+        let (tx, rx) = oneshot::channel::<()>();
+        let config = self.config.clone();
+        let run = runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("a tokio listener");
+            rtctl::hub::run(listener, config, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        let node = Self {
+            addr,
+            config: self.config.clone(),
+            storage: Arc::clone(&self.storage),
+            shutdown: Some(tx),
+            run: Some(run),
+        };
+        (node, Crash(Some(runtime)))
+    }
+
     /// Stops the hub, keeping what [`TestHub::up`] needs to start it again: a hub that is away.
     pub async fn down(mut self) -> Self {
         self.begin_stop();
@@ -235,6 +267,25 @@ impl TestHub {
         let response = send(http().get(self.http_url("/metrics"))).await;
         assert_eq!(response.status(), 200);
         response.text().await.expect("a text body")
+    }
+}
+
+/// The runtime of a node from [`TestHub::node_that_can_crash`].
+pub struct Crash(Option<tokio::runtime::Runtime>);
+
+impl Crash {
+    /// Kills the node: its tasks stop where they are, its sockets and Redis connections just close.
+    pub fn now(mut self) {
+        self.0.take().expect("a running node").shutdown_background();
+    }
+}
+
+impl Drop for Crash {
+    fn drop(&mut self) {
+        // A runtime may not be dropped (blocking) inside the test's async context.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

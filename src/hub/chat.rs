@@ -127,11 +127,15 @@ impl Session for ChatSession {
 
     async fn on_close(self) {
         if self.hub.presence.leave(&scope::room(&self.room_id), &self.user_id).await {
-            let frame = protocol::encode(&ServerMessage::UserStatus { user_id: &self.user_id, status: "offline" });
-            let push = Push::skipping(frame, self.conn_id);
-            let _ = self.hub.publish("user_status", &group::room(&self.room_id), push).await;
+            announce_offline(&self.hub, &self.room_id, &self.user_id, Some(self.conn_id)).await;
         }
     }
+}
+
+/// Tells a room's connections (but `skip`) that `user_id` closed their last connection to it.
+pub async fn announce_offline(hub: &Hub, room_id: &str, user_id: &str, skip: Option<ConnId>) {
+    let frame = protocol::encode(&ServerMessage::UserStatus { user_id, status: "offline" });
+    let _ = hub.publish("user_status", &group::room(room_id), Push::all_but(frame, skip)).await;
 }
 
 fn history<'a>(room_id: &'a str, page: &'a MessagePage) -> ServerMessage<'a> {

@@ -129,11 +129,17 @@ impl Session for DashboardSession {
 
     async fn on_close(self) {
         if self.hub.presence.leave(scope::ADMINS, &self.user_id).await {
-            let admins_online = self.hub.presence.online(scope::ADMINS).await;
-            let left = ServerMessage::AdminLeft { user_id: &self.user_id, admins_online };
-            let _ = push(&self.hub, "admin_left", &left, Some(self.conn_id)).await;
+            announce_left(&self.hub, &self.user_id, Some(self.conn_id)).await;
         }
     }
+}
+
+/// Tells every admin connection but `skip` that `user_id` closed their last dashboard connection.
+pub async fn announce_left(hub: &Hub, user_id: &str, skip: Option<ConnId>) {
+    let admins_online = hub.presence.online(scope::ADMINS).await;
+    let left = ServerMessage::AdminLeft { user_id, admins_online };
+    // Best effort, like `admin_joined`: the next stats carry `admins_online` anyway.
+    let _ = push(hub, "admin_left", &left, skip).await;
 }
 
 /// The live figures; "today" is the current UTC day.

@@ -106,6 +106,7 @@ impl Hub {
         housekeeping::spawn(Arc::clone(&store), config.notification_retention, shutdown.clone());
         verifier.start_fetching(shutdown.clone()).await;
         let ttl = config.limits.ws_token_ttl;
+        let (departures, departed) = tokio::sync::mpsc::unbounded_channel();
         let (layer, presence, ws_tokens): (SharedLayer, Arc<dyn Presence>, _) = match &config.redis {
             None => (
                 Arc::new(MemoryLayer::new(Arc::clone(&registry))),
@@ -119,7 +120,7 @@ impl Hub {
                 let layer = RedisLayer::connect(redis, Arc::clone(&registry), counters, shutdown.clone())
                     .await
                     .context("cannot connect to redis_url")?;
-                let presence = RedisPresence::start(layer.commands(), redis, &node_id, shutdown.clone())
+                let presence = RedisPresence::start(layer.commands(), redis, &node_id, departures, shutdown.clone())
                     .await
                     .context("cannot register this node's presence in Redis")?;
                 stop_on_error.disarm();
@@ -129,7 +130,7 @@ impl Hub {
         };
         // After the store and Redis connected: their descriptors count as taken.
         let admission = Arc::new(admission::Admission::new(&config, Arc::clone(&metrics)));
-        Ok(Arc::new(Self {
+        let hub = Arc::new(Self {
             admission,
             ws_tokens,
             http_limit: ratelimit::PerUser::new(&config.limits),
@@ -148,7 +149,9 @@ impl Hub {
             streams: streams::Streams::default(),
             conn_base: u64::from(node) << 32,
             next_conn: AtomicU64::new(1),
-        }))
+        });
+        tokio::spawn(announce_departures(Arc::clone(&hub), departed));
+        Ok(hub)
     }
 
     fn next_conn_id(&self) -> ConnId {
@@ -190,6 +193,26 @@ impl Hub {
             self.metrics.auth_failure(error.reason());
         }
         result
+    }
+}
+
+/// Tells the admins and chat rooms of the users a presence sweep found gone with a crashed node
+/// (`admin_left`, `user_status` offline), as the dead node's sessions would have on closing, until
+/// the hub stops. The sweep hands each departure to one node only, so each is announced once.
+async fn announce_departures(hub: Arc<Hub>, mut departed: tokio::sync::mpsc::UnboundedReceiver<presence::Departure>) {
+    loop {
+        let departure = tokio::select! {
+            departure = departed.recv() => match departure {
+                Some(departure) => departure,
+                None => return,
+            },
+            () = hub.shutdown.cancelled() => return,
+        };
+        if departure.scope == presence::scope::ADMINS {
+            dashboard::announce_left(&hub, &departure.user_id, None).await;
+        } else if let Some(room_id) = departure.room() {
+            chat::announce_offline(&hub, room_id, &departure.user_id, None).await;
+        }
     }
 }
 

@@ -108,6 +108,9 @@ pub struct RedisPresence {
     /// Joins and leaves share it; a rebuild takes it alone, so that none lands between the tally it
     /// reads and the share it writes.
     gate: tokio::sync::RwLock<()>,
+    /// Where a sweep sends the departures it found, for the hub to announce (unbounded: a sweep must not
+    /// wait for the announcements, and a dead node leaves at most one departure per session it had).
+    departures: tokio::sync::mpsc::UnboundedSender<Departure>,
     /// The scripts below, hashed once (they run by EVALSHA, loaded on first use).
     join: redis::Script,
     leave: redis::Script,
@@ -166,27 +169,51 @@ return changed
 ";
 
 /// KEYS: the dead node's share, its liveness key, the node set; ARGV: prefix, node. Takes the share
-/// out of every scope's counts, unless the node turned out to be alive.
+/// out of every scope's counts, unless the node turned out to be alive (`{-1, {}}`). Returns how many
+/// (scope, user) pairs the share held and the "scope\0user" of those whose count reached 0: the
+/// departures. The script runs atomically and deletes the share, so of several nodes sweeping the same
+/// dead node exactly one gets them.
 const SWEEP: &str = r"
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-1, {}} end
 local fields = redis.call('HGETALL', KEYS[1])
+local departed = {}
 for i = 1, #fields, 2 do
   local sep = string.find(fields[i], '\0', 1, true)
   local key = ARGV[1] .. ':presence:' .. string.sub(fields[i], 1, sep - 1)
   local user = string.sub(fields[i], sep + 1)
-  if redis.call('HINCRBY', key, user, -tonumber(fields[i + 1])) <= 0 then redis.call('HDEL', key, user) end
+  if redis.call('HINCRBY', key, user, -tonumber(fields[i + 1])) <= 0 then
+    redis.call('HDEL', key, user)
+    table.insert(departed, fields[i])
+  end
 end
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[2])
-return #fields / 2
+return {#fields / 2, departed}
 ";
 
+/// A user whose last connection in a scope was on a node that stopped without closing it: the
+/// surviving nodes owe the scope the "left" the dead node never sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub scope: String,
+    pub user_id: String,
+}
+
+impl Departure {
+    /// The chat room this departure is from, if its scope is one.
+    pub fn room(&self) -> Option<&str> {
+        self.scope.strip_prefix("room:")
+    }
+}
+
 impl RedisPresence {
-    /// Registers this node as alive and keeps it so (and sweeps dead nodes) until `shutdown`.
+    /// Registers this node as alive and keeps it so (and sweeps dead nodes) until `shutdown`; the
+    /// departures a sweep implies go to `departures`.
     pub async fn start(
         conn: redis::aio::ConnectionManager,
         config: &crate::config::RedisConfig,
         node: &str,
+        departures: tokio::sync::mpsc::UnboundedSender<Departure>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> Result<Arc<Self>, redis::RedisError> {
         let presence = Arc::new(Self {
@@ -197,6 +224,7 @@ impl RedisPresence {
             tally: LocalPresence::default(),
             dirty: std::sync::atomic::AtomicBool::new(false),
             gate: tokio::sync::RwLock::new(()),
+            departures,
             join: redis::Script::new(JOIN),
             leave: redis::Script::new(LEAVE),
             sweep: redis::Script::new(SWEEP),
@@ -247,7 +275,7 @@ impl RedisPresence {
         }
         let members: Vec<String> = redis::cmd("SMEMBERS").arg(&nodes).query_async(&mut conn).await?;
         for node in members.iter().filter(|n| **n != self.node) {
-            let swept: i64 = self
+            let (swept, departed): (i64, Vec<String>) = self
                 .sweep
                 .key(self.key(&format!("node:{node}")))
                 .key(self.key(&format!("alive:{node}")))
@@ -260,8 +288,15 @@ impl RedisPresence {
                 tracing::warn!(
                     node,
                     connections = swept,
+                    departures = departed.len(),
                     "took back the presence of a node that stopped without closing"
                 );
+            }
+            for field in departed {
+                let Some((scope, user_id)) = field.split_once('\0') else { continue };
+                let departure = Departure { scope: scope.to_owned(), user_id: user_id.to_owned() };
+                // The receiver goes only when the hub stops; nobody is left to tell then.
+                let _ = self.departures.send(departure);
             }
         }
         Ok(())
@@ -337,7 +372,7 @@ impl Presence for RedisPresence {
                 .key(self.key("nodes"))
                 .arg(&self.prefix)
                 .arg(&self.node)
-                .invoke_async::<i64>(&mut conn)
+                .invoke_async::<(i64, Vec<String>)>(&mut conn)
                 .await
         };
         if let Err(error) = swept.await {
