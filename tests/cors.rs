@@ -51,14 +51,14 @@ fn listed_preflight(origin: &str) -> BTreeMap<String, String> {
         ("access-control-allow-origin", origin),
         ("access-control-allow-credentials", "true"),
         ("access-control-allow-methods", "GET,POST"),
-        ("access-control-allow-headers", "authorization,content-type"),
+        ("access-control-allow-headers", "authorization,content-type,idempotency-key"),
         ("access-control-max-age", "600"),
         ("vary", "origin, access-control-request-method, access-control-request-headers"),
     ])
 }
 
-/// A listed origin's preflight is answered (200, its origin, credentials, GET and POST, `Authorization`
-/// and `Content-Type` but never `X-API-Key`, a max age, `Vary`) without reaching a handler; its real
+/// A listed origin's preflight is answered (200, its origin, credentials, GET and POST, `Authorization`,
+/// `Content-Type` and `Idempotency-Key` but never `X-API-Key`, a max age, `Vary`) without reaching a handler; its real
 /// requests get the CORS headers on success and on error alike, so a page can read the error body.
 #[tokio::test]
 async fn a_listed_origin_gets_preflight_answers_and_cors_headers() {
@@ -67,6 +67,13 @@ async fn a_listed_origin_gets_preflight_answers_and_cors_headers() {
     assert_eq!(answer.status(), 200);
     assert_eq!(cors_headers(&answer), listed_preflight(APP));
     assert_eq!(answer.text().await.expect("a body"), "");
+
+    // A page may make its POSTs safe to retry.
+    let answer =
+        preflight(&hub, "/api/v1/chat/rooms/r1/messages", APP, "POST", "authorization,content-type,idempotency-key")
+            .await;
+    assert_eq!(answer.status(), 200);
+    assert_eq!(cors_headers(&answer), listed_preflight(APP));
 
     // A page that tries to send the API key is told which headers it may send: not that one.
     let answer = preflight(&hub, "/api/v1/notifications", APP, "POST", "content-type,x-api-key").await;
@@ -79,7 +86,7 @@ async fn a_listed_origin_gets_preflight_answers_and_cors_headers() {
     let simple = headers(&[
         ("access-control-allow-origin", APP),
         ("access-control-allow-credentials", "true"),
-        ("access-control-expose-headers", "retry-after"),
+        ("access-control-expose-headers", "retry-after,idempotent-replayed"),
         ("vary", "origin, access-control-request-method, access-control-request-headers"),
     ]);
     let response =
@@ -101,14 +108,15 @@ async fn a_listed_origin_gets_preflight_answers_and_cors_headers() {
 #[tokio::test]
 async fn any_origin_is_answered_with_a_star_and_no_credentials() {
     let hub = TestHub::start_with(|config| config.allowed_origins = AllowedOrigins::Any).await;
-    let answer = preflight(&hub, "/api/v1/chat/rooms", EVIL, "POST", "authorization,content-type").await;
+    let answer =
+        preflight(&hub, "/api/v1/chat/rooms", EVIL, "POST", "authorization,content-type,idempotency-key").await;
     assert_eq!(answer.status(), 200);
     assert_eq!(
         cors_headers(&answer),
         headers(&[
             ("access-control-allow-origin", "*"),
             ("access-control-allow-methods", "GET,POST"),
-            ("access-control-allow-headers", "authorization,content-type"),
+            ("access-control-allow-headers", "authorization,content-type,idempotency-key"),
             ("access-control-max-age", "600"),
             ("vary", "origin, access-control-request-method, access-control-request-headers"),
         ])
@@ -119,7 +127,7 @@ async fn any_origin_is_answered_with_a_star_and_no_credentials() {
         cors_headers(&response),
         headers(&[
             ("access-control-allow-origin", "*"),
-            ("access-control-expose-headers", "retry-after"),
+            ("access-control-expose-headers", "retry-after,idempotent-replayed"),
             ("vary", "origin, access-control-request-method, access-control-request-headers"),
         ])
     );

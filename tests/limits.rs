@@ -308,6 +308,40 @@ async fn stalled_bodies_of_unauthenticated_callers_are_refused_at_once() {
     hub.notify("u1", "still served", "general").await;
 }
 
+/// A caller with valid credentials who may not use a route gets 403 as soon as the headers are in, for
+/// every route with a body that the path alone decides (a non-member posting to a chat room among them):
+/// the declared 1 MiB body is never sent, and no byte of it is waited for.
+#[tokio::test]
+async fn callers_who_may_not_post_get_403_before_their_body() {
+    let hub = TestHub::start().await;
+    let room = serde_json::json!({"room_id": "r1", "members": ["u1"]});
+    let (status, _) = hub.post_json("/api/v1/chat/rooms", &[("x-api-key", hub.api_key())], &room).await;
+    assert_eq!(status, 201);
+    let user = format!("Authorization: Bearer {}\r\n", hub.jwt("u2"));
+    let staff = format!("Authorization: Bearer {}\r\n", hub.staff_jwt("s1"));
+    let key = format!("X-API-Key: {}\r\n", hub.api_key());
+    let refused = [
+        ("/api/v1/notifications", &user),
+        ("/api/v1/chat/rooms", &user),
+        ("/api/v1/chat/rooms/r1/messages", &user),
+        ("/api/v1/chat/rooms/r1/messages", &key),
+        ("/api/v1/orgs/acme/events", &staff),
+        ("/api/v1/admin-dashboard/users/", &user),
+        ("/api/v1/admin-dashboard/orders/o1/", &staff),
+        ("/api/v1/admin-dashboard/users/u9/approve/", &user),
+        ("/api/v1/admin-dashboard/users/u9/reject/", &key),
+    ];
+    for (path, auth) in refused {
+        let mut tcp = TcpStream::connect(hub.addr).await.expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
+            1 << 20
+        );
+        tcp.write_all(head.as_bytes()).await.expect("send the head");
+        assert_eq!(status_line(&mut tcp).await, "HTTP/1.1 403 Forbidden", "POST {path} with {auth}");
+    }
+}
+
 /// With `max_body_memory` just over one 1 MiB body, an authorized caller stalling a 1 MiB body holds
 /// it: another large body gets 503 with `Retry-After` at once (counted), a small one still fits.
 #[tokio::test]

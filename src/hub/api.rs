@@ -209,7 +209,11 @@ pub async fn receive_body(State(gate): State<BodyGate>, request: Request, next: 
     if body.is_end_stream() {
         return next.run(Request::from_parts(parts, body)).await;
     }
-    if let Err(error) = identify(&gate.hub, &parts.headers) {
+    let allowed = match identify(&gate.hub, &parts.headers) {
+        Ok(caller) => may_post(&gate.hub, parts.uri.path(), &caller).await,
+        Err(error) => Err(error),
+    };
+    if let Err(error) = allowed {
         return with_close(error.into_response());
     }
     let declared = body.size_hint().exact().and_then(|n| usize::try_from(n).ok());
@@ -235,6 +239,48 @@ pub async fn receive_body(State(gate): State<BodyGate>, request: Request, next: 
             with_close(HubError::request_timeout(message).into_response())
         }
     }
+}
+
+/// Whether `caller` may send a body to the route at `path`, as far as the path decides it: the same
+/// 403s (and, for a chat room, 404) its handler gives, but before the body is read, so that a caller
+/// who is not allowed holds no memory with a body and never learns that a bad body would be a 400.
+/// The handlers check again; a route missing here is only checked after its body.
+async fn may_post(hub: &Hub, path: &str, caller: &Caller) -> Result<(), HubError> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let require = match segments.as_slice() {
+        ["", "api", "v1", "notifications"] | ["", "api", "v1", "chat", "rooms"] => Require::Privileged,
+        ["", "api", "v1", "orgs", _, "events"]
+        | ["", "api", "v1", "admin-dashboard", "users", ""]
+        | ["", "api", "v1", "admin-dashboard", "orders", _, ""] => Require::Backend,
+        ["", "api", "v1", "admin-dashboard", "users", _, "approve" | "reject", ""] => Require::Staff,
+        ["", "api", "v1", "chat", "rooms", room_id, "messages"] => Require::Member(room_id),
+        _ => return Ok(()),
+    };
+    match (require, caller) {
+        (Require::Privileged, caller) if !caller.is_privileged() => {
+            Err(HubError::forbidden("requires the API key or a staff token"))
+        }
+        (Require::Backend, Caller::User(_)) => Err(HubError::forbidden("requires the API key")),
+        (Require::Staff, Caller::Backend) => Err(HubError::forbidden("requires a staff token, not the API key")),
+        (Require::Staff, Caller::User(identity)) if !identity.is_staff => {
+            Err(HubError::forbidden("requires a staff token"))
+        }
+        (Require::Member(_), Caller::Backend) => Err(HubError::forbidden("requires a user's token, not the API key")),
+        (Require::Member(room_id), Caller::User(identity)) => super::chat::may_post(hub, identity, room_id).await,
+        _ => Ok(()),
+    }
+}
+
+/// Who a route with a body is for (see [`may_post`]).
+enum Require<'a> {
+    /// The API key or a staff JWT.
+    Privileged,
+    /// The API key only.
+    Backend,
+    /// A staff JWT only.
+    Staff,
+    /// A user's JWT that may enter this chat room.
+    Member(&'a str),
 }
 
 /// A response after which the connection closes: the body it did not read may still come, so the

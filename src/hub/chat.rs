@@ -322,11 +322,17 @@ fn rooms_page(rooms: Vec<RoomSummary>, after: Option<&RoomCursor>, limit: usize)
 /// The room, if this user may enter it: 404 unknown, 403 not a member.
 async fn entered_room(hub: &Hub, headers: &HeaderMap, room_id: &str) -> Result<Identity, HubError> {
     let identity = api::user(hub, headers)?;
+    may_post(hub, &identity, room_id).await?;
+    Ok(identity)
+}
+
+/// Whether `identity` may read and post in the room: 404 unknown, 403 not a member.
+pub(super) async fn may_post(hub: &Hub, identity: &Identity, room_id: &str) -> Result<(), HubError> {
     let room = find_room(hub, room_id).await?;
-    if !may_enter(&room, &identity) {
+    if !may_enter(&room, identity) {
         return Err(HubError::forbidden("not a member of this room"));
     }
-    Ok(identity)
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]

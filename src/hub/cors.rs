@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::Hub;
+use super::{Hub, idempotency};
 use crate::config::AllowedOrigins;
 
 /// How long a browser may cache a preflight answer. Chromium caps it at 2 h; 10 minutes lets a changed
@@ -24,12 +24,14 @@ pub const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 /// The methods the API has.
 const METHODS: [Method; 2] = [Method::GET, Method::POST];
 
-/// The request headers a page may send. Not `X-API-Key`: the key is for backends, and a page that held
-/// it would hand it to everyone who opens the page.
-const REQUEST_HEADERS: [HeaderName; 2] = [header::AUTHORIZATION, header::CONTENT_TYPE];
+/// The request headers a page may send: its token, a JSON body, and an `Idempotency-Key` that makes a
+/// retried POST safe. Not `X-API-Key`: the key is for backends, and a page that held it would hand it
+/// to everyone who opens the page.
+const REQUEST_HEADERS: [HeaderName; 3] = [header::AUTHORIZATION, header::CONTENT_TYPE, idempotency::KEY_HEADER];
 
-/// Response headers a page may read besides the safelisted ones: how long a 429 asks it to wait.
-const EXPOSED_HEADERS: [HeaderName; 1] = [header::RETRY_AFTER];
+/// Response headers a page may read besides the safelisted ones: how long a 429 asks it to wait, and
+/// whether an answer is the replay of an earlier request with the same `Idempotency-Key`.
+const EXPOSED_HEADERS: [HeaderName; 2] = [header::RETRY_AFTER, idempotency::REPLAYED_HEADER];
 
 /// The CORS answers of one hub, built once from its allowed origins.
 #[derive(Clone)]
