@@ -148,6 +148,12 @@ impl AllowedOrigins {
     }
 }
 
+/// Failed authentications one client address may collect at once: far more than a person mistyping or
+/// a backend with a rotated key sends before noticing, far fewer than a key-guessing or 401 flood.
+pub const DEFAULT_AUTH_FAILURE_BURST: u32 = 100;
+/// Failed authentications forgiven per second per address, once the burst is spent.
+pub const DEFAULT_AUTH_FAILURE_RATE: u32 = 10;
+
 /// Per-connection limits and timers.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -184,6 +190,11 @@ pub struct Limits {
     pub event_history: u32,
     /// How long a stream's pushes stay resumable.
     pub event_retention: Duration,
+    /// Failed authentications (HTTP 401) one client address may have at once before its `/api/`
+    /// requests get 429; 0 turns the limit off. Not a flag: [`DEFAULT_AUTH_FAILURE_BURST`].
+    pub auth_failure_burst: u32,
+    /// Failed authentications forgiven per second per client address.
+    pub auth_failure_rate: u32,
 }
 
 impl Default for Limits {
@@ -208,6 +219,8 @@ impl Default for Limits {
             max_body_memory: DEFAULT_MAX_BODY_MEMORY,
             event_history: DEFAULT_EVENT_HISTORY,
             event_retention: DEFAULT_EVENT_RETENTION,
+            auth_failure_burst: DEFAULT_AUTH_FAILURE_BURST,
+            auth_failure_rate: DEFAULT_AUTH_FAILURE_RATE,
         }
     }
 }

@@ -358,3 +358,35 @@ async fn request_bodies_in_flight_share_a_memory_budget() {
     hub.notify("u1", "small enough", "general").await;
     assert!(hub.metrics().await.lines().any(|l| l == refused_line("body_memory", 1)));
 }
+
+/// A client address whose requests keep failing authentication (here 3 at once, one forgiven a second)
+/// gets 429 with `Retry-After` and the JSON error on every `/api/` request, the right key included, before
+/// its credentials are looked at (counted); another client behind the same trusted proxy still gets its
+/// 401, and `/healthz` still answers.
+#[tokio::test]
+async fn an_address_that_keeps_failing_authentication_gets_429() {
+    let hub = TestHub::start_with(|config| {
+        config.limits.auth_failure_burst = 3;
+        config.limits.auth_failure_rate = 1;
+        config.trusted_proxies = rtctl::config::TrustedProxies::parse("127.0.0.0/8").expect("valid proxies");
+    })
+    .await;
+    let get = |client: &str, key: &str| {
+        let request = crate::util::http()
+            .get(hub.http_url("/api/v1/stats"))
+            .header("x-forwarded-for", client)
+            .header("x-api-key", key);
+        crate::util::send(request)
+    };
+    for _ in 0..3 {
+        assert_eq!(get("203.0.113.7", "guessed-wrong-key-0000").await.status(), 401);
+    }
+    let refused = get("203.0.113.7", hub.api_key()).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let (_, body) = crate::util::json_response(refused).await;
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert_eq!(get("203.0.113.8", "guessed-wrong-key-0000").await.status(), 401);
+    assert_eq!(crate::util::send(crate::util::http().get(hub.http_url("/healthz"))).await.status(), 200);
+    assert!(hub.metrics().await.lines().any(|l| l == refused_line("auth_failures_per_ip", 1)));
+}

@@ -38,6 +38,8 @@ pub mod refused {
     pub const FIRST_REQUEST: &str = "first_request_timeout";
     /// The request bodies in flight hold `--max-body-memory`: 503.
     pub const BODY_MEMORY: &str = "body_memory";
+    /// The client address failed authentication too often (`hub::ratelimit::AuthFailures`): 429.
+    pub const AUTH_FAILURES: &str = "auth_failures_per_ip";
 }
 
 /// The hub's connection caps and counts, one per process.

@@ -283,6 +283,27 @@ enum Require<'a> {
     Member(&'a str),
 }
 
+/// Counts every 401 on an `/api/` route against the client's address (its peer, or behind a trusted
+/// proxy the `X-Forwarded-For` client, as `hub::admission` decides), and answers 429 with `Retry-After`
+/// at once to an address that has failed too often, before its credentials or its body are looked at
+/// ([`super::ratelimit::AuthFailures`]). Requests without a connection (`oneshot` tests) pass.
+pub async fn limit_auth_failures(State(hub): State<Arc<Hub>>, request: Request, next: Next) -> Response {
+    let peer = request.extensions().get::<super::listener::Peer>().map(|peer| peer.0.ip());
+    let Some(peer) = peer.filter(|_| request.uri().path().starts_with("/api/")) else {
+        return next.run(request).await;
+    };
+    let client = hub.admission.client_ip(peer, request.headers());
+    if let Err(wait) = hub.auth_failures.check(client) {
+        hub.metrics.connection_refused(super::admission::refused::AUTH_FAILURES);
+        return with_close(HubError::rate_limited(wait).into_response());
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        hub.auth_failures.failed(client);
+    }
+    response
+}
+
 /// A response after which the connection closes: the body it did not read may still come, so the
 /// connection cannot carry another request.
 fn with_close(mut response: Response) -> Response {

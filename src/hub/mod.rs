@@ -67,6 +67,8 @@ pub struct Hub {
     pub ws_tokens: WsTokens,
     /// Each user's budget of HTTP requests (PROTOCOL §5, 429).
     pub http_limit: ratelimit::PerUser,
+    /// Failed authentications per client address (429 on `/api/` once spent).
+    pub auth_failures: ratelimit::AuthFailures,
     /// Each user's budget of WebSocket frames, shared by all their connections on this node.
     pub ws_limit: ratelimit::PerUser,
     pub store: Arc<dyn Store>,
@@ -134,6 +136,7 @@ impl Hub {
             admission,
             ws_tokens,
             http_limit: ratelimit::PerUser::new(&config.limits),
+            auth_failures: ratelimit::AuthFailures::new(&config.limits),
             ws_limit: ratelimit::PerUser::new(&config.limits),
             config,
             verifier,
@@ -287,6 +290,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
         .merge(console::routes(hub.config.console))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&hub), idempotency::guard))
         .layer(axum::middleware::from_fn_with_state(api::BodyGate::new(Arc::clone(&hub)), api::receive_body))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&hub), api::limit_auth_failures))
         .layer(axum::middleware::from_fn_with_state(cors::Cors::new(Arc::clone(&hub)), cors::guard))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&hub), jwks::fetch_unknown_kid))
         .layer(axum::middleware::from_fn(api::log_request))

@@ -115,12 +115,97 @@ impl PerUser {
     }
 }
 
+/// Client addresses tracked before the first sweep of those whose budget is full again.
+const FIRST_IP_SWEEP: usize = 4096;
+
+/// Failed authentications per client address, before anyone is authenticated: every HTTP 401 spends one
+/// of the address's `auth_failure_burst`, refilled at `auth_failure_rate` a second, and an address
+/// with none left gets 429 on the `/api/` routes before its credentials are looked at. Budgets per user
+/// cannot stop a flood of requests that name no valid user.
+pub struct AuthFailures {
+    burst: f64,
+    rate: f64,
+    /// A std Mutex: held for one lookup, never across an await.
+    budgets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Budget>>,
+    sweep_at: AtomicUsize,
+}
+
+/// What an address has left, as of `at`.
+struct Budget {
+    left: f64,
+    at: std::time::Instant,
+}
+
+impl AuthFailures {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            burst: f64::from(limits.auth_failure_burst),
+            rate: f64::from(limits.auth_failure_rate),
+            budgets: std::sync::Mutex::default(),
+            sweep_at: AtomicUsize::new(FIRST_IP_SWEEP),
+        }
+    }
+
+    fn refill(&self, budget: &mut Budget, now: std::time::Instant) {
+        budget.left = (budget.left + now.duration_since(budget.at).as_secs_f64() * self.rate).min(self.burst);
+        budget.at = now;
+    }
+
+    /// `Err` with how long until `ip` may fail again, while it has no failure left.
+    pub fn check(&self, ip: std::net::IpAddr) -> Result<(), Duration> {
+        if self.burst == 0.0 {
+            return Ok(());
+        }
+        let mut budgets = self.budgets.lock().expect("auth failure budgets poisoned");
+        let Some(budget) = budgets.get_mut(&ip) else { return Ok(()) };
+        self.refill(budget, std::time::Instant::now());
+        if budget.left >= 1.0 {
+            return Ok(());
+        }
+        let wait = if self.rate > 0.0 { (1.0 - budget.left) / self.rate } else { 3600.0 };
+        Err(Duration::from_secs_f64(wait))
+    }
+
+    /// `ip` failed to authenticate once more.
+    pub fn failed(&self, ip: std::net::IpAddr) {
+        if self.burst == 0.0 {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut budgets = self.budgets.lock().expect("auth failure budgets poisoned");
+        if budgets.len() >= self.sweep_at.load(Ordering::Relaxed) {
+            // Addresses whose budget is full again are the same as untracked ones.
+            budgets.retain(|_, budget| {
+                self.refill(budget, now);
+                budget.left < self.burst
+            });
+            self.sweep_at.store((budgets.len() * 2).max(FIRST_IP_SWEEP), Ordering::Relaxed);
+        }
+        let budget = budgets.entry(ip).or_insert(Budget { left: self.burst, at: now });
+        self.refill(budget, now);
+        budget.left = (budget.left - 1.0).max(0.0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn limits(rate: u32, burst: u32) -> Limits {
         Limits { message_rate: rate, message_burst: burst, ..Limits::default() }
+    }
+
+    #[test]
+    fn an_address_out_of_failures_waits_for_the_rate_to_give_one_back() {
+        let failures = AuthFailures::new(&Limits { auth_failure_burst: 3, auth_failure_rate: 1, ..Limits::default() });
+        let (ip, other) = ("192.0.2.1".parse().expect("an IP"), "192.0.2.2".parse().expect("an IP"));
+        for _ in 0..3 {
+            assert_eq!(failures.check(ip), Ok(()));
+            failures.failed(ip);
+        }
+        let wait = failures.check(ip).expect_err("no failure left");
+        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
+        assert_eq!(failures.check(other), Ok(()));
     }
 
     #[test]
