@@ -138,6 +138,45 @@ async fn a_refused_refresh_keeps_the_identity_and_the_deadline() {
     assert!(now_millis() + 20 >= end_of(exp));
 }
 
+/// A refresh takes the new token's rights: one that no longer lets the user in where the connection is
+/// (an org dropped from `orgs`, `is_staff` gone on the dashboard, a non-member who was let into a room as
+/// staff) is refused with `forbidden`, and the connection still ends with its old token.
+#[tokio::test]
+async fn a_refresh_must_still_allow_the_endpoint() {
+    let hub = TestHub::start().await;
+    let (status, room) = hub
+        .post_json("/api/v1/chat/rooms", &[("x-api-key", hub.api_key())], &json!({"room_id": "r1", "members": ["u2"]}))
+        .await;
+    assert_eq!(status, 201, "{room}");
+    let refused = |why: &str| {
+        let message = format!("refresh refused: the token no longer allows this connection: {why}");
+        json!({"type": "error", "code": "forbidden", "message": message})
+    };
+    let staff = Identity { is_staff: true, orgs: vec!["acme".into()], ..user_identity("u1") };
+    let mut sockets = Vec::new();
+    for (path, why) in [
+        ("/ws/events/acme/", "not a member of this organization"),
+        ("/ws/admin/dashboard/", "staff only"),
+        ("/ws/chat/r1/", "not a member of this room"),
+    ] {
+        let (token, exp) = short_jwt(&hub, &staff, 2);
+        let (mut ws, _) = hub.connect(path, &token).await;
+        let reply = request(&mut ws, json!({"type": "refresh", "token": hub.jwt("u1")})).await;
+        let reply = if reply["type"] == "history" { recv(&mut ws).await } else { reply };
+        assert_eq!(reply, refused(why), "{path}");
+        sockets.push((path, ws, exp));
+    }
+    // The same user, still allowed everywhere: taken.
+    let (mut again, _) = hub.connect("/ws/events/acme/", &short_jwt(&hub, &staff, 2).0).await;
+    let reply = request(&mut again, json!({"type": "refresh", "token": hub.jwt_for(&staff)})).await;
+    assert_eq!(reply["type"], "refreshed", "{reply}");
+
+    for (path, mut ws, exp) in sockets {
+        assert_eq!(recv_close(&mut ws).await, (4001, "token expired".to_owned()), "{path}");
+        assert!(now_millis() + 20 >= end_of(exp), "{path}");
+    }
+}
+
 /// `GET /api/user/ws-token/` with `jwt`: the ws token and its `expires_in`.
 async fn ws_token(hub: &TestHub, jwt: &str) -> (String, u64) {
     let (status, body) = hub.get_json("/api/user/ws-token/", &[("authorization", &format!("Bearer {jwt}"))]).await;

@@ -32,6 +32,8 @@ pub struct ChatSession {
     conn_id: ConnId,
     user_id: String,
     room_id: String,
+    /// Whether the user is a member of the room (else staff let them in), as the room was at connect.
+    member: bool,
     _membership: Membership,
 }
 
@@ -69,7 +71,8 @@ pub async fn open(hub: Arc<Hub>, conn: Conn, room_id: String) -> Result<Accepted
         }),
         protocol::encode_reply(&self::history(&room_id, &history), None),
     ];
-    let session = ChatSession { hub, conn_id: conn.id, user_id, room_id, _membership: membership };
+    let member = room.members.contains(&user_id);
+    let session = ChatSession { hub, conn_id: conn.id, user_id, room_id, member, _membership: membership };
     Ok(Accepted { session, conn, greetings })
 }
 
@@ -123,6 +126,14 @@ impl Session for ChatSession {
                 Ok(Some(Reply::new(&history(&self.room_id, &page))))
             }
         }
+    }
+
+    /// A refreshed token must still let the user in: a member, or staff.
+    fn refresh_rights(&mut self, identity: &Identity) -> Result<(), HubError> {
+        if !(self.member || identity.is_staff) {
+            return Err(super::lifetime::no_longer_allowed("not a member of this room"));
+        }
+        Ok(())
     }
 
     async fn on_close(self) {

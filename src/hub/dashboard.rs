@@ -127,6 +127,14 @@ impl Session for DashboardSession {
         Ok(Some(reply))
     }
 
+    /// A refreshed token must still be staff.
+    fn refresh_rights(&mut self, identity: &crate::auth::Identity) -> Result<(), HubError> {
+        if !identity.is_staff {
+            return Err(super::lifetime::no_longer_allowed("staff only"));
+        }
+        Ok(())
+    }
+
     async fn on_close(self) {
         if self.hub.presence.leave(scope::ADMINS, &self.user_id).await {
             announce_left(&self.hub, &self.user_id, Some(self.conn_id)).await;

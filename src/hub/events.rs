@@ -17,6 +17,7 @@ use crate::protocol::{self, EventRequest, ResumeFrom, Sequenced, ServerMessage, 
 /// A member's connection to one org's events; it listens, and may ask to resume.
 pub struct EventsSession {
     hub: Arc<Hub>,
+    org_id: String,
     stream: String,
     outbox: Arc<Outbox>,
     _membership: Membership,
@@ -42,7 +43,7 @@ pub async fn open(
         .await
         .map_err(|_| Refusal::new(close::INTERNAL, "store unavailable"))?;
     let mut extra = Map::new();
-    extra.insert("org_id".to_owned(), Value::String(org_id));
+    extra.insert("org_id".to_owned(), Value::String(org_id.clone()));
     extra.insert("seq".to_owned(), Value::from(caught_up.seq));
     extra.insert("epoch".to_owned(), Value::String(caught_up.epoch));
     let greeting = protocol::encode(&ServerMessage::ConnectionEstablished {
@@ -55,7 +56,7 @@ pub async fn open(
         Some(error) => greetings.push(error.frame(None)),
         None => greetings.extend(caught_up.frames),
     }
-    let session = EventsSession { hub, stream, outbox: Arc::clone(&conn.outbox), _membership: membership };
+    let session = EventsSession { hub, org_id, stream, outbox: Arc::clone(&conn.outbox), _membership: membership };
     Ok(Accepted { session, conn, greetings })
 }
 
@@ -73,6 +74,14 @@ impl Session for EventsSession {
                 }
             }
         }
+    }
+
+    /// A refreshed token must still name the org.
+    fn refresh_rights(&mut self, identity: &crate::auth::Identity) -> Result<(), HubError> {
+        if !identity.orgs.contains(&self.org_id) {
+            return Err(super::lifetime::no_longer_allowed("not a member of this organization"));
+        }
+        Ok(())
     }
 
     async fn on_close(self) {}

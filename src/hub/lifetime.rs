@@ -40,10 +40,16 @@ impl Lifetime {
         self.deadline
     }
 
-    /// Takes a fresh JWT for `identity`'s user: the connection then lives until its `exp`, and keeps
-    /// the identity (and rights) it was opened with. A token that is not valid, or is another user's,
-    /// is refused with `forbidden` and changes nothing.
-    pub async fn refresh(&mut self, hub: &Hub, identity: &Identity, token: &str) -> Result<Reply, HubError> {
+    /// Takes a fresh JWT for `identity`'s user: the connection then lives until its `exp`. `rights`
+    /// checks the new token's claims against the endpoint (and takes them). A token that is not valid,
+    /// is another user's, or no longer allows the endpoint is refused (`forbidden`) and changes nothing.
+    pub async fn refresh(
+        &mut self,
+        hub: &Hub,
+        identity: &Identity,
+        token: &str,
+        rights: impl FnOnce(&Identity) -> Result<(), HubError>,
+    ) -> Result<Reply, HubError> {
         if !crate::auth::looks_like_jwt(token) {
             return Err(HubError::bad_request(
                 "refresh takes a JWT; a ws token opens a connection but cannot extend one",
@@ -58,6 +64,7 @@ impl Lifetime {
         if verified.identity.user_id != identity.user_id {
             return Err(HubError::forbidden("refresh refused: the token is another user's"));
         }
+        rights(&verified.identity)?;
         let exp = verified.exp.ok_or_else(HubError::internal)?;
         self.deadline = Some(deadline_of(exp));
         let millis = i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -72,6 +79,11 @@ fn deadline_of(exp: u64) -> Instant {
     let end_ms = i64::try_from(exp.saturating_add(1).saturating_mul(1000)).unwrap_or(i64::MAX);
     let left = u64::try_from(end_ms.saturating_sub(protocol::now_millis())).unwrap_or(0);
     Instant::now() + Duration::from_millis(left)
+}
+
+/// The `forbidden` answer to a refresh whose token no longer lets the user in where the connection is.
+pub fn no_longer_allowed(why: &str) -> HubError {
+    HubError::forbidden(format!("refresh refused: the token no longer allows this connection: {why}"))
 }
 
 #[cfg(test)]

@@ -114,6 +114,12 @@ impl Session for NotificationsSession {
         Ok(Some(reply))
     }
 
+    /// Staff-only requests follow the refreshed token's staff flag.
+    fn refresh_rights(&mut self, identity: &crate::auth::Identity) -> Result<(), HubError> {
+        self.is_staff = identity.is_staff;
+        Ok(())
+    }
+
     async fn on_close(self) {}
 }
 

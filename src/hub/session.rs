@@ -93,6 +93,11 @@ pub trait Session: Send + Sync + Sized + 'static {
     /// Handles one request: `Some` is the direct reply (the pushes it causes go through the layer).
     fn handle(&mut self, request: Self::Request) -> impl Future<Output = Result<Option<Reply>, HubError>> + Send;
 
+    /// A `refresh` brought a valid token for this connection's user (PROTOCOL §7): take the rights its
+    /// claims give, or refuse it (`forbidden`) when they no longer let the user in here. The identity
+    /// the connection was opened with is not changed.
+    fn refresh_rights(&mut self, identity: &Identity) -> Result<(), HubError>;
+
     /// The connection ended, whatever the reason: leave presence, tell the others.
     fn on_close(self) -> impl Future<Output = ()> + Send;
 }
@@ -143,7 +148,9 @@ async fn answer<S: Session>(
     let request_id = inbound.request_id.as_ref();
     let handled = match inbound.request {
         Request::Ping { timestamp } => return replies.push(protocol::pong(timestamp, request_id)),
-        Request::Refresh { token } => lifetime.refresh(hub, &conn.identity, &token).await.map(Some),
+        Request::Refresh { token } => {
+            lifetime.refresh(hub, &conn.identity, &token, |identity| session.refresh_rights(identity)).await.map(Some)
+        }
         Request::Endpoint(request) => session.handle(request).await,
     };
     match handled {
