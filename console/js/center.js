@@ -2,7 +2,8 @@
 // the unread badge stays live in every view, and the Notifications view works through it. The hub's
 // `unread_count` pushes keep it in step with the person's other tabs and devices. After a reconnection it
 // catches up with `get_notifications {after_id}` (the greatest id it knew): what arrived while it was
-// away comes as if pushed, oldest first, and a `caught_up` event says how many.
+// away comes as if pushed, oldest first, and a `caught_up` event says how many (the notifications view
+// shows it when there were some).
 
 import { LiveSocket } from './live.js';
 

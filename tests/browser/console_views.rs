@@ -545,6 +545,8 @@ async fn the_dashboard_and_notifications_catch_up_after_a_reconnect() {
     }
 
     browser.eval("location.hash = '#/notifications'", vec![]).await;
+    // The notification center is a connection of its own: it too must be back before the next outage.
+    live(&browser).await;
     items_are(&browser, "the one before", "Before:false").await;
     let hub = away_while(hub, async |node| {
         node.notify("admin", "While away", "general").await;

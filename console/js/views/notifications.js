@@ -180,6 +180,7 @@ export function mount(root, ctx) {
   const unsubscribe = [
     center.on('open', () => load(Math.max(PAGE, items.length))),
     center.on('caught_up', (count) => {
+      if (!count) return;
       caughtUp.textContent = `Reconnected: ${count === 1 ? '1 notification' : `${count} notifications`} arrived while disconnected.`;
       caughtUp.hidden = false;
     }),
