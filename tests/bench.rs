@@ -479,6 +479,9 @@ async fn json_summary_has_every_documented_field() {
                 "thresholds",
                 "passed",
                 "find_max",
+                "interrupted",
+                "command",
+                "version",
             ],
         ),
         (
@@ -895,4 +898,92 @@ async fn a_hub_restart_mid_run_loses_nothing_accepted() {
     assert!(resume["reconnect_ms"]["max"].as_f64().unwrap() >= 1.0, "{resume}");
     assert_eq!(resume["resume_failed"], 0, "{resume}");
     assert_eq!(resume["churn_pct_per_s"], 0.0, "{resume}");
+}
+
+/// Ctrl-C during a run (here 60 s long, interrupted after about 2 s): the bench says what it benches
+/// before it starts, stops, prints the summary of the part that ran (marked interrupted, with its
+/// length), writes the report it was asked for and says where, and exits 130. The report records the
+/// command line, secrets masked, and the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_summarizes_the_partial_run_and_writes_the_report() {
+    use tokio::io::AsyncBufReadExt;
+    let hub = crate::util::TestHub::start().await;
+    let url = hub.http_url("");
+    let url = url.trim_end_matches('/').to_owned();
+    let secret = hub.config.jwt_secret().expect("ephemeral hubs use HS256").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("run.html");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))
+        .args(["bench", "fanout", "--url", &url, "--jwt-secret", &secret, "--api-key", hub.api_key()])
+        .args(["-n", "5", "-r", "20", "-d", "60s", "--warmup", "0s", "--json", "--report", page.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let start = stderr.next_line().await.unwrap().expect("a line before the run starts");
+    assert_eq!(
+        start,
+        format!(
+            "bench fanout → {url}: 5 subscribers, 20 msg/s for 60.0 s, payload 100 B, report to {} \
+             (Ctrl-C stops it and prints what ran)",
+            page.display()
+        )
+    );
+    // Long enough to connect and publish a few dozen messages.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // SAFETY: kill has no memory preconditions; the pid is our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGINT) }, 0);
+    let mut rest = Vec::new();
+    while let Some(line) = stderr.next_line().await.unwrap() {
+        rest.push(line);
+    }
+    let out = tokio::time::timeout(std::time::Duration::from_secs(15), child.wait_with_output())
+        .await
+        .expect("the bench ends soon after Ctrl-C")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(130), "{rest:?}");
+    assert_eq!(
+        rest,
+        [
+            "interrupted: stopping the run and summarizing what ran (Ctrl-C again to quit at once)".to_owned(),
+            format!("report written to {}", page.display())
+        ]
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("the partial summary");
+    assert_eq!(summary["interrupted"], true);
+    let wall = summary["bench"]["wall_s"].as_f64().unwrap();
+    assert!((1.5..15.0).contains(&wall), "{wall}");
+    let sent = summary["messages"]["scheduled"].as_u64().unwrap();
+    assert!((1..=100).contains(&sent), "{sent} of 1200 sent in about 2 s");
+    assert_eq!(summary["deliveries"]["expected"], sent * 5, "{summary:#}");
+    assert_eq!(summary["deliveries"]["lost"], 0, "{summary:#}");
+    assert_eq!(summary["version"], env!("CARGO_PKG_VERSION"));
+    let command = summary["command"].as_str().unwrap();
+    assert!(
+        command.contains(" bench fanout --url ") && command.contains(" --jwt-secret *** --api-key *** "),
+        "{command}"
+    );
+    assert!(!command.contains(&secret) && !command.contains(hub.api_key()), "{command}");
+    let report = std::fs::read_to_string(&page).unwrap();
+    assert!(report.contains("Interrupted after"), "no interrupted mark in the report");
+    assert!(report.contains(&format!("rtctl {}: <code>", env!("CARGO_PKG_VERSION"))), "no version in the report");
+    assert!(report.contains("bench fanout --url") && !report.contains(&secret), "no command line in the report");
+    hub.stop().await;
+}
+
+/// Warm-up messages are left out of the publisher lag, as out of every other figure: 20 measured
+/// messages after 20 of warm-up give 20 lag samples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_up_is_left_out_of_the_publisher_lag() {
+    let url = fake_hub(Fault::None).await;
+    let argv = ["bench", "fanout", "--url", &url, "-n", "2", "-r", "40", "--messages", "20", "--warmup", "500ms"];
+    let args = Cli::parse_from(argv.iter().chain(&["--jwt-secret", "test-secret", "--api-key", "test-key", "-q"])).args;
+    let target = Target::new(&url, "test-secret".into(), "test-key".into()).await.unwrap();
+    let s = rtctl::bench::run(&args.config().unwrap(), &target).await.unwrap();
+    assert_eq!((s.messages.warmup, s.messages.scheduled), (20, 20));
+    assert_eq!(s.publisher_lag_ms.count, 20);
+    assert_eq!(s.latency_ms.count, 40);
 }

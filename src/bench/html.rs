@@ -10,11 +10,11 @@ use super::summary::{Percentiles, Summary};
 
 /// Chart size in SVG user units; the page scales it to its width.
 const WIDTH: f64 = 900.0;
-const HEIGHT: f64 = 300.0;
-/// Room for the axis labels.
+const HEIGHT: f64 = 316.0;
+/// Room for the axis labels; the legend sits in the top margin, above the plot, where no line runs.
 const LEFT: f64 = 64.0;
 const BOTTOM: f64 = 36.0;
-const TOP: f64 = 16.0;
+const TOP: f64 = 32.0;
 const RIGHT: f64 = 40.0;
 
 /// Writes the report for `summary` to `path`.
@@ -26,6 +26,8 @@ pub fn write_html(summary: &Summary, path: &Path) -> anyhow::Result<()> {
 struct Series<'a> {
     name: &'a str,
     color: &'a str,
+    /// An SVG `stroke-dasharray`, or empty for a solid line.
+    dash: &'a str,
     points: Vec<(f64, f64)>,
 }
 
@@ -44,6 +46,17 @@ svg{{width:100%;height:auto;background:#fafafa;border:1px solid #eee}} svg text{
         esc(&title),
         esc(&title)
     );
+    if s.interrupted {
+        let _ = write!(
+            h,
+            r#"<p class="bad">Interrupted after {:.1} s (Ctrl-C): every figure is of the part that ran.</p>"#,
+            s.bench.wall_s
+        );
+    }
+    let version = if s.version.is_empty() { String::new() } else { format!("rtctl {}: ", esc(&s.version)) };
+    if !s.command.is_empty() || !version.is_empty() {
+        let _ = write!(h, "<p>{version}<code>{}</code></p>", esc(&s.command));
+    }
     let set = &s.settings;
     let _ = write!(
         h,
@@ -65,23 +78,25 @@ svg{{width:100%;height:auto;background:#fafafa;border:1px solid #eee}} svg text{
         let x = |p: f64| -(1.0 - (p / 100.0).min(0.99999)).log10();
         let points = s.distribution.iter().map(|d| (x(d.percentile), d.latency_ms)).collect();
         let ticks = [0.0, 90.0, 99.0, 99.9, 99.99, 99.999].iter().map(|&p| (x(p), format!("{p}%"))).collect();
-        h.push_str(&chart(&[Series { name: "latency", color: "#1a73e8", points }], ticks, "ms"));
+        h.push_str(&chart(&[Series { name: "latency", color: "#1a73e8", dash: "", points }], ticks, "ms"));
     }
     if !s.timeline.is_empty() {
         h.push_str("<h2>Latency over time</h2>");
         let pick = |f: fn(&super::summary::TimelinePoint) -> f64| {
             s.timeline.iter().filter(|p| p.deliveries > 0).map(|p| (p.t_s, f(p))).collect::<Vec<_>>()
         };
-        // Drawn back to front: max is often close to p99 in short slices and must not hide it.
+        // max last, on top, in a strong colour of its own; dashed, so that p99 (often close to it in
+        // short slices) shows through its gaps.
         let series = [
-            Series { name: "max", color: "#f4a6b0", points: pick(|p| p.max_ms) },
-            Series { name: "p99", color: "#e8710a", points: pick(|p| p.p99_ms) },
-            Series { name: "p50", color: "#1a73e8", points: pick(|p| p.p50_ms) },
+            Series { name: "p50", color: "#1a73e8", dash: "", points: pick(|p| p.p50_ms) },
+            Series { name: "p99", color: "#e8710a", dash: "", points: pick(|p| p.p99_ms) },
+            Series { name: "max", color: "#8e24aa", dash: "6 4", points: pick(|p| p.max_ms) },
         ];
         h.push_str(&chart(&series, time_ticks(s), "ms"));
         h.push_str("<h2>Deliveries per second</h2>");
         let points = s.timeline.iter().map(|p| (p.t_s, p.per_s)).collect();
-        h.push_str(&chart(&[Series { name: "deliveries/s", color: "#137333", points }], time_ticks(s), "/s"));
+        let series = [Series { name: "deliveries/s", color: "#137333", dash: "", points }];
+        h.push_str(&chart(&series, time_ticks(s), "/s"));
     }
     h.push_str("<h2>Summary (JSON)</h2><details><summary>show</summary><pre>");
     h.push_str(&esc(&serde_json::to_string_pretty(s).unwrap_or_default()));
@@ -190,7 +205,8 @@ fn chart(series: &[Series], x_ticks: Vec<(f64, String)>, unit: &str) -> String {
     let x_min = x_ticks.first().map_or(0.0, |t| t.0).min(all().map(|p| p.0).fold(f64::MAX, f64::min));
     let x_max = x_ticks.last().map_or(1.0, |t| t.0).max(all().map(|p| p.0).fold(f64::MIN, f64::max));
     let y_step = nice_step(all().map(|p| p.1).fold(0.0, f64::max).max(1e-3) / 5.0);
-    let y_max = (all().map(|p| p.1).fold(0.0, f64::max) / y_step).ceil().max(1.0) * y_step;
+    // A step of headroom above the highest point: a flat line at the top must not sit on the edge.
+    let y_max = ((all().map(|p| p.1).fold(0.0, f64::max) / y_step).floor() + 1.0) * y_step;
     let (plot_w, plot_h) = (WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM);
     let px = |x: f64| LEFT + (x - x_min) / (x_max - x_min).max(1e-9) * plot_w;
     let py = |y: f64| TOP + plot_h - y / y_max * plot_h;
@@ -222,16 +238,21 @@ fn chart(series: &[Series], x_ticks: Vec<(f64, String)>, unit: &str) -> String {
     }
     for (i, s) in series.iter().enumerate() {
         let path: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
-        let _ =
-            write!(svg, r#"<polyline fill="none" stroke="{}" stroke-width="2" points="{}"/>"#, s.color, path.join(" "));
+        let dash = if s.dash.is_empty() { String::new() } else { format!(r#" stroke-dasharray="{}""#, s.dash) };
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{}" stroke-width="2"{dash} points="{}"/>"#,
+            s.color,
+            path.join(" ")
+        );
         let lx = LEFT + 12.0 + i as f64 * 110.0;
         let _ = write!(
             svg,
             r#"<rect x="{lx}" y="{}" width="14" height="4" fill="{}"/><text x="{}" y="{}">{}</text>"#,
-            TOP + 4.0,
+            TOP / 2.0 - 4.0,
             s.color,
             lx + 18.0,
-            TOP + 9.0,
+            TOP / 2.0 + 1.0,
             esc(s.name)
         );
     }

@@ -54,6 +54,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use indicatif::MultiProgress;
+use tokio_util::sync::CancellationToken;
 
 /// A validated bench run, built once from the command line.
 #[derive(Debug, Clone)]
@@ -91,6 +92,9 @@ pub struct Config {
     /// Where progress bars are drawn (on stderr), or `None` for none. Anything else printed to stderr
     /// while a run is under way goes through [`MultiProgress::suspend`], so it does not draw over them.
     pub progress: Option<MultiProgress>,
+    /// Cancelled to stop the run early (Ctrl-C): what was measured so far is summarized, marked
+    /// `interrupted`.
+    pub interrupt: CancellationToken,
 }
 
 /// A hub the bench may kill and start again on the same store and port (the one `--spawn` started).

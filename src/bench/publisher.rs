@@ -21,6 +21,9 @@ use super::scenario::Scenario;
 use super::stats::latency_histogram;
 use super::subscriber::{ACCEPTED, FAILED, Shared};
 
+/// The longest the publisher sleeps before it looks whether the run was interrupted.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(50);
+
 /// How long before a send the publisher stops sleeping and spins. At most an eighth of the interval
 /// between sends, so that a high rate does not keep a core spinning.
 const SPIN: Duration = Duration::from_micros(250);
@@ -35,7 +38,8 @@ pub enum Channel {
 
 /// Sends every message of the plan on schedule, starting at bench-clock `start_ns`; returns how late the
 /// sends went out. At most `max_inflight` HTTP requests are outstanding; beyond that sends wait, and the
-/// wait shows up as publisher lag (and in the latency, which is measured from the intended time).
+/// wait shows up as publisher lag (and in the latency, which is measured from the intended time). Warm-up
+/// sends are left out of the lag, as out of every other result. An interrupted run stops sending.
 pub fn run(
     shared: Arc<Shared>,
     channel: Channel,
@@ -50,7 +54,10 @@ pub fn run(
     let spin = SPIN.min(Duration::from_nanos(plan.offset_ns(1) / 8));
     for seq in 0..plan.total {
         let intended = start_ns + plan.offset_ns(seq);
-        wait_until(instant_at(intended), spin);
+        if !wait_until(instant_at(intended), spin, &shared.interrupt) {
+            break;
+        }
+        let measured = seq >= plan.warmup;
         let body = plan.message(seq, intended);
         match &channel {
             Channel::Http(client) => {
@@ -61,7 +68,9 @@ pub fn run(
                     }
                 };
                 let now = now_ns();
-                lag.saturating_record(now.saturating_sub(intended));
+                if measured {
+                    lag.saturating_record(now.saturating_sub(intended));
+                }
                 shared.sends.sent(seq, now);
                 let request = client
                     .post(&*url)
@@ -100,7 +109,9 @@ pub fn run(
             Channel::Chat(senders) => {
                 debug_assert_eq!(plan.scenario, Scenario::Chat);
                 let now = now_ns();
-                lag.saturating_record(now.saturating_sub(intended));
+                if measured {
+                    lag.saturating_record(now.saturating_sub(intended));
+                }
                 shared.sends.sent(seq, now);
                 let sender = senders.get(plan.sender_of(seq) as usize).and_then(Option::as_ref);
                 let state = match sender.map(|tx| tx.try_send(body)) {
@@ -124,16 +135,24 @@ pub fn run(
     lag
 }
 
-/// Returns at `deadline` (at once if it passed): asleep until `spin` before it, then spinning.
-fn wait_until(deadline: Instant, spin: Duration) {
+/// Returns true at `deadline` (at once if it passed): asleep until `spin` before it, then spinning;
+/// false as soon as `interrupt` is seen (it is looked at every [`INTERRUPT_CHECK`] of sleep).
+fn wait_until(deadline: Instant, spin: Duration, interrupt: &tokio_util::sync::CancellationToken) -> bool {
     let wake = deadline.checked_sub(spin).unwrap_or(deadline);
-    let sleep = wake.saturating_duration_since(Instant::now());
-    if !sleep.is_zero() {
-        std::thread::sleep(sleep);
+    loop {
+        if interrupt.is_cancelled() {
+            return false;
+        }
+        let sleep = wake.saturating_duration_since(Instant::now());
+        if sleep.is_zero() {
+            break;
+        }
+        std::thread::sleep(sleep.min(INTERRUPT_CHECK));
     }
     while Instant::now() < deadline {
         std::hint::spin_loop();
     }
+    true
 }
 
 #[cfg(test)]
@@ -142,13 +161,19 @@ mod tests {
 
     #[test]
     fn waits_until_the_deadline_and_not_for_a_past_one() {
+        let never = tokio_util::sync::CancellationToken::new();
         for spin in [Duration::ZERO, Duration::from_micros(250), Duration::from_secs(1)] {
             let deadline = Instant::now() + Duration::from_millis(3);
-            wait_until(deadline, spin);
+            assert!(wait_until(deadline, spin, &never));
             assert!(Instant::now() >= deadline, "returned before the deadline with spin {spin:?}");
         }
         let past = Instant::now();
-        wait_until(past, SPIN);
+        wait_until(past, SPIN, &never);
         assert!(past.elapsed() < Duration::from_millis(100), "a past deadline waits for nothing");
+        let interrupted = tokio_util::sync::CancellationToken::new();
+        interrupted.cancel();
+        let start = Instant::now();
+        assert!(!wait_until(start + Duration::from_secs(60), SPIN, &interrupted));
+        assert!(start.elapsed() < Duration::from_secs(1), "an interrupt ends the wait");
     }
 }

@@ -50,6 +50,10 @@ pub fn table(s: &Summary) -> String {
         set.duration_s,
         set.warmup_s
     );
+    if s.interrupted {
+        let line = format!("interrupted after {:.1} s: the figures are of the part that ran", s.bench.wall_s);
+        let _ = writeln!(t, "{:<13}{}", "", line.yellow().bold());
+    }
     let c = &s.connections;
     let connected = format!("{}/{}", c.established, c.attempted);
     let connected = if c.failed == 0 { connected.green() } else { connected.red() };

@@ -35,8 +35,11 @@ const ROOM_CONCURRENCY: usize = 16;
 /// Timeline slices: at least this long, and at most about this many per run.
 const MIN_SLICE: Duration = Duration::from_millis(200);
 const SLICES: u32 = 100;
+/// How long an interrupted run still waits for deliveries in flight (instead of `--drain`).
+const INTERRUPTED_DRAIN: Duration = Duration::from_millis(500);
 
-/// Runs one bench against `target` and returns its summary, thresholds judged.
+/// Runs one bench against `target` and returns its summary, thresholds judged. Cancelling
+/// `config.interrupt` ends it early with the summary of what ran, marked `interrupted`.
 pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let open_file_limit = limits::raise_nofile().context("raise the open-file limit")?;
@@ -71,6 +74,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         sends: Sends::new(plan.total),
         sent: AtomicU64::new(0),
         stop: CancellationToken::new(),
+        interrupt: config.interrupt.clone(),
         source_ips: config.source_ips.clone(),
         connect_timeout: config.connect_timeout,
         resuming: (config.churn > 0.0 || config.restart.is_some()).then(|| Resuming::new(config.churn)),
@@ -113,6 +117,8 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     });
     if plan.scenario == Scenario::Idle {
         hold(config, window.max(config.duration)).await;
+    } else if config.interrupt.is_cancelled() {
+        // Interrupted while connecting: nothing is published.
     } else {
         let channel = match plan.scenario {
             Scenario::Chat => Channel::Chat(connect.chat_senders),
@@ -143,6 +149,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     if plan.scenario != Scenario::Idle {
         drain(config, &shared, &connect.alive_per_group).await;
     }
+    let interrupted = config.interrupt.is_cancelled();
     let memory_after = match memory_before {
         Some(_) => target.stats(&client).await.and_then(|stats| stats.memory_rss),
         None => None,
@@ -191,7 +198,7 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
             connect_per_s: if connect.seconds > 0.0 { established as f64 / connect.seconds } else { 0.0 },
             handshake_ms: Percentiles::from_histogram(&connect.handshakes, 1.0),
         },
-        messages: message_counts(&shared),
+        messages: message_counts(&shared, interrupted),
         deliveries,
         latency_ms: Percentiles::from_histogram(&recorder.latency, 1.0),
         completion_ms: Percentiles::from_histogram(&broadcast(&shared, schedule_start, Completion::last_delivery), 1.0),
@@ -227,6 +234,9 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
         passed: true,
         find_max: None,
         resume: shared.resuming.as_ref().map(|resuming| ResumeStats { restart, ..resuming.stats() }),
+        interrupted,
+        command: String::new(),
+        version: String::new(),
     };
     judge(&mut summary, config);
     Ok(summary)
@@ -243,7 +253,12 @@ pub async fn find_max(config: &Config, target: &Target, factor: f64, max_steps: 
         if config.progress.is_some() {
             eprintln!("find-max step {step}/{max_steps}: {rate:.0} msg/s");
         }
-        let summary = run(&Config { rate, ..config.clone() }, target).await?;
+        let mut summary = run(&Config { rate, ..config.clone() }, target).await?;
+        if summary.interrupted {
+            // The steps so far, and the one cut short, as they stand.
+            summary.find_max = Some(FindMax { max_rate: best.as_ref().map(|s| s.settings.rate), steps });
+            return Ok(summary);
+        }
         steps.push(FindMaxStep {
             rate,
             passed: summary.passed,
@@ -344,8 +359,14 @@ async fn connect_all(config: &Config, shared: &Arc<Shared>, workers: &Workers) -
     };
     let start = Instant::now();
     for key in 0..plan.subscribers {
-        tokio::time::sleep_until((start + Duration::from_secs_f64(key as f64 / config.connect_rate)).into()).await;
-        let permit = permits.clone().acquire_owned().await.expect("the semaphore is never closed");
+        let due = tokio::time::sleep_until((start + Duration::from_secs_f64(key as f64 / config.connect_rate)).into());
+        let permit = tokio::select! {
+            permit = async {
+                due.await;
+                permits.clone().acquire_owned().await.expect("the semaphore is never closed")
+            } => permit,
+            () = config.interrupt.cancelled() => break,
+        };
         let outbound = (plan.scenario == Scenario::Chat).then(|| {
             let (tx, rx) = mpsc::channel(CHAT_QUEUE);
             chat_senders.push(Some(tx));
@@ -357,7 +378,8 @@ async fn connect_all(config: &Config, shared: &Arc<Shared>, workers: &Workers) -
         }
     }
     drop(report);
-    for _ in bar.position()..plan.subscribers {
+    // The subscribers started so far (all of them, unless the run was interrupted) report once each.
+    for _ in bar.position()..handles.len() as u64 {
         match reports.recv().await {
             Some(result) => on_report(result, &bar),
             None => break,
@@ -382,7 +404,7 @@ async fn watch_publisher(config: &Config, shared: &Shared, publisher: &tokio::ta
 async fn hold(config: &Config, length: Duration) {
     let bar = progress(config, length.as_secs().max(1), "holding");
     let start = Instant::now();
-    while start.elapsed() < length {
+    while start.elapsed() < length && !config.interrupt.is_cancelled() {
         bar.set_position(start.elapsed().as_secs());
         tokio::time::sleep(Duration::from_millis(200).min(length)).await;
     }
@@ -396,7 +418,8 @@ async fn drain(config: &Config, shared: &Shared, alive_per_group: &[u64]) {
         .filter(|&seq| shared.status[seq as usize].load(Ordering::Relaxed) == ACCEPTED)
         .map(|seq| alive_per_group[plan.place(seq).0 as usize])
         .sum();
-    let deadline = Instant::now() + config.drain;
+    let limit = if config.interrupt.is_cancelled() { config.drain.min(INTERRUPTED_DRAIN) } else { config.drain };
+    let deadline = Instant::now() + limit;
     while shared.completion.count() < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -415,12 +438,18 @@ fn progress(config: &Config, length: u64, what: &'static str) -> ProgressBar {
     bar
 }
 
-fn message_counts(shared: &Shared) -> Messages {
+/// The measured messages: those scheduled, or of an interrupted run, those sent before it stopped.
+fn message_counts(shared: &Shared, interrupted: bool) -> Messages {
     let plan = &shared.plan;
+    let sent = shared.sent.load(Ordering::Relaxed).min(plan.total);
+    let (scheduled, warmup) = match interrupted {
+        true => (sent.saturating_sub(plan.warmup), sent.min(plan.warmup)),
+        false => (plan.total - plan.warmup, plan.warmup),
+    };
     let state = |seq: u64| shared.status[seq as usize].load(Ordering::Relaxed);
     let accepted = (plan.warmup..plan.total).filter(|&s| state(s) == ACCEPTED).count() as u64;
     let failed = (plan.warmup..plan.total).filter(|&s| state(s) == FAILED).count() as u64;
-    Messages { scheduled: plan.total - plan.warmup, warmup: plan.warmup, accepted, failed }
+    Messages { scheduled, warmup, accepted, failed }
 }
 
 /// Loss, duplicates and order over every connected subscriber, counted against accepted measured messages.

@@ -55,6 +55,8 @@ pub struct Shared {
     /// Messages handed to the hub so far (for progress).
     pub sent: AtomicU64,
     pub stop: CancellationToken,
+    /// The run was stopped early (Ctrl-C): the publisher sends no more.
+    pub interrupt: CancellationToken,
     pub source_ips: Vec<IpAddr>,
     pub connect_timeout: Duration,
     /// Set for a run with `--churn` or `--restart-hub-at`: subscribers reconnect and resume.

@@ -68,6 +68,17 @@ pub struct Summary {
     /// Present with `--churn` or `--restart-hub-at`: subscribers that lost their connection and resumed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<ResumeStats>,
+    /// True when Ctrl-C stopped the run early: every figure is of the part that ran (`bench.wall_s` is
+    /// how long that was). Absent from summaries before it was added.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// The command line of the run, secrets masked (`--jwt-secret ***`). Absent from summaries before
+    /// it was added.
+    #[serde(default)]
+    pub command: String,
+    /// The rtctl version that ran it. Absent from summaries before it was added.
+    #[serde(default)]
+    pub version: String,
 }
 
 /// Subscribers that dropped (`--churn`) or lost the hub (`--restart-hub-at`) and reconnected with

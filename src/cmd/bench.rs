@@ -22,6 +22,8 @@ pub enum BenchOutcome {
     Passed,
     /// A threshold failed: exit 3.
     ThresholdFailed,
+    /// Ctrl-C stopped the run; its partial summary (and report) went out: exit 130.
+    Interrupted,
 }
 
 impl BenchOutcome {
@@ -30,6 +32,8 @@ impl BenchOutcome {
         match self {
             BenchOutcome::Passed => 0,
             BenchOutcome::ThresholdFailed => 3,
+            // 128 + SIGINT, as a shell reports a process that Ctrl-C ended.
+            BenchOutcome::Interrupted => 130,
         }
     }
 }
@@ -108,6 +112,7 @@ impl BenchArgs {
             // The hub to restart exists only once --spawn started it: `run` fills this in.
             restart: None,
             progress: (!self.quiet).then(MultiProgress::new),
+            interrupt: tokio_util::sync::CancellationToken::new(),
         })
     }
 }
@@ -163,16 +168,23 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             target
         }
     };
-    let summary = if args.find_max {
+    if config.progress.is_some() {
+        eprintln!("{}", start_line(&config, &target.http, args.report.as_deref()));
+    }
+    stop_on_ctrl_c(&config);
+    let mut summary = if args.find_max {
         bench::find_max(&config, &target, args.find_max_factor, args.find_max_steps).await?
     } else {
         bench::run(&config, &target).await?
     };
+    summary.command = command_line(std::env::args());
+    summary.version = env!("CARGO_PKG_VERSION").to_owned();
     // The summary first: a report that cannot be written, or a spawned hub that does not stop cleanly,
     // must not take the run's figures with it.
     print(&summary, args.json)?;
     if let Some(path) = &args.report {
         bench::write_html(&summary, path)?;
+        eprintln!("report written to {}", path.display());
     }
     if let Some(hub) = spawned {
         hub.stop().await?;
@@ -186,7 +198,72 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
     if summary.messages.accepted == 0 && summary.messages.failed > 0 {
         bail!("the hub refused every message ({})", kinds());
     }
-    Ok(if summary.passed { BenchOutcome::Passed } else { BenchOutcome::ThresholdFailed })
+    Ok(if summary.interrupted {
+        BenchOutcome::Interrupted
+    } else if summary.passed {
+        BenchOutcome::Passed
+    } else {
+        BenchOutcome::ThresholdFailed
+    })
+}
+
+/// The line shown before a run starts: what is benched, how hard, and how to stop it.
+fn start_line(config: &Config, url: &str, report: Option<&std::path::Path>) -> String {
+    let load = match (config.scenario, config.messages) {
+        (Scenario::Idle, _) => format!("held open for {:.1} s", config.duration.as_secs_f64()),
+        (_, Some(messages)) => format!("{messages} messages at {} msg/s", config.rate),
+        (_, None) => format!("{} msg/s for {:.1} s", config.rate, config.duration.as_secs_f64()),
+    };
+    let warmup = match config.warmup.is_zero() || config.scenario == Scenario::Idle {
+        true => String::new(),
+        false => format!(" after {:.1} s warm-up", config.warmup.as_secs_f64()),
+    };
+    let report = report.map(|path| format!(", report to {}", path.display())).unwrap_or_default();
+    format!(
+        "bench {} → {url}: {} subscribers, {load}{warmup}, payload {} B{report} (Ctrl-C stops it and prints what ran)",
+        config.scenario.name(),
+        config.subscribers,
+        config.payload_bytes
+    )
+}
+
+/// The first Ctrl-C stops the run (its summary and report still come); a second one exits at once.
+fn stop_on_ctrl_c(config: &Config) {
+    let interrupt = config.interrupt.clone();
+    let progress = config.progress.clone();
+    let Ok(mut sigint) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) else {
+        // Without a handler Ctrl-C keeps its default: the process ends, without a summary.
+        return;
+    };
+    tokio::spawn(async move {
+        sigint.recv().await;
+        let say = || eprintln!("interrupted: stopping the run and summarizing what ran (Ctrl-C again to quit at once)");
+        match &progress {
+            Some(console) => console.suspend(say),
+            None => say(),
+        }
+        interrupt.cancel();
+        sigint.recv().await;
+        std::process::exit(130);
+    });
+}
+
+/// The command line as the report records it: every secret flag's value masked.
+fn command_line(args: impl Iterator<Item = String>) -> String {
+    const SECRET_FLAGS: [&str; 2] = ["--jwt-secret", "--api-key"];
+    let mut words = Vec::new();
+    let mut mask_next = false;
+    for arg in args {
+        let word = match arg.split_once('=') {
+            _ if mask_next => "***".to_owned(),
+            Some((flag, _)) if SECRET_FLAGS.contains(&flag) => format!("{flag}=***"),
+            _ => crate::config::redact_url(&arg),
+        };
+        mask_next = SECRET_FLAGS.contains(&arg.as_str());
+        let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+*".contains(c));
+        words.push(if plain { word } else { format!("'{}'", word.replace('\'', r"'\''")) });
+    }
+    words.join(" ")
 }
 
 /// Fails now, not after the run, when the report could not be written: opens the file without
@@ -349,6 +426,9 @@ async fn start(launch: &Launch) -> anyhow::Result<Process> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
+        // A process group of its own: the Ctrl-C that stops the bench must not stop the hub it measures
+        // (it is stopped after the summary, as at the end of every run).
+        .process_group(0)
         .spawn()
         .context("start rtctl serve")?;
     let stderr = HubStderr::forward(child.stderr.take().expect("stderr is piped"));
@@ -445,5 +525,21 @@ impl HubStderr {
             };
         let reasons: Vec<&str> = held.iter().map(|line| line.strip_prefix("rtctl: ").unwrap_or(line)).collect();
         if reasons.is_empty() { String::new() } else { format!(": {}", reasons.join("; ")) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Secrets are masked in every spelling; words a shell would split or redirect are quoted.
+    #[test]
+    fn the_recorded_command_line_masks_secrets() {
+        let argv =
+            ["rtctl", "bench", "--jwt-secret", "s1", "--api-key=k1", "-t", "p99<20ms", "--url", "http://u:pw@h:1"];
+        assert_eq!(
+            command_line(argv.into_iter().map(String::from)),
+            "rtctl bench --jwt-secret *** --api-key=*** -t 'p99<20ms' --url http://***@h:1"
+        );
     }
 }
