@@ -1967,21 +1967,13 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__token)
-            opts="-v -h --url --jwt-secret --api-key --config --verbose --help jwt ws inspect help"
+            opts="-v -h --jwt-secret --config --verbose --help jwt ws inspect help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --jwt-secret)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --api-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2067,7 +2059,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__token__subcmd__inspect)
-            opts="-v -h --public-key --jwks --json --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --public-key --jwks --json --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --jwt-secret --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2101,15 +2093,7 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --jwt-secret)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --api-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2125,7 +2109,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__token__subcmd__jwt)
-            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --jwt-secret --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2171,15 +2155,7 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --jwt-secret)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --api-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2195,7 +2171,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__token__subcmd__ws)
-            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --jwt-secret --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2246,10 +2222,6 @@ _rtctl() {
                     return 0
                     ;;
                 --jwt-secret)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --api-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -115,12 +115,10 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l config -d 'Config 
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn -d 'Start a throwaway hub (a child `rtctl serve` on a free loopback port, fresh secrets, a temporary SQLite store) and bench it, ignoring --url, --jwt-secret and --api-key; none of your RTCTL_* variables reach that hub'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l find-max -d 'Raise the rate step by step until a threshold fails; report the highest rate that held'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l json -d 'Print the summary as JSON on stdout instead of the table'
-complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s q -l quiet -d 'No progress bars'
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s q -l quiet -d 'No progress bars, and no line before the run'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -s h -l help -d 'Print help'
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and not __fish_seen_subcommand_from jwt ws inspect help" -s h -l help -d 'Print help'
@@ -139,9 +137,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l alg -d 'Algorithm of --private-key' -r -f -a "RS256\t'RSA with SHA-256'
 ES256\t'ECDSA on P-256 with SHA-256'"
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from jwt" -l json -d 'Print JSON (the token with its claims) instead of the bare token'
@@ -160,7 +156,6 @@ ES256\t'ECDSA on P-256 with SHA-256'"
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l json -d 'Print JSON (the token with its claims) instead of the bare token'
@@ -173,9 +168,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-orgs -d 'Claim holding the organizations (an array of ids, or an object whose keys are ids); a comma list is tried in order (e.g. organization,groups) [default: orgs]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-name -d 'Claim holding the display name [default: name]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l claim-email -d 'Claim holding the email [default: email]' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
-complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -l json -d 'Print JSON: header, claims, the identity the hub maps them to, validity and seconds until expiry'
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from inspect" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'

@@ -3,12 +3,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use rtctl::cli::Cli;
 use rtctl::cmd::UsageError;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = rtctl::cli::parse();
     rtctl::cmd::init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

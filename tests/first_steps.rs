@@ -332,6 +332,7 @@ fn help_has_examples_and_the_flags_under_their_headings() {
         "bench",
         "copy-store",
         "completions",
+        "config",
     ] {
         assert!(help(command).contains("\nExamples:\n  rtctl "), "{command} --help has no examples");
     }
@@ -341,6 +342,22 @@ fn help_has_examples_and_the_flags_under_their_headings() {
         let flag = text.find(&format!("  {own} ")).or_else(|| text.find(&format!(", {own}")));
         assert!(flag.is_some_and(|at| at < hub), "{command}: {own} is under Hub:\n{text}");
     }
+    // A bench scenario has a help of its own: what it measures, its examples, only the flags it uses.
+    let bench = help("bench");
+    let (code, idle, _) = run(rtctl(dir.path()).args(["bench", "--spawn", "idle", "--help"]));
+    assert_eq!(code, 0);
+    assert!(idle.starts_with("Idle: N connections held open") && idle.contains("Usage: rtctl bench idle [OPTIONS]"));
+    assert!(idle.contains("\nExamples:\n  rtctl bench idle ") && idle.contains("  --config <CONFIG>"), "{idle}");
+    assert!(!idle.contains("--rate") && bench.contains("--rate"), "{idle}");
+    let (_, fanout, _) = run(rtctl(dir.path()).args(["bench", "fanout", "-h"]));
+    assert!(fanout.contains("\nExamples:\n  rtctl bench fanout ") && !fanout.contains("--room-size"), "{fanout}");
+    let (_, config_check, _) = run(rtctl(dir.path()).args(["config", "check", "--help"]));
+    assert!(config_check.contains("\nExamples:\n  rtctl config check"), "{config_check}");
+    // `token jwt` never calls the hub: no --url or --api-key in its help; `token ws` calls it.
+    let (_, jwt, _) = run(rtctl(dir.path()).args(["token", "jwt", "--help"]));
+    assert!(jwt.contains("--jwt-secret <SECRET>") && !jwt.contains("--url") && !jwt.contains("--api-key"), "{jwt}");
+    let (_, ws, _) = run(rtctl(dir.path()).args(["token", "ws", "--help"]));
+    assert!(ws.contains("--url <URL>") && !ws.contains("--api-key"), "{ws}");
     let connect = help("connect");
     for expected in ["/reconnect", "/quit", "Exit codes:", "130  Ctrl-C"] {
         assert!(connect.contains(expected), "connect --help lacks {expected}:\n{connect}");

@@ -21,10 +21,10 @@ pub struct BenchArgs {
     #[arg(long, env = "RTCTL_URL")]
     pub url: Option<String>,
     /// HS256 secret used to mint the subscribers' JWTs
-    #[arg(long, env = "RTCTL_JWT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "RTCTL_JWT_SECRET", hide_env_values = true, value_name = "SECRET")]
     pub jwt_secret: Option<String>,
     /// API key for publishing and for GET /api/v1/stats
-    #[arg(long, env = "RTCTL_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "RTCTL_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
     /// Start a throwaway hub (a child `rtctl serve` on a free loopback port, fresh secrets, a temporary
     /// SQLite store) and bench it, ignoring --url, --jwt-secret and --api-key; none of your RTCTL_*
@@ -108,7 +108,7 @@ pub struct BenchArgs {
     /// Write a self-contained HTML report with charts to this file
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
-    /// No progress bars
+    /// No progress bars, and no line before the run
     #[arg(short, long)]
     pub quiet: bool,
 }

@@ -13,5 +13,6 @@ pub struct ConfigArgs {
 pub enum ConfigCommand {
     /// Validate the hub's settings (config file, RTCTL_* env, these flags) as `rtctl serve` would, and
     /// print the effective settings with secrets masked; exits 1 naming the setting that is wrong
+    #[command(after_help = super::examples::CONFIG)]
     Check(Box<super::serve::ServeArgs>),
 }

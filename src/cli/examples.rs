@@ -109,6 +109,81 @@ Examples:
   rtctl bench fanout --spawn --churn 5%/s --restart-hub-at 5s -t loss=0
       subscribers drop and resume, the hub is killed and restarted: nothing lost";
 
+pub const CONFIG: &str = "\
+Examples:
+  rtctl config check
+      the settings rtctl serve would run with here (rtctl.toml, RTCTL_*), secrets masked
+  rtctl config check --config /etc/rtctl/rtctl.toml --bind 0.0.0.0:8000
+      the same flags as serve: check a deployment's settings before starting it";
+
+/// `rtctl bench SCENARIO --help`: what the scenario measures, and its examples.
+pub fn bench_scenario(scenario: &str) -> Option<(&'static str, &'static str)> {
+    Some(match scenario {
+        "fanout" => (
+            "Fan-out: N subscribers on /ws/events/bench/; each message POSTed to /api/v1/orgs/bench/events \
+             reaches every subscriber",
+            "\
+Examples:
+  rtctl bench fanout --url http://127.0.0.1:8000 -n 1000 -r 50 -d 10s
+      1,000 subscribers, 50 messages/s for 10 s: delivery latency percentiles
+  rtctl bench fanout --spawn -n 1000 --find-max
+      a throwaway hub; raise the rate until p99 passes 1 s or a message is lost
+  rtctl bench fanout -n 100 -r 20 -t 'p99<20ms' -t loss=0 --report run.html
+      fail (exit 3) unless the thresholds hold; write an HTML report",
+        ),
+        "notify" => (
+            "Notifications: N users on /ws/notifications/; POST /api/v1/notifications to each user in \
+             turn (stored, then pushed)",
+            "\
+Examples:
+  rtctl bench notify -n 500 -r 100 -d 10s
+      500 users, 100 notifications/s over all of them
+  rtctl bench notify --spawn --spawn-database-url postgres://rtctl@db/bench -n 200
+      a throwaway hub storing in PostgreSQL",
+        ),
+        "chat" => (
+            "Chat: rooms of --room-size members on /ws/chat/{room}/; members take turns sending \
+             chat_message, echoed to every member of the room",
+            "\
+Examples:
+  rtctl bench chat --room-size 10 -n 1000 -r 100
+      100 rooms of 10; 100 messages/s over all rooms
+  rtctl bench chat --spawn --room-size 2 -n 200 -t 'p99<50ms'",
+        ),
+        "idle" => (
+            "Idle: N connections held open for --duration, nothing published: the hub's memory per \
+             connection",
+            "\
+Examples:
+  rtctl bench idle -n 10000 -d 30s --hub-pid $(pgrep -f 'rtctl serve')
+      memory and CPU of 10,000 idle connections
+  rtctl bench idle --spawn -n 5000 -t 'memory_per_connection<64KiB'",
+        ),
+        _ => return None,
+    })
+}
+
+/// Flags of `rtctl bench` that a scenario does not use, left out of its help.
+pub fn bench_scenario_unused(scenario: &str) -> &'static [&'static str] {
+    match scenario {
+        "fanout" | "notify" => &["room_size"],
+        "chat" => &["max_inflight"],
+        "idle" => &[
+            "room_size",
+            "rate",
+            "messages",
+            "warmup",
+            "payload_size",
+            "max_inflight",
+            "drain",
+            "find_max",
+            "find_max_factor",
+            "find_max_steps",
+        ],
+        _ => &[],
+    }
+}
+
 pub const COPY_STORE: &str = "\
 Examples:
   rtctl copy-store --to postgres://rtctl@db/rtctl

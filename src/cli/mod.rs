@@ -15,9 +15,10 @@ pub mod serve;
 pub mod status;
 pub mod token;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 /// rtctl: run and test a realtime WebSocket hub (notifications, org events, admin dashboard, chat).
 #[derive(Debug, Parser)]
@@ -72,7 +73,50 @@ pub enum Command {
     #[command(after_help = examples::COMPLETIONS)]
     Completions(completions::CompletionsArgs),
     /// Check the hub's configuration: `rtctl config check [SERVE FLAGS]`
+    #[command(after_help = examples::CONFIG)]
     Config(config::ConfigArgs),
+}
+
+/// Parses the command line, as `Cli::parse` does, except that `rtctl bench SCENARIO --help` prints that
+/// scenario's own help (its flags and examples) and exits: the scenario is a value, not a subcommand, so
+/// that flags may come before it (`rtctl bench --spawn fanout`), and clap alone would print `bench`'s.
+pub fn parse() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(help) = bench_scenario_help(&args) {
+        print!("{help}");
+        std::process::exit(0);
+    }
+    Cli::parse_from(args)
+}
+
+/// The help of `rtctl bench SCENARIO -h|--help`, when `args` ask for it.
+pub fn bench_scenario_help(args: &[OsString]) -> Option<String> {
+    let words: Vec<&str> = args.iter().skip(1).map(|arg| arg.to_str().unwrap_or_default()).collect();
+    let (bench, rest) = words.split_first()?;
+    let long = rest.contains(&"--help");
+    if *bench != "bench" || !(long || rest.contains(&"-h")) {
+        return None;
+    }
+    let scenario = rest.iter().find(|word| examples::bench_scenario(word).is_some())?;
+    let (about, examples) = examples::bench_scenario(scenario)?;
+    let cli = Cli::command();
+    let mut command = cli.find_subcommand("bench")?.clone();
+    // `--config` and `-v`, which every command takes from the top level.
+    for global in cli.get_arguments().filter(|arg| arg.is_global_set()) {
+        command = command.arg(global.clone());
+    }
+    command = command.mut_arg("scenario", |arg| arg.hide(true));
+    for unused in examples::bench_scenario_unused(scenario) {
+        command = command.mut_arg(*unused, |arg| arg.hide(true));
+    }
+    let mut command = command
+        .bin_name(format!("rtctl bench {scenario}"))
+        .about(about)
+        .long_about(None)
+        .after_help(examples)
+        .max_term_width(100);
+    let help = if long { command.render_long_help() } else { command.render_help() };
+    Some(help.to_string())
 }
 
 /// How a client command reaches a hub; each falls back to the config file, then the defaults. Each flag

@@ -4,12 +4,21 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
 
-use super::ClientArgs;
-
+/// `token`'s flags: the secret every subcommand signs or verifies with; only `ws` calls the hub (its
+/// `--url`), and none of them uses the API key.
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    #[command(flatten)]
-    pub client: ClientArgs,
+    /// The hub's HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the
+    /// config file)
+    #[arg(
+        long,
+        global = true,
+        env = "RTCTL_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET",
+        help_heading = "Hub"
+    )]
+    pub jwt_secret: Option<String>,
 
     #[command(subcommand)]
     pub command: TokenCommand,
@@ -20,7 +29,7 @@ pub enum TokenCommand {
     /// Print a JWT for a user, signed with the configured HS256 secret or a private key
     Jwt(JwtArgs),
     /// Mint a JWT and exchange it at GET /api/user/ws-token/ for a single-use ws token
-    Ws(JwtArgs),
+    Ws(WsArgs),
     /// Decode a token, verify it against the configured key, and show when it expires
     Inspect(InspectArgs),
 }
@@ -33,6 +42,17 @@ pub struct JwtArgs {
     /// Print JSON (the token with its claims) instead of the bare token
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WsArgs {
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    /// The hub's base URL [default: url in the config file, else the hub `rtctl serve` runs with it,
+    /// else http://127.0.0.1:8000]
+    #[arg(long, env = "RTCTL_URL", value_name = "URL", help_heading = "Hub")]
+    pub url: Option<String>,
 }
 
 /// Who a minted JWT names and how it is signed; shared by `token` and `connect`.

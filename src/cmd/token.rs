@@ -62,7 +62,12 @@ impl MintArgs {
 }
 
 pub async fn run(config_path: &Path, args: TokenArgs) -> anyhow::Result<u8> {
-    let config = args.client.resolve(config_path)?;
+    let url = match &args.command {
+        TokenCommand::Ws(ws) => ws.url.clone(),
+        _ => None,
+    };
+    let client = crate::cli::ClientArgs { url, jwt_secret: args.jwt_secret, api_key: None };
+    let config = client.resolve(config_path)?;
     match args.command {
         TokenCommand::Jwt(jwt) => {
             let (token, claims) = jwt.mint.mint(&jwt.mint.identity(&[], false)?, &config)?;
@@ -73,7 +78,8 @@ pub async fn run(config_path: &Path, args: TokenArgs) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        TokenCommand::Ws(jwt) => {
+        TokenCommand::Ws(ws) => {
+            let jwt = ws.jwt;
             let (token, _) = jwt.mint.mint(&jwt.mint.identity(&[], false)?, &config)?;
             let reply = exchange(&config, &token).await?;
             if jwt.json {
