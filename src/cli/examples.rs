@@ -166,8 +166,9 @@ Examples:
 /// Flags of `rtctl bench` that a scenario does not use, left out of its help.
 pub fn bench_scenario_unused(scenario: &str) -> &'static [&'static str] {
     match scenario {
-        "fanout" | "notify" => &["room_size"],
-        "chat" => &["max_inflight"],
+        "fanout" => &["room_size"],
+        "notify" => &["room_size", "churn", "restart_hub_at"],
+        "chat" => &["max_inflight", "churn", "restart_hub_at"],
         "idle" => &[
             "room_size",
             "rate",
@@ -179,6 +180,8 @@ pub fn bench_scenario_unused(scenario: &str) -> &'static [&'static str] {
             "find_max",
             "find_max_factor",
             "find_max_steps",
+            "churn",
+            "restart_hub_at",
         ],
         _ => &[],
     }
