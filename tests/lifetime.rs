@@ -16,13 +16,13 @@ use crate::cli::{output, rtctl};
 use crate::util::{TestHub, assert_quiet_for, recv, recv_close, request, user_identity};
 
 /// A JWT for `identity` that expires `secs` seconds from now (1-second resolution), and its `exp`.
-fn short_jwt(hub: &TestHub, identity: &Identity, secs: u64) -> (String, u64) {
+pub(crate) fn short_jwt(hub: &TestHub, identity: &Identity, secs: u64) -> (String, u64) {
     let claims = auth::claims_for(identity, Duration::from_secs(secs));
     let secret = SigningKey::Hs256(hub.config.jwt_secret().expect("an HS256 hub").to_owned());
     (auth::mint(&claims, &secret).expect("mint a JWT"), claims.exp)
 }
 
-fn now_millis() -> u64 {
+pub(crate) fn now_millis() -> u64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
     now.as_millis() as u64
 }
@@ -35,7 +35,7 @@ async fn stays_open_until(ws: &mut crate::util::Ws, millis: u64) {
 }
 
 /// How a token's end is measured: the end of its `exp` second (no leeway), in Unix milliseconds.
-fn end_of(exp: u64) -> u64 {
+pub(crate) fn end_of(exp: u64) -> u64 {
     (exp + 1) * 1000
 }
 
@@ -71,6 +71,8 @@ async fn an_expiring_jwt_closes_every_endpoint_with_4001() {
         assert!(closed + 20 >= end_of(token_exp), "{path} closed {} ms early", end_of(token_exp) - closed);
         assert!(closed < end_of(exp) + 1000, "{path} closed {} ms late", closed - end_of(exp));
     }
+    let metrics = hub.metrics().await;
+    assert!(metrics.contains("\nrtctl_token_expired_closes_total 4\n"), "{metrics}");
 }
 
 /// A `refresh` with a fresh JWT for the same user before the old one expires is answered `refreshed`
@@ -91,6 +93,9 @@ async fn a_refresh_keeps_the_connection_past_the_old_exp() {
     let id = hub.notify("u1", "after the old exp", "general").await;
     let push = recv(&mut ws).await;
     assert_eq!((push["type"].as_str(), push["notification"]["id"].as_i64()), (Some("notification"), Some(id)));
+    let metrics = hub.metrics().await;
+    assert!(metrics.contains("\nrtctl_token_refreshes_total 1\n"), "{metrics}");
+    assert!(metrics.contains("\nrtctl_token_expired_closes_total 0\n"), "{metrics}");
 }
 
 /// A refresh that cannot be taken is answered with an error and changes nothing: another user's token
@@ -178,7 +183,7 @@ async fn a_refresh_must_still_allow_the_endpoint() {
 }
 
 /// `GET /api/user/ws-token/` with `jwt`: the ws token and its `expires_in`.
-async fn ws_token(hub: &TestHub, jwt: &str) -> (String, u64) {
+pub(crate) async fn ws_token(hub: &TestHub, jwt: &str) -> (String, u64) {
     let (status, body) = hub.get_json("/api/user/ws-token/", &[("authorization", &format!("Bearer {jwt}"))]).await;
     assert_eq!(status, 200, "{body}");
     let expires_in = body["expires_in"].as_u64().expect("expires_in");

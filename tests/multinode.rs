@@ -157,6 +157,26 @@ async fn a_ws_token_minted_on_one_node_opens_one_connection_on_any() {
     }
 }
 
+/// With Redis too, a ws token never outlives its JWT: minted on one node from a JWT with seconds left,
+/// it says so in `expires_in`, the connection it opens on another node closes with 4001 "token expired"
+/// when the JWT does, and a second one from that JWT is gone from Redis by then.
+#[tokio::test]
+#[ignore = "needs Redis: set RTCTL_TEST_REDIS_URL"]
+async fn a_ws_token_in_redis_is_bounded_by_its_jwt() {
+    use crate::lifetime::{end_of, now_millis, short_jwt, ws_token};
+    let (a, b, _cleanup) = two_nodes().await;
+    let (jwt, exp) = short_jwt(&a, &user_identity("u7"), 2);
+    let asked = now_millis() / 1000;
+    let (first, expires_in) = ws_token(&a, &jwt).await;
+    assert!(asked + expires_in <= exp, "expires_in {expires_in} outlives exp {exp} (asked at {asked})");
+    let (second, _) = ws_token(&a, &jwt).await;
+    let (mut ws, _) = b.connect("/ws/notifications/", &first).await;
+    assert_eq!(recv_close(&mut ws).await, (4001, "token expired".to_owned()));
+    assert!(now_millis() + 20 >= end_of(exp));
+    let mut late = b.connect_raw("/ws/notifications/", &second).await;
+    assert_eq!(recv_close(&mut late).await, (4001, "unknown or used ws token".to_owned()));
+}
+
 /// Presence counts users across nodes: an admin's second connection on another node is not a new
 /// admin, users online counts distinct users on both nodes, and the other admins hear of an admin's
 /// first connection and last close wherever they are.

@@ -67,6 +67,7 @@ impl Lifetime {
         rights(&verified.identity)?;
         let exp = verified.exp.ok_or_else(HubError::internal)?;
         self.deadline = Some(deadline_of(exp));
+        hub.metrics.token_refresh();
         let millis = i64::try_from(exp.saturating_mul(1000)).unwrap_or(i64::MAX);
         let expires_at = protocol::format_timestamp(millis);
         Ok(Reply::new(&ServerMessage::Refreshed { expires_at: &expires_at }))

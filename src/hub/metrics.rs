@@ -38,6 +38,8 @@ pub struct Metrics {
     slow_consumers: Counter,
     rate_limited: [Counter; 4],
     rate_limit_closes: Counter,
+    token_expired_closes: Counter,
+    token_refreshes: Counter,
     rate_limited_requests: Counter,
     auth_failures: Family<ReasonLabel, Counter>,
     layer_losses: Counter,
@@ -61,6 +63,8 @@ impl Metrics {
         let slow_consumers = Counter::default();
         let rate_limited = Family::<EndpointLabel, Counter>::default();
         let rate_limit_closes = Counter::default();
+        let token_expired_closes = Counter::default();
+        let token_refreshes = Counter::default();
         let rate_limited_requests = Counter::default();
         let auth_failures = Family::<ReasonLabel, Counter>::default();
         let layer_losses = Counter::default();
@@ -73,6 +77,12 @@ impl Metrics {
         registry.register("slow_consumer_closes", "Connections closed with 4008", slow_consumers.clone());
         registry.register("rate_limited_frames", "Client frames refused with rate_limited", rate_limited.clone());
         registry.register("rate_limit_closes", "Connections closed with 4029", rate_limit_closes.clone());
+        registry.register(
+            "token_expired_closes",
+            "Connections closed with 4001 because their token expired (PROTOCOL 1.1)",
+            token_expired_closes.clone(),
+        );
+        registry.register("token_refreshes", "Tokens taken by refresh on open connections", token_refreshes.clone());
         registry.register("rate_limited_requests", "HTTP requests refused with 429", rate_limited_requests.clone());
         registry.register("auth_failures", "Refused tokens and origins", auth_failures.clone());
         registry.register(
@@ -102,6 +112,8 @@ impl Metrics {
             slow_consumers,
             rate_limited: per_endpoint(&rate_limited),
             rate_limit_closes,
+            token_expired_closes,
+            token_refreshes,
             rate_limited_requests,
             auth_failures,
             layer_losses,
@@ -149,6 +161,16 @@ impl Metrics {
 
     pub fn rate_limit_close(&self) {
         self.rate_limit_closes.inc();
+    }
+
+    /// A connection closed because its token expired without a refresh.
+    pub fn token_expired_close(&self) {
+        self.token_expired_closes.inc();
+    }
+
+    /// A `refresh` taken on an open connection.
+    pub fn token_refresh(&self) {
+        self.token_refreshes.inc();
     }
 
     /// An HTTP request refused with 429.

@@ -228,6 +228,7 @@ async fn run_loop<S: Session>(
             _ = &mut shutdown => return End::Close(close::GOING_AWAY, "hub shutting down"),
             () = &mut expiry, if lifetime.bounded() => {
                 debug!(user = %conn.identity.user_id, "closing a connection whose token expired");
+                hub.metrics.token_expired_close();
                 return End::Close(close::UNAUTHORIZED, lifetime::EXPIRED);
             }
             event = conn.outbox.next_event(stalled_until.is_some()) => match event {
