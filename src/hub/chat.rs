@@ -24,7 +24,7 @@ use crate::protocol::limits::{
     DEFAULT_PAGE, MAX_ATTACHMENT_URL, MAX_CHAT_MESSAGE, MAX_CLIENT_ID, MAX_MEMBERS, MAX_ROOM_NAME,
 };
 use crate::protocol::{self, ChatMessage, ChatRequest, MessagePage, Room, RoomSummary, ServerMessage, close};
-use crate::store::{Created, MessageQuery, NewChatMessage, NewRoom, ReadUpdate};
+use crate::store::{Created, MessageQuery, NewChatMessage, NewRoom, ReadUpdate, RoomQuery};
 
 /// One connection of a member (or staff) to a room.
 pub struct ChatSession {
@@ -279,55 +279,52 @@ async fn list_rooms(
     let Query(query) = query.map_err(|e| HubError::bad_request(e.body_text()))?;
     let limit = protocol::page_limit(query.limit).map_err(HubError::bad_request)?;
     let after = query.cursor.as_deref().map(RoomCursor::parse).transpose()?;
-    let rooms = hub.store.rooms_for_user(&identity.user_id, identity.is_staff).await?;
-    let (rooms, next) = rooms_page(rooms, after.as_ref(), limit as usize);
+    // One room more than asked for says whether there is a next page.
+    let query = RoomQuery { after: after.map(|after| (after.activity_ms, after.room_id)), limit: Some(limit + 1) };
+    let mut rooms = hub.store.room_page(&identity.user_id, identity.is_staff, &query).await?;
+    let more = rooms.len() > limit as usize;
+    rooms.truncate(limit as usize);
+    let next = more.then(|| rooms.last().map(|room| RoomCursor::of(room).encode())).flatten();
     Ok(axum::Json(json!({"rooms": rooms, "has_more": next.is_some(), "next_cursor": next})))
 }
 
 /// Where a page of rooms ends: its last room's activity (the time of its last message, else of its
-/// creation) and id, the order's two keys. A room that gets a message between two pages moves to the
-/// front and is not repeated; it is the next first page's.
+/// creation) and id, the order's two keys, as `ACTIVITY|ROOM_ID` with the activity as the room list
+/// shows times. A room that gets a message between two pages moves to the front and is not repeated;
+/// it is the next first page's.
 #[derive(Debug, PartialEq)]
 struct RoomCursor {
     activity: String,
+    activity_ms: i64,
     room_id: String,
 }
 
 impl RoomCursor {
     fn of(room: &RoomSummary) -> Self {
         let activity = room.last_message.as_ref().map_or(&room.room.created_at, |m| &m.created_at);
-        Self { activity: activity.clone(), room_id: room.room.room_id.clone() }
+        let activity_ms = parse_time(activity).expect("the store formats times as RFC 3339");
+        Self { activity: activity.clone(), activity_ms, room_id: room.room.room_id.clone() }
     }
 
     /// `ACTIVITY|ROOM_ID`, as `next_cursor` gave it; room ids hold no `|`.
     fn parse(text: &str) -> Result<Self, HubError> {
         let invalid = || HubError::bad_request("invalid cursor: pass the next_cursor of the previous page");
         let (activity, room_id) = text.split_once('|').ok_or_else(invalid)?;
-        if activity.is_empty() || !protocol::is_valid_scope_id(room_id) {
+        let activity_ms = parse_time(activity).ok_or_else(invalid)?;
+        if !protocol::is_valid_scope_id(room_id) {
             return Err(invalid());
         }
-        Ok(Self { activity: activity.to_owned(), room_id: room_id.to_owned() })
+        Ok(Self { activity: activity.to_owned(), activity_ms, room_id: room_id.to_owned() })
     }
 
     fn encode(&self) -> String {
         format!("{}|{}", self.activity, self.room_id)
     }
-
-    /// Whether `room` comes after this cursor in the list's order (activity descending, then id).
-    /// Timestamps share one fixed-width format, so comparing them as text compares them in time.
-    fn precedes(&self, room: &Self) -> bool {
-        (room.activity.as_str(), self.room_id.as_str()) < (self.activity.as_str(), room.room_id.as_str())
-    }
 }
 
-/// The rooms after `after` (all when `None`), at most `limit`, and the cursor of the next page.
-fn rooms_page(rooms: Vec<RoomSummary>, after: Option<&RoomCursor>, limit: usize) -> (Vec<RoomSummary>, Option<String>) {
-    let mut page: Vec<RoomSummary> =
-        rooms.into_iter().filter(|room| after.is_none_or(|after| after.precedes(&RoomCursor::of(room)))).collect();
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let next = more.then(|| page.last().map(|room| RoomCursor::of(room).encode())).flatten();
-    (page, next)
+/// Milliseconds since the epoch of an RFC 3339 time.
+fn parse_time(text: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis())
 }
 
 /// The room, if this user may enter it: 404 unknown, 403 not a member.

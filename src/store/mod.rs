@@ -149,6 +149,15 @@ pub struct NewChatMessage {
     pub attachment_url: Option<String>,
 }
 
+/// Which of a user's rooms to list.
+#[derive(Debug, Clone, Default)]
+pub struct RoomQuery {
+    /// Only the rooms after this one in the list's order: its activity (ms since the epoch) and id.
+    pub after: Option<(i64, String)>,
+    /// At most this many rooms; `None`: all.
+    pub limit: Option<u32>,
+}
+
 /// Which of a room's messages to list.
 #[derive(Debug, Clone, Copy)]
 pub struct MessageQuery {
@@ -288,9 +297,17 @@ pub trait Store: Send + Sync + 'static {
     /// Is the user a member of the room? (Staff may enter any room; that is the caller's check.)
     async fn is_member(&self, room_id: &str, user_id: &str) -> Result<bool, StoreError>;
 
-    /// The rooms a user may enter (every room for staff), most recently active first, with the last
-    /// message and the user's unread count.
-    async fn rooms_for_user(&self, user_id: &str, is_staff: bool) -> Result<Vec<RoomSummary>, StoreError>;
+    /// A page of the rooms a user may enter (every room for staff), most recently active first (the
+    /// time of the last message, else of the creation; then by id), with the last message and the
+    /// user's unread count: the rooms after `query.after`, at most `query.limit`. The database does the
+    /// paging, so a page costs the same however many rooms the user has.
+    async fn room_page(&self, user_id: &str, is_staff: bool, query: &RoomQuery)
+    -> Result<Vec<RoomSummary>, StoreError>;
+
+    /// Every room a user may enter, in [`Store::room_page`]'s order.
+    async fn rooms_for_user(&self, user_id: &str, is_staff: bool) -> Result<Vec<RoomSummary>, StoreError> {
+        self.room_page(user_id, is_staff, &RoomQuery { after: None, limit: None }).await
+    }
 
     /// Stores a chat message; `None` if the room does not exist.
     async fn insert_message(&self, new: &NewChatMessage) -> Result<Option<ChatMessage>, StoreError>;

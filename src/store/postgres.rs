@@ -12,8 +12,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use super::{Appended, LoggedEvent, RenderEvent, StreamHead};
 use super::{
     Created, Decision, DecisionCounts, Deleted, IdempotencyClaim, MarkRead, MessageQuery, NewChatMessage,
-    NewNotification, NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, Store, StoreError, column,
-    idempotency_claim, json_object, object_text,
+    NewNotification, NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, RoomQuery, Store,
+    StoreError, column, idempotency_claim, json_object, object_text,
 };
 use crate::protocol::{
     Activity, ActivityKind, Approval, ChatMessage, DecisionStatus, MessagePage, Notification, NotificationPage,
@@ -396,34 +396,48 @@ impl Store for PostgresStore {
         Ok(member)
     }
 
-    async fn rooms_for_user(&self, user_id: &str, is_staff: bool) -> Result<Vec<RoomSummary>, StoreError> {
+    async fn room_page(
+        &self,
+        user_id: &str,
+        is_staff: bool,
+        query: &RoomQuery,
+    ) -> Result<Vec<RoomSummary>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        // As in SQLite: the page is cut before the unread counts are computed. Room ids compare
+        // bytewise (`C`), as the cursor's do.
+        let (after_activity, after_room) = query.after.clone().unzip();
         let rows = sqlx::query(
-            "SELECT r.room_id AS r_room_id, r.name AS r_name, r.created_at AS r_created_at,
+            "SELECT p.*,
                     (SELECT COUNT(*) FROM chat_messages u
-                      WHERE u.room_id = r.room_id AND u.sender_id <> $1
-                        AND u.id > COALESCE((SELECT p.message_id FROM chat_read_positions p
-                                              WHERE p.room_id = r.room_id AND p.user_id = $1), 0)) AS unread,
-                    m.id, m.room_id, m.sender_id, m.content, m.attachment_url, m.created_at
-             FROM chat_rooms r
-             LEFT JOIN chat_messages m
-                    ON m.id = (SELECT MAX(l.id) FROM chat_messages l WHERE l.room_id = r.room_id)
-             WHERE $2 OR EXISTS (SELECT 1 FROM chat_members c WHERE c.room_id = r.room_id AND c.user_id = $1)
-             ORDER BY COALESCE(m.created_at, r.created_at) DESC, r.room_id COLLATE \"C\"",
+                      WHERE u.room_id = p.r_room_id AND u.sender_id <> $1
+                        AND u.id > COALESCE((SELECT rp.message_id FROM chat_read_positions rp
+                                              WHERE rp.room_id = p.r_room_id AND rp.user_id = $1), 0)) AS unread
+             FROM (SELECT r.room_id AS r_room_id, r.name AS r_name, r.created_at AS r_created_at,
+                          COALESCE(m.created_at, r.created_at) AS activity,
+                          m.id, m.room_id, m.sender_id, m.content, m.attachment_url, m.created_at
+                   FROM chat_rooms r
+                   LEFT JOIN chat_messages m
+                          ON m.id = (SELECT MAX(l.id) FROM chat_messages l WHERE l.room_id = r.room_id)
+                   WHERE $2 OR EXISTS (SELECT 1 FROM chat_members c WHERE c.room_id = r.room_id AND c.user_id = $1)
+                  ) p
+             WHERE $3::BIGINT IS NULL OR p.activity < $3
+                OR (p.activity = $3 AND p.r_room_id COLLATE \"C\" > $4::TEXT COLLATE \"C\")
+             ORDER BY p.activity DESC, p.r_room_id COLLATE \"C\"
+             LIMIT $5",
         )
         .bind(user_id)
         .bind(is_staff)
+        .bind(after_activity)
+        .bind(after_room)
+        .bind(query.limit.map(i64::from))
         .fetch_all(&mut *tx)
         .await?;
-        let members: Vec<(String, String)> = sqlx::query_as(
-            "SELECT c.room_id, c.user_id FROM chat_members c
-             WHERE $2 OR c.room_id IN (SELECT room_id FROM chat_members WHERE user_id = $1)
-             ORDER BY c.seq",
-        )
-        .bind(user_id)
-        .bind(is_staff)
-        .fetch_all(&mut *tx)
-        .await?;
+        let page: Vec<String> = rows.iter().map(|row| row.try_get("r_room_id")).collect::<Result<_, _>>()?;
+        let members: Vec<(String, String)> =
+            sqlx::query_as("SELECT c.room_id, c.user_id FROM chat_members c WHERE c.room_id = ANY($1) ORDER BY c.seq")
+                .bind(&page)
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
 
         let mut rooms = Vec::with_capacity(rows.len());

@@ -424,6 +424,33 @@ async fn read_position_never_moves_backwards() {
     );
 }
 
+/// Pages of a user's rooms, cut by the store after a cursor, follow one another: at most `limit` rooms
+/// each, together the full list in its order, none repeated or skipped, none of another user's.
+#[tokio::test]
+async fn room_pages_cut_by_the_store_make_the_full_list() {
+    let (_temp, store) = any_store().await;
+    for id in ["r5", "r3", "r1", "r4", "r2"] {
+        room(&store, id, &["u1", "u2"]).await;
+    }
+    room(&store, "other", &["u2"]).await;
+    say(&store, "r1", "u2", "hi").await;
+    let all: Vec<String> =
+        store.rooms_for_user("u1", false).await.unwrap().into_iter().map(|r| r.room.room_id).collect();
+    assert_eq!((all.len(), all[0].as_str()), (5, "r1"), "{all:?}");
+    let (mut paged, mut after) = (Vec::new(), None);
+    loop {
+        let page = store.room_page("u1", false, &RoomQuery { after: after.clone(), limit: Some(2) }).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        let activity = last.last_message.as_ref().map_or(&last.room.created_at, |m| &m.created_at);
+        let activity = chrono::DateTime::parse_from_rfc3339(activity).unwrap().timestamp_millis();
+        after = Some((activity, last.room.room_id.clone()));
+        assert!(page.iter().all(|r| r.room.members == ["u1", "u2"]), "members of the page's rooms");
+        paged.extend(page.into_iter().map(|r| r.room.room_id));
+    }
+    assert_eq!(paged, all);
+}
+
 /// A user's room list holds the rooms they belong to (staff: all), each with its last message and the
 /// number of messages others sent after the user's read position.
 #[tokio::test]
