@@ -158,6 +158,9 @@ fn figures(h: &mut String, s: &Summary) {
     if let Some(per) = s.hub.memory_per_connection_bytes {
         rows.push(("hub memory per connection", format!("{:.1} KiB", per / 1024.0)));
     }
+    if let Some(resume) = &s.resume {
+        rows.push(("resume", super::report::resume_line(resume)));
+    }
     if !s.errors.is_empty() {
         rows.push(("errors", s.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")));
     }
@@ -170,13 +173,16 @@ fn figures(h: &mut String, s: &Summary) {
 
 fn latency_table(h: &mut String, s: &Summary) {
     h.push_str("<h2>Latency (ms)</h2><table><tr><th></th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>mean</th></tr>");
-    let rows: [(&str, &Percentiles); 5] = [
+    let mut rows: Vec<(&str, &Percentiles)> = vec![
         ("delivery", &s.latency_ms),
         ("first delivery", &s.first_delivery_ms),
         ("broadcast completion", &s.completion_ms),
         ("publisher lag", &s.publisher_lag_ms),
         ("handshake", &s.connections.handshake_ms),
     ];
+    if let Some(resume) = &s.resume {
+        rows.push(("reconnect", &resume.reconnect_ms));
+    }
     for (name, p) in rows {
         let _ = write!(
             h,

@@ -8,8 +8,8 @@ use colored::Colorize;
 use super::cpu;
 use super::summary::{CpuWindow, DeliveryCost, Percentiles, ResumeStats, Summary};
 
-/// Reconnects, replays and the restart of a `--churn` or `--restart-hub-at` run.
-fn resume_line(r: &ResumeStats) -> String {
+/// Reconnects, replays and the restart of a `--churn` or `--restart-hub-at` run, as plain text.
+pub fn resume_line(r: &ResumeStats) -> String {
     let mut line = String::new();
     if r.churn_pct_per_s > 0.0 {
         let _ = write!(line, "churn {}%/s, ", r.churn_pct_per_s);
@@ -23,7 +23,7 @@ fn resume_line(r: &ResumeStats) -> String {
         r.reconnects, r.failed_attempts, r.replayed
     );
     if r.resume_failed > 0 {
-        let _ = write!(line, ", {}", format!("{} resumes failed", r.resume_failed).red());
+        let _ = write!(line, ", {} resumes failed", r.resume_failed);
     }
     line
 }
@@ -105,7 +105,9 @@ pub fn table(s: &Summary) -> String {
     row(&mut t, "handshake", &s.connections.handshake_ms);
     t.push('\n');
     if let Some(r) = &s.resume {
-        let _ = writeln!(t, "{:<13}{}", "resume", resume_line(r));
+        let line = resume_line(r);
+        let line = if r.resume_failed > 0 { line.red().to_string() } else { line };
+        let _ = writeln!(t, "{:<13}{line}", "resume");
     }
     if !s.errors.is_empty() {
         let list: Vec<String> = s.errors.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
