@@ -367,7 +367,7 @@ async fn errors_exit_1() {
 /// line naming the flag, before anything runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_errors_exit_2() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["-r", "0"], "rtctl: --rate must be a positive number of messages per second\n"),
         (&["--restart-hub-at", "1s"], "rtctl: --restart-hub-at restarts the hub --spawn starts: add --spawn\n"),
         (
@@ -381,6 +381,7 @@ async fn usage_errors_exit_2() {
             "rtctl: --source-ips: invalid address \"nonsense\": invalid IP address syntax\n",
         ),
         (&["-t", "p99<<3"], "error: invalid value 'p99<<3' for '--threshold <RULE>'"),
+        (&["-d", "5x"], "error: invalid value '5x' for '--duration <DURATION>': `5x` is not a duration like 2s"),
     ];
     for (args, expected) in cases {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"))

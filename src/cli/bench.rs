@@ -50,13 +50,13 @@ pub struct BenchArgs {
     #[arg(short, long, default_value_t = 10.0)]
     pub rate: f64,
     /// Length of the measured window, e.g. 10s, 1m
-    #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(short, long, default_value = "10s", value_name = "DURATION", value_parser = super::parse_duration_flag)]
     pub duration: Duration,
     /// Send this many measured messages instead of running for --duration
     #[arg(short, long)]
     pub messages: Option<u64>,
     /// How long to send first, left out of every result: 0s, 500ms, 1s
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = super::parse_duration_flag)]
     pub warmup: Duration,
     /// Approximate size of each message's data, in bytes
     #[arg(long, default_value_t = 100)]
@@ -68,16 +68,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 256)]
     pub connect_concurrency: usize,
     /// Give up on a connection that is not established within this time
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = super::parse_duration_flag)]
     pub connect_timeout: Duration,
     /// Give up on a publish request after this time
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = super::parse_duration_flag)]
     pub request_timeout: Duration,
     /// Publish requests in flight at once; beyond this sends wait and publisher lag grows
     #[arg(long, default_value_t = 256)]
     pub max_inflight: usize,
     /// After the last send, wait this long at most for outstanding deliveries
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = super::parse_duration_flag)]
     pub drain: Duration,
     /// Spread client sockets over local source addresses, e.g. 127.0.0.1-127.0.0.8
     #[arg(long)]
@@ -100,7 +100,7 @@ pub struct BenchArgs {
     pub churn: Option<f64>,
     /// With --spawn, fanout: kill the hub (SIGKILL) this long after publishing starts, e.g. 5s, and start
     /// it again on the same store and port; subscribers reconnect and resume
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration_flag)]
     pub restart_hub_at: Option<Duration>,
     /// Print the summary as JSON on stdout instead of the table
     #[arg(long)]

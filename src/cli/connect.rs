@@ -46,7 +46,7 @@ pub struct ConnectArgs {
     pub execute: Vec<String>,
 
     /// End the session this long after connecting: 500ms, 2s, 1m (a plain number is seconds)
-    #[arg(long, value_name = "DURATION", value_parser = parse_wait)]
+    #[arg(long, value_name = "DURATION", value_parser = super::parse_duration_flag)]
     pub wait: Option<std::time::Duration>,
 
     /// End the session when a message of this type arrives
@@ -75,14 +75,6 @@ pub struct ConnectArgs {
 }
 
 /// `--wait`: a duration (`2s`, `500ms`), or a number of seconds as before (`0.3`).
-fn parse_wait(text: &str) -> Result<std::time::Duration, String> {
-    if let Ok(seconds) = text.trim().parse::<f64>() {
-        return std::time::Duration::try_from_secs_f64(seconds)
-            .map_err(|_| format!("`{text}` is not a duration like 2s, 500ms or 1m"));
-    }
-    humantime::parse_duration(text.trim()).map_err(|e| format!("`{text}` is not a duration like 2s, 500ms or 1m: {e}"))
-}
-
 /// Takes any target (a URL too; `connect` checks it) but names the hub's endpoints, so that shell
 /// completion offers them.
 #[derive(Debug, Clone, Copy)]

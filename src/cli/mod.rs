@@ -119,6 +119,16 @@ pub fn bench_scenario_help(args: &[OsString]) -> Option<String> {
     Some(help.to_string())
 }
 
+/// A duration flag of a client (`connect --wait`, `bench -d`, `--warmup`, ...): `500ms`, `2s`, `1m`, or
+/// a plain number of seconds.
+pub fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {
+    if let Ok(seconds) = text.trim().parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("`{text}` is not a duration like 2s, 500ms or 1m"));
+    }
+    humantime::parse_duration(text.trim()).map_err(|e| format!("`{text}` is not a duration like 2s, 500ms or 1m: {e}"))
+}
+
 /// How a client command reaches a hub; each falls back to the config file, then the defaults. Each flag
 /// names its heading itself: a `next_help_heading` here would put the command's own flags after it
 /// under "Hub" too.
@@ -151,4 +161,19 @@ pub struct ClientArgs {
         help_heading = "Hub"
     )]
     pub api_key: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    /// Units as everywhere, and a plain number is seconds.
+    #[test]
+    fn duration_flags() {
+        assert_eq!(super::parse_duration_flag("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(super::parse_duration_flag("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(super::parse_duration_flag("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(super::parse_duration_flag("5x").unwrap_err().starts_with("`5x` is not a duration like 2s"));
+        assert!(super::parse_duration_flag("-1").is_err());
+    }
 }
