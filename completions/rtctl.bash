@@ -233,7 +233,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__bench)
-            opts="-n -r -d -m -t -q -v -h --url --jwt-secret --api-key --spawn --spawn-redis-url --spawn-database-url --hub-pid --subscribers --room-size --rate --duration --messages --warmup --payload-size --connect-rate --connect-concurrency --connect-timeout --request-timeout --max-inflight --drain --source-ips --threshold --find-max --find-max-factor --find-max-steps --churn --restart-hub-at --json --report --quiet --config --verbose --help fanout notify chat idle"
+            opts="-n -r -d -m -t -q -v -h --url --jwt-secret --api-key --ca-cert --spawn --spawn-redis-url --spawn-database-url --hub-pid --subscribers --room-size --rate --duration --messages --warmup --payload-size --connect-rate --connect-concurrency --connect-timeout --request-timeout --max-inflight --drain --source-ips --threshold --find-max --find-max-factor --find-max-steps --churn --restart-hub-at --json --report --quiet --config --verbose --help fanout notify chat idle"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -248,6 +248,10 @@ _rtctl() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -411,7 +415,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__config__subcmd__check)
-            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --sqlite-synchronous --notification-retention --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --event-history --event-retention --max-body-memory --console --config --verbose --help"
+            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --sqlite-synchronous --notification-retention --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --tls-cert --tls-key --event-history --event-retention --max-body-memory --console --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -561,6 +565,14 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --event-history)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -631,7 +643,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__connect)
-            opts="-H -x -v -h --url --jwt-secret --api-key --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --token --ws-token --header --origin --subprotocol --execute --wait --until --raw --timestamps --no-color --json --no-reconnect --config --verbose --help notifications events dashboard chat"
+            opts="-H -x -v -h --url --jwt-secret --api-key --ca-cert --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --token --ws-token --header --origin --subprotocol --execute --wait --until --raw --timestamps --no-color --json --no-reconnect --config --verbose --help notifications events dashboard chat"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -646,6 +658,10 @@ _rtctl() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -737,7 +753,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__console)
-            opts="-v -h --open --url --jwt-secret --api-key --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --user-id --config --verbose --help"
+            opts="-v -h --open --url --jwt-secret --api-key --ca-cert --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --user-id --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -752,6 +768,10 @@ _rtctl() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -833,7 +853,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__event)
-            opts="-v -h --url --jwt-secret --api-key --org --type --data --json --config --verbose --help"
+            opts="-v -h --url --jwt-secret --api-key --ca-cert --org --type --data --json --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -848,6 +868,10 @@ _rtctl() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1211,7 +1235,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__notify)
-            opts="-v -h --url --jwt-secret --api-key --user-id --title --message --type --data --link --count --json --config --verbose --help user pending-user order help"
+            opts="-v -h --url --jwt-secret --api-key --ca-cert --user-id --title --message --type --data --link --count --json --config --verbose --help user pending-user order help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1226,6 +1250,10 @@ _rtctl() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1339,7 +1367,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__notify__subcmd__order)
-            opts="-v -h --order-id --status --data --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --order-id --status --data --json --url --jwt-secret --api-key --ca-cert --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1369,6 +1397,10 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1381,7 +1413,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__notify__subcmd__pending__subcmd__user)
-            opts="-v -h --user-id --email --name --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --user-id --email --name --json --url --jwt-secret --api-key --ca-cert --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1411,6 +1443,10 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1423,7 +1459,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__notify__subcmd__user)
-            opts="-v -h --user-id --title --message --type --data --link --count --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --user-id --title --message --type --data --link --count --json --url --jwt-secret --api-key --ca-cert --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1469,6 +1505,10 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1481,7 +1521,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__room)
-            opts="-v -h --url --jwt-secret --api-key --config --verbose --help create list post help"
+            opts="-v -h --url --jwt-secret --api-key --ca-cert --config --verbose --help create list post help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1499,6 +1539,10 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1511,7 +1555,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__room__subcmd__create)
-            opts="-v -h --member --name --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --member --name --json --url --jwt-secret --api-key --ca-cert --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1534,6 +1578,10 @@ _rtctl() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1619,7 +1667,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__room__subcmd__list)
-            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --jwt-secret --api-key --ca-cert --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1674,6 +1722,10 @@ _rtctl() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1689,7 +1741,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__room__subcmd__post)
-            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --jwt-secret --api-key --config --verbose --help"
+            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --jwt-secret --api-key --ca-cert --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1747,6 +1799,10 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ca-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1759,7 +1815,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__serve)
-            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --sqlite-synchronous --notification-retention --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --event-history --event-retention --max-body-memory --console --config --verbose --help"
+            opts="-v -h --bind --jwt-secret --jwt-public-key --jwks --jwks-refresh --claim-user-id --claim-staff --claim-orgs --claim-name --claim-email --jwt-issuer --jwt-audience --api-key --allowed-origins --database-url --database-pool --sqlite-synchronous --notification-retention --redis-url --redis-prefix --redis-frame-key --node-ttl --max-frame --queue --heartbeat-interval --heartbeat-timeout --send-timeout --ws-token-ttl --shutdown-timeout --message-rate --message-burst --max-connections --max-connections-per-user --max-unauthenticated-per-ip --first-request-timeout --trusted-proxies --tls-cert --tls-key --event-history --event-retention --max-body-memory --console --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1909,6 +1965,14 @@ _rtctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --event-history)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1937,7 +2001,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__status)
-            opts="-w -v -h --url --jwt-secret --api-key --json --watch --config --verbose --help"
+            opts="-w -v -h --url --jwt-secret --api-key --ca-cert --json --watch --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1952,6 +2016,10 @@ _rtctl() {
                     return 0
                     ;;
                 --api-key)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -2171,7 +2239,7 @@ _rtctl() {
             return 0
             ;;
         rtctl__subcmd__token__subcmd__ws)
-            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --jwt-secret --config --verbose --help"
+            opts="-v -h --user-id --staff --org --name --email --ttl --iss --aud --private-key --alg --kid --json --url --ca-cert --jwt-secret --config --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2218,6 +2286,10 @@ _rtctl() {
                     return 0
                     ;;
                 --url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca-cert)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

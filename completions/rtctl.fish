@@ -77,6 +77,8 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-connections-pe
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-unauthenticated-per-ip -d 'Connections from one client address that may wait for their first request at once; more get 429 [default: 64]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l first-request-timeout -d 'How long a new connection may take to send its first request before it is dropped [default: 5s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l trusted-proxies -d 'Proxies in front of the hub (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; from anyone else it is ignored [default: none]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l tls-cert -d 'Serve HTTPS and WSS with this certificate chain (PEM, server certificate first, e.g. certbot\'s fullchain.pem); needs --tls-key. SIGHUP reloads both files' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l tls-key -d 'The private key of --tls-cert (PEM: PKCS#8, RSA or EC, e.g. certbot\'s privkey.pem)' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l event-history -d 'Pushes each org\'s event stream and the dashboard keep for clients that resume after a reconnect; at most --queue [default: 1000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l event-retention -d 'How long pushes stay resumable, e.g. 1h; older ones are pruned in the background [default: 24h]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -l max-body-memory -d 'Bytes all HTTP request bodies in flight may hold together, e.g. 64MiB; a request that finds too little left gets 503 with Retry-After [default: 64MiB]' -r
@@ -88,6 +90,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand serve" -s h -l help -d 'Prin
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l url -d 'The hub\'s base HTTP URL; the WebSocket URL is derived from it [default: url in the config file, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l jwt-secret -d 'HS256 secret used to mint the subscribers\' JWTs' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l api-key -d 'API key for publishing and for GET /api/v1/stats' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l ca-cert -d 'Trust only the CA certificates in this PEM file for an https:// hub [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn-redis-url -d 'With --spawn: the spawned hub fans out through this Redis, e.g. redis://127.0.0.1:6379' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l spawn-database-url -d 'With --spawn: the spawned hub stores in this PostgreSQL database instead of a temporary SQLite file' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand bench" -l hub-pid -d 'The hub\'s process id, to report its CPU use (Linux /proc)' -r
@@ -155,6 +158,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 ES256\t'ECDSA on P-256 with SHA-256'"
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l kid -d '`kid` header naming the key, for a hub that verifies with a JWKS' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l ca-cert -d 'Trust only the CA certificates in this PEM file for an https:// hub [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subcommand_from ws" -l staff -d 'Mint a staff token (`is_staff: true`)'
@@ -180,6 +184,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand token; and __fish_seen_subco
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l user-id -d 'The user id (`sub` claim) of a minted token' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -l name -d 'The `name` claim' -r
@@ -211,6 +216,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand connect" -s h -l help -d 'Pr
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l user-id -d 'Recipient user id; repeat for several (one request, the same notification for each)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l title -d 'The notification\'s title' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and not __fish_seen_subcommand_from user pending-user order help" -l message -d 'The notification\'s text' -r
@@ -236,6 +242,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -l json -d 'Print the hub\'s replies as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from user" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -246,6 +253,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -l json -d 'Print the hub\'s reply as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from pending-user" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -256,6 +264,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -l json -d 'Print the hub\'s reply as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subcommand_from order" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -267,6 +276,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand notify; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l org -d 'The organization, as a flag (the same as ORG)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l type -d 'The event type, free text such as user.joined or resource.created' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand event" -l data -d 'The event\'s data, JSON' -r
@@ -277,6 +287,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand event" -s h -l help -d 'Prin
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and not __fish_seen_subcommand_from create list post help" -s h -l help -d 'Print help'
@@ -289,6 +300,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcom
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -l json -d 'Print the hub\'s reply as JSON'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from create" -s v -l verbose -d 'More log output: -v debug, -vv trace (RUST_LOG overrides)'
@@ -307,6 +319,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcom
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from list" -l json -d 'Print the hub\'s reply as JSON'
@@ -326,6 +339,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcom
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l staff -d 'Mint a staff token (`is_staff: true`)'
 complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcommand_from post" -l json -d 'Print the hub\'s reply as JSON'
@@ -338,6 +352,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand room; and __fish_seen_subcom
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l config -d 'Config file with the hub\'s secrets; the first `rtctl serve` creates it' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -l json -d 'Print one JSON object with the three answers'
 complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s w -l watch -d 'Redraw every second until Ctrl-C'
@@ -346,6 +361,7 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand status" -s h -l help -d 'Pri
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l url -d 'The hub\'s base URL [default: url in the config file, else the hub `rtctl serve` runs with it, else http://127.0.0.1:8000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l jwt-secret -d 'The hub\'s HS256 JWT secret: signs minted tokens, verifies inspected ones (default: from the config file)' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l api-key -d 'The hub\'s API key, for the publishing routes and the stats (default: from the config file)' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l ca-cert -d 'Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose certificate a private CA signed) [default: ca_cert in the config file, else the system\'s roots]' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l org -d 'An organization the token\'s user belongs to (`orgs` claim); repeat for several' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l name -d 'The `name` claim' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand console" -l email -d 'The `email` claim' -r
@@ -411,6 +427,8 @@ complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subc
 complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subcommand_from check" -l max-unauthenticated-per-ip -d 'Connections from one client address that may wait for their first request at once; more get 429 [default: 64]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subcommand_from check" -l first-request-timeout -d 'How long a new connection may take to send its first request before it is dropped [default: 5s]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subcommand_from check" -l trusted-proxies -d 'Proxies in front of the hub (addresses or CIDR ranges, comma-separated) whose X-Forwarded-For names the client; from anyone else it is ignored [default: none]' -r
+complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subcommand_from check" -l tls-cert -d 'Serve HTTPS and WSS with this certificate chain (PEM, server certificate first, e.g. certbot\'s fullchain.pem); needs --tls-key. SIGHUP reloads both files' -r -F
+complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subcommand_from check" -l tls-key -d 'The private key of --tls-cert (PEM: PKCS#8, RSA or EC, e.g. certbot\'s privkey.pem)' -r -F
 complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subcommand_from check" -l event-history -d 'Pushes each org\'s event stream and the dashboard keep for clients that resume after a reconnect; at most --queue [default: 1000]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subcommand_from check" -l event-retention -d 'How long pushes stay resumable, e.g. 1h; older ones are pruned in the background [default: 24h]' -r
 complete -c rtctl -n "__fish_rtctl_using_subcommand config; and __fish_seen_subcommand_from check" -l max-body-memory -d 'Bytes all HTTP request bodies in flight may hold together, e.g. 64MiB; a request that finds too little left gets 503 with Retry-After [default: 64MiB]' -r

@@ -2,6 +2,7 @@
 //! an origin and a subprotocol, and says why when it cannot. (`rtctl bench` has a client of its own,
 //! `bench::ws`, that parses frames in place to time them.)
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -31,6 +32,8 @@ pub struct ConnectRequest {
     pub origin: Option<String>,
     /// Requested in `Sec-WebSocket-Protocol`.
     pub subprotocol: Option<String>,
+    /// For `wss://`: the TLS settings of `--ca-cert`; `None`: the system's roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Why a connection could not be opened. Callers branch on it: a refusal is final, an I/O error may
@@ -88,7 +91,9 @@ pub async fn connect(request: &ConnectRequest) -> Result<(WsStream, Option<Strin
     if let Some(protocol) = &request.subprotocol {
         insert("sec-websocket-protocol", protocol)?;
     }
-    let (stream, response) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(http))
+    let connector = request.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(http, None, false, connector);
+    let (stream, response) = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| ConnectError::Timeout)?
         .map_err(classify)?;

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{ClaimMap, KeySource, StaffRule};
+use crate::tls::TlsFiles;
 
 pub mod listening;
 
@@ -252,6 +253,8 @@ pub struct HubConfig {
     pub console: bool,
     /// Peers whose `X-Forwarded-For` names the client (proxies in front of the hub); empty: none.
     pub trusted_proxies: TrustedProxies,
+    /// Serve HTTPS and WSS with this certificate and key; `None`: plain HTTP (behind a proxy, say).
+    pub tls: Option<TlsFiles>,
 }
 
 impl fmt::Debug for HubConfig {
@@ -272,6 +275,7 @@ impl fmt::Debug for HubConfig {
             .field("limits", &self.limits)
             .field("console", &self.console)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -400,6 +404,7 @@ impl HubConfig {
             limits: Limits::default(),
             console: true,
             trusted_proxies: TrustedProxies::default(),
+            tls: None,
         }
     }
 
@@ -459,6 +464,11 @@ pub struct FileConfig {
     pub max_body_memory: Option<String>,
     pub event_history: Option<u32>,
     pub event_retention: Option<String>,
+    /// The hub's certificate chain (PEM); with `tls_key`, it serves HTTPS and WSS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// For the client commands: the CA certificates (PEM) to trust instead of the platform's.
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// A TOML error as one line, `line L, column C: what`, that shows no value of the file: toml's own
@@ -793,6 +803,19 @@ impl FileConfig {
         if limits.heartbeat_timeout <= limits.heartbeat_interval {
             bail!("invalid heartbeat_timeout: must be longer than heartbeat_interval");
         }
+        let tls = match (self.tls_cert.or(file.tls_cert.clone()), self.tls_key.or(file.tls_key.clone())) {
+            (Some(cert), Some(key)) => {
+                let files = TlsFiles { cert, key };
+                // Loaded here so that a wrong file stops the start (and `config check`), naming the setting.
+                crate::tls::load(&files)?;
+                Some(files)
+            }
+            (None, None) => None,
+            (Some(_), None) => bail!("invalid tls_cert: tls_key is not set; TLS needs both (--tls-key, RTCTL_TLS_KEY)"),
+            (None, Some(_)) => {
+                bail!("invalid tls_key: tls_cert is not set; TLS needs both (--tls-cert, RTCTL_TLS_CERT)")
+            }
+        };
         Ok(HubConfig {
             bind,
             keys,
@@ -812,6 +835,7 @@ impl FileConfig {
                 Some(text) => TrustedProxies::parse(&text).context("invalid trusted_proxies")?,
                 None => TrustedProxies::default(),
             },
+            tls,
         })
     }
 }
@@ -856,6 +880,8 @@ pub struct ClientConfig {
     pub config_file_found: bool,
     /// Where the secrets came from, for the hint when the hub refuses a secret.
     pub sources: Sources,
+    /// With `ca_cert`: the TLS settings that trust its CAs only; `None`: the platform's roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Where a [`ClientConfig`]'s secrets came from.
@@ -880,6 +906,7 @@ impl ClientConfig {
         url: Option<String>,
         jwt_secret: Option<String>,
         api_key: Option<String>,
+        ca_cert: Option<PathBuf>,
         path: &Path,
     ) -> anyhow::Result<Self> {
         let loaded = FileConfig::load(path)?;
@@ -896,8 +923,10 @@ impl ClientConfig {
             jwt_secret_from_file: jwt_secret.is_none() && file.jwt_secret.is_some(),
             api_key_from_file: api_key.is_none() && file.api_key.is_some(),
         };
+        let tls = ca_cert.or(file.ca_cert).map(|path| crate::tls::client_config(&path)).transpose()?;
         Ok(Self {
             url,
+            tls,
             jwt_secret: jwt_secret.or(file.jwt_secret).map(Secret::new),
             api_key: api_key.or(file.api_key).map(Secret::new),
             config_file: path.to_owned(),

@@ -24,6 +24,8 @@
 //! - [`config`]: `rtctl.toml`, `RTCTL_*` and flags merged into `HubConfig` / `ClientConfig`; URL
 //!   redaction; the listen file (`config::listening`) by which `serve` tells the clients its address.
 //! - [`cmd`]: one file per subcommand, each with a `run` that validates its flags and runs it.
+//! - [`tls`]: rustls for the hub (its certificate, loaded from PEM and reloaded on SIGHUP) and for the
+//!   client commands (`--ca-cert`).
 //! - [`client`]: the WebSocket client of `rtctl connect`.
 //! - [`bench`](mod@bench): the fan-out load tester behind `rtctl bench`: scenarios, its own WebSocket
 //!   client, measurement, reports.
@@ -46,3 +48,4 @@ pub mod hub;
 pub mod layer;
 pub mod protocol;
 pub mod store;
+pub mod tls;

@@ -25,4 +25,5 @@ mod multinode;
 mod notifications;
 mod resume;
 mod serve;
+mod tls;
 mod util;

@@ -47,7 +47,11 @@ pub async fn run(config: &Config, target: &Target) -> anyhow::Result<Summary> {
     let plan = make_plan(config);
     let measured = plan.total - plan.warmup;
     let window = Duration::from_secs_f64(measured as f64 / plan.rate);
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder();
+    if let Some(ca) = &target.ca {
+        client = client.tls_backend_preconfigured(rustls::ClientConfig::clone(ca));
+    }
+    let client = client
         .pool_max_idle_per_host(config.max_inflight)
         .tcp_nodelay(true)
         .timeout(config.request_timeout)

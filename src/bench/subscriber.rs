@@ -153,7 +153,7 @@ pub async fn connect(
     let url = format!("{}{}?{resume}token={token}", shared.target.ws, plan.ws_path(key));
     let source = (!shared.source_ips.is_empty()).then(|| shared.source_ips[key as usize % shared.source_ips.len()]);
     let tcp = limits::connect_tcp(shared.target.addr, source).await.map_err(|e| limits::io_kind(&e).to_owned())?;
-    let (stream, frames) = ws::connect(&url, tcp, shared.target.tls_name.as_ref()).await?;
+    let (stream, frames) = ws::connect(&url, tcp, shared.target.tls_name.as_ref(), shared.target.ca.as_ref()).await?;
     let mut socket = Socket { stream, frames };
     loop {
         while let Some(frame) = socket.frames.next()? {

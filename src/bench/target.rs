@@ -22,6 +22,8 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The name the hub's certificate must carry, for `https://` hubs.
     pub tls_name: Option<ServerName<'static>>,
+    /// TLS settings trusting `--ca-cert` alone; `None`: the system's roots.
+    pub ca: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub jwt_secret: String,
     pub api_key: String,
     /// The hub's process id, when known, to measure its CPU time.
@@ -70,7 +72,7 @@ impl Target {
             .with_context(|| format!("resolve {host_port}"))?
             .next()
             .with_context(|| format!("{host_port} has no address"))?;
-        Ok(Self { http, ws, addr, tls_name, jwt_secret, api_key, pid: None, in_process: false })
+        Ok(Self { http, ws, addr, tls_name, ca: None, jwt_secret, api_key, pid: None, in_process: false })
     }
 
     pub fn http_url(&self, path: &str) -> String {

@@ -44,9 +44,10 @@ pub async fn connect(
     url: &str,
     tcp: TcpStream,
     tls_name: Option<&ServerName<'static>>,
+    ca: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<(Stream, Frames), String> {
     let stream = match tls_name {
-        Some(name) => tls(name.clone(), tcp).await.map_err(|e| super::limits::io_kind(&e).to_owned())?,
+        Some(name) => tls(name.clone(), ca, tcp).await.map_err(|e| super::limits::io_kind(&e).to_owned())?,
         None => MaybeTlsStream::Plain(tcp),
     };
     let (socket, _) =
@@ -55,14 +56,15 @@ pub async fn connect(
     Ok((stream, Frames::new(early)))
 }
 
-/// A TLS connection to `name`, checked against the system's roots.
-async fn tls(name: ServerName<'static>, tcp: TcpStream) -> io::Result<Stream> {
+/// A TLS connection to `name`, checked against `ca` (`--ca-cert`), else the system's roots.
+async fn tls(name: ServerName<'static>, ca: Option<&Arc<rustls::ClientConfig>>, tcp: TcpStream) -> io::Result<Stream> {
     static CONFIG: LazyLock<Arc<rustls::ClientConfig>> = LazyLock::new(|| {
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
         Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
     });
-    let stream = tokio_rustls::TlsConnector::from(CONFIG.clone()).connect(name, tcp).await?;
+    let config = ca.unwrap_or(&CONFIG).clone();
+    let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
     Ok(MaybeTlsStream::Rustls(stream))
 }
 

@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// API key for publishing and for GET /api/v1/stats
     #[arg(long, env = "RTCTL_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
+    /// Trust only the CA certificates in this PEM file for an https:// hub [default: ca_cert in the
+    /// config file, else the system's roots]
+    #[arg(long, env = "RTCTL_CA_CERT", value_name = "PEM_FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Start a throwaway hub (a child `rtctl serve` on a free loopback port, fresh secrets, a temporary
     /// SQLite store) and bench it, ignoring --url, --jwt-secret and --api-key; none of your RTCTL_*
     /// variables reach that hub

@@ -161,6 +161,11 @@ pub struct ClientArgs {
         help_heading = "Hub"
     )]
     pub api_key: Option<String>,
+
+    /// Trust only the CA certificates in this PEM file for https:// and wss:// (a hub whose
+    /// certificate a private CA signed) [default: ca_cert in the config file, else the system's roots]
+    #[arg(long, global = true, env = "RTCTL_CA_CERT", value_name = "PEM_FILE", help_heading = "Hub")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -151,6 +151,16 @@ pub struct ServeArgs {
     /// names the client; from anyone else it is ignored [default: none]
     #[arg(long, env = "RTCTL_TRUSTED_PROXIES", value_name = "ADDRESSES")]
     pub trusted_proxies: Option<String>,
+
+    /// Serve HTTPS and WSS with this certificate chain (PEM, server certificate first, e.g. certbot's
+    /// fullchain.pem); needs --tls-key. SIGHUP reloads both files
+    #[arg(long, env = "RTCTL_TLS_CERT", value_name = "PEM_FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC, e.g. certbot's privkey.pem)
+    #[arg(long, env = "RTCTL_TLS_KEY", value_name = "PEM_FILE")]
+    pub tls_key: Option<PathBuf>,
+
     /// Pushes each org's event stream and the dashboard keep for clients that resume after a
     /// reconnect; at most --queue [default: 1000]
     #[arg(long, env = "RTCTL_EVENT_HISTORY", value_name = "EVENTS")]

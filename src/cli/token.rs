@@ -53,6 +53,11 @@ pub struct WsArgs {
     /// else http://127.0.0.1:8000]
     #[arg(long, env = "RTCTL_URL", value_name = "URL", help_heading = "Hub")]
     pub url: Option<String>,
+
+    /// Trust only the CA certificates in this PEM file for an https:// hub [default: ca_cert in the
+    /// config file, else the system's roots]
+    #[arg(long, env = "RTCTL_CA_CERT", value_name = "PEM_FILE", help_heading = "Hub")]
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// Who a minted JWT names and how it is signed; shared by `token` and `connect`.

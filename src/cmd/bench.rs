@@ -154,6 +154,7 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
                 args.url.clone(),
                 args.jwt_secret.clone(),
                 args.api_key.clone(),
+                args.ca_cert.clone(),
                 config_path,
             )?;
             let secret = client.require_jwt_secret()?.expose().to_owned();
@@ -165,6 +166,7 @@ pub async fn run(config_path: &std::path::Path, args: BenchArgs) -> anyhow::Resu
             };
             let mut target = Target::new(&client.url, secret, key).await?;
             target.pid = args.hub_pid;
+            target.ca = client.tls.clone();
             target
         }
     };

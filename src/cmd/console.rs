@@ -36,7 +36,7 @@ pub async fn run(config_path: &Path, args: ConsoleArgs) -> anyhow::Result<u8> {
 
 /// Why the link will not work yet, if the hub says so: nothing answers, or it serves no console.
 async fn check(config: &ClientConfig) -> Option<String> {
-    let client = reqwest::Client::builder().timeout(CHECK_TIMEOUT).build().ok()?;
+    let client = http::builder(config).timeout(CHECK_TIMEOUT).build().ok()?;
     let request = http::request(&client, Method::HEAD, &config.url, "/console/", Auth::None);
     let url = crate::config::redact_url(&config.url);
     match request.send().await {

@@ -20,13 +20,18 @@ pub enum Auth<'a> {
     Bearer(&'a str),
 }
 
-/// One HTTP client per command run.
-pub fn client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("rtctl/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("cannot build the HTTP client")
+/// One HTTP client per command run, trusting `--ca-cert` when it is given.
+pub fn client(config: &ClientConfig) -> anyhow::Result<reqwest::Client> {
+    builder(config).timeout(REQUEST_TIMEOUT).build().context("cannot build the HTTP client")
+}
+
+/// A client builder with rtctl's user agent and the TLS roots of `config`.
+pub fn builder(config: &ClientConfig) -> reqwest::ClientBuilder {
+    let builder = reqwest::Client::builder().user_agent(concat!("rtctl/", env!("CARGO_PKG_VERSION")));
+    match &config.tls {
+        Some(tls) => builder.tls_backend_preconfigured(rustls::ClientConfig::clone(tls)),
+        None => builder,
+    }
 }
 
 /// Builds a request to `base` + `path`.

@@ -63,7 +63,13 @@ impl ClientArgs {
         if let Some(url) = &self.url {
             check_url(url)?;
         }
-        ClientConfig::resolve(self.url.clone(), self.jwt_secret.clone(), self.api_key.clone(), config_path)
+        ClientConfig::resolve(
+            self.url.clone(),
+            self.jwt_secret.clone(),
+            self.api_key.clone(),
+            self.ca_cert.clone(),
+            config_path,
+        )
     }
 }
 

@@ -24,7 +24,7 @@ pub async fn run(config_path: &Path, args: NotifyArgs) -> anyhow::Result<u8> {
 
 async fn notify_users(config: &ClientConfig, args: UserNotification) -> anyhow::Result<u8> {
     let key = config.require_api_key()?.expose();
-    let client = http::client()?;
+    let client = http::client(config)?;
     let title = args.title.context("--title is required")?;
     let message = args.message.context("--message is required")?;
     let titles: Vec<String> = match args.count {
@@ -66,7 +66,7 @@ async fn pending_user(config: &ClientConfig, args: PendingUserArgs) -> anyhow::R
     body.insert("user_id".into(), json!(args.user_id));
     insert_some(&mut body, "email", args.email.map(Value::from));
     insert_some(&mut body, "name", args.name.map(Value::from));
-    let client = http::client()?;
+    let client = http::client(config)?;
     let path = "/api/v1/admin-dashboard/users/";
     let request = http::request(&client, Method::POST, &config.url, path, Auth::ApiKey(key)).json(&body);
     let reply = http::send_as(request, config, Credential::ApiKey).await.context("cannot register the pending user")?;
@@ -83,7 +83,7 @@ async fn order_update(config: &ClientConfig, args: OrderArgs) -> anyhow::Result<
     let mut body = Map::new();
     body.insert("status".into(), json!(args.status));
     insert_some(&mut body, "data", args.data);
-    let client = http::client()?;
+    let client = http::client(config)?;
     let path = format!("/api/v1/admin-dashboard/orders/{}/", path_segment(&args.order_id));
     let request = http::request(&client, Method::POST, &config.url, &path, Auth::ApiKey(key)).json(&body);
     let reply = http::send_as(request, config, Credential::ApiKey).await.context("cannot send the order update")?;
@@ -101,7 +101,7 @@ pub async fn run_event(config_path: &Path, args: EventArgs) -> anyhow::Result<u8
     let mut body = Map::new();
     body.insert("event_type".into(), json!(args.event_type));
     insert_some(&mut body, "data", args.data);
-    let client = http::client()?;
+    let client = http::client(&config)?;
     // clap requires one of the two.
     let org = args.org.or(args.org_flag).unwrap_or_default();
     let path = format!("/api/v1/orgs/{}/events", path_segment(&org));

@@ -31,7 +31,7 @@ async fn create_room(config: &ClientConfig, args: CreateRoomArgs) -> anyhow::Res
         body.insert("name".into(), json!(name));
     }
     body.insert("members".into(), json!(args.members));
-    let client = http::client()?;
+    let client = http::client(config)?;
     let request =
         http::request(&client, Method::POST, &config.url, "/api/v1/chat/rooms", Auth::ApiKey(key)).json(&body);
     let room = http::send_as(request, config, Credential::ApiKey).await.context("cannot create the room")?;
@@ -45,7 +45,7 @@ async fn create_room(config: &ClientConfig, args: CreateRoomArgs) -> anyhow::Res
 
 async fn list_rooms(config: &ClientConfig, args: ListRoomsArgs) -> anyhow::Result<u8> {
     let jwt = mint(config, &args.mint)?;
-    let client = http::client()?;
+    let client = http::client(config)?;
     // The list comes in pages (protocol 1.1): follow the cursors to show every room.
     let mut rooms = Vec::new();
     let mut path = "/api/v1/chat/rooms?limit=200".to_owned();
@@ -83,7 +83,7 @@ async fn list_rooms(config: &ClientConfig, args: ListRoomsArgs) -> anyhow::Resul
 
 async fn post_message(config: &ClientConfig, args: PostArgs) -> anyhow::Result<u8> {
     let jwt = mint(config, &args.mint)?;
-    let client = http::client()?;
+    let client = http::client(config)?;
     let path = format!("/api/v1/chat/rooms/{}/messages", super::notify::path_segment(&args.room_id));
     let body = json!({"message": args.message});
     let request = http::request(&client, Method::POST, &config.url, &path, Auth::Bearer(&jwt)).json(&body);

@@ -50,9 +50,10 @@ pub async fn run(config_path: &Path, args: ServeArgs) -> anyhow::Result<u8> {
             return Err(error);
         }
     };
+    reload_on_hangup(&hub)?;
     let local = listener.local_addr().context("the listener has no local address")?;
     // Where the other commands run with this config file find the hub; removed when it stops.
-    let _recorded = match listening::record(config_path, local) {
+    let _recorded = match listening::record(config_path, local, hub.tls.is_some()) {
         Ok(recorded) => Some(recorded),
         Err(error) => {
             let path = listening::path_for(config_path);
@@ -134,7 +135,24 @@ pub(crate) fn settings(args: ServeArgs) -> FileConfig {
         max_body_memory: args.max_body_memory,
         event_history: args.event_history,
         event_retention: args.event_retention,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
+        ca_cert: None,
     }
+}
+
+/// Reloads the TLS certificate and key on every SIGHUP (certbot's deploy hook, `systemctl reload`),
+/// for as long as the hub runs. Installed before the hub listens, so a SIGHUP never kills it.
+fn reload_on_hangup(hub: &std::sync::Arc<crate::hub::Hub>) -> anyhow::Result<()> {
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    let hub = std::sync::Arc::downgrade(hub);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            let Some(hub) = hub.upgrade() else { return };
+            hub.reload_tls();
+        }
+    });
+    Ok(())
 }
 
 /// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now, and resolves on the first of them. Installing

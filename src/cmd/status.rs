@@ -58,7 +58,7 @@ pub async fn run(config_path: &Path, args: StatusArgs) -> anyhow::Result<u8> {
             config_path.display()
         );
     }
-    let client = http::client()?;
+    let client = http::client(&config)?;
     if !args.watch {
         let snapshot = poll(&client, &config).await?;
         if args.json {

@@ -62,11 +62,11 @@ impl MintArgs {
 }
 
 pub async fn run(config_path: &Path, args: TokenArgs) -> anyhow::Result<u8> {
-    let url = match &args.command {
-        TokenCommand::Ws(ws) => ws.url.clone(),
-        _ => None,
+    let (url, ca_cert) = match &args.command {
+        TokenCommand::Ws(ws) => (ws.url.clone(), ws.ca_cert.clone()),
+        _ => (None, None),
     };
-    let client = crate::cli::ClientArgs { url, jwt_secret: args.jwt_secret, api_key: None };
+    let client = crate::cli::ClientArgs { url, jwt_secret: args.jwt_secret, api_key: None, ca_cert };
     let config = client.resolve(config_path)?;
     match args.command {
         TokenCommand::Jwt(jwt) => {
@@ -95,7 +95,7 @@ pub async fn run(config_path: &Path, args: TokenArgs) -> anyhow::Result<u8> {
 
 /// Exchanges a JWT at `GET /api/user/ws-token/`; the reply is `{"ws_token","expires_in"}`.
 pub async fn exchange(config: &ClientConfig, jwt: &str) -> anyhow::Result<Value> {
-    let client = http::client()?;
+    let client = http::client(config)?;
     let request = http::request(&client, Method::GET, &config.url, "/api/user/ws-token/", Auth::Bearer(jwt));
     http::send_as(request, config, Credential::JwtSecret).await.context("cannot get a ws token")
 }

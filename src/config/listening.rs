@@ -29,15 +29,16 @@ pub fn path_for(config_path: &Path) -> PathBuf {
     config_path.with_extension("listen")
 }
 
-/// The URL clients use for a hub listening on `addr`: an unspecified address (`0.0.0.0`, `[::]`) is
-/// reached through the loopback address of its family.
-pub fn url_for(addr: SocketAddr) -> String {
+/// The URL clients use for a hub listening on `addr` (`https://` when it serves TLS): an unspecified
+/// address (`0.0.0.0`, `[::]`) is reached through the loopback address of its family.
+pub fn url_for(addr: SocketAddr, tls: bool) -> String {
     let ip = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// The listen file of a running hub; dropping it removes the file unless another node of the same
@@ -51,11 +52,11 @@ pub struct Recorded {
 /// Records that this process serves on `addr` for the config file at `config_path`. Written whole under
 /// a temporary name, then renamed, so a client never reads half of it; a later node in the same
 /// directory replaces it (any node of one config is the same hub to a client).
-pub fn record(config_path: &Path, addr: SocketAddr) -> std::io::Result<Recorded> {
+pub fn record(config_path: &Path, addr: SocketAddr, tls: bool) -> std::io::Result<Recorded> {
     use std::io::Write;
     let path = path_for(config_path);
     let pid = std::process::id();
-    let text = toml::to_string(&Record { pid, url: url_for(addr) }).map_err(std::io::Error::other)?;
+    let text = toml::to_string(&Record { pid, url: url_for(addr, tls) }).map_err(std::io::Error::other)?;
     let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(text.as_bytes())?;
@@ -78,7 +79,7 @@ pub fn find(config_path: &Path) -> Option<String> {
     if !process_exists(record.pid) {
         return None;
     }
-    let host = record.url.strip_prefix("http://")?;
+    let host = record.url.strip_prefix("http://").or_else(|| record.url.strip_prefix("https://"))?;
     let addr = host.to_socket_addrs().ok()?.next()?;
     TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).ok()?;
     Some(record.url)
@@ -108,7 +109,7 @@ mod tests {
         let config = dir.path().join("rtctl.toml");
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let recorded = record(&config, addr).unwrap();
+        let recorded = record(&config, addr, false).unwrap();
         assert_eq!(find(&config), Some(format!("http://{addr}")));
         drop(recorded);
         assert!(!path_for(&config).exists(), "the file is removed with its record");
@@ -128,8 +129,9 @@ mod tests {
     /// `0.0.0.0` and `[::]` are reached through the loopback address.
     #[test]
     fn unspecified_addresses_become_loopback() {
-        assert_eq!(url_for("0.0.0.0:8011".parse().unwrap()), "http://127.0.0.1:8011");
-        assert_eq!(url_for("[::]:8011".parse().unwrap()), "http://[::1]:8011");
-        assert_eq!(url_for("10.0.0.5:80".parse().unwrap()), "http://10.0.0.5:80");
+        assert_eq!(url_for("0.0.0.0:8011".parse().unwrap(), false), "http://127.0.0.1:8011");
+        assert_eq!(url_for("[::]:8011".parse().unwrap(), false), "http://[::1]:8011");
+        assert_eq!(url_for("10.0.0.5:80".parse().unwrap(), false), "http://10.0.0.5:80");
+        assert_eq!(url_for("0.0.0.0:8443".parse().unwrap(), true), "https://127.0.0.1:8443");
     }
 }

@@ -17,13 +17,16 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 use tracing::{debug, error, warn};
 
 use super::admission::{Admission, Waiting, WaitingSlot, refused};
+use super::outbox::SharedTcp;
 
 /// The first wait after an accept error that is not one connection's (no file descriptor left, say);
 /// it doubles while the errors go on, up to [`ACCEPT_RETRY_MAX`], instead of spinning on them.
@@ -55,11 +58,13 @@ pub struct Peer(pub SocketAddr);
 ///
 /// A connection must send its first request's headers within `timeouts.first_request`, and every later
 /// one within `timeouts.header` of the previous answer: a connection that sends none is closed. While it
-/// has sent no request it counts against its address's `--max-unauthenticated-per-ip`. HTTP/1.1 only,
+/// has sent no request it counts against its address's `--max-unauthenticated-per-ip`. With `tls`, the
+/// TLS handshake comes first, within the same deadline; plain HTTP gets a 400. HTTP/1.1 only,
 /// which WebSockets need: hyper's HTTP/2 detection would read the first bytes before any timer runs.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    tls: Option<TlsAcceptor>,
     admission: Arc<Admission>,
     timeouts: Timeouts,
     shutdown: CancellationToken,
@@ -98,43 +103,129 @@ pub async fn serve(
             warn!(%error, "cannot set TCP_NODELAY");
         }
         let first = Arc::new(FirstRequest { arrived: AtomicBool::new(false), waiting: Mutex::new(waiting) });
-        let seen = Arc::clone(&first);
-        let service = TowerToHyperService::new(app.clone().map_request(move |mut request: Request<Incoming>| {
-            seen.arrived();
-            request.extensions_mut().insert(Peer(peer));
-            request
-        }));
-        let shutdown = shutdown.clone();
-        let admission = Arc::clone(&admission);
-        connections.spawn(async move {
-            let mut builder = http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(timeouts.header);
+        let connection = Connection {
+            app: app.clone(),
+            peer,
+            first,
+            deadline: tokio::time::Instant::now() + timeouts.first_request,
+            header_timeout: timeouts.header,
+            admission: Arc::clone(&admission),
+            shutdown: shutdown.clone(),
+        };
+        let Some(tls) = &tls else {
             // Upgrades hand over the socket as the `TokioIo<TcpStream>` that `upgrade::Pending` unwraps.
-            let mut connection = pin!(builder.serve_connection(TokioIo::new(tcp), service).with_upgrades());
-            let first_deadline = async {
-                tokio::time::sleep(timeouts.first_request).await;
-                if first.arrived.load(Ordering::Acquire) {
-                    std::future::pending::<()>().await;
+            connections.spawn(connection.serve(tcp));
+            continue;
+        };
+        let acceptor = tls.clone();
+        connections.spawn(async move {
+            let tcp = Arc::new(tcp);
+            let handshake = async {
+                if !starts_with_tls(&tcp).await? {
+                    refuse_plain_http(&tcp);
+                    return Ok(None);
                 }
+                acceptor.accept(SharedTcp(Arc::clone(&tcp))).await.map(Some)
             };
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = first_deadline => {
-                    admission.refused(refused::FIRST_REQUEST);
-                    return debug!(%peer, "no request within the first-request timeout");
-                }
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
+            let stream = tokio::select! {
+                result = tokio::time::timeout_at(connection.deadline, handshake) => match result {
+                    Ok(Ok(Some(stream))) => stream,
+                    Ok(Ok(None)) => return debug!(%peer, "plain HTTP on the TLS port"),
+                    Ok(Err(error)) => return debug!(%peer, %error, "TLS handshake failed"),
+                    Err(_) => {
+                        connection.admission.refused(refused::FIRST_REQUEST);
+                        return debug!(%peer, "no TLS handshake within the first-request timeout");
+                    }
+                },
+                () = connection.shutdown.cancelled() => return,
             };
-            if let Err(error) = result {
-                debug!(%error, "connection ended with an error");
-            }
+            // Upgrades hand over the `TokioIo<TlsSocket>` that `upgrade::Pending` unwraps.
+            connection.serve(stream).await;
         });
     }
     connections.close();
     connections.wait().await;
+}
+
+/// One accepted connection, before its HTTP is served.
+struct Connection {
+    app: Router,
+    peer: SocketAddr,
+    first: Arc<FirstRequest>,
+    /// When its first request's headers must have arrived (TLS handshake included).
+    deadline: tokio::time::Instant,
+    header_timeout: Duration,
+    admission: Arc<Admission>,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1 on `io` (the TCP socket, or the TLS stream over it) until the client is done,
+    /// the first request is late, or the hub shuts down.
+    async fn serve<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self { app, peer, first, deadline, header_timeout, admission, shutdown } = self;
+        let seen = Arc::clone(&first);
+        let service = TowerToHyperService::new(app.map_request(move |mut request: Request<Incoming>| {
+            seen.arrived();
+            request.extensions_mut().insert(Peer(peer));
+            request
+        }));
+        let mut builder = http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(header_timeout);
+        let mut connection = pin!(builder.serve_connection(TokioIo::new(io), service).with_upgrades());
+        let first_deadline = async {
+            tokio::time::sleep_until(deadline).await;
+            if first.arrived.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = first_deadline => {
+                admission.refused(refused::FIRST_REQUEST);
+                return debug!(%peer, "no request within the first-request timeout");
+            }
+            () = shutdown.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(error) = result {
+            debug!(%error, "connection ended with an error");
+        }
+    }
+}
+
+/// The first byte of every TLS connection: a handshake record (RFC 8446 §5.1).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The body of the answer to plain HTTP on the TLS port.
+const PLAIN_HTTP_ON_TLS: &str =
+    r#"{"error":{"code":"bad_request","message":"this port serves HTTPS: use https:// (wss:// for WebSockets)"}}"#;
+
+/// Whether the client's first byte starts a TLS handshake; waits for it without taking it.
+async fn starts_with_tls(tcp: &TcpStream) -> io::Result<bool> {
+    let mut first = [0u8; 1];
+    let read = tcp.peek(&mut first).await?;
+    Ok(read == 1 && first[0] == TLS_HANDSHAKE_RECORD)
+}
+
+/// Answers 400 to plain HTTP on the TLS port, as nginx does, instead of a TLS alert the client shows as
+/// garbage, and closes the connection. One non-blocking write, as in [`refuse_waiting`].
+fn refuse_plain_http(tcp: &TcpStream) {
+    // The request is read first (it arrived: it was peeked): a close with unread input is a reset, which
+    // can discard the answer before the client reads it.
+    let _ = tcp.try_read(&mut [0u8; 8 * 1024]);
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nConnection: close\r\n\
+         Content-Length: {}\r\n\r\n{PLAIN_HTTP_ON_TLS}",
+        PLAIN_HTTP_ON_TLS.len()
+    );
+    let _ = tcp.try_write(answer.as_bytes());
+    let _ = socket2::SockRef::from(tcp).shutdown(std::net::Shutdown::Write);
 }
 
 /// Whether a connection's first request arrived; until it does, it holds its address's waiting slot.

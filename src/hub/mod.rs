@@ -87,6 +87,8 @@ pub struct Hub {
     pub sessions: TaskTracker,
     /// The order of this node's publishes per stream (org events, dashboard pushes).
     pub streams: streams::Streams,
+    /// With `tls_cert` and `tls_key`: the certificate served, which SIGHUP reloads.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
     conn_base: u64,
     next_conn: AtomicU64,
 }
@@ -97,6 +99,7 @@ impl Hub {
         let verifier = Verifier::new(&config.keys, config.jwt_issuer.clone(), config.jwt_audience.clone())
             .context("invalid JWT key configuration")?
             .with_claims(config.claims.clone());
+        let tls = config.tls.clone().map(crate::tls::ServerTls::new).transpose()?.map(Arc::new);
         let store = crate::store::open(&config.database_url, config.database_pool, config.sqlite_synchronous)
             .await
             .with_context(|| format!("cannot open database {}", crate::config::redact_url(&config.database_url)))?;
@@ -150,11 +153,33 @@ impl Hub {
             shutdown,
             sessions: TaskTracker::new(),
             streams: streams::Streams::default(),
+            tls,
             conn_base: u64::from(node) << 32,
             next_conn: AtomicU64::new(1),
         });
         tokio::spawn(announce_departures(Arc::clone(&hub), departed));
         Ok(hub)
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP): new handshakes present them, open connections
+    /// keep theirs. A pair that does not load is logged and the one in use kept. False without TLS, or
+    /// when the reload failed.
+    pub fn reload_tls(&self) -> bool {
+        let Some(tls) = &self.tls else {
+            info!("no TLS certificate to reload (tls_cert is not set)");
+            return false;
+        };
+        let cert = tls.files().cert.display();
+        match tls.reload() {
+            Ok(()) => {
+                info!(%cert, "TLS certificate reloaded; new connections get it");
+                true
+            }
+            Err(error) => {
+                warn!(error = %format!("{error:#}"), %cert, "TLS certificate not reloaded; keeping the one in use");
+                false
+            }
+        }
     }
 
     fn next_conn_id(&self) -> ConnId {
@@ -239,6 +264,7 @@ pub async fn run_started(
     let local = listener.local_addr().context("listener has no local address")?;
     info!(
         address = %local,
+        tls = hub.tls.is_some(),
         layer = hub.layer.name(),
         store = hub.store.name(),
         node = %hub.node_id,
@@ -253,7 +279,9 @@ pub async fn run_started(
         first_request: hub.config.limits.first_request_timeout,
     };
     let admission = Arc::clone(&hub.admission);
-    let mut server = tokio::spawn(listener::serve(listener, app(Arc::clone(&hub)), admission, timeouts, token.clone()));
+    let tls = hub.tls.as_ref().map(|tls| tls.acceptor());
+    let app = app(Arc::clone(&hub));
+    let mut server = tokio::spawn(listener::serve(listener, app, tls, admission, timeouts, token.clone()));
     tokio::select! {
         () = shutdown => info!("shutting down"),
         result = &mut server => {
@@ -357,11 +385,15 @@ where
     let span = info_span!("ws", endpoint = S::ENDPOINT.label(), client, user = tracing::field::Empty);
     hub.sessions.clone().spawn(
         async move {
-            let (tcp, read_already) = match pending.socket().await {
+            let (socket, read_already) = match pending.socket().await {
                 Ok(socket) => socket,
                 Err(error) => return debug!(error = %format!("{error:#}"), "upgrade failed"),
             };
-            let outbox = Arc::new(outbox::Outbox::new(tcp, hub.config.limits.queue, S::ENDPOINT));
+            let (queue, endpoint) = (hub.config.limits.queue, S::ENDPOINT);
+            let outbox = Arc::new(match socket {
+                upgrade::Socket::Plain(tcp) => outbox::Outbox::new(tcp, queue, endpoint),
+                upgrade::Socket::Tls(tls) => outbox::Outbox::with_tls(*tls, queue, endpoint),
+            });
             let wire = outbox::Wire(Arc::clone(&outbox));
             let socket =
                 WebSocketStream::from_partially_read(wire, read_already, Role::Server, Some(ws_config(&hub))).await;

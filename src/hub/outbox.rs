@@ -11,6 +11,10 @@
 //!
 //! The session's own frames (greetings, replies, pings, pongs, close) come through [`Wire`], the stream
 //! under its tungstenite socket, so they take their place in the same order and never split a push.
+//!
+//! A TLS connection cannot take frames on its descriptor: they must be encrypted first, by its rustls
+//! session, which only the session task drives. Its pushes are always queued, and the session writes
+//! them through [`TlsSocket`]; a plain connection pays one branch for it.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -49,6 +53,9 @@ impl std::fmt::Display for QueueFull {
 
 impl std::error::Error for QueueFull {}
 
+/// A TLS connection's stream over the socket that its outbox shares.
+pub type TlsSocket = tokio_rustls::server::TlsStream<SharedTcp>;
+
 /// The write side of one connection, shared by its session and every group it is a member of.
 #[derive(Debug)]
 pub struct Outbox {
@@ -58,6 +65,10 @@ pub struct Outbox {
     tcp: Arc<TcpStream>,
     /// `tcp`'s descriptor, for the direct write of a push (see [`Outbox::write_now`]).
     fd: RawFd,
+    /// A TLS connection's stream: every byte in or out passes its rustls session. Boxed, so that a
+    /// plain connection carries a pointer, not a session. Locked by the session task only (reads,
+    /// drains), and in a drain always after `state`.
+    tls: Option<Box<Mutex<TlsSocket>>>,
     /// The session task, woken when the queue gets its first frame, overflows or the socket fails.
     session: AtomicWaker,
     capacity: usize,
@@ -85,6 +96,8 @@ struct State {
     /// The stream position this connection has been sent up to by a resume: a later push at or below
     /// it (one that was still on its way when the log was read) was in the replay already.
     floor: u64,
+    /// TLS only: the queue is written, but rustls still holds records the socket did not take.
+    tls_unflushed: bool,
 }
 
 impl State {
@@ -144,7 +157,13 @@ impl Outbox {
     pub fn new(tcp: Arc<TcpStream>, capacity: usize, endpoint: Endpoint) -> Self {
         let state = State { reply_at: Some(0), ..State::default() };
         let fd = tcp.as_raw_fd();
-        Self { state: Mutex::new(state), tcp, fd, session: AtomicWaker::new(), capacity, endpoint }
+        Self { state: Mutex::new(state), tcp, fd, tls: None, session: AtomicWaker::new(), capacity, endpoint }
+    }
+
+    /// The outbox of a TLS connection: everything goes through `tls`, whose socket it shares.
+    pub fn with_tls(tls: TlsSocket, capacity: usize, endpoint: Endpoint) -> Self {
+        let tcp = Arc::clone(&tls.get_ref().0.0);
+        Self { tls: Some(Box::new(Mutex::new(tls))), ..Self::new(tcp, capacity, endpoint) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -179,7 +198,7 @@ impl Outbox {
             return Pushed::Skipped;
         }
         let idle = state.queue.is_empty() && state.reply_at.is_none();
-        if idle && direct {
+        if idle && direct && self.tls.is_none() {
             self.write_now(&mut state, &push.wire);
             return if state.closed { Pushed::Skipped } else { Pushed::Sent };
         }
@@ -290,6 +309,9 @@ impl Outbox {
                 return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
             if state.queue.is_empty() {
+                if let Some(tls) = &self.tls {
+                    return self.poll_flush_tls(state, tls, cx);
+                }
                 state.stalled_since = None;
                 return Poll::Ready(Ok(()));
             }
@@ -300,7 +322,19 @@ impl Outbox {
             for (slice, frame) in slices.iter_mut().zip(&state.queue) {
                 *slice = IoSlice::new(frame);
             }
-            match self.tcp.try_write_vectored(&slices[..count]) {
+            let written = match &self.tls {
+                None => self.tcp.try_write_vectored(&slices[..count]),
+                // rustls takes what its buffer holds and writes what the socket takes; pending means it
+                // is full and the socket's write readiness is registered.
+                Some(tls) => match Pin::new(&mut *lock_tls(tls)).poll_write_vectored(cx, &slices[..count]) {
+                    Poll::Ready(result) => result,
+                    Poll::Pending => {
+                        state.stalled_since.get_or_insert_with(Instant::now);
+                        return Poll::Pending;
+                    }
+                },
+            };
+            match written {
                 Ok(written) => state.consume(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     state.stalled_since.get_or_insert_with(Instant::now);
@@ -312,6 +346,26 @@ impl Outbox {
                     state.closed = true;
                     return Poll::Ready(Err(e));
                 }
+            }
+        }
+    }
+
+    /// The queue is written into rustls: sends what rustls still holds.
+    fn poll_flush_tls(&self, state: &mut State, tls: &Mutex<TlsSocket>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut *lock_tls(tls)).poll_flush(cx) {
+            Poll::Ready(Ok(())) => {
+                state.tls_unflushed = false;
+                state.stalled_since = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => {
+                state.closed = true;
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => {
+                state.tls_unflushed = true;
+                state.stalled_since.get_or_insert_with(Instant::now);
+                Poll::Pending
             }
         }
     }
@@ -334,7 +388,7 @@ impl Outbox {
                 if state.closed {
                     return Poll::Ready(Event::Failed);
                 }
-                if state.queue.is_empty() {
+                if state.queue.is_empty() && !state.tls_unflushed {
                     return Poll::Pending;
                 }
             }
@@ -462,18 +516,79 @@ impl Wire {
 
 impl AsyncRead for Wire {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if let Some(tls) = &self.0.tls {
+            return Pin::new(&mut *lock_tls(tls)).poll_read(cx, buf);
+        }
+        poll_read_tcp(&self.0.tcp, cx, buf)
+    }
+}
+
+/// A read from a socket through tokio's readiness, as `TcpStream`'s own `poll_read`.
+fn poll_read_tcp(tcp: &TcpStream, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    loop {
+        ready!(tcp.poll_read_ready(cx))?;
+        match tcp.try_read(buf.initialize_unfilled()) {
+            Ok(n) => {
+                buf.advance(n);
+                return Poll::Ready(Ok(()));
+            }
+            // Readiness was cleared: the next poll_read_ready registers for more.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    }
+}
+
+fn lock_tls(tls: &Mutex<TlsSocket>) -> MutexGuard<'_, TlsSocket> {
+    tls.lock().expect("tls lock poisoned")
+}
+
+/// A socket shared by an outbox and the TLS stream over it: reads and writes go through tokio's
+/// readiness, as `TcpStream`'s own do.
+#[derive(Debug, Clone)]
+pub struct SharedTcp(pub Arc<TcpStream>);
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        poll_read_tcp(&self.0, cx, buf)
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         loop {
-            ready!(self.0.tcp.poll_read_ready(cx))?;
-            match self.0.tcp.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                // Readiness was cleared: the next poll_read_ready registers for more.
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Poll::Ready(Err(e)),
+                result => return Poll::Ready(result),
             }
         }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match self.0.try_write_vectored(bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(Shutdown::Write))
     }
 }
 
@@ -504,6 +619,68 @@ mod tests {
         let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         (Arc::new(Outbox::new(Arc::new(server), capacity, Endpoint::Events)), client)
+    }
+
+    /// A connected TLS pair over loopback: the hub's side in an outbox, and the client's TLS stream.
+    async fn tls_pair(capacity: usize) -> (Arc<Outbox>, tokio_rustls::client::TlsStream<TcpStream>) {
+        use rustls::pki_types::{PrivatePkcs8KeyDer, ServerName};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap().self_signed(&key).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], PrivatePkcs8KeyDer::from(key.serialize_der()).into())
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(SharedTcp(Arc::new(accepted))),
+            tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp),
+        );
+        (Arc::new(Outbox::with_tls(server.unwrap(), capacity, Endpoint::Events)), client.unwrap())
+    }
+
+    /// Over TLS every push is queued (its descriptor cannot take plaintext) and the session's drain
+    /// writes it through rustls: a frame larger than any buffer arrives whole, then the ones behind
+    /// it, in order, and the drain ends only once rustls has sent everything.
+    #[tokio::test]
+    async fn tls_pushes_are_queued_and_drained_through_rustls_whole_and_in_order() {
+        let (outbox, mut client) = tls_pair(4).await;
+        outbox.release();
+        let big = Push::new("x".repeat(8 * 1024 * 1024));
+        let small = Push::new("{}".into());
+        assert_eq!(outbox.push(&big, true), Pushed::Sent);
+        assert_eq!(outbox.push(&small, true), Pushed::Sent);
+        assert_eq!(outbox.stalled_since(), None, "nothing was written from the publisher's thread");
+        let expected = [&big.wire[..], &small.wire[..]].concat();
+        let len = expected.len();
+        let reader = tokio::spawn(async move {
+            let mut bytes = vec![0; len];
+            client.read_exact(&mut bytes).await.unwrap();
+            (bytes, client)
+        });
+        tokio::time::timeout(std::time::Duration::from_secs(10), drain(&outbox)).await.expect("the drain ends");
+        assert_eq!(outbox.stalled_since(), None, "rustls holds nothing back");
+        let (bytes, mut client) = reader.await.unwrap();
+        assert!(bytes == expected, "the big frame whole, then the small one");
+
+        // An idle connection: the push is queued, the session's wait drains it.
+        assert_eq!(outbox.push(&small, true), Pushed::Sent);
+        assert_eq!(outbox.next_event(false).await, Event::Drained);
+        let mut bytes = vec![0; small.wire.len()];
+        client.read_exact(&mut bytes).await.unwrap();
+        assert_eq!(bytes, small.wire);
     }
 
     /// The next `len` bytes; fails rather than hangs when they are not on the socket.

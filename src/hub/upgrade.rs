@@ -1,6 +1,6 @@
 //! The WebSocket handshake (RFC 6455 §4.2), answered here rather than by axum's `WebSocket`, so that a
-//! session gets the raw TCP socket: pushes are written to it from the publisher's thread (see
-//! [`super::outbox`]), which axum's wrapper does not allow.
+//! session gets the raw TCP socket (or its TLS stream): pushes are written to it from the publisher's
+//! thread (see [`super::outbox`]), which axum's wrapper does not allow.
 //!
 //! axum's `WebSocketUpgrade` still validates the request, so a request that is not an upgrade gets the
 //! same answers as before.
@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::error::HubError;
+use super::outbox::TlsSocket;
 
 /// A validated upgrade request, not yet answered.
 pub struct Upgrade {
@@ -64,13 +65,24 @@ impl Upgrade {
 pub struct Pending(OnUpgrade);
 
 impl Pending {
-    /// The raw socket, and any bytes the client sent after its request that HTTP already read.
-    pub async fn socket(self) -> anyhow::Result<(Arc<TcpStream>, Vec<u8>)> {
+    /// The socket, and any bytes the client sent after its request that HTTP already read (decrypted,
+    /// on a TLS connection).
+    pub async fn socket(self) -> anyhow::Result<(Socket, Vec<u8>)> {
         let upgraded = self.0.await.context("the upgrade did not complete")?;
-        // `listener::serve` hands hyper the socket as this type.
+        // `listener::serve` hands hyper the socket as one of these two types.
+        let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => return Ok((Socket::Plain(Arc::new(parts.io.into_inner())), parts.read_buf.to_vec())),
+            Err(upgraded) => upgraded,
+        };
         let parts = upgraded
-            .downcast::<TokioIo<TcpStream>>()
-            .map_err(|_| anyhow!("the upgraded connection is not a TCP socket"))?;
-        Ok((Arc::new(parts.io.into_inner()), parts.read_buf.to_vec()))
+            .downcast::<TokioIo<TlsSocket>>()
+            .map_err(|_| anyhow!("the upgraded connection is neither a TCP socket nor a TLS stream"))?;
+        Ok((Socket::Tls(Box::new(parts.io.into_inner())), parts.read_buf.to_vec()))
     }
+}
+
+/// An upgraded connection's socket.
+pub enum Socket {
+    Plain(Arc<TcpStream>),
+    Tls(Box<TlsSocket>),
 }

@@ -255,6 +255,7 @@ pub async fn run(config_path: &Path, args: ConnectArgs) -> anyhow::Result<u8> {
         headers,
         origin: args.origin.clone(),
         subprotocol: args.subprotocol.clone(),
+        tls: config.tls.clone(),
     };
 
     let stdin_tty = std::io::stdin().is_terminal();
@@ -512,6 +513,7 @@ mod tests {
             config_file: crate::config::DEFAULT_CONFIG_PATH.into(),
             config_file_found: false,
             sources: Default::default(),
+            tls: None,
         };
         let events = Target::parse("events", Some("acme")).unwrap();
         assert_eq!(events.url(&config), "wss://hub.example/ws/events/acme/");
