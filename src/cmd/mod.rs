@@ -26,6 +26,10 @@ use crate::config::ClientConfig;
 /// whole handshake request, whose query string carries the JWT or ws token (`-vv`, `RUST_LOG=trace`).
 const CREDENTIAL_TARGET_CAP: &str = "tungstenite::handshake::client=debug";
 
+/// rustls-platform-verifier logs every certificate it refuses as an ERROR (reqwest's default roots):
+/// three lines before the client command's own line that says the same.
+const CERTIFICATE_ERRORS_QUIET: &str = "rustls_platform_verifier=off";
+
 /// Logs to stderr: `info` for the hub, `warn` for the client commands, `-v`/`-vv` for more, RUST_LOG
 /// to choose exactly (except that no setting lets a token into the log).
 pub fn init_logging(cli: &Cli) {
@@ -35,7 +39,14 @@ pub fn init_logging(cli: &Cli) {
         (Command::Serve(_), 0) => "info",
         (_, 0) => "warn",
     };
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(base));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let filter = EnvFilter::new(base);
+        match (&cli.command, cli.verbose) {
+            // A client command's error already says why a certificate was refused, in one line.
+            (Command::Serve(_), _) | (_, 1..) => filter,
+            (_, 0) => filter.add_directive(CERTIFICATE_ERRORS_QUIET.parse().expect("the directive is valid")),
+        }
+    });
     // Only a filter that traces somewhere needs the cap: added to a quieter one, the directive would
     // raise that target to debug.
     if filter.max_level_hint().is_none_or(|level| level == LevelFilter::TRACE) {
