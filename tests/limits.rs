@@ -390,3 +390,43 @@ async fn an_address_that_keeps_failing_authentication_gets_429() {
     assert_eq!(crate::util::send(crate::util::http().get(hub.http_url("/healthz"))).await.status(), 200);
     assert!(hub.metrics().await.lines().any(|l| l == refused_line("auth_failures_per_ip", 1)));
 }
+
+/// WebSocket handshakes share the per-address budget of failed authentications: bad tokens (closed
+/// 4001) spend it, and the address is then refused 429 before its handshake is answered, a valid token
+/// included; another address behind the same trusted proxy still connects.
+#[tokio::test]
+async fn websocket_handshakes_with_bad_tokens_spend_the_address_budget() {
+    let hub = TestHub::start_with(|config| {
+        config.limits.auth_failure_burst = 3;
+        config.limits.auth_failure_rate = 1;
+        config.trusted_proxies = rtctl::config::TrustedProxies::parse("127.0.0.0/8").expect("valid proxies");
+    })
+    .await;
+    let request = |client: &str, token: &str| {
+        let url = hub.ws_url(&format!("/ws/notifications/?token={token}"));
+        crate::util::request_with(&url, "x-forwarded-for", client)
+    };
+    for _ in 0..3 {
+        let mut ws = crate::util::connect_request(request("203.0.113.7", "not-a-token")).await;
+        assert_eq!(recv_close(&mut ws).await.0, 4001);
+    }
+    let refused =
+        tokio::time::timeout(TIMEOUT, tokio_tungstenite::connect_async(request("203.0.113.7", &hub.jwt("u1"))))
+            .await
+            .expect("the handshake is answered");
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            assert_eq!(response.headers()["retry-after"], "1");
+        }
+        other => panic!("expected a 429 before the upgrade, got {other:?}"),
+    }
+    let (mut other, greeting) = {
+        let mut ws = crate::util::connect_request(request("203.0.113.8", &hub.jwt("u2"))).await;
+        let greeting = crate::util::recv(&mut ws).await;
+        (ws, greeting)
+    };
+    assert_eq!(greeting["type"], "connection_established", "{greeting}");
+    other.close(None).await.expect("close");
+    assert!(hub.metrics().await.lines().any(|l| l == refused_line("auth_failures_per_ip", 1)));
+}

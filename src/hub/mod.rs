@@ -379,8 +379,17 @@ where
     F: FnOnce(Arc<Hub>, Conn) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Accepted<S>, Refusal>> + Send,
 {
+    // The same per-address budget of failed authentications as the API's: an address that spent it
+    // guessing tokens is refused before its handshake is answered or its token looked at.
+    if let Some(ip) = client
+        && let Err(wait) = hub.auth_failures.check(ip)
+    {
+        hub.metrics.connection_refused(admission::refused::AUTH_FAILURES);
+        return HubError::rate_limited(wait).into_response();
+    }
     let token = token.map(str::to_owned);
     let (response, pending) = upgrade.respond();
+    let address = client;
     let client = client.map(tracing::field::display);
     let span = info_span!("ws", endpoint = S::ENDPOINT.label(), client, user = tracing::field::Empty);
     hub.sessions.clone().spawn(
@@ -407,6 +416,9 @@ where
                     return session::refuse(&hub, socket, Refusal::new(close::INTERNAL, error.to_string())).await;
                 }
                 Err(error) => {
+                    if let Some(ip) = address {
+                        hub.auth_failures.failed(ip);
+                    }
                     return session::refuse(&hub, socket, Refusal::new(close::UNAUTHORIZED, error.to_string())).await;
                 }
             };
