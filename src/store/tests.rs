@@ -512,6 +512,23 @@ async fn sqlite_commits_are_synced_fully_unless_asked_otherwise() {
     assert_eq!(synchronous(normal).await, 1);
 }
 
+/// The stream log's appends go through a connection of their own at NORMAL (they are on every event's
+/// publish path), whatever the store's setting; what they append is read back through the pool.
+#[tokio::test]
+async fn stream_log_appends_are_not_synced_one_by_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&url(&dir)).await.expect("open");
+    let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&store.log).await.expect("pragma");
+    assert_eq!(level, 1);
+    assert_eq!(store.log.options().get_max_connections(), 1);
+    let render: super::RenderEvent<'_> = &|seq, epoch| format!("{seq}@{epoch}");
+    let first = store.append_event("org:a", render).await.expect("append");
+    let second = store.append_event("org:a", render).await.expect("append");
+    assert_eq!((first.seq, second.seq), (1, 2));
+    let events = store.events_after("org:a", 0, 0, 10).await.expect("read");
+    assert_eq!(events.iter().map(|event| event.frame.clone()).collect::<Vec<_>>(), [first.frame, second.frame]);
+}
+
 /// An in-memory URL works too: its single connection keeps the one database alive.
 #[tokio::test]
 async fn in_memory_database_keeps_its_data() {
