@@ -42,7 +42,7 @@ pub struct SqliteStore {
     pub(super) pool: SqlitePool,
     /// One connection at `synchronous = NORMAL` for the stream log's appends (the pool itself, for an
     /// in-memory database): the log lets a reconnecting client catch up and is written on every
-    /// event's publish path, where a sync per event added about a millisecond to each delivery. NORMAL in WAL mode survives a crash or kill -9; only a power loss may take the last
+    /// event's publish path, where a sync per event added about half a millisecond to each delivery. NORMAL in WAL mode survives a crash or kill -9; only a power loss may take the last
     /// appends (the next FULL commit or checkpoint syncs them). docs/design.md has the trade-off.
     pub(super) log: SqlitePool,
 }
