@@ -405,3 +405,36 @@ async fn serve_reloads_on_sighup_and_the_clients_speak_tls_with_ca_cert() {
     let status = tokio::time::timeout(TIMEOUT * 3, child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status}");
 }
+
+/// `rtctl bench` speaks https and wss: with `--ca-cert` it fans out through a TLS hub and every
+/// subscriber gets every message; without it the hub's certificate is refused and the bench fails.
+#[tokio::test]
+async fn bench_runs_against_a_tls_hub_with_ca_cert() {
+    let pki = Pki::new();
+    pki.issue("rtctl test hub");
+    let hub = tls_hub(&pki).await;
+    let url = format!("https://{}", hub.addr);
+    let secret = hub.config.jwt_secret().expect("test hubs use an HS256 secret").to_owned();
+    let bench = |ca_cert: Option<PathBuf>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_rtctl"));
+        command
+            .args(["bench", "fanout", "--url", &url, "-n", "5", "-r", "50", "--messages", "20"])
+            .args(["--warmup", "0s", "--drain", "2s", "-q", "--json", "--api-key", hub.api_key()])
+            .arg(format!("--jwt-secret={secret}"))
+            .env("NO_COLOR", "1");
+        if let Some(ca_cert) = ca_cert {
+            command.arg("--ca-cert").arg(ca_cert);
+        }
+        command.output()
+    };
+    let out = bench(Some(pki.ca_path())).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("the summary is printed");
+    let deliveries = &summary["deliveries"];
+    assert_eq!(
+        (&deliveries["expected"], &deliveries["received"], &deliveries["lost"]),
+        (&json!(100), &json!(100), &json!(0))
+    );
+    let refused = bench(None).await.unwrap();
+    assert!(!refused.status.success(), "a bench that does not trust the CA must fail");
+}
