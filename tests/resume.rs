@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::util::{
-    TestHub, Ws, api_error, assert_quiet, connect_request, http, json_response, recv, request, send, send_json,
+    TestHub, Ws, api_error, assert_quiet, connect_request, http, json_response, recv, recv_text, request, send,
+    send_json,
 };
 
 /// Publishes an org event through the API.
@@ -134,6 +135,53 @@ async fn events_published_during_a_replay_arrive_exactly_once() {
     for (_, ws) in &mut clients {
         assert_quiet(ws).await;
     }
+}
+
+/// Publishes that arrive together on one stream are logged and pushed in batches: a member still
+/// gets every one once, in seq order, and a replay of the log is the same frames byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_keep_seq_order_live_and_in_the_log() {
+    // The API key's request budget off and room for a connection per request: the publishes are
+    // meant to arrive together.
+    let hub = TestHub::start_with(|config| {
+        config.limits.message_rate = 0;
+        config.limits.max_unauthenticated_per_ip = 1_000;
+    })
+    .await;
+    let token = hub.member_jwt("alice", &["acme"]);
+    let (mut ws, greeting) = hub.connect("/ws/events/acme/", &token).await;
+    let epoch = greeting["epoch"].as_str().unwrap().to_owned();
+    // More than one batch can hold (256), all in flight at once.
+    const TOTAL: u64 = 300;
+    let (url, key) = (hub.http_url("/api/v1/orgs/acme/events"), hub.api_key().to_owned());
+    let posts: Vec<_> = (1..=TOTAL)
+        .map(|n| {
+            let (url, key) = (url.clone(), key.clone());
+            tokio::spawn(async move {
+                let body = json!({"event_type": "tick", "data": {"n": n}});
+                send(http().post(&url).header("x-api-key", &key).json(&body)).await.status()
+            })
+        })
+        .collect();
+    for post in posts {
+        assert_eq!(post.await.unwrap(), 202);
+    }
+    let mut live = Vec::new();
+    let mut sent = std::collections::BTreeSet::new();
+    for seq in 1..=TOTAL {
+        let frame = recv_text(&mut ws).await;
+        let event: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!((&event["seq"], event["epoch"].as_str()), (&json!(seq), Some(epoch.as_str())), "{event}");
+        sent.insert(event["data"]["n"].as_u64().unwrap());
+        live.push(frame);
+    }
+    assert_eq!(sent, (1..=TOTAL).collect(), "every publish arrived once");
+    assert_quiet(&mut ws).await;
+    let (mut replayed, _) = connect_with(&hub, "/ws/events/acme/", &format!("since=0&epoch={epoch}"), &token).await;
+    for frame in &live {
+        assert_eq!(&recv_text(&mut replayed).await, frame);
+    }
+    assert_quiet(&mut replayed).await;
 }
 
 /// When the log no longer reaches back to `since` (beyond `--event-history`, or older than

@@ -351,6 +351,11 @@ pub fn unpositioned(mut value: Value) -> Value {
 
 /// The next JSON text frame (control frames skipped); fails on a close or after [`TIMEOUT`].
 pub async fn recv(ws: &mut Ws) -> Value {
+    serde_json::from_str(&recv_text(ws).await).expect("a JSON text frame")
+}
+
+/// The next text frame as it was sent, skipping control frames; panics after 5 s.
+pub async fn recv_text(ws: &mut Ws) -> String {
     loop {
         let frame = tokio::time::timeout(TIMEOUT, ws.next())
             .await
@@ -358,9 +363,9 @@ pub async fn recv(ws: &mut Ws) -> Value {
             .expect("the connection ended while a frame was expected")
             .expect("reading a frame failed");
         match frame {
-            Message::Text(text) => return serde_json::from_str(&text).expect("a JSON text frame"),
+            Message::Text(text) => return text.to_string(),
             Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("expected a JSON text frame, got {other:?}"),
+            other => panic!("expected a text frame, got {other:?}"),
         }
     }
 }

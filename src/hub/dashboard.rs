@@ -22,8 +22,8 @@ use crate::layer::{ConnId, group};
 use crate::protocol::Endpoint;
 use crate::protocol::limits::{MAX_EMAIL, MAX_NAME, MAX_ORDER_STATUS, MAX_REASON};
 use crate::protocol::{
-    self, ActivityKind, Approval, DashboardRequest, DecisionStatus, PendingUser, ResumeFrom, Sequenced, ServerMessage,
-    Stats, close,
+    self, ActivityKind, Approval, DashboardRequest, DecisionStatus, PendingUser, ResumeFrom, ServerMessage, Stats,
+    Unpositioned, close,
 };
 use crate::store::{Created, Decision, NewNotification, NewPendingUser};
 
@@ -89,8 +89,7 @@ async fn push(
     message: &ServerMessage<'_>,
     skip: Option<ConnId>,
 ) -> Result<(), HubError> {
-    let render = |seq: i64, epoch: &str| protocol::encode(&Sequenced { message, seq, epoch });
-    streams::publish(hub, kind, group::ADMINS, skip, &render).await.map(|_| ())
+    streams::publish(hub, kind, group::ADMINS, skip, Unpositioned::new(message)).await.map(|_| ())
 }
 
 impl Session for DashboardSession {

@@ -12,7 +12,7 @@ use super::session::{Accepted, Conn, Refusal, Reply, Session};
 use super::{Hub, streams};
 use crate::layer::group;
 use crate::protocol::Endpoint;
-use crate::protocol::{self, EventRequest, ResumeFrom, Sequenced, ServerMessage, close};
+use crate::protocol::{self, EventRequest, ResumeFrom, ServerMessage, Unpositioned, close};
 
 /// A member's connection to one org's events; it listens, and may ask to resume.
 pub struct EventsSession {
@@ -93,7 +93,7 @@ impl Session for EventsSession {
 pub async fn publish(hub: &Hub, org_id: &str, event_type: &str, data: &Value) -> Result<(String, bool), HubError> {
     let timestamp = protocol::format_timestamp(protocol::now_millis());
     let event = ServerMessage::Event { event_type, data, org_id, timestamp: &timestamp };
-    let render = |seq: i64, epoch: &str| protocol::encode(&Sequenced { message: &event, seq, epoch });
-    let (_, pushed) = streams::publish(hub, "event", &group::org(org_id), None, &render).await?;
+    let push = Unpositioned::new(&event);
+    let (_, pushed) = streams::publish(hub, "event", &group::org(org_id), None, push).await?;
     Ok((timestamp, pushed))
 }

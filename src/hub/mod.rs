@@ -135,6 +135,7 @@ impl Hub {
         };
         // After the store and Redis connected: their descriptors count as taken.
         let admission = Arc::new(admission::Admission::new(&config, Arc::clone(&metrics)));
+        let streams = streams::Streams::new(Arc::clone(&store), Arc::clone(&layer), Arc::clone(&metrics));
         let hub = Arc::new(Self {
             admission,
             ws_tokens,
@@ -152,7 +153,7 @@ impl Hub {
             started: std::time::Instant::now(),
             shutdown,
             sessions: TaskTracker::new(),
-            streams: streams::Streams::default(),
+            streams,
             tls,
             conn_base: u64::from(node) << 32,
             next_conn: AtomicU64::new(1),
@@ -194,11 +195,7 @@ impl Hub {
 
     /// Publishes a push to a group through the layer, counting it by kind.
     pub async fn publish(&self, kind: &'static str, group: &str, push: Push) -> Result<(), HubError> {
-        self.metrics.published(kind);
-        self.layer.publish(group, push).await.map_err(|e| {
-            warn!(error = %e, group, "publish failed");
-            HubError::unavailable("channel layer unavailable")
-        })
+        publish_through(&*self.layer, &self.metrics, kind, group, push).await
     }
 
     /// Verifies a JWT or redeems a ws token (PROTOCOL §1), counting failures by reason.
@@ -513,4 +510,19 @@ async fn ws_dashboard(
 
 async fn ws_chat(State(hub): State<Arc<Hub>>, Path(room_id): Path<String>, request: WsRequest) -> Response {
     request.accept(hub, move |hub, conn| chat::open(hub, conn, room_id))
+}
+
+/// Publishes a push to a group through `layer`, counting it by kind.
+async fn publish_through(
+    layer: &dyn crate::layer::Layer,
+    metrics: &Metrics,
+    kind: &'static str,
+    group: &str,
+    push: Push,
+) -> Result<(), HubError> {
+    metrics.published(kind);
+    layer.publish(group, push).await.map_err(|e| {
+        warn!(error = %e, group, "publish failed");
+        HubError::unavailable("channel layer unavailable")
+    })
 }

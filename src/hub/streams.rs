@@ -7,67 +7,157 @@
 //! order: join the group (pushes are held behind the session's replies), read the log, drop held
 //! pushes the replay covers, send the replay, then the held pushes go out.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::Hub;
 use super::error::HubError;
+use super::metrics::Metrics;
 use super::outbox::Outbox;
-use crate::layer::{ConnId, Push};
-use crate::protocol::{self, ResumeFailure, ResumeFrom, ServerMessage};
-use crate::store::{RenderEvent, Store};
+use crate::layer::{ConnId, Push, SharedLayer};
+use crate::protocol::{self, ResumeFailure, ResumeFrom, ServerMessage, Unpositioned};
+use crate::store::{MAX_APPEND, Store};
 
-/// Locks that order one stream's publishes on this node; a power of two for a cheap modulo, and
-/// enough that two busy streams rarely share one.
-const ORDER_SHARDS: usize = 64;
 /// How often the background task prunes the logs. Pruning only reclaims space: what a resume may
 /// replay is bounded by the settings at read time, so a late prune changes no answer.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
-/// This node's side of the streams: the order of its publishes per stream.
+/// This node's side of the streams: the publishes waiting for their positions, per stream.
+///
+/// A stream's publishes are appended and pushed by one task at a time (its committer), in batches:
+/// everything that queued while the previous batch was appended and pushed goes into the next one, in
+/// one transaction. One at a time keeps this node's pushes of a stream in seq order (a client tracks
+/// the last seq it saw and must not see 6 before 5); batches keep a busy stream from paying a commit
+/// per push, which one at a time alone would (a 1,000-member stream carried 256 events/s that way,
+/// 2,048 without the log).
 pub struct Streams {
-    // tokio Mutex: held across the store's append and the layer's publish.
-    order: Box<[tokio::sync::Mutex<()>]>,
+    committer: Arc<Committer>,
 }
 
-impl Default for Streams {
-    fn default() -> Self {
-        Self { order: (0..ORDER_SHARDS).map(|_| tokio::sync::Mutex::new(())).collect() }
-    }
+struct Committer {
+    store: Arc<dyn Store>,
+    layer: SharedLayer,
+    metrics: Arc<Metrics>,
+    /// A stream is here while its committer runs, with what waits for the next batch. std Mutex:
+    /// held to queue a publish or take a batch, never across an await.
+    waiting: Mutex<HashMap<String, Vec<Waiting>>>,
+}
+
+/// One publish waiting for its position.
+struct Waiting {
+    kind: &'static str,
+    skip: Option<ConnId>,
+    push: Unpositioned,
+    /// Its seq and whether the push reached the channel layer.
+    done: oneshot::Sender<Result<(i64, bool), HubError>>,
 }
 
 impl Streams {
-    fn order(&self, stream: &str) -> &tokio::sync::Mutex<()> {
-        let mut hasher = DefaultHasher::new();
-        stream.hash(&mut hasher);
-        &self.order[hasher.finish() as usize % ORDER_SHARDS]
+    pub fn new(store: Arc<dyn Store>, layer: SharedLayer, metrics: Arc<Metrics>) -> Self {
+        Self { committer: Arc::new(Committer { store, layer, metrics, waiting: Mutex::default() }) }
     }
 }
 
 /// Logs a push in `stream` and publishes it (counted as `kind`) to every member but `skip`; returns
 /// its seq and whether the push reached the channel layer (once logged, a failed push is no error:
-/// resuming clients get it from the log). `render` makes the frame once, for its position: the log
-/// keeps the text the sockets get.
+/// resuming clients get it from the log). The log keeps the frame the sockets get.
+///
+/// The push is appended and published by the stream's committer task, so a caller that goes away (an
+/// HTTP client hanging up) neither loses a push already queued nor stalls the ones behind it.
 pub async fn publish(
     hub: &Hub,
     kind: &'static str,
     stream: &str,
     skip: Option<ConnId>,
-    render: RenderEvent<'_>,
+    push: Unpositioned,
 ) -> Result<(i64, bool), HubError> {
-    // Held from the allocation to the publish, so that this node's pushes of a stream reach the layer
-    // in seq order; a client tracks the last seq it saw and must not see 6 before 5.
-    let _order = hub.streams.order(stream).lock().await;
-    let appended = hub.store.append_event(stream, render).await?;
-    let seq = u64::try_from(appended.seq).unwrap_or_default();
-    let push = Push { skip, ..Push::sequenced(appended.frame, seq) };
-    let pushed = hub.push_stored(kind, stream, push).await;
-    Ok((appended.seq, pushed))
+    let (done, answer) = oneshot::channel();
+    let committer = &hub.streams.committer;
+    let waiting = Waiting { kind, skip, push, done };
+    let start = {
+        let mut streams = committer.waiting.lock().expect("streams lock poisoned");
+        match streams.get_mut(stream) {
+            Some(queue) => {
+                queue.push(waiting);
+                false
+            }
+            None => {
+                streams.insert(stream.to_owned(), vec![waiting]);
+                true
+            }
+        }
+    };
+    if start {
+        tokio::spawn(Arc::clone(committer).run(stream.to_owned()));
+    }
+    // Dropped unanswered only if the committer panicked (it logs that).
+    answer.await.unwrap_or_else(|_| Err(HubError::internal()))
+}
+
+impl Committer {
+    /// Appends and pushes `stream`'s waiting publishes, batch after batch, until none waits.
+    async fn run(self: Arc<Self>, stream: String) {
+        // A panic must not leave the stream marked busy with nobody to serve it.
+        let _release = Release { committer: &self, stream: &stream };
+        loop {
+            let batch = {
+                let mut streams = self.waiting.lock().expect("streams lock poisoned");
+                let queue = streams.get_mut(&stream).expect("a running committer keeps its stream");
+                if queue.is_empty() {
+                    // Under the lock: a publish that comes after this starts a committer of its own.
+                    streams.remove(&stream);
+                    return;
+                }
+                let take = queue.len().min(MAX_APPEND);
+                queue.drain(..take).collect::<Vec<_>>()
+            };
+            self.commit(&stream, batch).await;
+        }
+    }
+
+    /// Logs a batch in one transaction, then pushes it in seq order and answers each publisher.
+    async fn commit(&self, stream: &str, batch: Vec<Waiting>) {
+        let render = |i: usize, seq: i64, epoch: &str| batch[i].push.at(seq, epoch);
+        let appended = match self.store.append_events(stream, batch.len(), &render).await {
+            Ok(appended) => appended,
+            Err(e) => {
+                error!(error = %e, stream, pushes = batch.len(), "cannot log pushes");
+                for waiting in batch {
+                    let _ = waiting.done.send(Err(HubError::internal()));
+                }
+                return;
+            }
+        };
+        for (waiting, appended) in batch.into_iter().zip(appended) {
+            let seq = u64::try_from(appended.seq).unwrap_or_default();
+            let push = Push { skip: waiting.skip, ..Push::sequenced(appended.frame, seq) };
+            let pushed = super::publish_through(&*self.layer, &self.metrics, waiting.kind, stream, push).await.is_ok();
+            // The publisher may have gone away; its push is logged and out all the same.
+            let _ = waiting.done.send(Ok((appended.seq, pushed)));
+        }
+    }
+}
+
+/// Ends a committer's claim on its stream if it panics; the publishes it held are answered with an error.
+struct Release<'a> {
+    committer: &'a Committer,
+    stream: &'a str,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking()
+            && let Ok(mut streams) = self.committer.waiting.lock()
+        {
+            streams.remove(self.stream);
+        }
+    }
 }
 
 /// `?since=SEQ&epoch=E` on a WebSocket URL: both or neither.

@@ -75,14 +75,27 @@ pub enum ResumeFailure {
     EpochMismatch,
 }
 
-/// A push with its position in its stream (PROTOCOL §7): the message's own fields, then `seq` and
-/// `epoch`.
-#[derive(Debug, Serialize)]
-pub struct Sequenced<'a, T> {
-    #[serde(flatten)]
-    pub message: &'a T,
-    pub seq: i64,
-    pub epoch: &'a str,
+/// A push serialized before its position in its stream is known (PROTOCOL §7). Its frame is the
+/// message's own fields, then `seq` and `epoch`: the position is spliced in when the store gives it out,
+/// so a stream's publishes can wait for their positions together, each already encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpositioned(String);
+
+impl Unpositioned {
+    /// Serializes `message`, which must serialize as a JSON object (every `ServerMessage` does).
+    pub fn new<T: Serialize>(message: &T) -> Self {
+        let json = serde_json::to_string(message).expect("wire types always serialize");
+        assert!(json.starts_with('{') && json.ends_with('}'), "a positioned push must be a JSON object");
+        Self(json)
+    }
+
+    /// The frame at position `seq` of a stream in `epoch`.
+    pub fn at(&self, seq: i64, epoch: &str) -> String {
+        let object = &self.0[..self.0.len() - 1];
+        let epoch = serde_json::to_string(epoch).expect("a string always serializes");
+        let separator = if object.len() > 1 { "," } else { "" };
+        format!("{object}{separator}\"seq\":{seq},\"epoch\":{epoch}}}")
+    }
 }
 
 /// Requests on `/ws/admin/dashboard/` (PROTOCOL §4.3), besides `ping`.
@@ -196,6 +209,25 @@ mod tests {
     use super::super::records::*;
     use super::super::{Request, parse_request};
     use super::*;
+
+    /// A positioned push is the message's fields, then `seq` and `epoch`, exactly as serde would
+    /// write them with the message flattened (what clients parsed before positions were spliced in).
+    #[test]
+    fn unpositioned_pushes_take_their_position_last() {
+        #[derive(Serialize)]
+        struct Flattened<'a, T> {
+            #[serde(flatten)]
+            message: &'a T,
+            seq: i64,
+            epoch: &'a str,
+        }
+        let data = serde_json::json!({"quote": "a \"b\" {c}"});
+        let event = ServerMessage::Event { event_type: "deploy", data: &data, org_id: "acme", timestamp: "t" };
+        let push = Unpositioned::new(&event);
+        let expected = serde_json::to_string(&Flattened { message: &event, seq: 42, epoch: "e\"1" }).unwrap();
+        assert_eq!(push.at(42, "e\"1"), expected);
+        assert_eq!(Unpositioned::new(&serde_json::json!({})).at(1, "e"), r#"{"seq":1,"epoch":"e"}"#);
+    }
 
     /// Every `type` an endpoint lists is one its serde enum takes: a request naming it alone fails, if
     /// at all, for a missing field, never as an unknown type or variant.

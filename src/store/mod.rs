@@ -217,6 +217,13 @@ pub struct LoggedEvent {
 /// Renders a push for its position (seq, epoch), once: the same text is logged and pushed.
 pub type RenderEvent<'a> = &'a (dyn Fn(i64, &str) -> String + Send + Sync);
 
+/// Renders the i-th of a batch of pushes for its position (i, seq, epoch), once each.
+pub type RenderBatch<'a> = &'a (dyn Fn(usize, i64, &str) -> String + Send + Sync);
+
+/// The most pushes [`Store::append_events`] takes at once: four parameters a row stay far below
+/// SQLite's 32,766, and a batch this long already makes the commit a small part of each push's cost.
+pub const MAX_APPEND: usize = 256;
+
 /// What an `Idempotency-Key` holds when a request claims it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdempotencyClaim {
@@ -319,10 +326,22 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the user's read position in the room forward to `message_id` (never backwards).
     async fn set_read_position(&self, room_id: &str, user_id: &str, message_id: i64) -> Result<ReadUpdate, StoreError>;
 
-    /// Gives `stream` its next position (making the stream, with a new epoch, on its first push) and
-    /// logs the frame `render` makes for it, in one transaction: of two concurrent appends, on any
-    /// node, the later one waits for the earlier, so the committed positions are always 1..=last_seq.
-    async fn append_event(&self, stream: &str, render: RenderEvent<'_>) -> Result<Appended, StoreError>;
+    /// Gives `stream` its next `count` positions (making the stream, with a new epoch, on its first
+    /// push) and logs the frame `render(i, seq, epoch)` makes for the i-th, in one transaction: of two
+    /// concurrent appends, on any node, the later one waits for the earlier, so the committed positions
+    /// are always 1..=last_seq. Returns the appended pushes in order. At most [`MAX_APPEND`] at once.
+    async fn append_events(
+        &self,
+        stream: &str,
+        count: usize,
+        render: RenderBatch<'_>,
+    ) -> Result<Vec<Appended>, StoreError>;
+
+    /// [`Store::append_events`] for one push.
+    async fn append_event(&self, stream: &str, render: RenderEvent<'_>) -> Result<Appended, StoreError> {
+        let mut appended = self.append_events(stream, 1, &|_, seq, epoch| render(seq, epoch)).await?;
+        Ok(appended.pop().expect("one position was asked for"))
+    }
 
     /// Where `stream` stands; makes it (seq 0, a new epoch) if it has never been used.
     async fn stream_head(&self, stream: &str) -> Result<StreamHead, StoreError>;
@@ -457,6 +476,21 @@ pub(crate) fn idempotency_claim(fingerprint: String, status: Option<i64>, body: 
 /// each maps to its text one way, through strum, with serde's names).
 pub(crate) fn column<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, sqlx::Error> {
     text.parse().map_err(|_| sqlx::Error::Decode(format!("unknown {what} `{text}`").into()))
+}
+
+/// The positions a batch of `count` pushes takes (none for an empty batch).
+fn batch_rows(count: usize) -> Option<i64> {
+    assert!(count <= MAX_APPEND, "append_events takes at most MAX_APPEND pushes, not {count}");
+    (count > 0).then(|| i64::try_from(count).expect("MAX_APPEND fits an i64"))
+}
+
+/// Renders a batch whose last position is `last_seq`, oldest first.
+fn render_batch(last_seq: i64, count: usize, epoch: &str, render: RenderBatch<'_>) -> Vec<Appended> {
+    let first = last_seq + 1 - i64::try_from(count).expect("MAX_APPEND fits an i64");
+    (0..count)
+        .zip(first..)
+        .map(|(i, seq)| Appended { seq, epoch: epoch.to_owned(), frame: render(i, seq, epoch) })
+        .collect()
 }
 
 /// A new stream's epoch: 64 random bits in hex, so that a stream made again (a store that lost its

@@ -9,7 +9,7 @@ use sqlx::Row;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 
-use super::{Appended, LoggedEvent, RenderEvent, StreamHead};
+use super::{Appended, LoggedEvent, RenderBatch, StreamHead, batch_rows};
 use super::{
     Created, Decision, DecisionCounts, Deleted, IdempotencyClaim, MarkRead, MessageQuery, NewChatMessage,
     NewNotification, NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, RoomQuery, Store,
@@ -568,7 +568,13 @@ impl Store for PostgresStore {
         Ok(if moved { ReadUpdate::Moved(position) } else { ReadUpdate::Unchanged(position) })
     }
 
-    async fn append_event(&self, stream: &str, render: RenderEvent<'_>) -> Result<Appended, StoreError> {
+    async fn append_events(
+        &self,
+        stream: &str,
+        count: usize,
+        render: RenderBatch<'_>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let Some(rows) = batch_rows(count) else { return Ok(Vec::new()) };
         let created_at = now_millis();
         let mut tx = self.pool.begin().await?;
         // The log is a catch-up aid written on every event's publish path: its commit does not wait
@@ -576,25 +582,31 @@ impl Store for PostgresStore {
         // never consistency), as SQLite's log connection runs at synchronous NORMAL.
         sqlx::query("SET LOCAL synchronous_commit TO OFF").execute(&mut *tx).await?;
         // The upsert takes the stream row's lock until commit: the next append, on any node, waits.
-        let (seq, epoch): (i64, String) = sqlx::query_as(
-            "INSERT INTO streams (stream, epoch, last_seq) VALUES ($1, $2, 1)
-             ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + 1
+        let (last_seq, epoch): (i64, String) = sqlx::query_as(
+            "INSERT INTO streams (stream, epoch, last_seq) VALUES ($1, $2, $3)
+             ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + $3
              RETURNING last_seq, epoch",
         )
         .bind(stream)
         .bind(super::new_epoch())
+        .bind(rows)
         .fetch_one(&mut *tx)
         .await?;
-        let frame = render(seq, &epoch);
-        sqlx::query("INSERT INTO stream_events (stream, seq, frame, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(stream)
-            .bind(seq)
-            .bind(&frame)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
+        let appended = super::render_batch(last_seq, count, &epoch, render);
+        let (seqs, frames): (Vec<i64>, Vec<&str>) =
+            appended.iter().map(|event| (event.seq, event.frame.as_str())).unzip();
+        sqlx::query(
+            "INSERT INTO stream_events (stream, seq, frame, created_at)
+             SELECT $1, seq, frame, $4 FROM UNNEST($2::bigint[], $3::text[]) AS batch (seq, frame)",
+        )
+        .bind(stream)
+        .bind(&seqs)
+        .bind(&frames)
+        .bind(created_at)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(Appended { seq, epoch, frame })
+        Ok(appended)
     }
 
     async fn stream_head(&self, stream: &str) -> Result<StreamHead, StoreError> {

@@ -13,7 +13,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 
-use super::{Appended, LoggedEvent, RenderEvent, StreamHead};
+use super::{Appended, LoggedEvent, RenderBatch, StreamHead, batch_rows};
 use super::{
     Created, Decision, DecisionCounts, Deleted, IdempotencyClaim, MarkRead, MessageQuery, NewChatMessage,
     NewNotification, NewPendingUser, NewRoom, NotificationQuery, ReadPosition, ReadUpdate, RoomQuery, SqliteSync,
@@ -643,29 +643,35 @@ impl Store for SqliteStore {
         Ok(if moved { ReadUpdate::Moved(position) } else { ReadUpdate::Unchanged(position) })
     }
 
-    async fn append_event(&self, stream: &str, render: RenderEvent<'_>) -> Result<Appended, StoreError> {
+    async fn append_events(
+        &self,
+        stream: &str,
+        count: usize,
+        render: RenderBatch<'_>,
+    ) -> Result<Vec<Appended>, StoreError> {
+        let Some(rows) = batch_rows(count) else { return Ok(Vec::new()) };
         let created_at = now_millis();
         let mut tx = self.log.begin_with(BEGIN_WRITE).await?;
         // The upsert takes the stream row's lock until commit: the next append, on any node, waits.
-        let (seq, epoch): (i64, String) = sqlx::query_as(
-            "INSERT INTO streams (stream, epoch, last_seq) VALUES (?1, ?2, 1)
-             ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + 1
+        let (last_seq, epoch): (i64, String) = sqlx::query_as(
+            "INSERT INTO streams (stream, epoch, last_seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + ?3
              RETURNING last_seq, epoch",
         )
         .bind(stream)
         .bind(super::new_epoch())
+        .bind(rows)
         .fetch_one(&mut *tx)
         .await?;
-        let frame = render(seq, &epoch);
-        sqlx::query("INSERT INTO stream_events (stream, seq, frame, created_at) VALUES (?1, ?2, ?3, ?4)")
-            .bind(stream)
-            .bind(seq)
-            .bind(&frame)
-            .bind(created_at)
-            .execute(&mut *tx)
-            .await?;
+        let appended = super::render_batch(last_seq, count, &epoch, render);
+        // One statement for the batch: a round trip to SQLite's thread per row would cost more than the row.
+        let mut insert = sqlx::QueryBuilder::new("INSERT INTO stream_events (stream, seq, frame, created_at) ");
+        insert.push_values(&appended, |mut row, event| {
+            row.push_bind(stream).push_bind(event.seq).push_bind(&event.frame).push_bind(created_at);
+        });
+        insert.build().execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(Appended { seq, epoch, frame })
+        Ok(appended)
     }
 
     async fn stream_head(&self, stream: &str) -> Result<StreamHead, StoreError> {

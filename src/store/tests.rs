@@ -568,3 +568,26 @@ async fn stream_logs_give_positions_and_prune() {
     assert_eq!(store.prune_events(2, now_millis() + 60_000).await.unwrap(), 3, "by age: everything older");
     assert_eq!(store.append_event("org:a", &render).await.unwrap().seq, 6);
 }
+
+/// A batch takes consecutive positions in one append, oldest first, each frame rendered for its own
+/// position; an empty batch takes none, and the largest one (`MAX_APPEND`) goes in whole.
+#[tokio::test]
+async fn a_batch_of_appends_takes_consecutive_positions() {
+    let (_guard, store) = any_store().await;
+    let render = |i: usize, seq: i64, epoch: &str| format!("{i}:{seq}@{epoch}");
+    let first = store.append_events("org:a", 3, &render).await.unwrap();
+    let epoch = first[0].epoch.clone();
+    let got: Vec<_> = first.iter().map(|e| (e.seq, e.epoch.as_str(), e.frame.as_str())).collect();
+    let (a, b, c) = (format!("0:1@{epoch}"), format!("1:2@{epoch}"), format!("2:3@{epoch}"));
+    assert_eq!(got, [(1, epoch.as_str(), a.as_str()), (2, &epoch, &b), (3, &epoch, &c)]);
+    assert!(store.append_events("org:a", 0, &render).await.unwrap().is_empty());
+    assert_eq!(store.append_event("org:a", &|seq, _| seq.to_string()).await.unwrap().seq, 4);
+    let big = store.append_events("org:a", super::MAX_APPEND, &render).await.unwrap();
+    let last = 4 + super::MAX_APPEND as i64;
+    assert_eq!(big.iter().map(|e| e.seq).collect::<Vec<_>>(), (5..=last).collect::<Vec<_>>());
+    assert_eq!(store.stream_head("org:a").await.unwrap().last_seq, last);
+    let logged = store.events_after("org:a", 0, 0, 1_000).await.unwrap();
+    assert_eq!(logged.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=last).collect::<Vec<_>>());
+    assert_eq!(logged[4].frame, format!("0:5@{epoch}"));
+    assert_eq!(logged.last().unwrap().frame, format!("{}:{last}@{epoch}", super::MAX_APPEND - 1));
+}
