@@ -154,12 +154,15 @@ async fn concurrent_publishes_keep_seq_order_live_and_in_the_log() {
     // More than one batch can hold (256), all in flight at once.
     const TOTAL: u64 = 300;
     let (url, key) = (hub.http_url("/api/v1/orgs/acme/events"), hub.api_key().to_owned());
+    // One client (building one loads its TLS roots, which a debug build takes milliseconds for); it
+    // still opens a connection per request in flight.
+    let client = http();
     let posts: Vec<_> = (1..=TOTAL)
         .map(|n| {
-            let (url, key) = (url.clone(), key.clone());
+            let (url, key, client) = (url.clone(), key.clone(), client.clone());
             tokio::spawn(async move {
                 let body = json!({"event_type": "tick", "data": {"n": n}});
-                send(http().post(&url).header("x-api-key", &key).json(&body)).await.status()
+                send(client.post(&url).header("x-api-key", &key).json(&body)).await.status()
             })
         })
         .collect();
