@@ -1,6 +1,6 @@
 //! The steady state of subscribers that only listen over plain TCP: every such socket of a worker
-//! thread sits on one epoll instance, drained by one task, instead of each socket waking a task of
-//! its own.
+//! sits on one epoll instance, drained by a thread of its own that blocks in `epoll_wait`, as the C
+//! floor's receivers do, instead of each socket waking a task of its own.
 //!
 //! The bench shares the machine with the hub it measures, so what it spends per delivery is taken from
 //! the hub. With a task per socket, a delivery woke the task (an atomic on its header), ran a future of
@@ -8,18 +8,22 @@
 //! sockets each of those touched memory no cache held, and the bench's user CPU was a fifth of the
 //! machine at 100,000 deliveries/s. Here a delivery is an epoll event, a `recv` and the frame scan.
 //!
+//! The epoll instance is not nested in the runtime's: registered there, every socket's wake-up ran
+//! the epoll callback twice (ours, then the runtime's for our descriptor), inside the hub's `send` on
+//! loopback, and each batch of events cost an extra `epoll_wait` through the runtime's driver.
+//!
 //! Subscribers that send (chat) or speak TLS keep their own task (`subscriber::read_loop`); both
 //! paths book frames through `subscriber::take_frames`.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
+use std::time::Instant;
 
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
-use tokio::io::unix::AsyncFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use tokio::sync::mpsc::error::{SendError, TryRecvError};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Duration, Instant};
 
 use super::clock::now_ns;
 use super::limits;
@@ -30,11 +34,26 @@ use super::ws::{self, Frame, Frames};
 const EVENTS: usize = 1024;
 /// The buffer every socket with nothing pending is read into: a burst of a few dozen frames fits.
 const SCRATCH: usize = 64 << 10;
+/// The token of the waker: a new listener, the run's stop, or the worker going away.
+const WAKE: Token = Token(usize::MAX);
 
 thread_local! {
-    /// This worker thread's reader, started by its first listener so that it runs on the thread's own
-    /// runtime (a worker's runtime is single-threaded).
-    static READER: RefCell<Option<mpsc::UnboundedSender<Listener>>> = const { RefCell::new(None) };
+    /// This worker thread's reader. Per worker, so that a subscriber's socket is read on the lane its
+    /// statistics are kept in (`stats::Shards`) and two readers never share one.
+    static READER: RefCell<Option<Handle>> = const { RefCell::new(None) };
+}
+
+/// How a worker reaches its reader thread.
+struct Handle {
+    arrivals: mpsc::UnboundedSender<Listener>,
+    waker: Arc<Waker>,
+}
+
+impl Drop for Handle {
+    // The worker is going away: its reader sees the channel closed once woken.
+    fn drop(&mut self) {
+        let _ = self.waker.wake();
+    }
 }
 
 /// One subscription handed to the reader.
@@ -57,52 +76,70 @@ pub async fn listen(
     group: u64,
     stream: std::net::TcpStream,
     frames: Frames,
-    mut outcome: Outcome,
+    outcome: Outcome,
 ) -> Outcome {
-    let reader = READER.with(|slot| {
-        let mut slot = slot.borrow_mut();
-        if let Some(reader) = slot.as_ref().filter(|reader| !reader.is_closed()) {
-            return Ok(reader.clone());
-        }
-        let reader = start(shared.clone())?;
-        *slot = Some(reader.clone());
-        Ok::<_, io::Error>(reader)
-    });
-    let reader = match reader {
-        Ok(reader) => reader,
-        Err(e) => {
-            shared.shards.error(key, limits::io_kind(&e));
-            outcome.closed_early = true;
-            return outcome;
-        }
-    };
     let (done, finished) = oneshot::channel();
     let stream = TcpStream::from_std(stream);
-    let listener = Listener { stream, frames, key, group, outcome, closing: false, done };
-    match reader.send(listener) {
-        Ok(()) => finished.await.expect("the reader answers every subscription it takes"),
-        // Unreachable: the reader runs on this thread, so it cannot end between the check above and this
-        // send; handled rather than unwrapped all the same.
-        Err(mpsc::error::SendError(listener)) => listener.outcome,
+    let mut listener = Listener { stream, frames, key, group, outcome, closing: false, done };
+    // A reader ends once the run stopped and its last socket closed; one that ended (for an earlier
+    // run, or between the check and the send) is replaced, at most once.
+    for _ in 0..2 {
+        let reader = READER.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(start(shared.clone())?);
+            }
+            let reader = slot.as_ref().expect("just started");
+            Ok::<_, io::Error>((reader.arrivals.clone(), Arc::clone(&reader.waker)))
+        });
+        let (arrivals, waker) = match reader {
+            Ok(reader) => reader,
+            Err(e) => {
+                shared.shards.error(key, limits::io_kind(&e));
+                listener.outcome.closed_early = true;
+                return listener.outcome;
+            }
+        };
+        match arrivals.send(listener) {
+            Ok(()) => {
+                // A wake-up that fails (the eventfd cannot be written) is made up for by the next
+                // socket event or the run's stop.
+                let _ = waker.wake();
+                return finished.await.expect("the reader answers every subscription it takes");
+            }
+            Err(SendError(back)) => {
+                READER.with(|slot| slot.borrow_mut().take());
+                listener = back;
+            }
+        }
     }
+    // Two readers in a row ended before taking it, which they do only once the run has stopped.
+    listener.outcome.closed_early = true;
+    listener.outcome
 }
 
-/// Starts a reader on the current (worker) runtime.
-fn start(shared: Arc<Shared>) -> io::Result<mpsc::UnboundedSender<Listener>> {
-    // SAFETY: the `Poll` owns its epoll descriptor until it is dropped, which is after the `AsyncFd`
-    // (it is inside it), and nothing here replaces the `Poll`: its descriptor stays the same one.
-    let poll = unsafe { AsyncFd::register_with_interest(Poll::new()?, tokio::io::Interest::READABLE) }
-        .map_err(|e| e.into_parts().1)?;
-    let (sender, arrivals) = mpsc::unbounded_channel();
-    let scratch = vec![0; SCRATCH];
-    tokio::spawn(Reader { shared, poll, listeners: Vec::new(), free: Vec::new(), open: 0, scratch }.run(arrivals));
-    Ok(sender)
+/// Starts a reader thread; the run's stop reaches it through a task on the current (worker) runtime.
+fn start(shared: Arc<Shared>) -> io::Result<Handle> {
+    let poll = Poll::new()?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+    let registry = poll.registry().try_clone()?;
+    let (arrivals, arriving) = mpsc::unbounded_channel();
+    let reader =
+        Reader { shared, registry, listeners: Vec::new(), free: Vec::new(), open: 0, scratch: vec![0; SCRATCH] };
+    let stop = reader.shared.stop.clone();
+    std::thread::Builder::new().name("bench-reader".to_owned()).spawn(move || reader.run(poll, arriving))?;
+    let on_stop = Arc::clone(&waker);
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        let _ = on_stop.wake();
+    });
+    Ok(Handle { arrivals, waker })
 }
 
 /// The sockets of one worker and the epoll instance they are registered with.
 struct Reader {
     shared: Arc<Shared>,
-    poll: AsyncFd<Poll>,
+    registry: Registry,
     /// Indexed by token; `None` for a slot listed in `free`.
     listeners: Vec<Option<Listener>>,
     free: Vec<usize>,
@@ -112,72 +149,50 @@ struct Reader {
 }
 
 impl Reader {
-    async fn run(mut self, mut arrivals: mpsc::UnboundedReceiver<Listener>) {
+    fn run(mut self, mut poll: Poll, mut arriving: mpsc::UnboundedReceiver<Listener>) {
         let mut events = Events::with_capacity(EVENTS);
-        let stop = self.shared.stop.clone();
-        let stopped = stop.cancelled();
-        tokio::pin!(stopped);
-        // Armed once the run stops: the close handshakes must be over by then.
-        let closing = tokio::time::sleep(Duration::from_secs(86_400));
-        tokio::pin!(closing);
-        let mut stopping = false;
+        // Set once the run stops: the close handshakes must be over by then.
+        let mut closing_by: Option<Instant> = None;
         // Why the epoll instance failed, if it did: every subscription still open or queued ends with it.
         let mut failure: Option<&'static str> = None;
         loop {
-            tokio::select! {
-                biased;
-                arrival = arrivals.recv() => match arrival {
-                    Some(listener) => self.add(listener, stopping),
-                    None => break,
-                },
-                () = &mut stopped, if !stopping => {
-                    stopping = true;
-                    closing.as_mut().reset(Instant::now() + CLOSE_TIMEOUT);
-                    for token in 0..self.listeners.len() {
-                        self.begin_close(token);
-                    }
-                },
-                () = &mut closing, if stopping => {
-                    // Hubs that never answered the close are left as they are.
-                    for token in 0..self.listeners.len() {
-                        self.finish(token);
-                    }
-                },
-                ready = self.poll.readable_mut() => {
-                    let polled = match ready {
-                        Ok(mut guard) => loop {
-                            match guard.get_inner_mut().poll(&mut events, Some(Duration::ZERO)) {
-                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                                Ok(()) if events.iter().count() < EVENTS => {
-                                    // Drained (a full batch may leave more behind): mio registers every
-                                    // socket edge-triggered, so an event queued after this poll wakes the
-                                    // runtime's epoll again, and clearing now saves an empty poll per wake-up.
-                                    guard.clear_ready();
-                                    break Ok(());
-                                }
-                                // Readiness stays set: more events may be waiting.
-                                result => break result,
-                            }
-                        },
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = polled {
-                        failure = Some(limits::io_kind(&e));
-                        break;
-                    }
-                    for event in &events {
-                        // Data and the end of the stream can come as one event: read until the socket
-                        // says so, or the end would never be seen (edge-triggered: no second event).
-                        self.read(event.token().0, event.is_read_closed() || event.is_error());
-                    }
-                    if !events.is_empty() {
-                        // Readiness polls do not count against tokio's budget; this does, so a flood
-                        // of events still lets the worker's other tasks (and its driver) run.
-                        tokio::task::consume_budget().await;
-                    }
-                },
+            let timeout = closing_by.map(|by| by.saturating_duration_since(Instant::now()));
+            match poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    failure = Some(limits::io_kind(&e));
+                    break;
+                }
             }
-            if stopping && self.open == 0 {
+            for event in &events {
+                if event.token() != WAKE {
+                    // Data and the end of the stream can come as one event: read until the socket
+                    // says so, or the end would never be seen (edge-triggered: no second event).
+                    self.read(event.token().0, event.is_read_closed() || event.is_error());
+                }
+            }
+            loop {
+                match arriving.try_recv() {
+                    Ok(listener) => self.add(listener, closing_by.is_some()),
+                    Err(TryRecvError::Empty) => break,
+                    // The worker went away, and with it everything waiting for an answer.
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+            if closing_by.is_none() && self.shared.stop.is_cancelled() {
+                closing_by = Some(Instant::now() + CLOSE_TIMEOUT);
+                for token in 0..self.listeners.len() {
+                    self.begin_close(token);
+                }
+            }
+            if closing_by.is_some_and(|by| Instant::now() >= by) {
+                // Hubs that never answered the close are left as they are.
+                for token in 0..self.listeners.len() {
+                    self.finish(token);
+                }
+            }
+            if closing_by.is_some() && self.open == 0 {
                 break;
             }
         }
@@ -190,10 +205,10 @@ impl Reader {
                 }
             }
         }
-        // A listener sent while this loop ended is handed back (with the failure, if there was one);
-        // later ones find the channel closed and start a new reader.
-        arrivals.close();
-        while let Ok(mut listener) = arrivals.try_recv() {
+        // Closed, later sends fail, so their subscribers start a new reader; a listener sent before
+        // that is handed back (with the failure, if there was one).
+        arriving.close();
+        while let Ok(mut listener) = arriving.try_recv() {
             if let Some(kind) = failure {
                 self.shared.shards.error(listener.key, kind);
                 listener.outcome.closed_early = true;
@@ -211,8 +226,7 @@ impl Reader {
         self.listeners[token] = Some(listener);
         self.open += 1;
         let listener = self.listeners[token].as_mut().expect("just placed");
-        if let Err(e) = self.poll.get_ref().registry().register(&mut listener.stream, Token(token), Interest::READABLE)
-        {
+        if let Err(e) = self.registry.register(&mut listener.stream, Token(token), Interest::READABLE) {
             self.shared.shards.error(listener.key, limits::io_kind(&e));
             listener.outcome.closed_early = true;
             return self.finish(token);
@@ -342,7 +356,7 @@ impl Reader {
         let Some(mut listener) = self.listeners[token].take() else {
             return;
         };
-        let _ = self.poll.get_ref().registry().deregister(&mut listener.stream);
+        let _ = self.registry.deregister(&mut listener.stream);
         listener.frames.give_back(&mut self.scratch);
         self.free.push(token);
         self.open -= 1;

@@ -148,9 +148,17 @@ pub enum Seen {
     Unexpected,
 }
 
-/// Which of its group's messages one subscriber has received, as a bitset.
+/// Which of its group's messages one subscriber has received: a count of the messages received in
+/// order from the first, and a bitset for those beyond it.
+///
+/// Messages almost always arrive in order, and then only `prefix` changes: the bitset, a heap block
+/// per subscriber, is touched when one arrives out of order. With 10,000 subscribers that block was a
+/// cache miss on every delivery, the largest part of the bench's own CPU.
 #[derive(Debug, Clone)]
 pub struct SeqTracker {
+    /// Every index below this one has arrived; their bits are not set.
+    prefix: u64,
+    /// Arrivals at or beyond `prefix`.
     bits: Vec<u64>,
     len: u64,
     highest: Option<u64>,
@@ -159,7 +167,7 @@ pub struct SeqTracker {
 impl SeqTracker {
     /// A tracker for a group that is sent `len` messages.
     pub fn new(len: u64) -> Self {
-        Self { bits: vec![0; len.div_ceil(64) as usize], len, highest: None }
+        Self { prefix: 0, bits: vec![0; len.div_ceil(64) as usize], len, highest: None }
     }
 
     /// Notes the arrival of the group's message `index`.
@@ -167,11 +175,22 @@ impl SeqTracker {
         if index >= self.len {
             return Seen::Unexpected;
         }
-        let (word, bit) = ((index / 64) as usize, 1u64 << (index % 64));
-        if self.bits[word] & bit != 0 {
+        if index < self.prefix {
             return Seen::Duplicate;
         }
-        self.bits[word] |= bit;
+        // The next one, with nothing beyond it yet.
+        if index == self.prefix && self.highest.is_none_or(|high| high < index) {
+            self.prefix += 1;
+            self.highest = Some(index);
+            return Seen::New;
+        }
+        if self.bit(index) {
+            return Seen::Duplicate;
+        }
+        self.bits[(index / 64) as usize] |= 1 << (index % 64);
+        while self.prefix < self.len && self.bit(self.prefix) {
+            self.prefix += 1;
+        }
         match self.highest {
             Some(high) if index < high => Seen::Late(high),
             _ => {
@@ -182,7 +201,11 @@ impl SeqTracker {
     }
 
     pub fn seen(&self, index: u64) -> bool {
-        index < self.len && self.bits[(index / 64) as usize] & (1 << (index % 64)) != 0
+        index < self.len && (index < self.prefix || self.bit(index))
+    }
+
+    fn bit(&self, index: u64) -> bool {
+        self.bits[(index / 64) as usize] & (1 << (index % 64)) != 0
     }
 }
 
@@ -307,6 +330,56 @@ mod tests {
         assert_eq!(t.observe(70), Seen::Unexpected);
         let lost = (0..70).filter(|&i| !t.seen(i)).count();
         assert_eq!(lost, 66);
+        // In order from the first, then a repeat of one of those.
+        let mut t = SeqTracker::new(70);
+        for i in 0..5 {
+            assert_eq!(t.observe(i), Seen::New);
+        }
+        assert_eq!(t.observe(3), Seen::Duplicate);
+        assert_eq!(t.observe(6), Seen::New);
+        assert_eq!(t.observe(5), Seen::Late(6));
+        assert_eq!(t.observe(7), Seen::New);
+        assert_eq!(t.observe(6), Seen::Duplicate);
+        assert_eq!((0..70).filter(|&i| t.seen(i)).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+    }
+
+    /// The in-order shortcut answers as a plain set of arrivals and the highest index would, for
+    /// arrivals in any order (in order, reordered nearby, repeated, beyond the group).
+    #[test]
+    fn tracker_answers_as_a_plain_set_would() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut random = |below: u64| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % below
+        };
+        for _ in 0..200 {
+            let len = 1 + random(150);
+            let (mut tracker, mut seen, mut highest) = (SeqTracker::new(len), std::collections::HashSet::new(), None);
+            let mut next = 0_u64;
+            for _ in 0..2 * len {
+                // Mostly the next one; sometimes a jump, a step back or a stranger.
+                let index = match random(10) {
+                    0 => random(len + 3),
+                    1 => next.saturating_sub(1 + random(3)),
+                    _ => next,
+                };
+                next = (index + 1).max(next);
+                let expected = if index >= len {
+                    Seen::Unexpected
+                } else if !seen.insert(index) {
+                    Seen::Duplicate
+                } else if let Some(high) = highest.filter(|&high| index < high) {
+                    Seen::Late(high)
+                } else {
+                    highest = Some(index);
+                    Seen::New
+                };
+                assert_eq!(tracker.observe(index), expected, "index {index} of {len}");
+            }
+            for index in 0..len + 2 {
+                assert_eq!(tracker.seen(index), seen.contains(&index), "seen({index}) of {len}");
+            }
+        }
     }
 
     /// Only a message acknowledged before the later one was sent owes its place in the order.
