@@ -153,7 +153,8 @@ pub enum Seen {
 ///
 /// Messages almost always arrive in order, and then only `prefix` changes: the bitset, a heap block
 /// per subscriber, is touched when one arrives out of order. With 10,000 subscribers that block was a
-/// cache miss on every delivery, the largest part of the bench's own CPU.
+/// cache miss on every delivery, the largest part of the bench's user-space CPU (its kernel time is
+/// larger still, but that is the socket's).
 #[derive(Debug, Clone)]
 pub struct SeqTracker {
     /// Every index below this one has arrived; their bits are not set.
